@@ -1,0 +1,23 @@
+"""Layers with hand-written forward and backward passes, one file per family."""
+
+from .activation import ReLU, relu_rule, RELU_RULES
+from .base import Identity, Layer, Module, Pass, Sequential, StopBackward
+from .conv import Conv2d
+from .linear import Dropout, Flatten, Linear
+from .loss import softmax, softmax_cross_entropy
+from .norm import BatchNorm2d
+from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .residual import Add, BasicBlock, OptionAShortcut
+
+#: Every module type a weights file may name, by its "type" entry.
+MODULE_TYPES = {cls.__name__: cls for cls in (
+    Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout,
+    BatchNorm2d, Identity, Add, OptionAShortcut, BasicBlock, Sequential,
+)}
+
+__all__ = [
+    "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BasicBlock", "BatchNorm2d", "Conv2d", "Dropout",
+    "Flatten", "Identity", "Layer", "Linear", "MaxPool2d", "Module", "MODULE_TYPES",
+    "OptionAShortcut", "Pass", "ReLU", "RELU_RULES", "Sequential", "StopBackward",
+    "relu_rule", "softmax", "softmax_cross_entropy",
+]

@@ -1,0 +1,144 @@
+"""2-D convolution (cross-correlation, as in PyTorch's Conv2d), in two tiers.
+
+Shapes (PyTorch's layout): x (N, C, H, W), w (F, C, kh, kw), b (F,),
+out (N, F, Ho, Wo) with Ho = floor((H + 2p - d(kh - 1) - 1) / s) + 1.
+
+Forward, with xp the zero-padded input:
+
+    out[n, f, i, j] = b[f] + sum_{c, u, v} w[f, c, u, v] * xp[n, c, i*s + u*d, j*s + v*d]
+
+Backward, for an upstream gradient dout = dL/dout of the same shape as out:
+
+    db[f]          = sum_{n, i, j} dout[n, f, i, j]
+    dw[f, c, u, v] = sum_{n, i, j} dout[n, f, i, j] * xp[n, c, i*s + u*d, j*s + v*d]
+    dxp[n, c, i*s + u*d, j*s + v*d] += dout[n, f, i, j] * w[f, c, u, v]   (for every f, i, j, u, v)
+
+The last line says: every output gradient flows back, through the weight
+that produced it, to each input its window read. For stride 1 this is the
+full correlation of dout with the flipped kernel.
+
+``*_reference`` functions are these sums written as loops; ``conv2d_forward``
+and ``conv2d_backward`` are the same sums as matrix products over im2col
+columns (see ``windows.py``). Tests prove the two tiers agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..windows import col2im, im2col, output_hw, pad, pair, unpad
+from .base import Layer
+
+
+# ---------------------------------------------------------------- reference tier
+
+def conv2d_forward_reference(x, w, b=None, stride=1, padding=0, dilation=1):
+    """The forward sum, one output element at a time. Returns out (N, F, Ho, Wo)."""
+    (sh, sw), (dh, dw) = pair(stride), pair(dilation)
+    n_, _, h, wd = x.shape
+    f_, _, kh, kw = w.shape
+    ho, wo = output_hw(h, wd, (kh, kw), stride, padding, dilation)
+    xp = pad(x, padding)
+    out = np.zeros((n_, f_, ho, wo), dtype=x.dtype)
+    for n in range(n_):
+        for f in range(f_):
+            for i in range(ho):
+                for j in range(wo):
+                    window = xp[n, :, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw]
+                    out[n, f, i, j] = np.sum(w[f] * window) + (b[f] if b is not None else 0)
+    return out
+
+
+def conv2d_backward_reference(dout, x, w, stride=1, padding=0, dilation=1):
+    """The three backward sums, one output element at a time. Returns dx, dw, db."""
+    (sh, sw), (dh, dw_) = pair(stride), pair(dilation)
+    n_, f_, ho, wo = dout.shape
+    kh, kw = w.shape[2:]
+    xp = pad(x, padding)
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for n in range(n_):
+        for f in range(f_):
+            for i in range(ho):
+                for j in range(wo):
+                    rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+                    cols = slice(j * sw, j * sw + dw_ * (kw - 1) + 1, dw_)
+                    dw[f] += dout[n, f, i, j] * xp[n, :, rows, cols]
+                    dxp[n, :, rows, cols] += dout[n, f, i, j] * w[f]
+    db = dout.sum(axis=(0, 2, 3))
+    return unpad(dxp, padding), dw, db
+
+
+# ---------------------------------------------------------------- fast tier
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """out = W_mat @ cols + b: one matrix product.
+
+    x (N, C, H, W), w (F, C, kh, kw) -> cols (C*kh*kw, N*Ho*Wo) by im2col,
+    W_mat = w.reshape(F, C*kh*kw), product (F, N*Ho*Wo) -> out (N, F, Ho, Wo).
+    """
+    n, _, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    ho, wo = output_hw(h, wd, (kh, kw), stride, padding, dilation)
+    cols = im2col(pad(x, padding), (kh, kw), stride, dilation)
+    out = w.reshape(f, -1) @ cols                          # F, N*Ho*Wo
+    if b is not None:
+        out += b[:, None]
+    out = out.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+    return out if n == 1 else np.ascontiguousarray(out)    # for N = 1 the transpose is free
+
+
+def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=True):
+    """dx = col2im(W_mat^T @ dY); dw = dY @ cols^T; db = dY summed over n, i, j.
+
+    dout (N, F, Ho, Wo) is laid out as dY (F, N*Ho*Wo). dx (N, C, H, W) always;
+    dw (F, C, kh, kw) and db (F,) only when ``param_grads`` (else None): they
+    need the im2col columns again, which the forward did not keep.
+    """
+    n, f, ho, wo = dout.shape
+    kh, kw = w.shape[2:]
+    dy = dout.transpose(1, 0, 2, 3).reshape(f, n * ho * wo)
+    dcols = w.reshape(f, -1).T @ dy                        # C*kh*kw, N*Ho*Wo
+    padded_shape = pad(x[:1, :1], padding).shape[2:]
+    dxp = col2im(dcols, (n, x.shape[1], *padded_shape), (kh, kw), stride, dilation)
+    dx = unpad(dxp, padding)
+    if not param_grads:
+        return dx, None, None
+    cols = im2col(pad(x, padding), (kh, kw), stride, dilation)
+    dw = (dy @ cols.T).reshape(w.shape)
+    db = dy.sum(axis=1)
+    return dx, dw, db
+
+
+class Conv2d(Layer):
+    """torch.nn.Conv2d: zero padding, stride, dilation, optional bias (groups=1)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
+        super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride = pair(kernel_size), pair(stride)
+        self.padding, self.dilation = pair(padding), pair(dilation)
+        self.params["weight"] = np.zeros((self.out_channels, self.in_channels, *self.kernel_size), np.float32)
+        if bias:
+            self.params["bias"] = np.zeros(self.out_channels, np.float32)
+
+    def config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "dilation": list(self.dilation),
+                "bias": "bias" in self.params}
+
+    def forward(self, x):
+        w, b = self.param("weight", x.dtype), self.param("bias", x.dtype)
+        return conv2d_forward(x, w, b, self.stride, self.padding, self.dilation), x
+
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        x = cache
+        w = self.param("weight", dout.dtype)
+        dx, dw, db = conv2d_backward(dout, x, w, self.stride, self.padding, self.dilation, param_grads)
+        if not param_grads:
+            return dx, {}
+        grads = {"weight": dw}
+        if "bias" in self.params:
+            grads["bias"] = db
+        return dx, grads

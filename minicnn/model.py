@@ -1,0 +1,240 @@
+"""A model: named layers, every activation and every gradient kept by name.
+
+    logits = model.forward(x)               # x (N, C, H, W) -> logits (N, K)
+    model.activations["features.29"]        # A, the output of that layer
+    dx = model.backward(dlogits)            # dlogits = d(scalar)/d(logits), (N, K)
+    model.gradients["features.29"]          # d(scalar)/dA, the same shape as A
+
+Names are PyTorch module paths ("features.0", "layer3.2.conv2", "classifier.3").
+Containers are named too: "features" is the output of the whole feature
+extractor, "layer3" the output of a ResNet's last stage.
+
+``backward`` takes the gradient of a scalar with respect to the logits: for
+the class score y^c that is the one-hot vector e_c, and the model returns
+dy^c/dx and fills ``gradients`` with dy^c/d(every layer's output). The ReLU
+backward rule is chosen per call (relu="plain" | "guided" | "deconvnet"),
+never by changing the layers.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from .errors import InputError, WeightsError, unknown_name
+from .layers import MODULE_TYPES, Layer, Module, Pass, Sequential, StopBackward, relu_rule
+from .layers.base import join
+
+
+def build(spec: dict) -> Module:
+    """The module tree a JSON spec describes (parameters zero until loaded)."""
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise WeightsError(f"architecture entry is not a layer description: {str(spec)[:80]!r}")
+    kind = spec["type"]
+    if kind not in MODULE_TYPES:
+        raise WeightsError(f"unknown layer type {kind!r} in the architecture; known: {', '.join(MODULE_TYPES)}")
+    if kind == "Sequential":
+        return Sequential([(name, build(child)) for name, child in spec.get("children", [])])
+    kwargs = {k: v for k, v in spec.items() if k != "type"}
+    try:
+        return MODULE_TYPES[kind](**kwargs)
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"cannot build a {kind} from {kwargs}: {e}") from None
+
+
+def check_input(x, channels: int | None = None) -> np.ndarray:
+    """The batch as a float array (N, C, H, W), or a one-line InputError saying what is wrong.
+
+    float32 and float64 pass unchanged (views too); other float types become
+    float32. Integer images must be preprocessed first (see minicnn.images).
+    """
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise InputError(f"input is not an array: {e}") from None
+    if x.ndim == 3:
+        raise InputError(f"expected a batch (N, C, H, W), got shape {x.shape}; add the batch axis with x[None]")
+    if x.ndim != 4:
+        raise InputError(f"expected a batch (N, C, H, W), got an array of shape {x.shape}")
+    if x.shape[0] == 0:
+        raise InputError(f"the batch is empty (shape {x.shape})")
+    if channels is not None and x.shape[1] != channels:
+        raise InputError(f"expected {channels} channels (N, {channels}, H, W), got shape {x.shape}"
+                         + ("; is the image channels-last (N, H, W, C)?" if x.shape[-1] == channels else ""))
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InputError(f"expected floating-point input, got dtype {x.dtype}; "
+                         "preprocess images with minicnn.images.preprocess or convert with x.astype(np.float32)")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise InputError(f"input contains NaN or infinity (first at index {bad})")
+    return x
+
+
+class Model:
+    """Named layers with a hand-written backward, plus what describes them (``meta``)."""
+
+    def __init__(self, root: Module, meta: dict | None = None) -> None:
+        self.root = root
+        self.meta = dict(meta or {})
+        self._run = Pass()
+        self._modules = dict(root.named_modules())
+        self._logits_shape: tuple | None = None
+
+    # ------------------------------------------------------------ description
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", "model")
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in logit order (numbers as strings if the file names none)."""
+        return list(self.meta.get("classes") or [])
+
+    @property
+    def input_size(self) -> tuple[int, int, int] | None:
+        """(C, H, W) the model was trained on, if known."""
+        size = self.meta.get("input_size")
+        return tuple(size) if size else None
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Every addressable name, in forward order (containers before their children)."""
+        return list(self._modules)
+
+    def __getitem__(self, name: str) -> Module:
+        if name not in self._modules:
+            raise unknown_name("layer", name, self.layer_names)
+        return self._modules[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._modules
+
+    def layers(self):
+        """(name, layer) for every leaf layer, in forward order."""
+        return [(n, m) for n, m in self._modules.items() if isinstance(m, Layer)]
+
+    def spec(self) -> dict:
+        return self.root.spec()
+
+    # ------------------------------------------------------------ parameters
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every parameter and buffer by its PyTorch key ("features.0.weight")."""
+        return {join(name, k): a for name, layer in self.layers() for k, a in layer.arrays().items()}
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The trainable arrays only (no running statistics), by key."""
+        return {join(name, k): a for name, layer in self.layers() for k, a in layer.params.items()}
+
+    def num_parameters(self) -> int:
+        return int(sum(a.size for a in self.parameters().values()))
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
+        """Put arrays into the layers, checking every name and shape (one-line WeightsError)."""
+        expected = self.state_dict()
+        unexpected = sorted(set(arrays) - set(expected))
+        if unexpected:
+            raise WeightsError(f"unexpected array {unexpected[0]!r} ({len(unexpected)} in all) that no layer of "
+                               f"the architecture holds")
+        for name, layer in self.layers():
+            prefix = f"{name}."
+            own = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
+            layer.load_arrays(name, own)
+
+    def astype(self, dtype) -> "Model":
+        """A copy whose parameters are stored in ``dtype`` (e.g. float64 for gradient checks)."""
+        twin = copy.deepcopy(self)
+        for _, layer in twin.layers():
+            for store in (layer.params, layer.buffers):
+                for k in store:
+                    store[k] = store[k].astype(dtype)
+        twin._run = Pass()
+        return twin
+
+    # ------------------------------------------------------------ passes
+    @property
+    def activations(self) -> dict[str, np.ndarray]:
+        """Output of every named layer in the last forward pass."""
+        return self._run.activations
+
+    @property
+    def gradients(self) -> dict[str, np.ndarray]:
+        """d(scalar)/d(output) of every named layer reached by the last backward pass."""
+        return self._run.gradients
+
+    @property
+    def param_grads(self) -> dict[str, np.ndarray]:
+        """d(scalar)/d(parameter) by key, after ``backward(..., param_grads=True)``."""
+        return self._run.param_grads
+
+    def forward(self, x, *, replace: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Logits (N, K) for the batch x (N, C, H, W), computed in x's dtype.
+
+        Keeps every layer's output in ``activations``. ``replace={name: A}``
+        substitutes A for that layer's output and runs the rest from it.
+        """
+        channels = self.input_size[0] if self.input_size else None
+        x = check_input(x, channels)
+        for name in replace or {}:
+            self[name]  # unknown names fail here, with suggestions
+        self._run = Pass(replace=dict(replace or {}))
+        logits = self.root.run_forward(x, self._run, "")
+        self._logits_shape, self._dtype = logits.shape, x.dtype
+        return logits
+
+    def backward(self, dlogits, *, relu: str = "plain", param_grads: bool = False,
+                 stop_at: str | None = None) -> np.ndarray | None:
+        """Backpropagate d(scalar)/d(logits) (N, K) through every layer, last to first.
+
+        Fills ``gradients`` (and ``param_grads`` if asked) and returns
+        d(scalar)/dx (N, C, H, W). With ``stop_at=name`` it stops as soon as
+        the gradient at that layer's output is known and returns None: the
+        cheapest way to get dy^c/dA for Grad-CAM.
+        """
+        if self._logits_shape is None:
+            raise InputError("call model.forward(x) before model.backward(dlogits)")
+        dlogits = np.asarray(dlogits)
+        if dlogits.shape != self._logits_shape:
+            raise InputError(f"dlogits must have the logits' shape {self._logits_shape}, got {dlogits.shape}")
+        relu_rule(relu)
+        if stop_at is not None:
+            self[stop_at]
+        run = self._run
+        run.gradients, run.param_grads = {}, {}
+        run.relu, run.want_param_grads, run.stop_at = relu, param_grads, stop_at
+        try:
+            return self.root.run_backward(dlogits.astype(self._dtype, copy=False), run, "")
+        except StopBackward:
+            return None
+
+    def __call__(self, x) -> np.ndarray:
+        return self.forward(x)
+
+    # ------------------------------------------------------------ summary
+    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
+        """A table: name, type, output shape (for one input), parameter count."""
+        shape = input_shape or self.input_size
+        if shape is None:
+            raise InputError("the model records no input size; pass input_shape=(C, H, W)")
+        run = Pass()
+        self.root.run_forward(np.zeros((1, *shape), np.float32), run, "")
+        rows = [("name", "type", "output shape", "params")]
+        for name, module in self._modules.items():
+            depth = name.count(".")
+            n_params = sum(a.size for a in module.params.values()) if isinstance(module, Layer) else 0
+            out = run.activations.get(name)
+            rows.append(("  " * depth + name, type(module).__name__,
+                         "x".join(map(str, out.shape[1:])) if out is not None else "-",
+                         f"{n_params:,}" if n_params else ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(r[i].ljust(widths[i]) if i < 3 else r[i].rjust(widths[i]) for i in range(4)) for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append("-" * len(lines[0]))
+        lines.append(f"{self.name}: input {'x'.join(map(str, shape))}, {self.num_parameters():,} parameters")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<minicnn Model {self.name!r}: {len(self.layers())} layers, {self.num_parameters():,} parameters>"
