@@ -1,0 +1,140 @@
+"""The ``minicnn`` command line. Each subcommand is a thin layer over the public API.
+
+Errors the library raises on purpose (MinicnnError) are printed as one line on
+stderr, ``minicnn: error: ...``, with exit status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import MinicnnError
+
+
+def cmd_layers(args) -> int:
+    from . import load
+    print(load(args.model).summary())
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .weights import models_table
+    print(models_table())
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_command
+    return evaluate_command(args)
+
+
+def cmd_convert(args) -> int:
+    from .convert import convert_command
+    return convert_command(args)
+
+
+def cmd_fetch(args) -> int:
+    from .fetch import fetch_command
+    return fetch_command(args)
+
+
+def cmd_explain(args) -> int:
+    from .explain_cli import explain_command
+    return explain_command(args)
+
+
+def cmd_demo(args) -> int:
+    from .demo import demo_command
+    return demo_command(args)
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench_command
+    return bench_command(args)
+
+
+METHODS = ["gradcam", "counterfactual", "guided-backprop", "guided-gradcam", "cam", "occlusion", "saliency", "all"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"minicnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("layers", help="print a model's layer table (name, type, output shape, parameters)")
+    p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("models", help="list the shipped models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("evaluate", help="top-1 accuracy on a labelled image dataset")
+    p.add_argument("--model", required=True, help="shipped model name or weights file")
+    p.add_argument("--data", required=True,
+                   help="image folders <split>/<class>/*.jpg, a zip of them, or the CIFAR-10 python archive")
+    p.add_argument("--split", default="test")
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("convert", help="convert a PyTorch checkpoint to a minicnn weights file (needs torch)")
+    p.add_argument("checkpoint")
+    p.add_argument("--arch", required=True, help="architecture name (e.g. resnet20, vgg16, vgg_cifar)")
+    p.add_argument("--out", required=True, help="the .npz file to write")
+    p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolution")
+    p.add_argument("--name", default=None, help="model name recorded in the file")
+    p.add_argument("--meta", default=None, help="JSON file with extra metadata (licence, provenance, accuracy)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("fetch", help="download an official checkpoint, verify it and convert it (needs torch)")
+    p.add_argument("name", help="e.g. vgg16")
+    p.add_argument("--out", default=None, help="the converted .npz file (default: NAME.npz)")
+    p.add_argument("--url", default=None, help="download from this address instead of the official one")
+    p.add_argument("--checkpoint", default=None, help="use this already-downloaded checkpoint file")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("explain", help="explain a prediction: Grad-CAM, guided backprop, occlusion, ...")
+    p.add_argument("image")
+    p.add_argument("--model", default="vgg_cifar10")
+    p.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
+    p.add_argument("--layer", default=None, help="layer name (default: the last convolutional feature map)")
+    p.add_argument("--method", default="gradcam", choices=METHODS)
+    p.add_argument("--out", default=None, help="figure to write (PNG)")
+    p.add_argument("--save", default=None, help="raw maps to write (.npz)")
+    p.add_argument("--top", type=int, default=5, help="how many top classes to print")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("demo", help="reproduce the Grad-CAM paper's Figure 1 on the shipped models, offline")
+    p.add_argument("--out-dir", default="minicnn-demo")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="time minicnn (and PyTorch, if installed) on VGG-16 and the shipped models")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions, CIFAR models only")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except MinicnnError as e:
+        print(f"minicnn: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minicnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
