@@ -146,12 +146,12 @@ def check_model(model, x: np.ndarray, *, params: bool = True, wrt: str | None = 
     x = np.array(x, dtype=np.float64)
     dout = rng.standard_normal(model.forward(x).shape)
     dx = model.backward(dout, param_grads=params)
-    analytic = {k: v.copy() for k, v in model.param_grads.items()}
+    analytic = dict(model.param_grads)
+    if wrt is not None:
+        A, dA = model.activations[wrt].copy(), model.gradients[wrt]
     errors = {"x": compare(f"{model.name} dx", dx, numerical_gradient(
         model.forward, x, dout, h, _sample(x.size, max_checks, rng)), tol)}
     if wrt is not None:
-        A = model.activations[wrt].copy()
-        dA = model.gradients[wrt]
         errors[wrt] = compare(f"{model.name} d/d{wrt}", dA, numerical_gradient(
             lambda a: model.forward(x, replace={wrt: a}), A, dout, h, _sample(A.size, max_checks, rng)), tol)
     if params:

@@ -1,0 +1,111 @@
+"""Test the tester: the checker must pass correct backwards and fail wrong ones, loudly."""
+
+import numpy as np
+import pytest
+
+from minicnn.errors import GradientCheckError
+from minicnn.gradcheck import check_function, check_layer, numerical_gradient, relative_error
+from minicnn.layers import Conv2d, Linear, MaxPool2d, ReLU
+from minicnn.layers.conv import conv2d_forward
+from minicnn.windows import unpad
+
+
+def random_conv(rng, c=2, f=3, k=3, **kw):
+    layer = Conv2d(c, f, k, **kw)
+    layer.params["weight"] = rng.standard_normal(layer.params["weight"].shape)
+    layer.params["bias"] = rng.standard_normal(f)
+    return layer
+
+
+class SignFlippedLinear(Linear):
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        dx, grads = super().backward(dout, cache, param_grads, relu)
+        return -dx, grads
+
+
+class UnflippedKernelConv(Conv2d):
+    """dX computed as a *convolution* of dY with W instead of a full correlation with flipped W."""
+
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        x = cache
+        w = self.params["weight"]
+        kh, kw = w.shape[2:]
+        # The wrong formula: correlate the padded dout with the transposed but unflipped kernel.
+        wt = w.transpose(1, 0, 2, 3)
+        dx = conv2d_forward(dout, wt, None, 1, (kh - 1, kw - 1))
+        p = self.padding
+        return unpad(dx, p), {}
+
+
+class ReluWithoutMask(ReLU):
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        return dout, {}
+
+
+class MaxPoolToLastMaximum(MaxPool2d):
+    """Routes the gradient to every tap (as if all were maxima): wrong away from ties too."""
+
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        x, out = cache
+        return np.repeat(np.repeat(dout, 2, axis=2), 2, axis=3), {}
+
+
+def test_correct_backward_passes_with_tiny_error(rng):
+    errors = check_layer(random_conv(rng, padding=1), rng.standard_normal((2, 2, 5, 5)))
+    assert max(errors.values()) < 1e-8
+
+
+@pytest.mark.parametrize("layer_factory, x_shape", [
+    (lambda rng: _with_weights(SignFlippedLinear(4, 3), rng), (2, 4)),
+    (lambda rng: random_conv_cls(UnflippedKernelConv, rng), (1, 2, 5, 5)),
+    (lambda rng: ReluWithoutMask(), (2, 3, 4)),
+    (lambda rng: MaxPoolToLastMaximum(2), (1, 1, 4, 4)),
+])
+def test_checker_fails_on_a_wrong_backward(layer_factory, x_shape, rng):
+    layer = layer_factory(rng)
+    with pytest.raises(GradientCheckError) as info:
+        check_layer(layer, rng.standard_normal(x_shape), params=False)
+    message = str(info.value)
+    assert type(layer).__name__ in message and "worst at index" in message
+    assert "analytic" in message and "finite differences" in message
+
+
+def _with_weights(layer, rng):
+    layer.params["weight"] = rng.standard_normal(layer.params["weight"].shape)
+    layer.params["bias"] = rng.standard_normal(layer.params["bias"].shape)
+    return layer
+
+
+def random_conv_cls(cls, rng):
+    layer = cls(2, 3, 3, padding=1, bias=False)
+    layer.params["weight"] = rng.standard_normal(layer.params["weight"].shape)
+    return layer
+
+
+def test_checker_fails_on_a_wrong_parameter_gradient(rng):
+    class HalfWeightGradient(Linear):
+        def backward(self, dout, cache, param_grads=False, relu="plain"):
+            dx, grads = super().backward(dout, cache, param_grads, relu)
+            grads["weight"] = grads["weight"] * 0.5
+            return dx, grads
+
+    with pytest.raises(GradientCheckError, match="HalfWeightGradient dweight"):
+        check_layer(_with_weights(HalfWeightGradient(3, 2), rng), rng.standard_normal((2, 3)))
+
+
+def test_relative_error_has_a_floor():
+    assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert relative_error(np.array([1e-12]), np.array([0.0])) == pytest.approx(1e-4)  # floor 1e-8
+    assert relative_error(np.array([1.0]), np.array([-1.0])) == 1.0
+
+
+def test_numerical_gradient_of_a_known_function():
+    x = np.array([1.0, -2.0, 3.0])
+    g = numerical_gradient(lambda v: np.sum(v ** 3), x.copy())
+    np.testing.assert_allclose(g, 3 * x ** 2, rtol=1e-8)
+    assert check_function(lambda v: v ** 2, x, 2 * x * np.array([1.0, 2.0, 3.0]), dout=np.array([1.0, 2.0, 3.0])) < 1e-9
+
+
+def test_finite_differences_refuse_float32():
+    with pytest.raises(GradientCheckError, match="float64"):
+        numerical_gradient(lambda v: v.sum(), np.ones(3, np.float32))
