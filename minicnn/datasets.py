@@ -1,0 +1,513 @@
+"""Labelled images for evaluation and training: folders, zip files, CIFAR-10.
+
+:func:`open_dataset` reads three layouts:
+
+- an image-folder tree ``<root>/<split>/<class>/*.jpg|jpeg|png`` (the layout
+  of torchvision's ``ImageFolder``, one folder per split). Class names are the
+  sorted class folder names, and a label is the index of its class;
+- a zip file with the same layout, at the top of the zip or under one
+  top-level folder;
+- the CIFAR-10 "python version": ``cifar-10-python.tar.gz`` or its extracted
+  folder ``cifar-10-batches-py`` (test split = ``test_batch``, train split =
+  ``data_batch_1`` .. ``data_batch_5``). These batches are Python pickles;
+  they are read with a restricted unpickler that can only rebuild numpy
+  arrays, lists, dicts and bytes, so a tampered file cannot run code.
+
+Each dataset has ``.classes``, ``len()``, iteration over ``(image, label)``
+pairs (``image``: (H, W, 3) uint8) and ``batches(batch_size)`` yielding
+``(images, labels)``: (N, H, W, 3) uint8 and (N,) int64. Feed ``images`` to
+:func:`minicnn.images.preprocess`.
+
+Errors: a missing path, an unknown format, an empty dataset or a corrupt or
+tampered file raise :class:`~minicnn.errors.ImageError`; an unknown split
+raises :class:`~minicnn.errors.UnknownNameError` listing the splits found;
+a bad argument raises :class:`~minicnn.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import io
+import numbers
+import os
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator
+
+import numpy as np
+
+from minicnn.errors import ImageError, InputError, unknown_name
+from minicnn.images import DATA_DIR, image_from_bytes, load_image
+
+__all__ = ["IMAGE_EXTENSIONS", "Dataset", "open_dataset", "class_names", "CIFAR_SPLITS"]
+
+#: File name endings read as images in folder and zip datasets (case-insensitive).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+#: The batch files of each split of the CIFAR-10 python archive.
+CIFAR_SPLITS = {"test": ("test_batch",), "train": tuple(f"data_batch_{i}" for i in range(1, 6))}
+_CIFAR_DIR = "cifar-10-batches-py"
+
+# A member of a zip or tar file larger than this is refused before it is read.
+_MAX_MEMBER_BYTES = 512 * 1024 * 1024
+
+
+class Dataset:
+    """Labelled images of one split.
+
+    Attributes: ``path`` (what was opened), ``split``, ``format`` ("folder",
+    "zip" or "cifar10") and ``classes`` (list of class names; label ``k``
+    means ``classes[k]``).
+    """
+
+    def __init__(self, path: Path, split: str | None, fmt: str, classes: list[str]):
+        self.path = path
+        self.split = split
+        self.format = fmt
+        self.classes = list(classes)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _chunks(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (images, labels) pieces of any length, in dataset order."""
+        raise NotImplementedError
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(images, labels)``: (N, H, W, 3) uint8 and (N,) int64, N <= batch_size.
+
+        Every batch but the last has exactly ``batch_size`` images, in a
+        fixed order (class by class, files sorted by name; CIFAR in file
+        order). All images of a batch must share one size.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
+        pending_x: list[np.ndarray] = []
+        pending_y: list[np.ndarray] = []
+        have = 0
+        for x, y in self._chunks(batch_size):
+            pending_x.append(x)
+            pending_y.append(y)
+            have += len(y)
+            while have >= batch_size:
+                xs = _concat(pending_x, self)
+                ys = np.concatenate(pending_y)
+                yield xs[:batch_size], ys[:batch_size]
+                pending_x, pending_y = [xs[batch_size:]], [ys[batch_size:]]
+                have -= batch_size
+        if have:
+            yield _concat(pending_x, self), np.concatenate(pending_y)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
+        """Yield ``(image, label)`` pairs one at a time; images may differ in size."""
+        for x, y in self._chunks(1):
+            for img, label in zip(x, y):
+                yield img, int(label)
+
+    def _known_len(self) -> int | None:
+        """The number of images if it is known without decoding anything."""
+        return len(self)
+
+    def __repr__(self) -> str:
+        n = self._known_len()
+        return (f"Dataset({str(self.path)!r}, split={self.split!r}, format={self.format!r}, "
+                f"{'?' if n is None else n} images, {len(self.classes)} classes)")
+
+
+def open_dataset(path, split: str | None = "test") -> Dataset:
+    """Open the ``split`` of the labelled image collection at ``path``.
+
+    ``path``: an image-folder tree, a zip file, ``cifar-10-python.tar.gz``, or
+    a folder holding (or named) ``cifar-10-batches-py``. ``split``: a split
+    folder name ("test", "train", "val", ...); for a folder tree,
+    ``split=None`` means ``path`` itself holds the class folders.
+    """
+    if split is not None and (not isinstance(split, str) or not split or "/" in split or "\\" in split):
+        raise InputError(f"split must be a folder name such as 'test' or 'train'; got {split!r}")
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise ImageError(f"dataset not found: {p}")
+    if p.is_dir():
+        cifar = _cifar_folder(p)
+        if cifar is not None:
+            return _CifarDataset(p, split, _FolderMembers(cifar))
+        return _open_folder(p, split)
+    if zipfile.is_zipfile(p):
+        return _open_zip(p, split)
+    if _is_tar(p):
+        return _CifarDataset(p, split, _TarMembers(p))
+    raise ImageError(f"{p} is not a dataset minicnn can read: expected a folder <split>/<class>/*.jpg, "
+                     f"a .zip with that layout, or cifar-10-python.tar.gz")
+
+
+def class_names(which: str) -> list[str]:
+    """The class names shipped with minicnn, in index order: "cifar10" (10) or "imagenet" (1000)."""
+    files = {"cifar10": "cifar10_classes.txt", "imagenet": "imagenet_classes.txt"}
+    if which not in files:
+        raise unknown_name("class list", which, list(files))
+    text = (DATA_DIR / files[which]).read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------
+# Folder trees and zip files
+
+
+class _FileDataset(Dataset):
+    """Images stored one per file; ``entries`` are (name, label) pairs, ``read(name)`` decodes one."""
+
+    def __init__(self, path, split, fmt, classes, entries, read: Callable[[str], np.ndarray]):
+        super().__init__(path, split, fmt, classes)
+        self.entries = entries
+        self._read = read
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _chunks(self, batch_size):
+        for start in range(0, len(self.entries), batch_size):
+            part = self.entries[start:start + batch_size]
+            images = [self._read(name) for name, _ in part]
+            labels = np.array([label for _, label in part], dtype=np.int64)
+            if batch_size == 1:
+                yield images[0][None], labels
+            else:
+                yield _stack(images, [name for name, _ in part], self), labels
+
+
+def _is_image_name(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return not base.startswith(".") and base.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _open_folder(root: Path, split: str | None) -> Dataset:
+    if split is None:
+        base = root
+    else:
+        splits = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not splits:
+            raise ImageError(f"{root} holds no split folders; expected {root}/<split>/<class>/*.jpg")
+        if split not in splits:
+            if (root / split).exists():
+                raise ImageError(f"{root / split} is not a folder")
+            raise unknown_name("split", split, splits)
+        base = root / split
+    classes = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        loose = any(_is_image_name(f.name) for f in base.iterdir() if f.is_file())
+        hint = "; it holds images directly: put them in one folder per class" if loose else ""
+        raise ImageError(f"{base} has no class folders; expected {base}/<class>/*.jpg{hint}")
+    entries = []
+    for label, c in enumerate(classes):
+        files = sorted(f.name for f in (base / c).iterdir() if f.is_file() and _is_image_name(f.name))
+        entries += [(str(base / c / f), label) for f in files]
+    if not entries:
+        raise ImageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders of {base}")
+    return _FileDataset(root, split, "folder", classes, entries, load_image)
+
+
+def _open_zip(path: Path, split: str | None) -> Dataset:
+    try:
+        zf = zipfile.ZipFile(path)
+        infos = {i.filename: i for i in zf.infolist() if not i.is_dir()}
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ImageError(f"cannot read the zip file {path}: {e}") from None
+    names = [n for n in infos if _is_image_name(n) and not n.startswith("__MACOSX/")]
+    parts = [PurePosixPath(n).parts for n in names]
+    top = {p[0] for p in parts}
+    # <top>/<split>/<class>/<file>: drop one shared top-level folder
+    strip = 1 if parts and len(top) == 1 and all(len(p) == 4 for p in parts) else 0
+    tree = [(p[strip:], n) for p, n in zip(parts, names)]
+    want = 2 if split is None else 3
+    tree = [(p, n) for p, n in tree if len(p) == want]
+    if not tree:
+        layout = "<class>/<file>" if split is None else "<split>/<class>/<file>"
+        raise ImageError(f"{path} holds no images laid out as {layout} (optionally under one top folder)")
+    if split is not None:
+        splits = sorted({p[0] for p, _ in tree})
+        if split not in splits:
+            raise unknown_name("split", split, splits)
+        tree = [(p[1:], n) for p, n in tree if p[0] == split]
+    classes = sorted({p[0] for p, _ in tree})
+    index = {c: k for k, c in enumerate(classes)}
+    entries = sorted(((n, index[p[0]]) for p, n in tree), key=lambda e: (e[1], e[0]))
+
+    def read(name: str) -> np.ndarray:
+        info = infos[name]
+        if info.file_size > _MAX_MEMBER_BYTES:
+            raise ImageError(f"{path}:{name} is {info.file_size} bytes, too large for an image")
+        try:
+            data = zf.read(info)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            raise ImageError(f"cannot read {name} from {path}: {e}") from None
+        return image_from_bytes(data, name=f"{path}:{name}")
+
+    return _FileDataset(path, split, "zip", classes, entries, read)
+
+
+# ---------------------------------------------------------------------------
+# CIFAR-10 python archive
+
+
+class _FolderMembers:
+    """The files of an extracted ``cifar-10-batches-py`` folder."""
+
+    def __init__(self, folder: Path):
+        self.where = folder
+
+    def names(self) -> list[str]:
+        return sorted(f.name for f in self.where.iterdir() if f.is_file())
+
+    def read(self, name: str) -> bytes:
+        return (self.where / name).read_bytes()
+
+
+class _TarMembers:
+    """The files of ``cifar-10-python.tar.gz``, read from the archive without extracting it."""
+
+    def __init__(self, path: Path):
+        self.where = path
+        try:
+            with tarfile.open(path) as tf:
+                self._members = {PurePosixPath(m.name).name: m.name for m in tf.getmembers() if m.isfile()}
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise ImageError(f"cannot read the archive {path}: {e}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._members)
+
+    def read(self, name: str) -> bytes:
+        try:
+            with tarfile.open(self.where) as tf:
+                member = tf.getmember(self._members[name])
+                if member.size > _MAX_MEMBER_BYTES:
+                    raise ImageError(f"{self.where}:{name} is {member.size} bytes, too large for a CIFAR batch")
+                return tf.extractfile(member).read()
+        except (tarfile.TarError, OSError, EOFError, KeyError) as e:
+            raise ImageError(f"cannot read {name} from {self.where}: {e}") from None
+
+
+class _CifarDataset(Dataset):
+    def __init__(self, path: Path, split: str | None, members):
+        names = set(members.names())
+        found = sorted(s for s, files in CIFAR_SPLITS.items() if all(f in names for f in files))
+        if split not in CIFAR_SPLITS or split not in found:
+            if not found:
+                raise ImageError(f"{members.where} holds no CIFAR-10 batches (test_batch, data_batch_1..5)")
+            raise unknown_name("split", split, found)
+        if "batches.meta" not in names:
+            raise ImageError(f"{members.where} has no batches.meta (the CIFAR-10 class names)")
+        meta = _unpickle(members.read("batches.meta"), f"{members.where}:batches.meta")
+        label_names = meta.get("label_names")
+        if not isinstance(label_names, list) or not label_names:
+            raise ImageError(f"{members.where}:batches.meta has no label_names list")
+        classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in label_names]
+        super().__init__(path, split, "cifar10", classes)
+        self._members = members
+        self._files = CIFAR_SPLITS[split]
+        self._lengths: list[int] | None = None
+
+    def _batch(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        where = f"{self._members.where}:{name}"
+        d = _unpickle(self._members.read(name), where)
+        data, labels = d.get("data"), d.get("labels")
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            raise ImageError(f"{where} is not a CIFAR-10 batch: 'data' must be an (N, 3072) uint8 array")
+        try:
+            labels = np.asarray(labels, dtype=np.int64)
+        except (TypeError, ValueError):
+            raise ImageError(f"{where} is not a CIFAR-10 batch: 'labels' must be a list of integers") from None
+        if labels.shape != (data.shape[0],):
+            raise ImageError(f"{where} has {data.shape[0]} images but {labels.size} labels")
+        if labels.size and (labels.min() < 0 or labels.max() >= len(self.classes)):
+            raise ImageError(f"{where} has labels outside 0..{len(self.classes) - 1}")
+        # each row: 1024 red, 1024 green, 1024 blue values, row-major 32x32
+        images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(images), labels
+
+    def __len__(self) -> int:
+        if self._lengths is None:
+            self._lengths = [len(self._batch(f)[1]) for f in self._files]
+        return sum(self._lengths)
+
+    def _known_len(self) -> int | None:
+        return None if self._lengths is None else sum(self._lengths)
+
+    def _chunks(self, batch_size):
+        for name in self._files:
+            yield self._batch(name)
+
+
+def _cifar_folder(p: Path) -> Path | None:
+    if (p / _CIFAR_DIR).is_dir():
+        return p / _CIFAR_DIR
+    if p.name == _CIFAR_DIR or (p / "batches.meta").is_file():
+        return p
+    return None
+
+
+def _is_tar(p: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(p)
+    except (OSError, EOFError, tarfile.TarError):
+        return False
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Rebuilds only what a CIFAR-10 batch holds: numeric numpy arrays, lists, dicts, bytes.
+
+    Any other global (``os.system``, ``builtins.eval``, ...) stops the load
+    before it is called. numpy's own ``dtype`` and ``ndarray`` are never
+    handed state from the file (a crafted dtype state can mark a ``uint8``
+    dtype as holding Python objects); they are replaced by placeholders that
+    check the state and are turned into arrays by :func:`_resolve`.
+    """
+
+    BUILTINS = frozenset(("dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray",
+                          "str", "int", "float", "bool", "complex"))
+
+    def find_class(self, module: str, name: str):
+        core = module.replace("numpy._core.", "numpy.core.", 1)
+        if (core, name) == ("numpy.core.multiarray", "_reconstruct"):
+            return _ArrayPlaceholder
+        if (core, name) == ("numpy.core.numeric", "_frombuffer"):
+            return _frombuffer
+        if (module, name) == ("numpy", "ndarray"):
+            return _NDARRAY
+        if (module, name) == ("numpy", "dtype"):
+            return _DtypePlaceholder
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode  # how Python 3 writes bytes into a protocol 2 pickle
+        if module in ("builtins", "__builtin__") and name in self.BUILTINS:
+            return super().find_class("builtins", name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
+
+
+_NDARRAY = object()  # stands for numpy.ndarray, the first argument of _reconstruct
+_NUMERIC_DTYPES = frozenset(("b1", "u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", "f2", "f4", "f8"))
+
+
+def _text(v) -> str:
+    return v.decode("latin1") if isinstance(v, (bytes, bytearray)) else v
+
+
+class _DtypePlaceholder:
+    """``numpy.dtype(descr, align, copy)`` limited to plain numeric dtypes."""
+
+    def __init__(self, descr, align=False, copy=False):
+        descr = _text(descr)
+        if descr not in _NUMERIC_DTYPES:
+            raise pickle.UnpicklingError(f"dtype {descr!r} is not allowed")
+        self.dtype = np.dtype(descr)
+
+    def __setstate__(self, state):
+        # (version, byte order, subarray, names, fields, itemsize, alignment, flags)
+        if not isinstance(state, tuple) or len(state) < 5 or any(v is not None for v in state[2:5]):
+            raise pickle.UnpicklingError("only plain numeric dtypes are allowed")
+        order = _text(state[1])
+        if order not in ("<", ">", "|", "="):
+            raise pickle.UnpicklingError(f"byte order {order!r} is not allowed")
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+class _ArrayPlaceholder:
+    """``_reconstruct(ndarray, shape, typecode)`` followed by ``__setstate__``, checked."""
+
+    def __init__(self, cls=None, shape=None, typecode=None):
+        if cls is not _NDARRAY:
+            raise pickle.UnpicklingError("only numpy.ndarray may be reconstructed")
+        self.array = None
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("malformed array state")
+        shape, dtype, fortran, raw = state[-4:]
+        self.array = _array_from(raw, dtype, shape, "F" if fortran else "C")
+
+
+def _frombuffer(buf, dtype, shape, order):
+    return _array_from(buf, dtype, shape, _text(order))
+
+
+def _array_from(raw, dtype, shape, order) -> np.ndarray:
+    if not isinstance(dtype, _DtypePlaceholder):
+        raise pickle.UnpicklingError("array without an allowed dtype")
+    if not isinstance(raw, (bytes, bytearray)) or order not in ("C", "F"):
+        raise pickle.UnpicklingError("array data must be raw bytes")
+    if (not isinstance(shape, tuple) or len(shape) > 32
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        raise pickle.UnpicklingError(f"malformed array shape {shape!r}")
+    count = int(np.prod(shape, dtype=object))
+    if count * dtype.dtype.itemsize != len(raw):
+        raise pickle.UnpicklingError(f"array of shape {shape} needs {count * dtype.dtype.itemsize} bytes, "
+                                     f"found {len(raw)}")
+    return np.frombuffer(bytes(raw), dtype=dtype.dtype).reshape(shape, order=order).copy()
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r} is not allowed")
+    return text.encode("latin1")
+
+
+def _resolve(obj, depth: int = 0, done: dict | None = None):
+    """Replace array placeholders by their arrays in nested dicts, lists and tuples.
+
+    Each container is rebuilt once (``done``, by id), so shared references
+    cost nothing; cycles and deep nesting stop at depth 16.
+    """
+    if depth > 16:
+        raise pickle.UnpicklingError("nesting too deep for a CIFAR-10 batch")
+    if isinstance(obj, _ArrayPlaceholder):
+        if obj.array is None:
+            raise pickle.UnpicklingError("array without data")
+        return obj.array
+    if isinstance(obj, _DtypePlaceholder):
+        return obj.dtype
+    if not isinstance(obj, (dict, list, tuple)):
+        return obj
+    done = {} if done is None else done
+    if id(obj) in done:
+        return done[id(obj)][1]
+    if isinstance(obj, dict):
+        new = {_resolve(k, depth + 1, done): _resolve(v, depth + 1, done) for k, v in obj.items()}
+    else:
+        new = type(obj)(_resolve(v, depth + 1, done) for v in obj)
+    done[id(obj)] = (obj, new)  # keep obj alive so its id stays unique
+    return new
+
+
+def _unpickle(data: bytes, where: str) -> dict:
+    try:
+        obj = _resolve(_RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load())
+    except pickle.UnpicklingError as e:
+        raise ImageError(f"refusing to load {where}: {e} in a CIFAR-10 batch (tampered or not CIFAR-10)") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError,
+            RecursionError, OverflowError) as e:
+        raise ImageError(f"{where} is not a valid CIFAR-10 pickle ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict):
+        raise ImageError(f"{where} is not a CIFAR-10 batch (expected a dict, found {type(obj).__name__})")
+    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
+
+
+# ---------------------------------------------------------------------------
+
+
+def _stack(images: list[np.ndarray], names: list[str], ds: Dataset) -> np.ndarray:
+    shapes = {img.shape for img in images}
+    if len(shapes) > 1:
+        first = images[0].shape
+        odd = next(n for n, img in zip(names, images) if img.shape != first)
+        raise ImageError(f"images in {ds.path} differ in size ({names[0]} is {first[0]}x{first[1]}, {odd} is "
+                         f"not); iterate over the dataset one image at a time and preprocess each")
+    return np.stack(images)
+
+
+def _concat(parts: list[np.ndarray], ds: Dataset) -> np.ndarray:
+    parts = [p for p in parts if len(p)]
+    if len({p.shape[1:] for p in parts}) > 1:
+        raise ImageError(f"images in {ds.path} differ in size; iterate over the dataset one image at a time "
+                         f"and preprocess each")
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
