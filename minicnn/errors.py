@@ -43,6 +43,10 @@ class OutputError(MinicnnError, OSError):
     """A result cannot be written (missing folder, no permission, file exists)."""
 
 
+class DownloadError(MinicnnError, OSError):
+    """A download failed (network error, HTTP error status, connection cut short)."""
+
+
 class MissingDependencyError(MinicnnError, ImportError):
     """An optional dependency (PyTorch, for conversion) is not installed."""
 
@@ -60,6 +64,6 @@ def unknown_name(kind: str, name: object, valid: list[str] | tuple[str, ...], *,
     """
     valid = [str(v) for v in valid]
     close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
     listed = ", ".join(valid[:show]) + (f", ... ({len(valid)} in all)" if len(valid) > show else "")
     return UnknownNameError(f"unknown {kind} {name!r}{hint} valid {kind}s: {listed}")
