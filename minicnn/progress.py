@@ -1,0 +1,74 @@
+"""A plain-text progress bar on stderr.
+
+On a terminal the line is redrawn in place (``\\r``) at most ~10 times a
+second; elsewhere (a log file, a pipe, CI) one line is printed per 10% so
+logs stay short. Nothing is printed when ``enabled`` is false.
+
+    evaluating  [##########----------]   5000/10000 images   50%
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """Counts ``done`` out of ``total`` (None if unknown) and draws it."""
+
+    def __init__(self, total: int | None, label: str, *, unit: str = "", stream=None, enabled: bool = True,
+                 width: int = 24, fmt=None) -> None:
+        self.total, self.label, self.unit = total, label, unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled, self.width = enabled, width
+        self.fmt = fmt or (lambda n: f"{n:,}")
+        self.done = 0
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last_draw = 0.0
+        self._last_tenth = -1
+        self._drawn = False
+
+    def update(self, n: int) -> None:
+        """Add ``n`` to the count and redraw if it is time to."""
+        self.done += n
+        if not self.enabled:
+            return
+        if self._tty:
+            now = time.monotonic()
+            if now - self._last_draw >= 0.1 or self._finished():
+                self._last_draw = now
+                self.stream.write("\r" + self.line())
+                self.stream.flush()
+                self._drawn = True
+        elif self.total:
+            tenth = min(10, 10 * self.done // self.total)
+            if tenth > self._last_tenth:
+                self._last_tenth = tenth
+                self.stream.write(self.line() + "\n")
+                self.stream.flush()
+
+    def close(self) -> None:
+        """End the in-place line (terminal only)."""
+        if self.enabled and self._tty and self._drawn:
+            self.stream.write("\r" + self.line() + "\n")
+            self.stream.flush()
+            self._drawn = False
+
+    def _finished(self) -> bool:
+        return self.total is not None and self.done >= self.total
+
+    def line(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        if not self.total:
+            return f"{self.label}  {self.fmt(self.done)}{unit}"
+        frac = min(1.0, self.done / self.total)
+        filled = int(round(frac * self.width))
+        bar = "#" * filled + "-" * (self.width - filled)
+        return (f"{self.label}  [{bar}]  {self.fmt(self.done)}/{self.fmt(self.total)}{unit}  "
+                f"{100 * frac:3.0f}%")
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
