@@ -1,0 +1,390 @@
+"""The minicnn weights file: one ``.npz`` per model, plain data, safe to load.
+
+A weights file is numpy's ``.npz`` (a zip of ``.npy`` arrays), always read
+with ``np.load(path, allow_pickle=False)``, so loading one never runs code:
+
+    "__meta__"                    uint8 (B,)   UTF-8 JSON text, described below
+    "conv1.weight"                float32 (16, 3, 3, 3)
+    "layer1.0.bn1.running_mean"   float32 (16,)
+    ...                           one array per key of model.state_dict()
+
+The ``__meta__`` JSON object::
+
+    {"format": "minicnn-weights", "version": 1,
+     "name": "resnet20_cifar10",            # the model's name
+     "arch": "resnet20",                    # the zoo architecture it was built as
+     "spec": {"type": "Sequential", ...},   # model.spec(): every layer and its hyper-parameters
+     "input_size": [3, 32, 32],             # (C, H, W) it was trained on
+     "classes": ["airplane", ...],          # class names in logit order
+     "preprocessing": {"mean": [...], "std": [...], "resize": "none", "size": [32, 32]},
+     "provenance": {...}, "licence": {...}, "accuracy": {...}}
+
+The architecture is rebuilt from ``spec`` (``minicnn.model.build``), then
+every array is checked against it (name and shape) before it is read.
+
+Shipped models live in the repository's top-level ``weights/`` folder (or
+``$MINICNN_WEIGHTS_DIR``); a shipped model's name is its file name without
+``.npz``. ``weights/manifest.json`` records each shipped file's sha256, size,
+classes, input size and accuracy; ``load`` refuses a file whose sha256 differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_output
+from .errors import ChecksumError, WeightsError, unknown_name
+from .model import Model, build
+
+FORMAT, VERSION = "minicnn-weights", 1
+META_KEY = "__meta__"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "minicnn-manifest"
+_FILE_KEYS = ("format", "version", "spec")  # describe the file, not the model
+
+# What a damaged zip or .npy member can raise while being read.
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, OverflowError,
+                MemoryError, RecursionError, UnicodeDecodeError, zipfile.BadZipFile, NotImplementedError)
+
+
+# ---------------------------------------------------------------- where shipped models live
+
+def weights_dir() -> Path:
+    """The shipped weights folder: ``$MINICNN_WEIGHTS_DIR`` or ``<repository>/weights``."""
+    env = os.environ.get("MINICNN_WEIGHTS_DIR")
+    if env:
+        return Path(env)
+    import minicnn
+    return Path(minicnn.__file__).resolve().parent.parent / "weights"
+
+
+def read_manifest(folder=None) -> dict:
+    """The manifest of ``folder`` (default: ``weights_dir()``) as {"models": {name: entry}}.
+
+    A missing manifest means no shipped models; a damaged one is a WeightsError.
+    """
+    path = Path(folder or weights_dir()) / MANIFEST
+    if not path.exists():
+        return {"format": MANIFEST_FORMAT, "version": 1, "models": {}}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise WeightsError(f"cannot read the manifest {path}: {e}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        raise WeightsError(f"the manifest {path} has no 'models' table")
+    return manifest
+
+
+def shipped_models() -> list[str]:
+    """Names of the shipped models, sorted."""
+    return sorted(read_manifest()["models"])
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, as 64 hex digits (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_checksum(path, expected: str) -> None:
+    """A one-line ChecksumError unless the file's sha256 is ``expected``."""
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise ChecksumError(f"{path} has sha256 {actual}, the manifest records {expected}: "
+                            f"the file is damaged or was modified")
+
+
+def locate(name_or_path) -> tuple[Path, str | None]:
+    """(file, sha256 the manifest records for it or None) for a shipped name or a path."""
+    folder = weights_dir()
+    models = read_manifest(folder)["models"]
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise WeightsError(f"expected a model name or a file path, got {name_or_path!r}")
+    text = os.fspath(name_or_path)
+    if not isinstance(text, str) or not text:
+        raise WeightsError(f"expected a model name or a file path, got {name_or_path!r}")
+    if text in models:
+        entry = models[text]
+        path = folder / entry.get("file", f"{text}.npz")
+        if not path.is_file():
+            raise WeightsError(f"the shipped weights file {path} is missing; reinstall minicnn "
+                               f"or point MINICNN_WEIGHTS_DIR at a folder holding it")
+        return path, entry.get("sha256")
+    path = Path(text)
+    looks_like_path = isinstance(name_or_path, os.PathLike) or os.sep in text or "/" in text or path.suffix
+    if not path.exists():
+        if looks_like_path:
+            raise WeightsError(f"weights file not found: {path}")
+        raise unknown_name("model", text, sorted(models) or ["(none shipped)"])
+    if not path.is_file():
+        raise WeightsError(f"{path} is a folder, not a weights file")
+    # a shipped file given by its path is checked too
+    for name, entry in models.items():
+        shipped = folder / entry.get("file", f"{name}.npz")
+        if shipped.exists() and path.resolve() == shipped.resolve():
+            return path, entry.get("sha256")
+    return path, None
+
+
+# ---------------------------------------------------------------- reading
+
+def load(name_or_path) -> Model:
+    """A Model from a shipped model name (``minicnn models``) or a weights file.
+
+    Shipped files are checked against the manifest's sha256 first. Errors
+    are one line: ChecksumError, WeightsError (damaged file, no metadata,
+    arrays that do not fit the architecture, pickled objects) or
+    UnknownNameError (listing the shipped models).
+    """
+    path, expected = locate(name_or_path)
+    if expected:
+        verify_checksum(path, expected)
+    return read_weights(path)
+
+
+def read_weights(path) -> Model:
+    """Read a weights file (no checksum): rebuild the architecture, check and load every array."""
+    path = Path(path)
+    npz = _open_npz(path)
+    try:
+        meta = _read_meta(npz, path)
+        try:
+            root = build(meta["spec"])
+        except (MemoryError, RecursionError):
+            raise WeightsError(f"{path}: the architecture entry is not usable") from None
+        model = Model(root, {k: v for k, v in meta.items() if k not in _FILE_KEYS})
+        expected = model.state_dict()
+        arrays = {}
+        for key in npz.files:
+            if key == META_KEY:
+                continue
+            if key not in expected:
+                extra = sorted(set(npz.files) - set(expected) - {META_KEY})
+                raise WeightsError(f"{path}: array {extra[0]!r} ({len(extra)} unexpected in all) has no place "
+                                   f"in the architecture")
+            shape, dtype = _member_header(npz, key, path)
+            if shape != expected[key].shape:
+                layer, _, param = key.rpartition(".")
+                raise WeightsError(
+                    f"{path}: layer {layer!r} ({type(model[layer]).__name__}) does not fit: {param} has shape "
+                    f"{shape} in the file, the architecture needs {tuple(expected[key].shape)}")
+            arrays[key] = _read_member(npz, key, path)
+        try:
+            model.load_state_dict(arrays)
+        except WeightsError as e:
+            raise WeightsError(f"{path}: {e}") from None
+        return model
+    finally:
+        npz.close()
+
+
+def read_meta(path) -> dict:
+    """Only the ``__meta__`` dictionary of a weights file (no arrays are read)."""
+    npz = _open_npz(Path(path))
+    try:
+        return _read_meta(npz, Path(path))
+    finally:
+        npz.close()
+
+
+def _open_npz(path: Path):
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise WeightsError(f"{path} holds pickled Python objects (a PyTorch checkpoint?); minicnn never "
+                               f"unpickles: convert it with `minicnn convert`") from None
+        raise WeightsError(f"{path} is not a minicnn weights file (.npz): {_short(e)}") from None
+    except _READ_ERRORS as e:
+        raise WeightsError(f"{path} is not a readable weights file (.npz), it may be truncated: {_short(e)}") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise WeightsError(f"{path} holds a single array, not a minicnn weights file (.npz with {META_KEY})")
+    return npz
+
+
+def _member_name(npz, key: str) -> str:
+    names = npz.zip.namelist()
+    return f"{key}.npy" if f"{key}.npy" in names else key
+
+
+def _member_header(npz, key: str, path: Path) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of one array from its .npy header, before any data is read."""
+    fmt = np.lib.format
+    try:
+        with npz.zip.open(_member_name(npz, key)) as f:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+    except _READ_ERRORS as e:
+        raise WeightsError(f"{path}: array {key!r} is damaged: {_short(e)}") from None
+    if dtype.hasobject:
+        raise WeightsError(f"{path}: array {key!r} holds pickled Python objects; refused (minicnn never unpickles)")
+    return tuple(shape), dtype
+
+
+def _read_member(npz, key: str, path: Path) -> np.ndarray:
+    try:
+        value = npz[key]
+    except ValueError as e:
+        if "pickle" in str(e) or "Object arrays" in str(e):
+            raise WeightsError(f"{path}: array {key!r} holds pickled Python objects; refused "
+                               f"(minicnn never unpickles)") from None
+        raise WeightsError(f"{path}: array {key!r} is damaged: {_short(e)}") from None
+    except _READ_ERRORS as e:
+        raise WeightsError(f"{path}: array {key!r} is damaged or truncated: {_short(e)}") from None
+    if not isinstance(value, np.ndarray):
+        raise WeightsError(f"{path}: member {key!r} is not a .npy array")
+    return value
+
+
+def _read_meta(npz, path: Path) -> dict:
+    if META_KEY not in npz.files:
+        raise WeightsError(f"{path} has no {META_KEY} entry: not a minicnn weights file "
+                           f"(a PyTorch checkpoint must be converted with `minicnn convert`)")
+    _, dtype = _member_header(npz, META_KEY, path)
+    raw = _read_member(npz, META_KEY, path)
+    try:
+        if raw.dtype == np.uint8 and raw.ndim == 1:
+            text = raw.tobytes().decode("utf-8")
+        elif raw.dtype.kind == "U" and raw.ndim == 0:
+            text = str(raw[()])
+        else:
+            raise ValueError(f"{META_KEY} must be uint8 bytes or a unicode scalar, got {raw.dtype} {raw.shape}")
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise WeightsError(f"{path}: the {META_KEY} entry is not valid JSON metadata: {_short(e)}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise WeightsError(f"{path}: {META_KEY} does not describe a {FORMAT} file")
+    if meta.get("version") != VERSION:
+        raise WeightsError(f"{path} is a {FORMAT} file of version {meta.get('version')!r}; this minicnn "
+                           f"reads version {VERSION}")
+    if not isinstance(meta.get("spec"), dict):
+        raise WeightsError(f"{path}: {META_KEY} has no architecture ('spec')")
+    return meta
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
+
+
+# ---------------------------------------------------------------- writing
+
+def encode_meta(meta: dict) -> np.ndarray:
+    """The metadata as the uint8 array stored under ``__meta__`` (UTF-8 JSON)."""
+    try:
+        text = json.dumps(meta, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"the model's metadata cannot be written as JSON: {e}") from None
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def save(model: Model, path, *, force: bool = False) -> Path:
+    """Write ``model`` as a weights file, atomically; refuse to overwrite unless ``force``.
+
+    The metadata is ``model.meta`` plus the format, version and ``model.spec()``.
+    Returns the path written. A missing or unwritable folder, or an existing
+    file without ``force``, is a one-line OutputError and nothing is written.
+    """
+    meta = {"format": FORMAT, "version": VERSION,
+            **{k: v for k, v in model.meta.items() if k not in _FILE_KEYS},
+            "spec": model.spec()}
+    arrays = model.state_dict()
+    if META_KEY in arrays:
+        raise WeightsError(f"a layer may not be called {META_KEY!r}")
+    packed = encode_meta(meta)
+    with atomic_output(path, force=force) as f:
+        np.savez(f, **{META_KEY: packed}, **arrays)
+    return Path(path)
+
+
+# ---------------------------------------------------------------- the manifest
+
+def manifest_entry(path) -> dict:
+    """What the manifest records about a weights file (reads the file, checks it loads)."""
+    path = Path(path)
+    model = read_weights(path)
+    meta = model.meta
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "size": path.stat().st_size,
+        "arch": meta.get("arch"),
+        "input_size": meta.get("input_size"),
+        "num_classes": len(model.classes),
+        "classes": model.classes if len(model.classes) <= 20 else None,
+        "parameters": model.num_parameters(),
+        "accuracy": meta.get("accuracy"),
+        "licence": (meta.get("licence") or {}).get("name") if isinstance(meta.get("licence"), dict)
+        else meta.get("licence"),
+    }
+
+
+def register(path, folder=None) -> dict:
+    """Record (or refresh) a weights file in its folder's manifest; returns the entry.
+
+    The file must sit in ``folder`` (default: ``weights_dir()``); its model
+    name is the file name without ``.npz``. The manifest is rewritten atomically.
+    """
+    folder = Path(folder or weights_dir())
+    path = Path(path)
+    if path.resolve().parent != folder.resolve():
+        raise WeightsError(f"{path} is not in the weights folder {folder}; copy it there first")
+    entry = manifest_entry(path)
+    manifest = read_manifest(folder)
+    manifest["models"][path.stem] = entry
+    manifest["models"] = dict(sorted(manifest["models"].items()))
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    with atomic_output(folder / MANIFEST, force=True) as f:
+        f.write(text.encode("utf-8"))
+    return entry
+
+
+def _accuracy_text(acc) -> str:
+    if not isinstance(acc, dict) or acc.get("top1") is None:
+        return "-"
+    on = [str(acc["dataset"])] if acc.get("dataset") else []
+    if isinstance(acc.get("images"), int):
+        on.append(f"{acc['images']:,} images")
+    return f"{acc['top1']:.2f}%" + (f" ({', '.join(on)})" if on else "")
+
+
+def models_table() -> str:
+    """The shipped models as a table: name, classes, input size, top-1 accuracy, parameters."""
+    models = read_manifest()["models"]
+    if not models:
+        return f"no shipped models in {weights_dir()}"
+    rows = [("name", "classes", "input", "top-1 accuracy", "parameters")]
+    for name, e in sorted(models.items()):
+        classes = e.get("classes")
+        n = e.get("num_classes")
+        what = f"{n}" + (f" ({', '.join(classes[:3])}, ...)" if classes and len(classes) > 3 else
+                         f" ({', '.join(classes)})" if classes else "")
+        size = "x".join(map(str, e.get("input_size") or [])) or "-"
+        params = f"{e['parameters']:,}" if isinstance(e.get("parameters"), int) else "-"
+        rows.append((name, what, size, _accuracy_text(e.get("accuracy")), params))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(r[i].ljust(widths[i]) if i < 4 else r[i].rjust(widths[i]) for i in range(5)).rstrip()
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+__all__ = ["FORMAT", "VERSION", "META_KEY", "load", "read_weights", "read_meta", "save", "weights_dir",
+           "read_manifest", "shipped_models", "sha256_file", "verify_checksum", "locate", "manifest_entry",
+           "register", "models_table", "encode_meta"]
