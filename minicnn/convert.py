@@ -1,0 +1,305 @@
+"""PyTorch checkpoint -> minicnn weights file.
+
+    minicnn convert resnet20-12fca82f.th --arch resnet20 --out resnet20.npz
+    minicnn convert vgg16_bn.pth --arch vgg16_bn --fold-bn --out vgg16_bn.npz
+
+Reading a checkpoint is the only place minicnn needs PyTorch (imported here,
+lazily): ``torch.load(path, map_location="cpu", weights_only=True)`` reads
+both the zip and the legacy ``torch.save`` formats and refuses anything but
+tensors and plain containers. The state_dict may be bare or wrapped in
+``{"state_dict": ...}``; a ``module.`` prefix (DataParallel) is removed and
+BatchNorm's ``num_batches_tracked`` counters are ignored (inference does not
+use them). The rest is NumPy (``convert_state_dict``), so it is tested
+without PyTorch.
+
+minicnn's layer names are PyTorch's module paths, so the mapping is the
+identity on keys: "layer1.0.conv1.weight" -> layer "layer1.0.conv1",
+parameter "weight". Widths (VGG channels, hidden sizes, number of classes)
+are read off the checkpoint's shapes, so a reduced-width torchvision-layout
+VGG converts as well as the real one.
+
+Folding BatchNorm (VGG-style networks: conv then BN), per output channel f,
+with scale = gamma / sqrt(var + eps):
+
+    w'[f] = w[f] * scale[f]                 (F, C, kh, kw)
+    b'[f] = (b[f] - mean[f]) * scale[f] + beta[f]
+
+so conv' (x) = BN(conv(x)) exactly (computed in float64, stored as float32).
+The folded model keeps PyTorch's indices: in vgg16_bn, "features.2" is still
+the ReLU PyTorch calls features.2, and "features.1" (the BN) no longer exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, MissingDependencyError, WeightsError, unknown_name
+from .layers import BatchNorm2d, Conv2d
+from .layers.norm import fold_into_conv
+from .model import Model
+from .zoo import ARCHITECTURES, VGG_CONFIGS, vgg, vgg_cifar, resnet20
+
+SUPPORTED = sorted(ARCHITECTURES)
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel, torch.compile
+_IGNORED_SUFFIXES = (".num_batches_tracked",)
+
+
+def import_torch():
+    """PyTorch, or a one-line MissingDependencyError saying how to install it."""
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError("converting needs PyTorch: pip install 'minicnn[torch]'") from None
+    return torch
+
+
+# ---------------------------------------------------------------- reading checkpoints (torch)
+
+def read_checkpoint(path) -> dict[str, np.ndarray]:
+    """The checkpoint's state_dict as float NumPy arrays, keys as saved (bare or unwrapped)."""
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise WeightsError(f"checkpoint not found: {path}")
+    torch = import_torch()
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds here (UnpicklingError, RuntimeError, EOFError, ...)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        hint = ""
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            hint = " (it holds more than tensors, e.g. a whole pickled model; save model.state_dict() instead)"
+        raise WeightsError(f"cannot read the PyTorch checkpoint {path}{hint}: {first}") from None
+    state = unwrap_state_dict(obj, path)
+    arrays = {}
+    for key, value in state.items():
+        if not torch.is_tensor(value):
+            raise WeightsError(f"{path}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
+        t = value.detach().cpu()
+        if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+            t = t.float()  # float16, bfloat16: NumPy lacks bfloat16
+        arrays[str(key)] = t.numpy()
+    return arrays
+
+
+def unwrap_state_dict(obj, where="the checkpoint") -> dict:
+    """The state_dict inside ``obj``: obj itself, or obj["state_dict"] (or "model_state_dict")."""
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{where} holds a {type(obj).__name__}, not a state_dict (a dict of tensors)")
+    for wrapper in ("state_dict", "model_state_dict"):
+        if isinstance(obj.get(wrapper), dict):
+            return obj[wrapper]
+    if not obj:
+        raise WeightsError(f"{where} holds an empty dict")
+    return obj
+
+
+def checkpoint_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- mapping (NumPy only)
+
+def normalise_keys(state: dict) -> dict[str, np.ndarray]:
+    """Strip ``module.``/``_orig_mod.`` prefixes, drop ``num_batches_tracked``, keep float arrays."""
+    out = {}
+    for key, value in state.items():
+        key = str(key)
+        while key.startswith(_PREFIXES):
+            key = key.split(".", 1)[1]
+        if key.endswith(_IGNORED_SUFFIXES):
+            continue
+        a = np.asarray(value)
+        if not np.issubdtype(a.dtype, np.floating):
+            raise WeightsError(f"checkpoint array {key!r} has dtype {a.dtype}, expected floating point")
+        if key in out:
+            raise WeightsError(f"checkpoint key {key!r} appears twice (with and without a prefix)")
+        out[key] = a
+    return out
+
+
+def _shape(state, key, axis=0, default=None):
+    a = state.get(key)
+    return int(a.shape[axis]) if a is not None and a.ndim > axis else default
+
+
+def build_for(arch: str, state: dict, *, fold_bn: bool = False) -> Model:
+    """The ``arch`` model whose widths fit the checkpoint's arrays (random weights)."""
+    if arch == "resnet20":
+        if fold_bn:
+            raise InputError("--fold-bn is for VGG-style networks (conv then BatchNorm in one Sequential); "
+                             "resnet20 keeps its BatchNorm layers")
+        return resnet20(num_classes=_shape(state, "linear.weight", default=10))
+    has_bn = any(k.endswith(".running_mean") for k in state)
+    if arch == "vgg_cifar":
+        _check_bn(arch, has_bn, has_bn, fold_bn)
+        return vgg_cifar(batch_norm=has_bn, fold_bn=fold_bn, num_classes=_shape(state, "classifier.3.weight", default=10))
+    base, bn = arch.removesuffix("_bn"), arch.endswith("_bn")
+    _check_bn(arch, bn, has_bn, fold_bn)
+    cfg, index = [], 0
+    for v in VGG_CONFIGS[base]:
+        if v == "M":
+            cfg.append("M")
+            index += 1
+            continue
+        cfg.append(_shape(state, f"features.{index}.weight", default=v))
+        index += 3 if bn else 2
+    hidden = (_shape(state, "classifier.0.weight", default=4096), _shape(state, "classifier.3.weight", default=4096))
+    return vgg(cfg, batch_norm=bn, fold_bn=fold_bn, num_classes=_shape(state, "classifier.6.weight", default=1000),
+               hidden=hidden, name=arch)
+
+
+def _check_bn(arch, arch_has_bn, ckpt_has_bn, fold_bn):
+    if ckpt_has_bn and not arch_has_bn:
+        raise WeightsError(f"the checkpoint has BatchNorm layers but {arch} has none: use --arch {arch}_bn")
+    if arch_has_bn and not ckpt_has_bn:
+        plain = arch.removesuffix("_bn")
+        raise WeightsError(f"the checkpoint has no BatchNorm layers but {arch} has: use --arch {plain}"
+                           if plain != arch else f"the checkpoint has no BatchNorm layers for {arch}")
+    if fold_bn and not ckpt_has_bn:
+        raise InputError(f"--fold-bn: the {arch} checkpoint has no BatchNorm layers to fold")
+
+
+def check_keys(model: Model, state: dict, arch: str) -> None:
+    """A one-line WeightsError naming the first missing or unexpected checkpoint key."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    also = f"supported architectures: {', '.join(SUPPORTED)}"
+    if unexpected:
+        raise WeightsError(f"the checkpoint's {unexpected[0]!r} has no place in {arch} ({len(unexpected)} "
+                           f"unexpected keys; is it a {arch} checkpoint? {also})")
+    if missing:
+        raise WeightsError(f"the checkpoint has no {missing[0]!r} ({len(missing)} of {len(expected)} {arch} "
+                           f"arrays missing; is it a {arch} checkpoint? {also})")
+
+
+def conv_bn_pairs(model: Model) -> list[tuple[str, str]]:
+    """(conv name, BN name) for every BatchNorm2d that directly follows a Conv2d in one container."""
+    pairs = []
+    layers = model.layers()
+    for (name_a, a), (name_b, b) in zip(layers, layers[1:]):
+        if (isinstance(a, Conv2d) and isinstance(b, BatchNorm2d)
+                and name_a.rpartition(".")[0] == name_b.rpartition(".")[0]):
+            pairs.append((name_a, name_b))
+    return pairs
+
+
+def fold_batchnorm(state: dict, pairs: list[tuple[str, str]], eps: dict[str, float]) -> dict[str, np.ndarray]:
+    """The state with every (conv, BN) pair replaced by one conv: w' = w * scale, b' = (b - mean) * scale + beta."""
+    out = dict(state)
+    for conv, bn in pairs:
+        w = out[f"{conv}.weight"].astype(np.float64)
+        b = out.get(f"{conv}.bias")
+        gamma, beta, mean, var = (out.pop(f"{bn}.{k}").astype(np.float64)
+                                  for k in ("weight", "bias", "running_mean", "running_var"))
+        w2, b2 = fold_into_conv(w, None if b is None else b.astype(np.float64), gamma, beta, mean, var, eps[bn])
+        out[f"{conv}.weight"], out[f"{conv}.bias"] = w2.astype(np.float32), b2.astype(np.float32)
+    return out
+
+
+def convert_state_dict(state: dict, arch: str, *, fold_bn: bool = False, meta: dict | None = None) -> Model:
+    """A Model of architecture ``arch`` holding the state_dict ``state`` (NumPy arrays; no torch needed)."""
+    if arch not in ARCHITECTURES:
+        raise unknown_name("architecture", arch, SUPPORTED)
+    state = normalise_keys(unwrap_state_dict(state))
+    model = build_for(arch, state, fold_bn=False)
+    check_keys(model, state, arch)
+    if fold_bn:
+        pairs = conv_bn_pairs(model)
+        folded = fold_batchnorm(state, pairs, {bn: model[bn].eps for _, bn in pairs})
+        model = build_for(arch, state, fold_bn=True)  # same widths, no BN layers
+        state = folded
+    state = {k: v.astype(np.float32, copy=False) for k, v in state.items()}
+    model.load_state_dict(state)
+    model.meta = converted_meta(arch, model, fold_bn, meta)
+    return model
+
+
+def converted_meta(arch: str, model: Model, fold_bn: bool, meta: dict | None) -> dict:
+    """The zoo's metadata for ``arch`` (ImageNet class names for 1000 classes), then ``meta`` on top."""
+    out = dict(model.meta)
+    out["arch"] = arch
+    n_classes = len(model.classes)
+    if n_classes == 1000 and arch.startswith("vgg") and arch != "vgg_cifar":
+        try:
+            from .datasets import class_names
+            out["classes"] = class_names("imagenet")
+        except Exception:  # the shipped label file is optional here; numbers remain
+            pass
+    if fold_bn:
+        out["bn_folded"] = True
+    meta = dict(meta or {})
+    provenance = {**(out.get("provenance") or {}), **(meta.pop("provenance", None) or {})}
+    out.update(meta)
+    if provenance:
+        out["provenance"] = provenance
+    classes = out.get("classes")
+    if not isinstance(classes, list) or len(classes) != n_classes:
+        raise InputError(f"the metadata lists {len(classes) if isinstance(classes, list) else classes!r} class "
+                         f"names but the checkpoint's classifier has {n_classes} outputs")
+    out["classes"] = [str(c) for c in classes]
+    return out
+
+
+# ---------------------------------------------------------------- the whole conversion
+
+def convert_checkpoint(path, arch: str, *, fold_bn: bool = False, meta: dict | None = None) -> Model:
+    """A Model from a PyTorch checkpoint file (needs torch), with ``meta`` merged into its metadata.
+
+    The provenance records the source file name and sha256 and the torch version.
+    """
+    if arch not in ARCHITECTURES:
+        raise unknown_name("architecture", arch, SUPPORTED)
+    state = read_checkpoint(path)
+    torch = import_torch()
+    meta = dict(meta or {})
+    source = {"source_file": Path(path).name, "source_sha256": checkpoint_sha256(path),
+              "converted_with": f"minicnn convert --arch {arch}" + (" --fold-bn" if fold_bn else ""),
+              "torch": str(torch.__version__).split("+")[0]}
+    meta["provenance"] = {**source, **(meta.get("provenance") or {})}
+    return convert_state_dict(state, arch, fold_bn=fold_bn, meta=meta)
+
+
+def read_meta_argument(text) -> dict:
+    """``--meta``: a JSON file, or JSON text starting with '{'."""
+    if text is None:
+        return {}
+    try:
+        raw = text if text.lstrip().startswith("{") else Path(text).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"--meta: cannot read {text}: {e.strerror or e}") from None
+    try:
+        meta = json.loads(raw)
+    except ValueError as e:
+        raise InputError(f"--meta is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise InputError("--meta must be a JSON object, e.g. {\"licence\": \"BSD-2-Clause\"}")
+    return meta
+
+
+def convert_command(args) -> int:
+    """``minicnn convert CHECKPOINT --arch NAME --out FILE [--fold-bn] [--name] [--meta] [--force]``."""
+    from .atomic import check_writable
+    from .weights import save, sha256_file
+    out = check_writable(args.out, force=args.force)  # refuse before the slow part
+    if args.arch not in ARCHITECTURES:
+        raise unknown_name("architecture", args.arch, SUPPORTED)
+    meta = read_meta_argument(args.meta)
+    if args.name:
+        meta["name"] = args.name
+    meta.setdefault("name", out.stem if out.suffix == ".npz" else out.name)
+    model = convert_checkpoint(args.checkpoint, args.arch, fold_bn=args.fold_bn, meta=meta)
+    save(model, out, force=args.force)
+    print(f"wrote {out} ({model.meta['arch']}{', BatchNorm folded' if args.fold_bn else ''}: "
+          f"{model.num_parameters():,} parameters, {len(model.classes)} classes, "
+          f"input {'x'.join(map(str, model.input_size))}; sha256 {sha256_file(out)})")
+    return 0
