@@ -1,0 +1,98 @@
+"""Top-1 accuracy of a model on a labelled image dataset.
+
+    minicnn evaluate --model resnet20_cifar10 --data cifar10-jpeg.zip
+    ...
+    top-1 accuracy: 81.03% (10000 images)
+
+For each batch of uint8 images (N, H, W, 3) with labels (N,):
+
+    x      = preprocess(images, model.meta["preprocessing"])      (N, 3, H', W')
+    logits = model.forward(x)                                      (N, K)
+    correct += sum_n [argmax_k logits[n, k] == label_of(n)]
+
+and top-1 = 100 * correct / N_total. A dataset label (the index of its class
+folder, sorted by name) is mapped to the model's class of the same name, so
+the dataset's order does not matter; a model without class names must have
+as many outputs as the dataset has classes, in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .model import Model
+from .progress import Progress
+
+
+@dataclass
+class Accuracy:
+    """``correct`` of ``total`` images had the true class as their top-1 prediction."""
+
+    correct: int
+    total: int
+
+    @property
+    def top1(self) -> float:
+        """Top-1 accuracy in percent."""
+        return 100.0 * self.correct / self.total if self.total else 0.0
+
+    def __str__(self) -> str:
+        return f"top-1 accuracy: {self.top1:.2f}% ({self.total} images)"
+
+
+def label_map(model_classes: list[str], dataset_classes: list[str]) -> np.ndarray:
+    """For each dataset label, the index of the same class among the model's outputs."""
+    dataset_classes = [str(c) for c in dataset_classes]
+    index = {c: i for i, c in enumerate(model_classes)}
+    if all(c in index for c in dataset_classes):
+        return np.array([index[c] for c in dataset_classes], dtype=np.int64)
+    numbered = [str(i) for i in range(len(model_classes))]
+    if (not model_classes or list(model_classes) == numbered) and len(model_classes) in (0, len(dataset_classes)):
+        return np.arange(len(dataset_classes), dtype=np.int64)
+    unknown = next(c for c in dataset_classes if c not in index)
+    shown = ", ".join(model_classes[:10]) + (", ..." if len(model_classes) > 10 else "")
+    raise InputError(f"the dataset's class {unknown!r} is not one of the model's classes ({shown})")
+
+
+def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = None, *,
+             progress: bool = False) -> Accuracy:
+    """Top-1 accuracy of ``model`` on ``dataset`` (see minicnn.datasets.open_dataset).
+
+    ``limit`` evaluates only the first ``limit`` images (in the dataset's
+    order: class by class). ``progress`` draws a bar on stderr.
+    """
+    from .images import preprocess
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch size must be a positive integer; got {batch_size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise InputError(f"limit must be a positive integer; got {limit!r}")
+    prep = model.meta.get("preprocessing")
+    if not prep:
+        raise InputError(f"model {model.name!r} records no preprocessing; it cannot read images")
+    to_model = label_map(model.classes, dataset.classes)
+    total = len(dataset) if limit is None else min(limit, len(dataset))
+    correct = seen = 0
+    with Progress(total, "evaluating", unit="images", enabled=progress) as bar:
+        for images, labels in dataset.batches(batch_size):
+            if seen >= total:
+                break
+            images, labels = images[:total - seen], labels[:total - seen]
+            logits = model.forward(preprocess(images, prep))
+            correct += int((logits.argmax(axis=1) == to_model[labels]).sum())
+            seen += len(labels)
+            bar.update(len(labels))
+    return Accuracy(correct, seen)
+
+
+def evaluate_command(args) -> int:
+    """``minicnn evaluate --model NAME --data PATH [--split test] [--batch-size] [--limit]``."""
+    from . import load
+    from .datasets import open_dataset
+    model = load(args.model)
+    dataset = open_dataset(args.data, args.split)
+    result = evaluate(model, dataset, args.batch_size, args.limit, progress=True)
+    print(result)
+    return 0
