@@ -1,0 +1,162 @@
+"""Download an official torchvision VGG checkpoint, verify it, convert it.
+
+    minicnn fetch vgg16                 # -> vgg16.npz (and vgg16-397923af.pth beside it)
+    minicnn fetch vgg16 --checkpoint ~/Downloads/vgg16-397923af.pth --out vgg16.npz
+
+The checkpoint is streamed to a temporary file in the output folder while its
+sha256 is computed, and renamed to its final name only if the digest starts
+with the 8 hex digits in its file name ("vgg16-397923af.pth"). That prefix is
+what torchvision itself checks (``torch.hub``, ``check_hash``); the full
+digests are not published next to the files, so minicnn checks the same
+prefix. An already-downloaded checkpoint with the right digest is reused.
+Nothing is overwritten without ``--force``; the converted file is written
+atomically too. Conversion needs PyTorch (see ``minicnn.convert``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from .atomic import atomic_output, check_writable
+from .errors import ChecksumError, DownloadError, InputError, unknown_name
+from .progress import Progress
+
+BASE_URL = "https://download.pytorch.org/models/"
+
+#: Official torchvision ImageNet checkpoints: name -> (file name, arch). The
+#: 8 hex digits in the file name are the start of the file's sha256.
+CHECKPOINTS = {
+    "vgg11": ("vgg11-8a719046.pth", "vgg11"),
+    "vgg13": ("vgg13-19584684.pth", "vgg13"),
+    "vgg16": ("vgg16-397923af.pth", "vgg16"),
+    "vgg19": ("vgg19-dcbb9e9d.pth", "vgg19"),
+    "vgg11_bn": ("vgg11_bn-6002323d.pth", "vgg11_bn"),
+    "vgg13_bn": ("vgg13_bn-abd245e5.pth", "vgg13_bn"),
+    "vgg16_bn": ("vgg16_bn-6c64b313.pth", "vgg16_bn"),
+    "vgg19_bn": ("vgg19_bn-c79401a0.pth", "vgg19_bn"),
+}
+
+IMAGENET_META = {
+    "input_size": [3, 224, 224],
+    "preprocessing": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                      "resize": "shorter_then_center_crop", "resize_shorter": 256, "size": [224, 224]},
+    "licence": {"name": "BSD-3-Clause (torchvision)",
+                "note": "weights published by torchvision (pytorch/vision, BSD-3-Clause); trained on ImageNet-1k, "
+                        "whose terms of access apply to the data"},
+}
+
+_CHUNK = 1 << 20
+
+
+def hash_prefix(file_name: str) -> str:
+    """The sha256 prefix in a torchvision file name: "vgg16-397923af.pth" -> "397923af"."""
+    stem = file_name.rsplit(".", 1)[0]
+    return stem.rsplit("-", 1)[1].lower() if "-" in stem else ""
+
+
+def check_digest(digest: str, expected: str, what) -> None:
+    """ChecksumError unless ``digest`` starts with ``expected`` (a prefix or a full sha256)."""
+    if not expected or not digest.startswith(expected.lower()):
+        raise ChecksumError(f"{what} has sha256 {digest}, expected one starting with {expected}: "
+                            f"the download is damaged or not the official file")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url: str, dest, *, expected_sha256: str, force: bool = False, progress: bool = True,
+             timeout: float = 60.0) -> Path:
+    """Stream ``url`` to ``dest`` (atomically), checking its sha256 against ``expected_sha256``.
+
+    ``expected_sha256`` is a full digest or a prefix of one. On a mismatch, a
+    network error or a connection cut short, nothing is left at ``dest``.
+    """
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ("http", "https"):
+        raise InputError(f"can only download http:// or https:// addresses; got {url!r}")
+    dest = check_writable(dest, force=force)
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "minicnn"}),
+                                          timeout=timeout)
+    except urllib.error.HTTPError as e:
+        raise DownloadError(f"downloading {url} failed: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise DownloadError(f"downloading {url} failed: {reason}") from None
+    with response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        h, got = hashlib.sha256(), 0
+        bar = Progress(total, f"downloading {dest.name}", unit="MB", enabled=progress,
+                       fmt=lambda n: f"{n / 1e6:,.1f}")
+        with bar, atomic_output(dest, force=force) as f:
+            while True:
+                try:
+                    block = response.read(_CHUNK)
+                except (OSError, ValueError) as e:
+                    raise DownloadError(f"downloading {url} failed after {got:,} bytes: {e}") from None
+                if not block:
+                    break
+                f.write(block)
+                h.update(block)
+                got += len(block)
+                bar.update(len(block))
+            if total is not None and got != total:
+                raise DownloadError(f"downloading {url} stopped after {got:,} of {total:,} bytes; try again")
+            check_digest(h.hexdigest(), expected_sha256, url)
+    return dest
+
+
+def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force: bool = False,
+          expected_sha256: str | None = None, progress: bool = True) -> Path:
+    """Get the official ``name`` checkpoint (download, or ``checkpoint``), verify it, convert it to ``out``.
+
+    ``url`` replaces the official address (a mirror: the same file is
+    expected). Returns the path of the converted weights file.
+    """
+    if name not in CHECKPOINTS:
+        raise unknown_name("checkpoint", name, list(CHECKPOINTS))
+    file_name, arch = CHECKPOINTS[name]
+    expected = (expected_sha256 or hash_prefix(file_name)).lower()
+    out = check_writable(out if out is not None else f"{name}.npz", force=force)  # before any download
+    if checkpoint is not None:
+        ckpt = Path(os.fspath(checkpoint))
+        if not ckpt.is_file():
+            raise InputError(f"checkpoint not found: {ckpt}")
+        check_digest(_sha256(ckpt), expected, ckpt)
+        source_url = url
+    else:
+        source_url = url or BASE_URL + file_name
+        ckpt = out.parent / file_name
+        if ckpt.exists() and not force:
+            if not _sha256(ckpt).startswith(expected):
+                raise ChecksumError(f"{ckpt} exists but its sha256 does not start with {expected}; "
+                                    f"delete it or pass --force to download it again")
+            print(f"using {ckpt} (already downloaded, sha256 verified)")
+        else:
+            download(source_url, ckpt, expected_sha256=expected, force=force, progress=progress)
+    from .convert import convert_checkpoint
+    from .weights import save
+    meta = {**IMAGENET_META, "name": name,
+            "provenance": {"source_url": source_url or BASE_URL + file_name, "official_file": file_name,
+                           "publisher": "torchvision (pytorch/vision)", "sha256_prefix_checked": expected}}
+    model = convert_checkpoint(ckpt, arch, meta=meta)
+    save(model, out, force=force)
+    return out
+
+
+def fetch_command(args) -> int:
+    """``minicnn fetch NAME [--out FILE] [--url URL] [--checkpoint FILE] [--force]``."""
+    out = fetch(args.name, out=args.out, url=args.url, checkpoint=args.checkpoint, force=args.force)
+    print(f"wrote {out}")
+    return 0
