@@ -1,0 +1,37 @@
+"""Explanations of a CNN's prediction, each a short function over the model's public API.
+
+    from minicnn import explain
+    r = explain.gradcam(model, x, target="cat")        # r.map (N, h, w), r.alpha (N, K), r.layer
+    r.upsampled(x.shape[2:])                            # (N, H, W), bilinear, half-pixel centres
+
+| function              | equation                                              | map shape     |
+|-----------------------|-------------------------------------------------------|---------------|
+| ``gradcam``           | ReLU(sum_k alpha_k^c A^k), alpha = mean_ij dy^c/dA     | (N, h, w)     |
+| ``counterfactual``    | the same with -dy^c/dA                                | (N, h, w)     |
+| ``guided_backprop``   | dy^c/dx with the guided ReLU backward                 | (N, C, H, W)  |
+| ``guided_gradcam``    | guided_backprop * upsample(gradcam)                   | (N, C, H, W)  |
+| ``cam``               | sum_k W[c, k] A^k (GAP -> one Linear networks only)   | (N, h, w)     |
+| ``occlusion``         | y^c(x) - y^c(x with a patch covered)                  | (N, H, W)     |
+| ``saliency``          | dy^c/dx (``channel_max_abs`` for display)             | (N, C, H, W)  |
+
+Every function takes a batch x (N, C, H, W), an optional ``target`` (default
+top-1; an index, a class name, or one per image) and, where a layer is
+involved, an optional ``layer`` name (default: the last convolutional feature
+map after its ReLU). Maps are raw: not normalised, not coloured
+(see ``minicnn.figures``).
+"""
+
+from .cam import cam, cam_head
+from .catdog import CAT_DOG, cat_dog_image
+from .gradcam import GradCAM, counterfactual, gradcam
+from .guided import GuidedGradCAM, guided_backprop, guided_gradcam
+from .occlusion import Occlusion, occlusion
+from .resize import resize_bilinear
+from .saliency import channel_max_abs, saliency
+from .target import Explanation, choose_targets, class_index, default_layer, onehot
+
+__all__ = [
+    "CAT_DOG", "Explanation", "GradCAM", "GuidedGradCAM", "Occlusion", "cam", "cam_head", "cat_dog_image",
+    "channel_max_abs", "choose_targets", "class_index", "counterfactual", "default_layer", "gradcam",
+    "guided_backprop", "guided_gradcam", "occlusion", "onehot", "resize_bilinear", "saliency",
+]

@@ -1,0 +1,167 @@
+"""What every explanation needs: the target class c, the layer A, the seed e_c, the result.
+
+An explanation answers "which parts of x made the score y^c high?", where
+y^c is the pre-softmax score (logit) of class c. Three choices come first:
+
+- the **target** c for each image: by default the top-1 class
+  ``argmax_k y^k``; or a class index; or a class name; or one of those per
+  image (:func:`choose_targets`);
+- the **layer** whose output A (N, K, h, w) is explained: by default the last
+  convolutional feature map after its ReLU (:func:`default_layer`), e.g.
+  "features.29" in VGG-16, "features.19" in the VGG-style CIFAR model and
+  "layer3" in ResNet-20; the chosen name is always reported in the result;
+- the **seed** of the backward pass, the one-hot rows e_c (:func:`onehot`):
+  ``model.backward(e_c)`` computes d(sum_n y^{c_n}_n)/d(everything), and
+  since image n's score depends only on image n, row n of every gradient is
+  dy^{c_n}_n / d(that image's activations).
+
+Results are :class:`Explanation` objects (dataclasses) holding the raw,
+unnormalised map; normalising and colouring belong to ``minicnn.figures``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError, unknown_name
+from ..layers import Conv2d, ReLU
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Explanation:
+    """One method's raw result for a batch of N images.
+
+    method   : "gradcam", "counterfactual", "guided-backprop", "guided-gradcam",
+               "cam", "occlusion" or "saliency"
+    map      : the raw map; (N, h, w) for maps over a layer or the pixels,
+               (N, C, H, W) for gradients with respect to the input
+    targets  : (N,) int, the class c explained in each image
+    scores   : (N,) the pre-softmax score y^c of that class
+    logits   : (N, K) all scores
+    layer    : name of the layer whose output A was used (None when the
+               method works on the input alone)
+    classes  : the model's class names, in logit order
+    """
+
+    method: str
+    map: np.ndarray
+    targets: np.ndarray
+    scores: np.ndarray
+    logits: np.ndarray
+    layer: str | None = None
+    classes: list = field(default_factory=list)
+
+    @property
+    def target_names(self) -> list[str]:
+        """The explained class of each image, by name when the model names its classes."""
+        return [self.classes[c] if c < len(self.classes) else str(c) for c in self.targets]
+
+
+# ---------------------------------------------------------------- target class
+
+def class_index(model, target) -> int:
+    """One class as an index: an int in 0..K-1, or a class name of ``model.classes``.
+
+    A string of digits that is not a class name counts as an index ("3").
+    """
+    k = len(model.classes) if model.classes else None
+    if isinstance(target, str):
+        if target in model.classes:
+            return model.classes.index(target)
+        if target.strip().isdigit():
+            return class_index(model, int(target))
+        raise unknown_name("class", target, model.classes)
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral):
+        raise InputError(f"a target class is an index or a class name; got {target!r}")
+    if target < 0 or (k is not None and target >= k):
+        raise InputError(f"target class {int(target)} is out of range; this model has classes 0..{(k or 1) - 1}")
+    return int(target)
+
+
+def choose_targets(model, logits: np.ndarray, target=None) -> np.ndarray:
+    """The class c_n to explain in each image n, as an (N,) int array.
+
+    target: None (top-1: argmax_k y^k_n), an index or a class name (the same
+    class for every image), or a sequence of N of those (one per image; None
+    in it means that image's top-1).
+    """
+    n, k = logits.shape
+    if target is None:
+        return np.argmax(logits, axis=1)
+    if isinstance(target, (list, tuple, np.ndarray)):
+        targets = list(np.asarray(target).tolist()) if isinstance(target, np.ndarray) else list(target)
+        if len(targets) != n:
+            raise InputError(f"got {len(targets)} target classes for a batch of {n} images")
+        top = np.argmax(logits, axis=1)
+        out = np.array([top[i] if t is None else class_index(model, t) for i, t in enumerate(targets)], dtype=np.intp)
+    else:
+        out = np.full(n, class_index(model, target), dtype=np.intp)
+    if out.max() >= k:
+        raise InputError(f"target class {int(out.max())} is out of range; the model has {k} outputs (0..{k - 1})")
+    return out
+
+
+def onehot(targets: np.ndarray, k: int, dtype=np.float32) -> np.ndarray:
+    """The seed e_c: (N, K) with 1 at [n, c_n] and 0 elsewhere, so backward gives dy^c/d(.)."""
+    seed = np.zeros((len(targets), k), dtype=dtype)
+    seed[np.arange(len(targets)), targets] = 1
+    return seed
+
+
+def scores_of(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """y^{c_n}_n for each image: (N,)."""
+    return logits[np.arange(len(targets)), targets]
+
+
+# ---------------------------------------------------------------- layer
+
+def outermost_alias(model, name: str) -> str:
+    """The first (outermost) name whose output is the very same array as ``name``'s.
+
+    A container's output is its last child's output: in ResNet-20,
+    "layer3", "layer3.2" and "layer3.2.relu" are one array, reported as "layer3".
+    """
+    acts = model.activations
+    for other in model.layer_names:
+        if acts.get(other) is acts[name]:
+            return other
+    return name
+
+
+def default_layer(model) -> str:
+    """The last convolutional feature map after its ReLU, by its outermost name.
+
+    Read from the last forward pass: the last ReLU whose output is a 4-D map
+    (N, K, h, w) (VGG-16: "features.29", the VGG-style CIFAR model:
+    "features.19", ResNet-20: "layer3"); without such a ReLU, the last
+    Conv2d's output. Call ``model.forward`` first.
+    """
+    if not model.activations:
+        raise InputError("call model.forward(x) before choosing the default layer")
+    acts = model.activations
+    for kinds in ((ReLU,), (Conv2d,)):
+        found = [name for name, layer in model.layers()
+                 if isinstance(layer, kinds) and getattr(acts.get(name), "ndim", 0) == 4]
+        if found:
+            return outermost_alias(model, found[-1])
+    raise InputError(f"{model.name} has no convolutional feature map (N, K, h, w); name a layer with layer=...")
+
+
+def feature_map(model, layer: str | None, method: str = "Grad-CAM") -> tuple[str, np.ndarray]:
+    """(name, A) for the layer to explain, A (N, K, h, w) from the last forward pass.
+
+    One-line errors for an unknown name and for a layer without spatial extent
+    (a dense layer's (N, D) output, or a 1x1 map after global pooling).
+    """
+    name = default_layer(model) if layer is None else layer
+    model[name]  # unknown names fail here, with a suggestion
+    A = model.activations.get(name)
+    if A is None:
+        raise InputError(f"layer {name!r} produced no output in the last forward pass")
+    if A.ndim != 4 or A.shape[2] * A.shape[3] < 2:
+        raise InputError(f"{method} needs a convolutional feature map (N, K, h, w) with spatial extent; layer {name!r} "
+                         f"outputs shape {A.shape[1:]}; try {default_layer(model)!r}")
+    return name, A
