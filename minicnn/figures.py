@@ -1,0 +1,251 @@
+"""Figures of explanations: overlays with colour bars, gradient images, panel grids.
+
+The only engine-side module that imports matplotlib. Everything the
+explanation methods return is raw; this is where maps are resized for
+display, normalised and coloured:
+
+- heat maps (Grad-CAM, counterfactual, CAM, occlusion, saliency magnitude)
+  are laid over the image, coloured between their own minimum and maximum
+  (0 .. max for maps that cannot be negative, -m .. m with a diverging map
+  for signed ones such as occlusion drops) and the colour bar is labelled
+  in the map's raw units;
+- gradient images (Guided Backprop, Guided Grad-CAM, saliency) are
+  (C, H, W) arrays shown as RGB after :func:`gradient_to_rgb`;
+- small images (CIFAR-10, 32x32) are drawn with bilinear interpolation
+  at the figure's resolution, so they are pictures, not dots.
+
+Figures are ``matplotlib.figure.Figure`` objects built without pyplot (no
+global state, no window); :func:`save_png` writes one atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+import matplotlib
+import matplotlib.ticker
+
+if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
+        and not os.environ.get("MPLBACKEND")):
+    matplotlib.use("Agg")
+
+from matplotlib import colormaps                     # noqa: E402
+from matplotlib.cm import ScalarMappable             # noqa: E402
+from matplotlib.colors import Normalize              # noqa: E402
+from matplotlib.figure import Figure                 # noqa: E402
+
+from .atomic import atomic_output                    # noqa: E402
+from .errors import InputError                       # noqa: E402
+from .explain.resize import resize_bilinear          # noqa: E402
+
+#: Colour maps: the paper's jet for class maps, a diverging map for signed drops.
+HEAT_CMAP, SIGNED_CMAP, MAGNITUDE_CMAP = "jet", "RdBu_r", "inferno"
+KINDS = ("image", "heat", "signed", "magnitude", "gradient", "text")
+
+
+# ---------------------------------------------------------------- arrays for display
+
+def normalize(m: np.ndarray) -> np.ndarray:
+    """(m - min) / (max - min) in [0, 1]; all zeros for a constant map."""
+    m = np.asarray(m, dtype=np.float64)
+    lo, hi = float(m.min()), float(m.max())
+    return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+
+
+def gradient_to_rgb(g: np.ndarray) -> np.ndarray:
+    """A (C, H, W) gradient as an (H, W, C) picture in [0, 1].
+
+    Centre on the mean, divide by the standard deviation, scale by 0.1 and
+    shift to 0.5, then clip: zero gradient is mid grey, and the picture's
+    contrast does not depend on the gradient's overall scale.
+    """
+    g = np.asarray(g, dtype=np.float64)
+    if g.ndim != 3:
+        raise InputError(f"a gradient image is (C, H, W); got shape {g.shape}")
+    g = g - g.mean()
+    g = g / (g.std() + 1e-12) * 0.1 + 0.5
+    return np.clip(g.transpose(1, 2, 0), 0, 1)
+
+
+def to_display(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 or float in [0, 1] -> float (H, W, 3) in [0, 1]."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"a background image is (H, W, 3); got shape {image.shape}")
+    return image / 255.0 if image.dtype == np.uint8 else np.clip(image.astype(np.float64), 0, 1)
+
+
+def heat_range(m: np.ndarray, signed: bool) -> tuple[float, float]:
+    """Colour limits: (-a, a) with a = max|m| for signed maps, else (min(0, min m), max m)."""
+    if signed:
+        a = float(np.abs(m).max()) or 1.0
+        return -a, a
+    lo, hi = min(0.0, float(m.min())), float(m.max())
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
+# ---------------------------------------------------------------- panels
+
+@dataclass
+class Panel:
+    """One square of a figure.
+
+    kind  : "image" (data (H, W, 3)), "heat" / "signed" / "magnitude" (data (h, w),
+            drawn over ``image`` when given), "gradient" (data (C, H, W)),
+            "text" (title only, e.g. a method that does not apply)
+    data  : the array; heat maps of any resolution are resized bilinearly to the image
+    title : text above the panel
+    image : the background of a heat panel, (H, W, 3)
+    """
+
+    kind: str
+    data: np.ndarray | None = None
+    title: str = ""
+    image: np.ndarray | None = None
+    alpha: float = 0.5
+
+
+def _extent(shape) -> tuple[float, float, float, float]:
+    h, w = shape[:2]
+    return (0, w, h, 0)
+
+
+def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10) -> None:
+    """Draw ``panel`` on ``ax``: no ticks; for heat panels a horizontal colour bar in raw units on ``cax``.
+
+    ``cax`` (an axes for the colour bar) is hidden for panels that have none.
+    """
+    if panel.kind not in KINDS:
+        raise InputError(f"unknown panel kind {panel.kind!r}; choose one of {', '.join(KINDS)}")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(panel.title, fontsize=fontsize)
+    if cax is not None and panel.kind not in ("heat", "signed", "magnitude"):
+        cax.set_axis_off()
+    if panel.kind == "text":
+        for side in ax.spines.values():
+            side.set_visible(False)
+        return
+    if panel.kind == "image":
+        img = to_display(panel.data)
+        ax.imshow(img, interpolation="bilinear", extent=_extent(img.shape))
+        return
+    if panel.kind == "gradient":
+        img = gradient_to_rgb(panel.data)
+        shape = panel.image.shape if panel.image is not None else img.shape
+        ax.imshow(img, interpolation="bilinear", extent=_extent(shape))
+        return
+    m = np.asarray(panel.data, dtype=np.float64)
+    if m.ndim != 2:
+        raise InputError(f"a heat panel needs an (h, w) map; got shape {m.shape}")
+    shape = panel.image.shape if panel.image is not None else m.shape
+    if panel.image is not None:
+        ax.imshow(to_display(panel.image), interpolation="bilinear", extent=_extent(shape))
+    cmap = {"heat": HEAT_CMAP, "signed": SIGNED_CMAP, "magnitude": MAGNITUDE_CMAP}[panel.kind]
+    vmin, vmax = heat_range(m, panel.kind == "signed")
+    ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="bilinear", extent=_extent(shape),
+              alpha=panel.alpha if panel.image is not None else 1.0)
+    ax.set_xlim(0, shape[1])
+    ax.set_ylim(shape[0], 0)
+    if cax is not None:
+        bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), colormaps[cmap]), cax=cax,
+                           orientation="horizontal")
+        bar.ax.tick_params(labelsize=fontsize - 2, length=2, pad=1)
+        bar.locator = matplotlib.ticker.MaxNLocator(4 if cax.get_position().width * fig.get_figwidth() > 1.8 else 3)
+        bar.formatter = matplotlib.ticker.ScalarFormatter()
+        bar.formatter.set_powerlimits((-3, 4))
+        bar.update_ticks()
+
+
+def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None, title: str | None = None,
+                panel_height: float = 1.1, fontsize: float = 10) -> Figure:
+    """A figure with one row per list of panels; returns the Figure (not saved).
+
+    Every panel has the same cell, as wide as the first image's aspect asks
+    (32x64 images get wide panels), with a thin colour-bar strip under it
+    that heat panels use: colour bars below, not beside, keep wide figures
+    readable at page width.
+    """
+    if not rows or not rows[0]:
+        raise InputError("a figure needs at least one panel")
+    first = next((p for row in rows for p in row if p.kind == "image"), rows[0][0])
+    ref = first.data if first.kind == "image" else (first.image if first.image is not None else first.data)
+    aspect = ref.shape[1] / ref.shape[0] if ref is not None else 1.0
+    ncols = max(len(r) for r in rows)
+    lines = [line for row in rows for p in row for line in p.title.split("\n")]
+    title_lines = max(p.title.count("\n") + 1 for row in rows for p in row)
+    # widen panels (keeping their aspect) until the longest title line fits
+    panel_height = max(panel_height, max(map(len, lines)) * fontsize * 0.0078 / aspect)
+    bar = 0.09 * min(1.0, 2.0 / aspect)
+    width = (panel_height * aspect + 0.2) * ncols + (0.35 if row_labels else 0.0)
+    height = (panel_height * (1 + bar) + 0.35 + 0.19 * title_lines) * len(rows) + (0.3 if title else 0.0)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    grid = fig.add_gridspec(2 * len(rows), ncols, height_ratios=[1, bar] * len(rows))
+    for r, row in enumerate(rows):
+        for c in range(ncols):
+            ax = fig.add_subplot(grid[2 * r, c])
+            cax = fig.add_subplot(grid[2 * r + 1, c])
+            if c < len(row):
+                draw_panel(fig, ax, row[c], cax=cax, fontsize=fontsize)
+            else:
+                ax.set_axis_off()
+                cax.set_axis_off()
+            if c == 0 and row_labels:
+                ax.set_ylabel(row_labels[r], fontsize=fontsize + 1, fontweight="bold")
+    if title:
+        fig.suptitle(title, fontsize=fontsize + 1)
+    return fig
+
+
+def save_png(fig: Figure, path, *, dpi: int = 150) -> str:
+    """Write ``fig`` as a PNG, atomically (temporary file, then os.replace); returns the path."""
+    with atomic_output(path, force=True) as f:
+        fig.savefig(f, format="png", dpi=dpi)
+    return os.fspath(path)
+
+
+def upsample_for(m: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A map (h, w) resized bilinearly (half-pixel centres) to the image's (H, W)."""
+    return resize_bilinear(np.asarray(m, dtype=np.float64), image.shape[:2])
+
+
+# ---------------------------------------------------------------- explanations as panels
+
+#: How each method is named in titles, and drawn.
+METHOD_TITLES = {"gradcam": "Grad-CAM", "counterfactual": "Counterfactual", "guided-backprop": "Guided Backprop",
+                 "guided-gradcam": "Guided Grad-CAM", "cam": "CAM", "occlusion": "Occlusion",
+                 "saliency": "Saliency |dy/dx|"}
+_METHOD_KIND = {"gradcam": "heat", "counterfactual": "heat", "cam": "heat", "occlusion": "signed",
+                "saliency": "magnitude", "guided-backprop": "gradient", "guided-gradcam": "gradient"}
+
+
+def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool = True) -> str:
+    """A two-line title: method, class and score; then model and layer."""
+    name = METHOD_TITLES.get(result.method, result.method)
+    line1 = f"{name}: {result.target_names[i]!r} (y={float(result.scores[i]):.2f})"
+    where = [s for s in (model_name, result.layer if layer else None) if s]
+    return line1 + ("\n" + " · ".join(where) if where else "")
+
+
+def method_panel(result, image: np.ndarray, i: int = 0, *, model_name: str | None = None,
+                 title: str | None = None) -> Panel:
+    """The panel showing image ``i`` of an explanation over ``image`` (H, W, 3), the picture shown.
+
+    Maps at any resolution (layer or input) are resized bilinearly to the
+    picture's size; saliency is shown as max_ch |dy/dx|.
+    """
+    from .explain.saliency import channel_max_abs
+    kind = _METHOD_KIND.get(result.method)
+    if kind is None:
+        raise InputError(f"no panel for method {result.method!r}")
+    title = describe(result, i, model_name) if title is None else title
+    m = result.map[i]
+    if kind == "gradient":
+        return Panel("gradient", m, title, image=image)
+    if result.method == "saliency":
+        m = channel_max_abs(m)
+    return Panel(kind, upsample_for(m, image), title, image=image)
