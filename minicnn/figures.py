@@ -154,7 +154,7 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
     if cax is not None:
         bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), colormaps[cmap]), cax=cax,
                            orientation="horizontal")
-        bar.ax.tick_params(labelsize=fontsize - 2, length=2, pad=1)
+        bar.ax.tick_params(labelsize=fontsize - 1, length=2, pad=1)
         bar.locator = matplotlib.ticker.MaxNLocator(4 if cax.get_position().width * fig.get_figwidth() > 1.8 else 3)
         bar.formatter = matplotlib.ticker.ScalarFormatter()
         bar.formatter.set_powerlimits((-3, 4))
@@ -201,7 +201,7 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
     return fig
 
 
-def save_png(fig: Figure, path, *, dpi: int = 150) -> str:
+def save_png(fig: Figure, path, *, dpi: int = 120) -> str:
     """Write ``fig`` as a PNG, atomically (temporary file, then os.replace); returns the path."""
     with atomic_output(path, force=True) as f:
         fig.savefig(f, format="png", dpi=dpi)
