@@ -58,7 +58,8 @@ def test_the_counterfactual_for_cat_points_at_the_dog_and_vice_versa(resnet, cat
 
 
 def test_occlusion_for_cat_drops_most_on_the_cat_half_and_for_dog_on_the_dog_half(resnet, cat_dog_batch):
-    r = explain.occlusion(resnet, cat_dog_batch, ["cat", "dog"], size=8, stride=4)
-    assert r.map.shape == (2, 32, 64) and r.grid.shape == (2, 7, 15)
-    assert mass_on(r.map[0], "left") > 0.7          # measured 0.86
-    assert mass_on(r.map[1], "right") > 0.7         # measured 0.82
+    # 8x8 patches side by side keep the test short (stride 2, as in the demo, gives 0.85 and 0.83)
+    r = explain.occlusion(resnet, cat_dog_batch, ["cat", "dog"], size=8, stride=8)
+    assert r.map.shape == (2, 32, 64) and r.grid.shape == (2, 4, 8)
+    assert mass_on(r.map[0], "left") > 0.7          # measured 0.84
+    assert mass_on(r.map[1], "right") > 0.7         # measured 0.81
