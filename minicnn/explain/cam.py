@@ -18,8 +18,6 @@ same constant everywhere and is left out, as in the paper.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import InputError
 from ..layers import AdaptiveAvgPool2d, AvgPool2d, Dropout, Flatten, Identity, Linear
 from .gradcam import GradCAM, weighted_sum

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from .gradcam import GradCAM, gradcam
 from .target import Explanation, choose_targets, onehot, scores_of
 
