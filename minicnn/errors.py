@@ -66,4 +66,9 @@ def unknown_name(kind: str, name: object, valid: list[str] | tuple[str, ...], *,
     close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ";"
     listed = ", ".join(valid[:show]) + (f", ... ({len(valid)} in all)" if len(valid) > show else "")
-    return UnknownNameError(f"unknown {kind} {name!r}{hint} valid {kind}s: {listed}")
+    return UnknownNameError(f"unknown {kind} {name!r}{hint} valid {_plural(kind)}: {listed}")
+
+
+def _plural(kind: str) -> str:
+    """"layer" -> "layers", "class" -> "classes", "class list" -> "class lists"."""
+    return kind + ("es" if kind.endswith(("s", "x", "ch", "sh")) else "s")
