@@ -36,9 +36,13 @@ def check_writable(path, *, force: bool = False) -> Path:
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder; give a file name")
     if not folder.is_dir():
-        raise OutputError(f"cannot write {path}: the folder {folder} does not exist")
+        existing = next((p for p in [folder, *folder.parents] if p.exists()), None)  # nearest that exists
+        if existing is not None and not existing.is_dir():
+            raise OutputError(f"cannot write {path}: {existing} is a file, not a folder; choose another path")
+        raise OutputError(f"cannot write {path}: the folder {folder} does not exist; "
+                          f"create it first or choose another path")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {path}: the folder {folder} is not writable")
+        raise OutputError(f"cannot write {path}: the folder {folder} is not writable; choose another folder")
     if path.exists() and not force:
         raise OutputError(f"{path} already exists; pass --force (force=True) to overwrite it")
     return path
