@@ -2,14 +2,33 @@
 
 Errors the library raises on purpose (MinicnnError) are printed as one line on
 stderr, ``minicnn: error: ...``, with exit status 2; nothing is half-written.
+A mistake in the arguments themselves is one such line too (argparse's usage
+text is left to ``--help``), and a warning (e.g. "using the first frame only"
+of an animated GIF) is one ``minicnn: note: ...`` line.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from .errors import MinicnnError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported like every other error: one line, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"minicnn: error: {message}; see `{self.prog} --help`\n")
+
+
+def show_note(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line on stderr (replaces warnings.showwarning while a command runs)."""
+    text = (str(message).strip().splitlines() or [category.__name__])[0]
+    if not issubclass(category, UserWarning) or category is UserWarning:
+        text = f"{category.__name__}: {text}"
+    print(f"minicnn: note: {text}", file=sys.stderr)
 
 
 def cmd_layers(args) -> int:
@@ -58,7 +77,7 @@ METHODS = ["gradcam", "counterfactual", "guided-backprop", "guided-gradcam", "ca
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"minicnn {__version__}")
@@ -122,12 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage mistake already printed in one line
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_note
+            return int(args.func(args) or 0)
     except MinicnnError as e:
         print(f"minicnn: error: {e}", file=sys.stderr)
         return 2
