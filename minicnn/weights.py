@@ -199,18 +199,43 @@ def read_meta(path) -> dict:
 def _open_npz(path: Path):
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path} is empty (0 bytes), not a weights file; was a download or copy cut short?")
     try:
         npz = np.load(path, allow_pickle=False)
     except ValueError as e:
-        if "pickle" in str(e):
+        if "pickle" in str(e) and _starts_like_a_pickle(path):
             raise WeightsError(f"{path} holds pickled Python objects (a PyTorch checkpoint?); minicnn never "
                                f"unpickles: convert it with `minicnn convert`") from None
+        if "pickle" in str(e):  # numpy's answer to any file that is neither .npy nor .npz
+            raise WeightsError(f"{path} is not a minicnn weights file: expected an .npz (a zip of .npy arrays), "
+                               f"found {_first_bytes(path)}") from None
         raise WeightsError(f"{path} is not a minicnn weights file (.npz): {_short(e)}") from None
     except _READ_ERRORS as e:
         raise WeightsError(f"{path} is not a readable weights file (.npz), it may be truncated: {_short(e)}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise WeightsError(f"{path} holds a single array, not a minicnn weights file (.npz with {META_KEY})")
     return npz
+
+
+def _starts_like_a_pickle(path: Path) -> bool:
+    """Protocol 2+ pickles (and so legacy ``torch.save`` files) begin with the PROTO opcode 0x80."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _first_bytes(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        size = path.stat().st_size
+    except OSError as e:
+        return f"an unreadable file ({e.strerror or e})"
+    return "an empty file" if size == 0 else f"{size} bytes starting {head!r}"
 
 
 def _member_name(npz, key: str) -> str:
