@@ -34,6 +34,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +68,13 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {path}")
     torch = import_torch()
+    check_checkpoint_file(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols, not the user's business
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds here (UnpicklingError, RuntimeError, EOFError, ...)
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        hint = ""
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            hint = " (it holds more than tensors, e.g. a whole pickled model; save model.state_dict() instead)"
-        raise WeightsError(f"cannot read the PyTorch checkpoint {path}{hint}: {first}") from None
+        raise WeightsError(load_failure(path, e)) from None
     state = unwrap_state_dict(obj, path)
     arrays = {}
     for key, value in state.items():
@@ -84,6 +85,53 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
             t = t.float()  # float16, bfloat16: NumPy lacks bfloat16
         arrays[str(key)] = t.numpy()
     return arrays
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """A one-line WeightsError for a file that cannot be a ``torch.save`` checkpoint (before torch reads it).
+
+    ``torch.save`` writes a zip archive (``PK\\x03\\x04``) or, in the legacy format,
+    a pickle (``\\x80`` then the protocol number); a minicnn ``.npz`` is a zip too.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise WeightsError(f"cannot read the checkpoint {path}: {e.strerror or e}") from None
+    if not head:
+        raise WeightsError(f"the checkpoint {path} is empty (0 bytes); was the download cut short?")
+    if head == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return  # torch's reader says what is wrong with it
+        if "__meta__.npy" in names:
+            raise WeightsError(f"{path} is already a minicnn weights file; use it as it is "
+                               f"(e.g. minicnn layers --model {path})")
+        return
+    if head[0] != 0x80:
+        raise WeightsError(f"cannot read {path} as a PyTorch checkpoint: torch.save writes a zip archive or a "
+                           f"pickle, this file starts {head!r}")
+
+
+def load_failure(path: Path, e: BaseException) -> str:
+    """One line saying why ``torch.load(path, weights_only=True)`` failed, from torch's many-line message."""
+    text = str(e)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Unsupported global" in text:
+        what = text.split("Unsupported global:", 1)[1].split()
+        name = what[1] if len(what) > 1 and what[0] == "GLOBAL" else (what[0] if what else "?")
+        return (f"{path} holds more than tensors (a pickled {name}, refused, never run); "
+                f"save model.state_dict() instead and convert that")
+    if "WeightsUnpickler error" in text:
+        after = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+        detail = after[0].strip() if after and after[0].strip() else type(e).__name__
+        return f"cannot read the PyTorch checkpoint {path}: not a plain pickle of tensors ({detail}); nothing was run"
+    if isinstance(e, EOFError) or "central directory" in text or "truncated" in text.lower():
+        return f"cannot read the PyTorch checkpoint {path}: it is truncated or corrupt; download or copy it again"
+    first = lines[0][:200] if lines else type(e).__name__
+    return f"cannot read the PyTorch checkpoint {path}: {first}"
 
 
 def unwrap_state_dict(obj, where="the checkpoint") -> dict:
