@@ -113,9 +113,9 @@ def prediction_text(model, logits: np.ndarray, top: int) -> str:
 
 
 def explanation_figure(results: dict, picture: np.ndarray, model, image_name: str):
-    """One panel for the input and one per method (at most 4 per row)."""
+    """One panel for the network's input (as the network saw it) and one per method (at most 4 per row)."""
     from .figures import Panel, grid_figure, method_panel
-    panels = [Panel("image", picture, f"input ({picture.shape[0]}x{picture.shape[1]})\n{image_name}")]
+    panels = [Panel("image", picture, f"network input ({picture.shape[0]}x{picture.shape[1]})\n{image_name}")]
     panels += [method_panel(r, picture, 0, model_name=model.name) for r in results.values()]
     per_row = 4 if len(panels) > 4 else len(panels)
     rows = [panels[i:i + per_row] for i in range(0, len(panels), per_row)]
@@ -166,7 +166,7 @@ def explain_command(args) -> int:
         print("layer: none (this method works on the input pixels)")
 
     picture = deprocess(x[0], prep)
-    fig = explanation_figure(results, picture, model, Path(args.image).name)
+    fig = explanation_figure(results, picture, model, f"{Path(args.image).name} ({image.shape[0]}x{image.shape[1]})")
     print(f"figure: {save_png(fig, out)}")
     if args.save:
         print(f"maps: {save_maps(args.save, maps_for_saving(results, model, x.shape[2:]))}")
