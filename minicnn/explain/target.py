@@ -71,9 +71,11 @@ def class_index(model, target) -> int:
     if isinstance(target, str):
         if target in model.classes:
             return model.classes.index(target)
-        if target.strip().isdigit():
-            return class_index(model, int(target))
-        raise unknown_name("class", target, model.classes)
+        try:
+            number = int(target)  # "3"; "-1" is then refused as out of range
+        except ValueError:
+            raise unknown_name("class", target, model.classes) from None
+        return class_index(model, number)
     if isinstance(target, bool) or not isinstance(target, numbers.Integral):
         raise InputError(f"a target class is an index or a class name; got {target!r}")
     if target < 0 or (k is not None and target >= k):
@@ -162,6 +164,9 @@ def feature_map(model, layer: str | None, method: str = "Grad-CAM") -> tuple[str
     if A is None:
         raise InputError(f"layer {name!r} produced no output in the last forward pass")
     if A.ndim != 4 or A.shape[2] * A.shape[3] < 2:
+        better = default_layer(model)
+        hint = (f"try {better!r}" if better != name else
+                "the input image is too small to leave a map with more than one pixel here; use a larger image")
         raise InputError(f"{method} needs a convolutional feature map (N, K, h, w) with spatial extent; layer {name!r} "
-                         f"outputs shape {A.shape[1:]}; try {default_layer(model)!r}")
+                         f"outputs shape {A.shape[1:]}; {hint}")
     return name, A
