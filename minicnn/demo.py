@@ -30,6 +30,8 @@ RESNET, VGG = "resnet20_cifar10", "vgg_cifar10"
 SAMPLES = (("airplane", 0), ("bird", 0), ("horse", 0), ("truck", 0))
 #: Occlusion in the demo: an 8x8 patch of the training mean colour, moved 2 pixels at a time.
 OCCLUSION = {"size": 8, "stride": 2, "fill": 0.0}
+#: The PNGs written, in order.
+FILES = ("figure1_cat_dog.png", "single_images.png")
 COLUMNS = ("(a) original", "(b) Guided Backprop", "(c) Grad-CAM", "(d) Guided Grad-CAM", "(e) Occlusion",
            "(f) ResNet Grad-CAM")
 
@@ -131,21 +133,23 @@ def samples_figure(vgg, resnet, samples=SAMPLES):
 
 def run_demo(out_dir="minicnn-demo", *, log=print) -> list[str]:
     """Write the demo's PNGs into ``out_dir`` (created if missing); returns their paths."""
+    from .atomic import check_writable
     from .figures import save_png
     out = Path(os.fspath(out_dir))
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot write into {out}: it is a file, not a folder; choose another --out-dir")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create the folder {out}: {e.strerror or e}") from None
+    for name in FILES:
+        check_writable(out / name, force=True)  # refuse before the work, not after it
     vgg, resnet = load_models()
     if vgg is resnet:
         log(f"note: {VGG} is not installed; columns (b)-(e) use {RESNET}")
-    paths = []
     fig, rows = figure1(vgg, resnet)
-    paths.append(save_png(fig, out / "figure1_cat_dog.png"))
-    fig = samples_figure(vgg, resnet)
-    paths.append(save_png(fig, out / "single_images.png"))
-    return paths
+    figs = [fig, samples_figure(vgg, resnet)]  # both computed before either is written
+    return [save_png(f, out / name) for f, name in zip(figs, FILES)]
 
 
 def demo_command(args) -> int:
