@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,11 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "minicnn-manifest"
 _FILE_KEYS = ("format", "version", "spec")  # describe the file, not the model
 
-# What a damaged zip or .npy member can raise while being read.
+# What a damaged zip or .npy member can raise while being read (RuntimeError: a member flagged as
+# encrypted; zlib.error: a compressed member whose data is damaged).
 _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, OverflowError,
-                MemoryError, RecursionError, UnicodeDecodeError, zipfile.BadZipFile, NotImplementedError)
+                MemoryError, RecursionError, UnicodeDecodeError, zipfile.BadZipFile, NotImplementedError,
+                RuntimeError, zlib.error)
 
 
 # ---------------------------------------------------------------- where shipped models live
@@ -159,8 +162,10 @@ def read_weights(path) -> Model:
         meta = _read_meta(npz, path)
         try:
             root = build(meta["spec"])
-        except (MemoryError, RecursionError):
-            raise WeightsError(f"{path}: the architecture entry is not usable") from None
+        except WeightsError as e:
+            raise WeightsError(f"{path}: {e}") from None
+        except (MemoryError, RecursionError, TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+            raise WeightsError(f"{path}: the architecture entry ('spec') is not usable: {_short(e)}") from None
         model = Model(root, {k: v for k, v in meta.items() if k not in _FILE_KEYS})
         expected = model.state_dict()
         arrays = {}
@@ -300,7 +305,22 @@ def _read_meta(npz, path: Path) -> dict:
                            f"reads version {VERSION}")
     if not isinstance(meta.get("spec"), dict):
         raise WeightsError(f"{path}: {META_KEY} has no architecture ('spec')")
+    _check_meta_fields(meta, path)
     return meta
+
+
+def _check_meta_fields(meta: dict, path: Path) -> None:
+    """The fields the rest of minicnn reads without looking twice: name, classes, input_size."""
+    if "name" in meta and not isinstance(meta["name"], str):
+        raise WeightsError(f"{path}: {META_KEY} 'name' must be a string; got {meta['name']!r:.60}")
+    classes = meta.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise WeightsError(f"{path}: {META_KEY} 'classes' must be a list of class names; got {classes!r:.60}")
+    size = meta.get("input_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 3 and all(
+            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)):
+        raise WeightsError(f"{path}: {META_KEY} 'input_size' must be [C, H, W], three positive integers; "
+                           f"got {size!r:.60}")
 
 
 def _short(e: BaseException) -> str:
