@@ -32,6 +32,7 @@ import os
 import pickle
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
@@ -51,6 +52,16 @@ _CIFAR_DIR = "cifar-10-batches-py"
 
 # A member of a zip or tar file larger than this is refused before it is read.
 _MAX_MEMBER_BYTES = 512 * 1024 * 1024
+
+# What a damaged zip or tar(.gz/.bz2/.xz) file can raise while being listed or read
+# (NotImplementedError: an unknown compression method or zip version; RuntimeError:
+# a member flagged as encrypted; zlib/lzma errors: damaged compressed data).
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python built without lzma cannot open .xz archives at all
+    LZMAError = zlib.error
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, OSError, ValueError, EOFError, KeyError,
+                   NotImplementedError, RuntimeError, zlib.error, LZMAError)
 
 
 class Dataset:
@@ -211,7 +222,7 @@ def _open_zip(path: Path, split: str | None) -> Dataset:
     try:
         zf = zipfile.ZipFile(path)
         infos = {i.filename: i for i in zf.infolist() if not i.is_dir()}
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except _ARCHIVE_ERRORS as e:
         raise ImageError(f"cannot read the zip file {path}: {e}") from None
     names = [n for n in infos if _is_image_name(n) and not n.startswith("__MACOSX/")]
     parts = [PurePosixPath(n).parts for n in names]
@@ -239,7 +250,7 @@ def _open_zip(path: Path, split: str | None) -> Dataset:
             raise ImageError(f"{path}:{name} is {info.file_size} bytes, too large for an image")
         try:
             data = zf.read(info)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except _ARCHIVE_ERRORS as e:
             raise ImageError(f"cannot read {name} from {path}: {e}") from None
         return image_from_bytes(data, name=f"{path}:{name}")
 
@@ -271,7 +282,7 @@ class _TarMembers:
         try:
             with tarfile.open(path) as tf:
                 self._members = {PurePosixPath(m.name).name: m.name for m in tf.getmembers() if m.isfile()}
-        except (tarfile.TarError, OSError, EOFError) as e:
+        except _ARCHIVE_ERRORS as e:
             raise ImageError(f"cannot read the archive {path}: {e}") from None
 
     def names(self) -> list[str]:
@@ -284,7 +295,7 @@ class _TarMembers:
                 if member.size > _MAX_MEMBER_BYTES:
                     raise ImageError(f"{self.where}:{name} is {member.size} bytes, too large for a CIFAR batch")
                 return tf.extractfile(member).read()
-        except (tarfile.TarError, OSError, EOFError, KeyError) as e:
+        except _ARCHIVE_ERRORS as e:
             raise ImageError(f"cannot read {name} from {self.where}: {e}") from None
 
 
@@ -350,7 +361,7 @@ def _cifar_folder(p: Path) -> Path | None:
 def _is_tar(p: Path) -> bool:
     try:
         return tarfile.is_tarfile(p)
-    except (OSError, EOFError, tarfile.TarError):
+    except _ARCHIVE_ERRORS:
         return False
 
 
