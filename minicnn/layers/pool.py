@@ -72,30 +72,49 @@ def maxpool2d_backward_reference(dout, x, kernel_size, stride=None, padding=0):
 
 
 def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
-    """out = max over the (kh, kw) axes of the window view: no loop in Python."""
-    stride = pair(stride or kernel_size)
-    return windows(pad(x, padding, -np.inf), kernel_size, stride).max(axis=(4, 5))
+    """out = max over the taps (u, v) of every window: one vectorised maximum per tap.
+
+    x (N, C, H, W) -> out (N, C, Ho, Wo). ``win[..., u, v]`` (N, C, Ho, Wo) is tap
+    (u, v) of every window, a strided view of the padded input; out starts as
+    tap (0, 0) and takes the elementwise maximum with each other tap.
+    """
+    (kh, kw), stride = pair(kernel_size), pair(stride or kernel_size)
+    win = windows(pad(x, padding, -np.inf), (kh, kw), stride)
+    out = win[..., 0, 0].copy()
+    for u in range(kh):
+        for v in range(kw):
+            if u or v:
+                np.maximum(out, win[..., u, v], out=out)
+    return out
 
 
 def maxpool2d_backward(dout, x, out, kernel_size, stride=None, padding=0):
     """dx: each dout goes to the first tap (row-major) of its window that equals the maximum.
 
-    One vectorised step per tap (u, v): ``hit`` marks the windows whose maximum
-    sits at this tap and was not claimed by an earlier tap. x and out are the
-    forward's input and output (the model keeps them anyway).
+    dout, out (N, C, Ho, Wo); x (N, C, H, W) -> dx (N, C, H, W). One vectorised
+    step per tap (u, v): ``hit`` marks the windows whose maximum sits at this
+    tap and was not claimed by an earlier tap. x and out are the forward's
+    input and output (the model keeps them anyway). When windows do not
+    overlap (stride >= kernel) every input element is read by at most one
+    window, so dout * hit is written straight into place; otherwise it is added.
     """
     (kh, kw), stride = pair(kernel_size), pair(stride or kernel_size)
     xp = pad(x, padding, -np.inf)
     win = windows(xp, (kh, kw), stride)
     ho, wo = out.shape[2:]
+    overlap = stride[0] < kh or stride[1] < kw
     dxp = np.zeros(xp.shape, dtype=dout.dtype)
     claimed = np.zeros(out.shape, dtype=bool)
     for u in range(kh):
         for v in range(kw):
-            hit = (win[..., u, v] == out) & ~claimed
+            hit = win[..., u, v] == out
+            hit &= ~claimed
             claimed |= hit
             rows, cols = _tap_slices(u, v, ho, wo, stride)
-            dxp[:, :, rows, cols] += dout * hit
+            if overlap:
+                dxp[:, :, rows, cols] += dout * hit
+            else:
+                np.multiply(dout, hit, out=dxp[:, :, rows, cols])
     return unpad(dxp, padding)
 
 
