@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..windows import col2im, im2col, output_hw, pad, pair, unpad
+from ..windows import col2im, im2col, output_hw, pad, pair, scratch, unpad
 from .base import Layer
 
 
@@ -93,21 +93,64 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=Tru
 
     dout (N, F, Ho, Wo) is laid out as dY (F, N*Ho*Wo). dx (N, C, H, W) always;
     dw (F, C, kh, kw) and db (F,) only when ``param_grads`` (else None): they
-    need the im2col columns again, which the forward did not keep.
+    need the im2col columns again, which the forward did not keep. For stride
+    1 with no more channels out than in, dx is computed as the equivalent
+    transposed convolution (``conv2d_input_grad_transposed``), which moves
+    less memory.
     """
     n, f, ho, wo = dout.shape
     kh, kw = w.shape[2:]
     dy = dout.transpose(1, 0, 2, 3).reshape(f, n * ho * wo)
-    dcols = w.reshape(f, -1).T @ dy                        # C*kh*kw, N*Ho*Wo
-    padded_shape = pad(x[:1, :1], padding).shape[2:]
-    dxp = col2im(dcols, (n, x.shape[1], *padded_shape), (kh, kw), stride, dilation)
-    dx = unpad(dxp, padding)
+    if use_transposed(x.shape, w.shape, stride, padding, dilation):
+        dx = conv2d_input_grad_transposed(dout, w, padding, dilation)
+    else:
+        wmat = w.reshape(f, -1)
+        dcols = scratch("cols", (wmat.shape[1], n * ho * wo), np.result_type(w, dout))
+        np.matmul(wmat.T, dy, out=dcols)                   # C*kh*kw, N*Ho*Wo
+        padded_shape = pad(x[:1, :1], padding).shape[2:]
+        dxp = col2im(dcols, (n, x.shape[1], *padded_shape), (kh, kw), stride, dilation)
+        dx = unpad(dxp, padding)
     if not param_grads:
         return dx, None, None
     cols = im2col(pad(x, padding), (kh, kw), stride, dilation)
     dw = (dy @ cols.T).reshape(w.shape)
     db = dy.sum(axis=1)
     return dx, dw, db
+
+
+def use_transposed(x_shape, w_shape, stride=1, padding=0, dilation=1) -> bool:
+    """Whether dx is cheaper as a transposed convolution than by col2im.
+
+    Possible for stride 1 when the kernel's reach covers the padding
+    (p <= d(kh - 1)). Cheaper when the layer has no more output channels than
+    input channels (F <= C): the im2col matrix of dout, (F*kh*kw, N*H*W), is
+    then no larger than col2im's (C*kh*kw, N*Ho*Wo), and the product's inner
+    dimension is F*kh*kw instead of F; and when the flipped copy of the
+    weights (F*C*kh*kw) is small next to that matrix (N*H*W >= C).
+    """
+    n, c, h, w = x_shape
+    f, _, kh, kw = w_shape
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
+    fits = (sh, sw) == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1)
+    return fits and f <= c and n * h * w >= c
+
+
+def conv2d_input_grad_transposed(dout, w, padding=0, dilation=1):
+    """dx for stride 1, as one more forward convolution: im2col of dout + one matrix product.
+
+    With stride 1 the backward sum dxp[n, c, i + u*d, j + v*d] += dout[n, f, i, j] * w[f, c, u, v]
+    is the full correlation of dout with the flipped kernel:
+
+        dx[n, c, y, z] = sum_{f, u, v} dq[n, f, y + u*d, z + v*d] * w[f, c, kh-1-u, kw-1-v]
+
+    where dq is dout zero-padded by q = d(k - 1) - p on each side (q >= 0 is
+    required). That is conv2d_forward(dout, w', padding=q, dilation=d) with
+    w' = w flipped in (u, v) and with its two channel axes swapped, (C, F, kh, kw).
+    dout (N, F, Ho, Wo), w (F, C, kh, kw) -> dx (N, C, H, W).
+    """
+    (kh, kw), (ph, pw), (dh, dw) = w.shape[2:], pair(padding), pair(dilation)
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    return conv2d_forward(dout, flipped, None, 1, (dh * (kh - 1) - ph, dw * (kw - 1) - pw), dilation)
 
 
 class Conv2d(Layer):
