@@ -67,7 +67,8 @@ print(model.summary())
 # BatchNorm is a fixed per-channel affine map, so it was *folded* into the
 # convolution's weights and bias when the file was made: same outputs,
 # fewer layers. That is why the layer numbers skip: `features.1` was a
-# BatchNorm.)
+# BatchNorm. `classifier.2`, Dropout, only acts during training; here it
+# passes its input through unchanged.)
 
 # %%
 def params_by_hand(layer):
@@ -102,6 +103,9 @@ assert model.activations["flatten"].shape == (1, 128 * 4 * 4)
 share = {kind.__name__: sum(params_by_hand(l) for _, l in model.layers() if isinstance(l, kind))
          for kind in (Conv2d, Linear)}
 print({k: f"{v:,} ({100 * v / total:.1f}%)" for k, v in share.items()})
+first_dense = params_by_hand(model["classifier.0"])
+print(f"classifier.0 alone: {first_dense:,} ({first_dense / total:.1%})")
+assert first_dense / total > 0.6                      # about two thirds, in one layer
 
 # %% [markdown]
 # Two thirds of the parameters sit in one layer, the first dense one

@@ -255,10 +255,11 @@ np.testing.assert_allclose(alpha, pooled.mean(axis=(2, 3)) / 4, rtol=1e-5, atol=
 # %% [markdown]
 # A weight is only half of the story: map $k$ adds
 # $\alpha_k^c \sum_{ij} A^k_{ij}$ to the total of the weighted sum, and a
-# heavily weighted map that is silent on this image adds nothing. The maps
-# with the largest $|\alpha_k|$ are mostly silent here (negative weights:
-# detectors of other classes that found nothing); the ones that build the
-# map are others.
+# heavily weighted map that is silent on this image adds nothing. Several
+# of the maps with the largest $|\alpha_k|$ are silent here, the largest of
+# all among them (its negative weight says: what this map detects speaks
+# against 'horse', and none of it is in the image); the maps that build the
+# Grad-CAM map are others.
 
 # %%
 contribution = alpha[0] * A[0].sum(axis=(1, 2))          # (K,): alpha_k sum_ij A^k_ij

@@ -255,7 +255,7 @@ columns = [("gradient", lambda c: gradient_picture(by_rule["plain"][c])),
            ("Guided Backprop", lambda c: gradient_picture(by_rule["guided"][c])),
            ("Grad-CAM", None),
            ("Guided Grad-CAM", lambda c: gradient_picture(guided_gradcam[c]))]
-fig, axes = plt.subplots(2, 1 + len(columns), figsize=(19, 5), constrained_layout=True)
+fig, axes = plt.subplots(2, 1 + len(columns), figsize=(19, 5.2), constrained_layout=True)
 for row, c in enumerate((CAT, DOG)):
     axes[row, 0].imshow(image, interpolation="bilinear")
     axes[row, 0].set_title(f"input; explaining '{model.classes[c]}'", fontsize=10)
@@ -272,7 +272,8 @@ for row, c in enumerate((CAT, DOG)):
 for ax in axes.flat:
     ax.set_xticks([0, 31, 63])
     ax.set_yticks([0, 31])
-fig.colorbar(im, ax=axes[:, 4], location="bottom", shrink=0.9, label="Grad-CAM (raw units)")
+cax = axes[1, 4].inset_axes([0.05, -0.42, 0.9, 0.07])    # below the panel, without resizing it
+fig.colorbar(im, cax=cax, orientation="horizontal", label="Grad-CAM (raw units)")
 fig.suptitle("resnet20_cifar10 on cat|dog. Cat-vs-dog correlation: "
              + ", ".join(f"{n} {similarity[k][0]:+.2f}" for n, k in
                          [("gradient", "gradient (plain rule)"), ("deconvnet", "deconvnet"),
