@@ -1,0 +1,669 @@
+"""``minicnn bench``: how fast minicnn explains, next to PyTorch doing the same work.
+
+What is timed, at batch 1 unless said otherwise:
+
+- VGG-16 at 224x224 with random weights (``zoo.build_architecture("vgg16")``,
+  no download): forward, Grad-CAM at features.29, guided backprop to the
+  input, Guided Grad-CAM;
+- each shipped CIFAR-10 model (``minicnn.load``): the same four, an
+  occlusion map (the explain defaults: 8x8 patch, stride 2) and the forward
+  pass of a batch of 64 images.
+
+When PyTorch is importable, the same operations run in PyTorch in the same
+process, on a twin of the model built layer by layer from ``model.spec()``
+(torchvision's names, so "features.29" is the same layer) with the *same*
+weights copied in: Grad-CAM keeps a gradient only at the explained layer,
+guided backprop uses a guided ReLU written as an autograd Function, and no
+parameter needs a gradient. PyTorch gets as many threads as NumPy's BLAS
+(threadpoolctl tells). Every result is checked against minicnn's (largest
+difference relative to the largest value, the ``diff`` column).
+
+Timing: one warm-up call of each side, then the repetitions alternate
+minicnn, PyTorch, minicnn, ... so that a busy machine slows both alike.
+Each repetition rests 0.3 s (so that the threads the other library left
+spinning have gone to sleep), then times ``inner`` calls (enough for about
+0.1 s; 1 for VGG-16) and reports the time per call; the table gives the
+median, min and max; ratio = minicnn median / PyTorch median.
+
+Memory: peak resident memory (VmHWM) of a fresh process that builds the
+model, resets the peak (``/proc/self/clear_refs``) and runs the operation
+once; minicnn and PyTorch each in their own process, so neither's memory is
+counted in the other's. ``peak`` is the whole process (libraries, weights
+and all), ``+op`` what the operation added above the memory held before it.
+
+OpenBLAS environment variables that pin an older processor kernel
+(OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) slow down a current NumPy: ``minicnn
+bench`` runs itself again without them and says so in its header.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .atomic import atomic_output, check_writable
+from .errors import MinicnnError
+
+#: Environment variables that select an older OpenBLAS kernel; the bench drops them.
+SLOW_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_DROPPED = "MINICNN_BENCH_DROPPED"
+
+#: The shipped CIFAR-10 models the bench looks for.
+CIFAR_MODELS = ("resnet20_cifar10", "vgg_cifar10")
+
+#: Operations, in table order (a model has the ones it is timed on).
+OPERATIONS = ("forward", "gradcam", "guided_backprop", "guided_gradcam", "occlusion", "batch64")
+
+#: Seconds of rest before each timed sample (see ``interleaved``).
+PAUSE_S = 0.3
+
+#: The issue's targets: (what, limit).
+TARGETS = {"vgg16/gradcam": 1.10, "vgg16/guided_backprop": 1.25, "cifar gradcam": 2.0}
+
+
+def say(message: str) -> None:
+    """Progress on stderr, so stdout is the table alone."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- the machine
+
+def blas_info() -> dict:
+    """NumPy's BLAS as threadpoolctl reports it: library, version, kernel, threads."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {"library": "unknown (threadpoolctl not installed)", "threads": os.cpu_count() or 1}
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    mine = [p for p in pools if "numpy" in p.get("filepath", "") or "scipy_openblas" in p.get("filepath", "")]
+    pool = (mine or pools or [{}])[0]
+    return {"library": f"{pool.get('internal_api', 'unknown')} {pool.get('version') or ''}".strip(),
+            "kernel": pool.get("architecture"), "threads": int(pool.get("num_threads") or os.cpu_count() or 1)}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def import_torch():
+    """torch, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def machine_info(torch) -> dict:
+    blas = blas_info()
+    info = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "blas": blas["library"], "blas_kernel": blas.get("kernel"),
+            "threads": blas["threads"], "torch": torch.__version__ if torch else None,
+            "dropped_env": os.environ.get(_DROPPED) or None}
+    for name in SLOW_BLAS_VARIABLES:
+        if name in os.environ:
+            info.setdefault("kept_env", []).append(f"{name}={os.environ[name]}")
+    return info
+
+
+# ---------------------------------------------------------------- what is timed
+
+@dataclass
+class Case:
+    """One model with its inputs: x (1, C, H, W), a batch (64, C, H, W) for CIFAR models."""
+
+    name: str
+    model: object
+    x: np.ndarray
+    target: int = 0
+    layer: str = ""
+    batch: np.ndarray | None = None
+    operations: tuple = ("forward", "gradcam", "guided_backprop", "guided_gradcam")
+    note: str = ""
+
+
+def make_case(name: str) -> Case:
+    """A zoo architecture with random weights ("vgg16", "resnet20", ...) or a shipped model by name.
+
+    Models for inputs up to 64x64 (the CIFAR ones) are timed on every
+    operation, with a batch of 64; larger ones on the first four.
+    MinicnnError if the name is neither.
+    """
+    from .zoo import ARCHITECTURES, build_architecture
+    if name in ARCHITECTURES:
+        model = build_architecture(name)
+    else:
+        from . import load
+        model = load(name)
+    rng = np.random.default_rng(0)
+    c, h, w = model.input_size or (3, 32, 32)
+    case = Case(name, model, rng.standard_normal((1, c, h, w), np.float32))
+    if max(h, w) <= 64:
+        case.batch, case.operations = rng.standard_normal((64, c, h, w), np.float32), OPERATIONS
+    logits = model.forward(case.x)
+    case.target = int(np.argmax(logits[0]))
+    case.layer = default_layer(model)
+    return case
+
+
+def default_layer(model) -> str:
+    """The layer Grad-CAM explains by default (minicnn.explain's choice when present)."""
+    try:
+        from .explain import default_layer as explain_default
+        return explain_default(model)
+    except ImportError:
+        from .layers import ReLU
+        found = [n for n, layer in model.layers()
+                 if isinstance(layer, ReLU) and getattr(model.activations.get(n), "ndim", 0) == 4]
+        name = found[-1]
+        return next(n for n in model.layer_names if model.activations.get(n) is model.activations[name])
+
+
+def minicnn_operations(case: Case) -> dict[str, Callable[[], np.ndarray]]:
+    """Each operation as a call returning its map; minicnn.explain's functions where they exist."""
+    model, x, c, layer = case.model, case.x, case.target, case.layer
+    try:
+        from . import explain
+    except ImportError:
+        explain = None
+    if explain is not None:
+        ops = {
+            "forward": lambda: model.forward(x),
+            "gradcam": lambda: explain.gradcam(model, x, c, layer).map,
+            "guided_backprop": lambda: explain.guided_backprop(model, x, c).map,
+            "guided_gradcam": lambda: explain.guided_gradcam(model, x, c, layer).map,
+            "occlusion": lambda: explain.occlusion(model, x, c, progress=False).map,
+        }
+    else:  # the same work through the Model API
+        ops = {"forward": lambda: model.forward(x),
+               "gradcam": lambda: _gradcam_by_hand(model, x, c, layer),
+               "guided_backprop": lambda: _guided_by_hand(model, x, c)}
+    if case.batch is not None:
+        ops["batch64"] = lambda: model.forward(case.batch)
+    return {k: v for k, v in ops.items() if k in case.operations}
+
+
+def _onehot(model, x, c):
+    logits = model.forward(x)
+    seed = np.zeros_like(logits)
+    seed[:, c] = 1
+    return seed
+
+
+def _gradcam_by_hand(model, x, c, layer):
+    model.backward(_onehot(model, x, c), stop_at=layer)
+    alpha = model.gradients[layer].mean(axis=(2, 3))
+    return np.maximum(np.einsum("nk,nkij->nij", alpha, model.activations[layer]), 0)
+
+
+def _guided_by_hand(model, x, c):
+    return model.backward(_onehot(model, x, c), relu="guided")
+
+
+# ---------------------------------------------------------------- the PyTorch twin
+
+def torch_twin(model, torch):
+    """A PyTorch module with minicnn's architecture (from model.spec()), names and weights."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class GuidedReLU(torch.autograd.Function):
+        """Forward max(x, 0); backward g * (x > 0) * (g > 0)."""
+
+        @staticmethod
+        def forward(ctx, x):
+            out = x.clamp(min=0)
+            ctx.save_for_backward(out)
+            return out
+
+        @staticmethod
+        def backward(ctx, g):
+            (out,) = ctx.saved_tensors
+            return g * ((out > 0) & (g > 0))
+
+    class ReLU(nn.Module):
+        guided = False
+
+        def forward(self, x):
+            return GuidedReLU.apply(x) if self.guided else F.relu(x)
+
+    class OptionA(nn.Module):
+        def __init__(self, pad_channels, stride):
+            super().__init__()
+            self.p, self.s = pad_channels, stride
+
+        def forward(self, x):
+            return F.pad(x[:, :, ::self.s, ::self.s], (0, 0, 0, 0, self.p, self.p))
+
+    class BasicBlock(nn.Module):
+        def __init__(self, in_planes, planes, stride=1, shortcut="A"):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+            self.bn1, self.relu1 = nn.BatchNorm2d(planes), ReLU()
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2, self.relu = nn.BatchNorm2d(planes), ReLU()
+            self.shortcut = OptionA(planes // 4, stride) if stride != 1 or in_planes != planes else nn.Identity()
+
+        def forward(self, x):
+            h = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+            return self.relu(h + self.shortcut(x))
+
+    class Flatten(nn.Module):
+        def forward(self, x):
+            return torch.flatten(x, 1)
+
+    def build(spec):
+        kind, kw = spec["type"], {k: v for k, v in spec.items() if k != "type"}
+        if kind == "Sequential":
+            from collections import OrderedDict
+            return nn.Sequential(OrderedDict((name, build(child)) for name, child in kw["children"]))
+        simple = {"Conv2d": nn.Conv2d, "MaxPool2d": nn.MaxPool2d, "AvgPool2d": nn.AvgPool2d,
+                  "AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d, "Linear": nn.Linear, "Dropout": nn.Dropout,
+                  "BatchNorm2d": nn.BatchNorm2d, "Identity": nn.Identity}
+        if kind in simple:
+            return simple[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
+        others = {"ReLU": ReLU, "Flatten": Flatten, "BasicBlock": BasicBlock,
+                  "OptionAShortcut": lambda pad_channels, stride: OptionA(pad_channels, stride)}
+        if kind not in others:
+            raise MinicnnError(f"the PyTorch twin has no {kind} layer")
+        return others[kind](**kw)
+
+    with torch.no_grad():
+        twin = build(model.spec()).eval()
+        missing, unexpected = twin.load_state_dict(
+            {k: torch.from_numpy(np.array(v, np.float32)) for k, v in model.state_dict().items()}, strict=False)
+    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+        raise MinicnnError(f"the PyTorch twin does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    twin.relus = [m for m in twin.modules() if isinstance(m, ReLU)]
+    return twin
+
+
+def torch_operations(case: Case, twin, torch) -> dict[str, Callable[[], np.ndarray]]:
+    """The same operations in PyTorch: gradients only where the method needs them."""
+    F = torch.nn.functional
+    x, c = torch.from_numpy(case.x), case.target
+    A_module = twin.get_submodule(case.layer)
+
+    def forward():
+        with torch.no_grad():
+            return twin(x)
+
+    def gradcam():
+        kept = {}
+
+        def keep(module, inputs, out):        # the graph starts at A: nothing before it is recorded
+            kept["A"] = out.detach().requires_grad_(True)
+            return kept["A"]
+
+        hook = A_module.register_forward_hook(keep)
+        try:
+            score = twin(x)[0, c]
+        finally:
+            hook.remove()
+        A = kept["A"]
+        (dA,) = torch.autograd.grad(score, A)
+        alpha = dA.mean(dim=(2, 3), keepdim=True)
+        return torch.relu((alpha * A.detach()).sum(1))
+
+    def guided_backprop():
+        for relu in twin.relus:
+            relu.guided = True
+        try:
+            xg = x.detach().requires_grad_(True)
+            (dx,) = torch.autograd.grad(twin(xg)[0, c], xg)
+        finally:
+            for relu in twin.relus:
+                relu.guided = False
+        return dx
+
+    def guided_gradcam():
+        cam = gradcam()
+        heat = F.interpolate(cam[:, None], size=x.shape[2:], mode="bilinear", align_corners=False)
+        return guided_backprop() * heat
+
+    def occlusion():
+        n, ch, h, w = x.shape
+        size = max(1, min(h, w) // 4)
+        stride = max(1, size // 4)
+        rows, cols = _offsets(h, size, stride), _offsets(w, size, stride)
+        positions = [(r, s) for r in rows for s in cols]
+        per_pass = max(1, 2 ** 18 // x[0].numel())
+        with torch.no_grad():
+            base = twin(x)[0, c]
+            grid = torch.empty(len(positions))
+            for start in range(0, len(positions), per_pass):
+                chunk = positions[start:start + per_pass]
+                copies = x.repeat(len(chunk), 1, 1, 1)
+                for b, (r, s) in enumerate(chunk):
+                    copies[b, :, r:r + size, s:s + size] = 0
+                grid[start:start + len(chunk)] = base - twin(copies)[:, c]
+            total, count = torch.zeros(h, w), torch.zeros(h, w)
+            for (r, s), drop in zip(positions, grid):
+                total[r:r + size, s:s + size] += drop
+                count[r:r + size, s:s + size] += 1
+        return total / count
+
+    ops = {"forward": forward, "gradcam": gradcam, "guided_backprop": guided_backprop,
+           "guided_gradcam": guided_gradcam, "occlusion": occlusion}
+    if case.batch is not None:
+        batch = torch.from_numpy(case.batch)
+
+        def batch64():
+            with torch.no_grad():
+                return twin(batch)
+        ops["batch64"] = batch64
+    return {k: v for k, v in ops.items() if k in case.operations}
+
+
+def _offsets(length, patch, stride):
+    starts = list(range(0, length - patch + 1, stride))
+    if starts[-1] != length - patch:
+        starts.append(length - patch)
+    return starts
+
+
+def relative_difference(a, b) -> float:
+    """max |a - b| / max |b|: how far minicnn's result is from PyTorch's."""
+    a = np.asarray(a, np.float64).reshape(-1)
+    b = np.asarray(b.detach().numpy() if hasattr(b, "detach") else b, np.float64).reshape(-1)
+    if a.shape != b.shape:
+        return float("nan")
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30))
+
+
+# ---------------------------------------------------------------- timing
+
+def interleaved(fns: list[Callable], reps: int, inner: int, pause: float | None = None) -> list[list[float]]:
+    """Seconds per call for each function, ``reps`` samples each, taken in turns A B A B ...
+
+    Each sample times ``inner`` calls after a short pause: a BLAS or OpenMP
+    library keeps its idle threads spinning for a while after a call (about
+    0.1 s for OpenBLAS), and without the pause they would take a core from
+    the next library's sample.
+    """
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            time.sleep(PAUSE_S if pause is None else pause)
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            times[i].append((time.perf_counter() - start) / inner)
+    return times
+
+
+def summary(times: list[float]) -> dict:
+    return {"s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+# ---------------------------------------------------------------- memory
+
+def _status_kib(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def probe(case_name: str, operation: str, side: str) -> dict:
+    """Build the case in this (fresh) process, reset the peak, run the operation once; MiB figures.
+
+    Runs in a child process started by ``measure_memory``.
+    """
+    torch = import_torch() if side == "torch" else None
+    if torch is not None:
+        torch.set_num_threads(blas_info()["threads"])
+    case = make_case(case_name)
+    if side == "torch":
+        twin = torch_twin(case.model, torch)
+        case.model = None                      # minicnn's copy of the weights leaves this process
+        fn = torch_operations(case, twin, torch)[operation]
+    else:
+        fn = minicnn_operations(case)[operation]
+    gc.collect()
+    before = _status_kib("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")                       # VmHWM := VmRSS, forgetting the set-up's peak
+        method = "VmHWM after clear_refs"
+    except OSError:
+        method = "ru_maxrss (set-up included)"
+    fn()
+    peak = _status_kib("VmHWM")
+    if peak is None:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_mib": peak / 1024, "op_mib": (peak - (before or 0)) / 1024, "method": method}
+
+
+def measure_memory(case_name: str, operation: str, side: str) -> dict | None:
+    """``probe`` in a fresh Python process; None if it fails (the reason goes to stderr)."""
+    code = ("import json, sys; from minicnn.bench import probe; "
+            "print(json.dumps(probe(sys.argv[1], sys.argv[2], sys.argv[3])))")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, case_name, operation, side],
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode == 0:
+            return json.loads(done.stdout.strip().splitlines()[-1])
+        say(f"  memory probe {case_name}/{operation} ({side}) failed: {done.stderr.strip().splitlines()[-1:]}")
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as e:
+        say(f"  memory probe {case_name}/{operation} ({side}) failed: {e}")
+    return None
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass
+class Settings:
+    reps: int = 5
+    min_sample_s: float = 0.1           # inner calls per sample: enough for this long (1 for slow calls)
+    memory: bool = True
+    use_torch: bool = True
+    case_names: tuple = ("vgg16", *CIFAR_MODELS)      # zoo architectures (random weights) or shipped models
+    notes: list = field(default_factory=list)
+
+
+def bench_case(case: Case, settings: Settings, torch) -> dict[str, dict]:
+    """Time (and measure) every operation of one case; {"name/op": {...}}."""
+    results = {}
+    mine = minicnn_operations(case)
+    theirs = {}
+    if torch is not None:
+        twin = torch_twin(case.model, torch)
+        theirs = torch_operations(case, twin, torch)
+    for op, fn in mine.items():
+        key = f"{case.name}/{op}"
+        say(f"timing {key} ...")
+        other = theirs.get(op)
+        ours = fn()                                           # warm-up, and the result to compare
+        row = {}
+        if other is not None:
+            row["diff"] = relative_difference(ours, other())  # the other side's warm-up
+        sides = [fn] + ([other] if other is not None else [])
+        once = min(t[0] for t in interleaved(sides, 1, 1))   # calls per sample: the faster side's
+        inner = max(1, math.ceil(settings.min_sample_s / max(once, 1e-6)))
+        times = interleaved(sides, settings.reps, inner)
+        s = summary(times[0])
+        row.update({"minicnn_s": s["s"], "minicnn_min_s": s["min_s"], "minicnn_max_s": s["max_s"]})
+        if other is not None:
+            t = summary(times[1])
+            row.update({"torch_s": t["s"], "torch_min_s": t["min_s"], "torch_max_s": t["max_s"],
+                        "ratio": s["s"] / t["s"], "ratio_min": s["min_s"] / t["min_s"]})
+        row.update({"reps": settings.reps, "calls_per_rep": inner})
+        if settings.memory:
+            for side in ("minicnn",) + (("torch",) if other is not None else ()):
+                say(f"  memory {key} ({side}) ...")
+                m = measure_memory(case.name, op, side)
+                if m:
+                    row[f"{side}_peak_mib"], row[f"{side}_op_mib"] = m["peak_mib"], m["op_mib"]
+                    row["memory_method"] = m["method"]
+        results[key] = row
+    return results
+
+
+def run(settings: Settings) -> tuple[dict, dict[str, dict]]:
+    """(machine info, results by "model/operation") for the cases in ``settings``."""
+    torch = import_torch() if settings.use_torch else None
+    info = machine_info(torch)
+    if torch is not None:
+        torch.set_num_threads(info["threads"])
+        info["torch_threads"] = torch.get_num_threads()
+    elif settings.use_torch:
+        settings.notes.append("PyTorch is not installed: minicnn alone (pip install torch for the comparison)")
+    results = {}
+    for name in settings.case_names:
+        try:
+            case = make_case(name)
+        except MinicnnError as e:
+            settings.notes.append(f"{name} skipped: {e}")
+            say(f"{name} skipped: {e}")
+            continue
+        if case.note:
+            settings.notes.append(case.note)
+        results.update(bench_case(case, settings, torch))
+        del case
+        gc.collect()
+    info["notes"] = list(settings.notes)
+    info["reps"] = settings.reps
+    return info, results
+
+
+# ---------------------------------------------------------------- the report
+
+def targets(results: dict) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for each of the issue's targets that this run measured."""
+    rows = []
+    for key in ("vgg16/gradcam", "vgg16/guided_backprop"):
+        r = results.get(key, {})
+        if "ratio" in r:
+            rows.append((f"{key} <= {TARGETS[key]:.2f}x PyTorch", f"{r['ratio']:.2f}x", r["ratio"] <= TARGETS[key]))
+    for key, r in results.items():
+        if key.endswith("/gradcam") and not key.startswith("vgg16/") and "ratio" in r:
+            limit = TARGETS["cifar gradcam"]
+            rows.append((f"{key} <= {limit:.1f}x PyTorch", f"{r['ratio']:.2f}x", r["ratio"] <= limit))
+    both = [(k, r) for k, r in results.items() if "minicnn_peak_mib" in r and "torch_peak_mib" in r]
+    if both:
+        worse = [k for k, r in both if r["minicnn_peak_mib"] > r["torch_peak_mib"]]
+        rows.append(("peak memory <= PyTorch's", f"{len(both) - len(worse)}/{len(both)} operations"
+                     + (f" (not: {', '.join(worse)})" if worse else ""), not worse))
+    return rows
+
+
+def table(info: dict, results: dict) -> str:
+    """The report as plain text: header, one row per operation, the targets."""
+    torch_txt = (f"torch {info['torch']} ({info.get('torch_threads')} threads)" if info.get("torch")
+                 else "torch not installed")
+    lines = [f"minicnn bench, {info['date']}",
+             f"machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}",
+             f"numpy {info['numpy']}, BLAS {info['blas']}"
+             + (f" ({info['blas_kernel']} kernel)" if info.get("blas_kernel") else "")
+             + f", {info['threads']} threads; {torch_txt}"]
+    if info.get("dropped_env"):
+        lines.append(f"note: ran without {info['dropped_env']} (they select an older, slower OpenBLAS kernel)")
+    if info.get("kept_env"):
+        lines.append(f"note: {', '.join(info['kept_env'])} set: BLAS may run an older, slower kernel")
+    lines.append(f"time per call: median (min-max) of {info['reps']} repetitions after a warm-up, minicnn and "
+                 "PyTorch alternating; ratio = minicnn / PyTorch medians")
+    lines.append("memory: peak RSS of a fresh process running the operation once (+op: above the memory "
+                 "held before it), one process per side")
+    lines.append("")
+    head = ("operation", "minicnn", "PyTorch", "ratio", "diff", "minicnn MiB", "PyTorch MiB")
+    rows = [head]
+
+    def span(r, side):
+        if f"{side}_s" not in r:
+            return "-"
+        return (f"{_ms(r[side + '_s'])} ({_ms(r[side + '_min_s'], False)}-{_ms(r[side + '_max_s'], False)})")
+
+    def mem(r, side):
+        if f"{side}_peak_mib" not in r:
+            return "-"
+        return f"{r[side + '_peak_mib']:.0f} (+{r[side + '_op_mib']:.0f})"
+
+    for key, r in results.items():
+        rows.append((key, span(r, "minicnn"), span(r, "torch"),
+                     f"{r['ratio']:.2f}x" if "ratio" in r else "-",
+                     f"{r['diff']:.0e}" if "diff" in r else "-", mem(r, "minicnn"), mem(r, "torch")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)))
+        if n == 0:
+            lines.append("-" * len(lines[-1]))
+    checks = targets(results)
+    if checks:
+        lines += ["", "targets:"]
+        lines += [f"  {'met   ' if ok else 'MISSED'} {what}: {measured}" for what, measured, ok in checks]
+    for note in info.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _ms(seconds: float, unit: bool = True) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f}" + (" s" if unit else "")
+    return f"{seconds * 1e3:.1f}" + (" ms" if unit else "") if seconds < 0.1 else f"{seconds * 1e3:.0f}" + (" ms" if unit else "")
+
+
+def to_json(info: dict, results: dict) -> dict:
+    """{"model/operation": {...}, ...} plus "_meta" (date, machine, versions, notes)."""
+    return {**results, "_meta": info}
+
+
+# ---------------------------------------------------------------- the command
+
+def clean_environment(environ) -> tuple[dict, list[str]]:
+    """(environ without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, ["NAME=value" of those dropped])."""
+    dropped = [f"{k}={environ[k]}" for k in SLOW_BLAS_VARIABLES if k in environ]
+    return {k: v for k, v in environ.items() if k not in SLOW_BLAS_VARIABLES}, dropped
+
+
+def run_again_without_slow_blas(argv: list[str]) -> None:
+    """Replace this process by ``minicnn bench ARGV`` without the slow-BLAS variables (no return)."""
+    env, dropped = clean_environment(os.environ)
+    env[_DROPPED] = ", ".join(dropped)
+    say(f"running again without {', '.join(dropped)} (they select an older, slower kernel for this NumPy's BLAS)")
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "minicnn.cli", "bench", *argv], env)
+
+
+def bench_command(args) -> int:
+    if any(k in os.environ for k in SLOW_BLAS_VARIABLES) and _DROPPED not in os.environ:
+        run_again_without_slow_blas((["--json", args.json] if args.json else []) + (["--quick"] if args.quick else []))
+    if args.json:
+        check_writable(args.json, force=True)          # refuse now, not after minutes of timing
+    settings = Settings()
+    if args.quick:
+        settings.reps, settings.min_sample_s, settings.case_names = 3, 0.05, CIFAR_MODELS
+    info, results = run(settings)
+    text = table(info, results)
+    print(text)
+    if args.json:
+        with atomic_output(args.json, force=True) as f:
+            f.write((json.dumps(to_json(info, results), indent=2) + "\n").encode("utf-8"))
+        say(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,123 @@
+"""``minicnn bench``: the structure of its table and JSON, on small models, in a few seconds.
+
+These tests check what the bench reports and that its comparison does the
+same work as minicnn; they never check how fast anything is.
+"""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from minicnn import bench, zoo
+from minicnn.errors import MinicnnError, OutputError
+
+
+def small_case(name):
+    """A random-weight VGG in miniature on 8x8 images, whatever the name: fast, needs no weights file."""
+    model = zoo.vgg([4, "M", 8, "M"], hidden=(16,), pool_size=(2, 2), num_classes=10)
+    rng = np.random.default_rng(0)
+    case = bench.Case(name, model, rng.standard_normal((1, 3, 8, 8), np.float32),
+                      batch=rng.standard_normal((4, 3, 8, 8), np.float32), operations=bench.OPERATIONS)
+    case.target = int(np.argmax(model.forward(case.x)[0]))
+    case.layer = bench.default_layer(model)
+    return case
+
+
+@pytest.fixture
+def fast(monkeypatch):
+    """Small models, no pause between samples, no PyTorch, memory figures made up."""
+    monkeypatch.setattr(bench, "make_case", small_case)
+    monkeypatch.setattr(bench, "PAUSE_S", 0.0)
+    monkeypatch.setattr(bench, "import_torch", lambda: None)
+    monkeypatch.setattr(bench, "measure_memory",
+                        lambda name, op, side: {"peak_mib": 100.0, "op_mib": 10.0, "method": "test"})
+
+
+def test_run_reports_every_operation_with_median_min_max(fast):
+    settings = bench.Settings(reps=2, min_sample_s=0.0, memory=False, case_names=("tiny",))
+    info, results = bench.run(settings)
+    assert list(results) == [f"tiny/{op}" for op in bench.OPERATIONS]
+    for key, row in results.items():
+        assert row["minicnn_min_s"] <= row["minicnn_s"] <= row["minicnn_max_s"], key
+        assert row["reps"] == 2 and row["calls_per_rep"] >= 1
+        assert "torch_s" not in row and "ratio" not in row
+    assert info["numpy"] == np.__version__ and info["threads"] >= 1
+    assert any("PyTorch is not installed" in note for note in info["notes"])
+
+
+def test_quick_command_prints_the_table_and_writes_json(fast, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.bench_command(argparse.Namespace(json=str(out), quick=True)) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("minicnn bench, ")
+    for expected in ("machine:", "numpy", "BLAS", "threads", "operation", "ratio", "resnet20_cifar10/gradcam",
+                     "vgg_cifar10/batch64", "100 (+10)"):
+        assert expected in text
+    data = json.loads(out.read_text())
+    assert set(data) == {f"{m}/{op}" for m in bench.CIFAR_MODELS for op in bench.OPERATIONS} | {"_meta"}
+    row = data["resnet20_cifar10/gradcam"]
+    assert {"minicnn_s", "minicnn_min_s", "minicnn_max_s", "minicnn_peak_mib", "minicnn_op_mib"} <= set(row)
+    assert data["_meta"]["reps"] == 3 and "date" in data["_meta"] and "cpu" in data["_meta"]
+
+
+def test_an_unwritable_json_path_is_refused_before_any_timing(fast, tmp_path):
+    with pytest.raises(OutputError):
+        bench.bench_command(argparse.Namespace(json=str(tmp_path / "missing" / "b.json"), quick=True))
+
+
+def test_a_model_that_cannot_be_loaded_is_skipped_with_a_note(monkeypatch):
+    def refuse(name):
+        raise MinicnnError(f"no model {name}")
+    monkeypatch.setattr(bench, "make_case", refuse)
+    monkeypatch.setattr(bench, "import_torch", lambda: None)
+    info, results = bench.run(bench.Settings(case_names=("vgg_cifar10",), memory=False))
+    assert results == {}
+    assert "vgg_cifar10 skipped: no model vgg_cifar10" in info["notes"]
+
+
+def test_table_with_pytorch_columns_and_targets():
+    info = {"date": "2026-01-01 00:00 UTC", "cpu": "CPU", "cores": 2, "python": "3.11", "numpy": "2.0",
+            "blas": "openblas 0.3", "blas_kernel": "Haswell", "threads": 2, "torch": "2.13.0",
+            "torch_threads": 2, "reps": 5, "notes": [], "dropped_env": "OPENBLAS_CORETYPE=Haswell"}
+    row = {"minicnn_s": 0.22, "minicnn_min_s": 0.2, "minicnn_max_s": 0.3, "torch_s": 0.21, "torch_min_s": 0.2,
+           "torch_max_s": 0.25, "ratio": 0.22 / 0.21, "diff": 3e-7, "minicnn_peak_mib": 700.0,
+           "minicnn_op_mib": 150.0, "torch_peak_mib": 900.0, "torch_op_mib": 300.0}
+    results = {"vgg16/gradcam": row, "vgg16/guided_backprop": {**row, "ratio": 1.4},
+               "resnet20_cifar10/gradcam": {**row, "ratio": 1.5}}
+    text = bench.table(info, results)
+    assert "ran without OPENBLAS_CORETYPE=Haswell" in text
+    assert "220 ms (200-300)" in text and "1.05x" in text and "700 (+150)" in text
+    assert "met    vgg16/gradcam <= 1.10x PyTorch: 1.05x" in text
+    assert "MISSED vgg16/guided_backprop <= 1.25x PyTorch: 1.40x" in text
+    assert "met    resnet20_cifar10/gradcam <= 2.0x PyTorch: 1.50x" in text
+    assert "met    peak memory <= PyTorch's: 3/3 operations" in text
+
+
+def test_the_slow_blas_variables_are_dropped_from_a_copy_of_the_environment():
+    environ = {"PATH": "/bin", "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576"}
+    env, dropped = bench.clean_environment(environ)
+    assert env == {"PATH": "/bin"}
+    assert dropped == ["OPENBLAS_CORETYPE=Haswell", "OPENBLAS_L2_SIZE=1048576"]
+    assert "OPENBLAS_CORETYPE" in environ                      # the caller's environment is untouched
+
+
+def test_memory_probe_runs_in_a_fresh_process():
+    m = bench.measure_memory("vgg_cifar", "gradcam", "minicnn")
+    assert m is not None and 0 < m["op_mib"] <= m["peak_mib"]
+
+
+def test_pytorch_twin_does_the_same_work():
+    torch = pytest.importorskip("torch")
+    case = small_case("tiny")
+    twin = bench.torch_twin(case.model, torch)
+    mine, theirs = bench.minicnn_operations(case), bench.torch_operations(case, twin, torch)
+    assert set(mine) == set(theirs) == set(bench.OPERATIONS)
+    for op in bench.OPERATIONS:
+        assert bench.relative_difference(mine[op](), theirs[op]()) < 1e-4, op
+    resnet = zoo.resnet20()
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        logits = bench.torch_twin(resnet, torch)(torch.from_numpy(x))
+    assert bench.relative_difference(resnet.forward(x), logits) < 1e-5
