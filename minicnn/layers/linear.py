@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from .base import Layer
 
 
@@ -49,6 +50,9 @@ class Linear(Layer):
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": "bias" in self.params}
 
     def forward(self, x):
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise InputError(f"a Linear layer with in_features={self.in_features} got an input of shape {x.shape}; "
+                             f"give images of the height and width the model was built for (model.input_size)")
         return linear_forward(x, self.param("weight", x.dtype), self.param("bias", x.dtype)), x
 
     def backward(self, dout, cache, param_grads=False, relu="plain"):
