@@ -299,6 +299,14 @@ def test_arrays_refused(what, x, words, caller, resnet):
     assert words in str(e.value)
 
 
+@pytest.mark.parametrize("caller", ["forward", "gradcam"])
+def test_a_dense_head_refuses_another_image_size(caller, vgg):
+    with pytest.raises(InputError) as e:
+        CALLERS[caller](vgg, _x((1, 3, 64, 64)))
+    assert "a Linear layer with in_features=2048 got an input of shape (1, 8192)" in str(e.value)
+    assert "model.input_size" in str(e.value) and "\n" not in str(e.value)
+
+
 IMAGE_ARRAY_REFUSALS = [
     ("float image", np.zeros((4, 4, 3), np.float32), "image 0 must be uint8 (0..255); got float32"),
     ("gray array", np.zeros((4, 4), np.uint8), "image 0 must be shaped (H, W, 3); got (4, 4)"),
