@@ -37,7 +37,7 @@ from scipy.stats import spearmanr
 
 import minicnn
 from minicnn import explain
-from minicnn.images import load_sample, preprocess
+from minicnn.images import deprocess, load_sample, preprocess
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))
 FIGURES.mkdir(parents=True, exist_ok=True)
@@ -53,8 +53,10 @@ FIGURES.mkdir(parents=True, exist_ok=True)
 #
 # with $y^c$ the pre-softmax score, as in Grad-CAM. A large positive drop:
 # the patch held evidence for $c$; a negative drop: it held evidence
-# against. The fill here is 0 in the model's input units, which after the
-# mean/std normalisation is the average colour of the training images.
+# against. The fill here is 0 in the model's input units, that is the
+# colour the preprocessing subtracts, $\mu = (0.485, 0.456, 0.406)$ (a
+# neutral grey-brown; these models use the ImageNet mean and standard
+# deviation).
 # Patches slide with a stride; a pixel's value in the map is the mean drop
 # of all the patches that cover it. We use $8 \times 8$ patches with stride
 # 4 on $32 \times 32$ images: 49 positions, so 49 forward passes per image,
@@ -69,6 +71,8 @@ occ = explain.occlusion(vgg, x, size=8, stride=4, progress=False)
 print(f"patch {occ.size}, stride {occ.stride}, positions {occ.grid.shape[1:]} (rows {occ.rows.tolist()}), "
       f"map {occ.map.shape}")
 print("explained classes:", occ.target_names)
+print("fill 0 is the colour", deprocess(np.zeros((3, 1, 1), np.float32), vgg.meta["preprocessing"])[0, 0])
+assert np.allclose(deprocess(np.zeros((3, 1, 1)), vgg.meta["preprocessing"])[0, 0], [0.485, 0.456, 0.406])
 assert occ.target_names == names                         # each image's top-1 class is its true class
 
 # %% [markdown]
@@ -215,7 +219,7 @@ assert left_share(grad_cam.map[1]) < 0.3 and left_share(counter.map[1]) > 0.7   
 
 # %%
 def score_after_covering(x, heat, c):
-    """y^c with the pixels where ``heat`` (H, W) exceeds half its maximum set to 0 (the mean colour)."""
+    """y^c with the pixels where ``heat`` (H, W) exceeds half its maximum set to 0 (the colour mu)."""
     covered = x.copy()
     covered[0][:, heat > 0.5 * heat.max()] = 0.0
     return float(resnet.forward(covered)[0, c]), int(np.sum(heat > 0.5 * heat.max()))

@@ -195,9 +195,9 @@ print("wrote", FIGURES / "08_resnet_stages_cat_dog.png")
 #
 # If a map is faithful, covering the pixels it ranks highest should hurt
 # the score. For 30 shipped images (three per class) and each stage: cover
-# (fill 0, the mean colour) the 256 pixels (a quarter of the image) with the
-# highest upsampled Grad-CAM, and measure the mean drop of $y^c$ for the
-# top-1 class. For scale, two maps that know nothing about the image: the
+# (fill 0, the colour the preprocessing subtracts, as in lesson 7) the 256
+# pixels (a quarter of the image) with the highest upsampled Grad-CAM, and
+# measure the mean drop of $y^c$ for the top-1 class. For scale, two maps that know nothing about the image: the
 # central $16 \times 16$ square (also 256 pixels; CIFAR objects sit in the
 # middle) and a $16 \times 16$ square at a random place.
 
