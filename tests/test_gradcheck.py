@@ -109,3 +109,12 @@ def test_numerical_gradient_of_a_known_function():
 def test_finite_differences_refuse_float32():
     with pytest.raises(GradientCheckError, match="float64"):
         numerical_gradient(lambda v: v.sum(), np.ones(3, np.float32))
+
+
+def test_check_function_on_chosen_coordinates():
+    # |x| has a kink at 0: check only the coordinates away from it.
+    x = np.array([-2.0, 0.0, 3.0])
+    grad = np.sign(x)
+    with pytest.raises(GradientCheckError):
+        check_function(np.abs, x, np.array([-1.0, 1.0, 1.0]))          # 1 at the kink is wrong
+    assert check_function(np.abs, x, grad, indices=np.flatnonzero(x != 0)) < 1e-9

@@ -19,7 +19,8 @@ every pixel is covered. Two maps come back:
   cover it. This is the map that is shown and saved.
 
 The fill is in the units of the model's input x (after preprocessing): 0.0
-(the default) is the training mean colour for mean/std-normalised input;
+(the default) is the colour that the normalisation subtracts, the ``mean`` of
+the model's preprocessing (for the shipped models, ImageNet's mean RGB);
 "mean" is each image's own per-channel mean; an array broadcastable to x's
 shape (N, C, H, W) supplies the pixels to paste in (e.g. a blurred copy).
 """
