@@ -176,6 +176,16 @@ def _folder(tmp, _):
     return explain_argv(tmp / "pics", tmp), lambda: load_image(tmp / "pics")
 
 
+def _dataset_with_a_broken_image(tmp, _):
+    from minicnn.datasets import open_dataset
+    for cls in ("cat", "dog"):
+        (tmp / "pets" / "test" / cls).mkdir(parents=True)
+        (tmp / "pets" / "test" / cls / "0.png").write_bytes(png_bytes(Image.new("RGB", (32, 32), (9, 9, 9))))
+    (tmp / "pets" / "test" / "dog" / "1.png").write_bytes(_PNG[: len(_PNG) // 2])  # cut short
+    return (["evaluate", "--model", "resnet20_cifar10", "--data", tmp / "pets"],
+            lambda: list(open_dataset(tmp / "pets", "test").batches(200)))
+
+
 _PNG = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)))
 _JPEG = png_bytes(Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)), "JPEG")
 
@@ -189,6 +199,8 @@ IMAGE_REFUSALS = [
          ("cut.png: the file is truncated or corrupt",)),
     Case("truncated-jpeg", image_file("cut.jpg", _JPEG[: len(_JPEG) // 2]), ImageError,
          ("cut.jpg: the file is truncated or corrupt",)),
+    Case("broken-image-in-a-dataset", _dataset_with_a_broken_image, ImageError,
+         ("dog/1.png: the file is truncated or corrupt",)),
     Case("bomb-over-minicnn-limit", image_file("bomb.png", png_claiming(9000, 9000)), ImageError,
          ("bomb.png is 9000x9000 = 81000000 pixels, over the limit of 64000000 pixels", "decompression bomb",
           "max_pixels")),
@@ -653,6 +665,16 @@ def _demo_unwritable(tmp, monkeypatch):
     return ["demo", "--out-dir", tmp / "figures"], lambda: demo.run_demo(tmp / "figures")
 
 
+def _bench_json_missing_folder(tmp, monkeypatch):
+    import argparse
+    from minicnn import bench
+    for name in bench.SLOW_BLAS_VARIABLES:  # else bench re-executes itself without them
+        monkeypatch.delenv(name, raising=False)
+    out = tmp / "results" / "bench.json"
+    return (["bench", "--quick", "--json", out],
+            lambda: bench.bench_command(argparse.Namespace(json=str(out), quick=True)))
+
+
 WRITING_REFUSALS = [
     Case("out-folder-missing", _explain_out(lambda t: t / "figs" / "cat.png"), OutputError,
          ("cannot write", "figs/cat.png: the folder", "figs does not exist; create it first")),
@@ -673,6 +695,8 @@ WRITING_REFUSALS = [
     Case("demo-into-a-file", _demo_into_file, OutputError, ("it is a file, not a folder; choose another --out-dir",)),
     Case("demo-under-a-file", _demo_under_file, OutputError, ("cannot create the folder",)),
     Case("demo-folder-not-writable", _demo_unwritable, OutputError, ("figures is not writable",)),
+    Case("bench-json-folder-missing", _bench_json_missing_folder, OutputError,
+         ("bench.json: the folder", "results does not exist")),
 ]
 
 
