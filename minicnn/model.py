@@ -25,7 +25,6 @@ import numpy as np
 from .errors import InputError, WeightsError, unknown_name
 from .layers import MODULE_TYPES, Layer, Module, Pass, Sequential, StopBackward, relu_rule
 from .layers.base import join
-from .windows import reuse_buffers
 
 
 def build(spec: dict) -> Module:
@@ -84,11 +83,6 @@ class Model:
         self._run = Pass()
         self._modules = dict(root.named_modules())
         self._logits_shape: tuple | None = None
-        self._buffers: dict = {}   # im2col's scratch matrix, reused from pass to pass (see windows.py)
-
-    def __getstate__(self):
-        """Copies and pickles leave the scratch buffers behind."""
-        return {**self.__dict__, "_buffers": {}}
 
     # ------------------------------------------------------------ description
     @property
@@ -187,8 +181,7 @@ class Model:
         for name in replace or {}:
             self[name]  # unknown names fail here, with suggestions
         self._run = Pass(replace=dict(replace or {}))
-        with reuse_buffers(self._buffers):
-            logits = self.root.run_forward(x, self._run, "")
+        logits = self.root.run_forward(x, self._run, "")
         self._logits_shape, self._dtype = logits.shape, x.dtype
         return logits
 
@@ -213,8 +206,7 @@ class Model:
         run.gradients, run.param_grads = {}, {}
         run.relu, run.want_param_grads, run.stop_at = relu, param_grads, stop_at
         try:
-            with reuse_buffers(self._buffers):
-                return self.root.run_backward(dlogits.astype(self._dtype, copy=False), run, "")
+            return self.root.run_backward(dlogits.astype(self._dtype, copy=False), run, "")
         except StopBackward:
             return None
 

@@ -14,18 +14,12 @@ lays them out as the columns of a matrix so that a convolution becomes one
 matrix product; ``col2im`` is its adjoint: it adds each column back onto the
 input positions it came from (the gradient of ``im2col``).
 
-The column matrix is scratch: built, multiplied, forgotten. Inside
-``reuse_buffers()`` (a model runs its passes in one, and keeps the buffer
-from pass to pass) it is written into one reused buffer instead of fresh
-memory for every layer, which spares the operating system from handing out,
-and zeroing, a new 115 MB for VGG-16's second layer: the copy then takes
-8 ms instead of 15 ms.
+A convolution builds and multiplies its columns a block at a time
+(``column_blocks``): the same product, with a block of columns small
+enough to stay in cache (and the whole matrix never in memory at once).
 """
 
 from __future__ import annotations
-
-import threading
-from contextlib import contextmanager
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -87,56 +81,50 @@ def windows(xp: np.ndarray, kernel, stride, dilation=1) -> np.ndarray:
     )
 
 
-_local = threading.local()
-
-
-@contextmanager
-def reuse_buffers(buffers: dict | None = None):
-    """Within this block, ``scratch`` hands out one reused buffer per role (in this thread).
-
-    ``buffers`` is the dict that holds them: pass the same dict again (a
-    model keeps one) to reuse them across blocks; by default they are dropped
-    when the block ends. Nested blocks keep the outer block's buffers.
-    """
-    outermost = getattr(_local, "buffers", None) is None
-    if outermost:
-        _local.buffers = {} if buffers is None else buffers
-    try:
-        yield
-    finally:
-        if outermost:
-            _local.buffers = None
-
-
-def scratch(role: str, shape, dtype) -> np.ndarray:
-    """An uninitialised array of ``shape`` whose contents live until the next call for ``role``.
-
-    Inside ``reuse_buffers()`` it is a view of a buffer kept for the role
-    (grown when too small); elsewhere a new array.
-    """
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        return np.empty(shape, dtype)
-    size, key = int(np.prod(shape)), (role, np.dtype(dtype))
-    if key not in buffers or buffers[key].size < size:
-        buffers[key] = None                               # let the old one go before the new one comes
-        buffers[key] = np.empty(size, dtype)
-    return buffers[key][:size].reshape(shape)
-
-
 def im2col(xp: np.ndarray, kernel, stride, dilation=1) -> np.ndarray:
     """Windows as matrix columns: (N, C, Hp, Wp) -> cols (C*kh*kw, N*Ho*Wo).
 
     Row (c, u, v), column (n, i, j) holds xp[n, c, i*sh + u*dh, j*sw + v*dw],
     so a convolution with weights W (F, C, kh, kw) is W.reshape(F, -1) @ cols.
     One copy; rows are contiguous along j, which keeps the gather cache-friendly.
-    cols is scratch (role "cols"): use it before the next im2col.
     """
     win = windows(xp, kernel, stride, dilation)          # N, C, Ho, Wo, kh, kw
     n, c, ho, wo, kh, kw = win.shape
-    cols = scratch("cols", (c * kh * kw, n * ho * wo), xp.dtype)
-    np.copyto(cols.reshape(c, kh, kw, n, ho, wo), win.transpose(1, 4, 5, 0, 2, 3))
-    return cols
+    return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
+
+
+#: Floats in one block of im2col's columns (4 MiB in float32): a convolution builds
+#: and multiplies its columns a block at a time, so the block is still in cache when
+#: the product reads it, and the whole column matrix (115 MB for VGG-16's second
+#: layer) never exists at once...
+COLUMN_BLOCK_FLOATS = 2 ** 20
+#: ...but a block has at least this many columns, so each product stays large.
+MIN_BLOCK_COLUMNS = 2048
+
+
+def column_blocks(n: int, ho: int, wo: int, rows: int):
+    """Split im2col's columns (n, i, j) into blocks: yields (images, output_rows) slices.
+
+    ``rows`` is the column matrix's height (C*kh*kw). A block is either
+    several whole images or a band of output rows of one image, so its
+    columns are one contiguous range, starting at (n0*Ho + i0)*Wo.
+    """
+    want = max(MIN_BLOCK_COLUMNS, COLUMN_BLOCK_FLOATS // rows)
+    if want >= ho * wo:
+        step = want // (ho * wo)
+        for n0 in range(0, n, step):
+            yield slice(n0, min(n, n0 + step)), slice(0, ho)
+    else:
+        step = max(1, want // wo)
+        for image in range(n):
+            for i0 in range(0, ho, step):
+                yield slice(image, image + 1), slice(i0, min(ho, i0 + step))
+
+
+def input_rows(output_rows: slice, kernel, stride, dilation=1) -> slice:
+    """The rows of the padded input that the windows of these output rows read."""
+    (kh, _), (sh, _), (dh, _) = pair(kernel), pair(stride), pair(dilation)
+    return slice(output_rows.start * sh, (output_rows.stop - 1) * sh + dh * (kh - 1) + 1)
 
 
 #: Floats in one block of col2im's output (256 KiB in float32): the kh*kw adds of a block

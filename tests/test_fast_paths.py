@@ -2,8 +2,9 @@
 
 - dx of a stride-1 convolution as a transposed convolution (im2col of dout + one product)
   and by col2im: both equal the reference sums, whichever the layer would pick;
+- the forward product taken a block of columns at a time (whole images or bands of
+  output rows): the same sums for any block size;
 - col2im taken a block of channels at a time: the same sums for any block size;
-- im2col written into a reused scratch buffer: nothing the model keeps points into it;
 - float32 in, float32 everywhere: no float64 creeps into activations or gradients.
 """
 
@@ -17,9 +18,9 @@ from minicnn import zoo
 from minicnn.gradcheck import relative_error
 from minicnn.layers import conv
 from minicnn.layers.conv import (conv2d_backward, conv2d_backward_reference, conv2d_forward,
-                                 conv2d_input_grad_transposed, use_transposed)
+                                 conv2d_forward_reference, conv2d_input_grad_transposed, use_transposed)
 from minicnn.layers.pool import maxpool2d_backward, maxpool2d_backward_reference, maxpool2d_forward
-from minicnn.windows import col2im, im2col, output_size, pad, reuse_buffers, scratch
+from minicnn.windows import col2im, im2col, output_size, pad
 from strategies import conv_cases
 
 SAME = 1e-10
@@ -81,6 +82,37 @@ def test_transposed_is_chosen_only_where_it_is_possible_and_cheaper():
     assert not use_transposed((1, 512, 14, 14), (512, 512, 3, 3), 1, 1)     # weights larger than dout's columns
 
 
+@given(st.integers(1, 5), st.integers(1, 9), st.integers(1, 9), st.integers(1, 50), st.integers(1, 40),
+       st.integers(1, 30))
+def test_column_blocks_cover_every_column_once_in_order(n, ho, wo, rows, block_floats, min_columns):
+    original = windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS
+    try:
+        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = block_floats, min_columns
+        blocks = list(windows.column_blocks(n, ho, wo, rows))
+    finally:
+        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = original
+    covered = []
+    for images, out_rows in blocks:
+        assert out_rows == slice(0, ho) or images.stop - images.start == 1     # whole images, or rows of one
+        covered += [(i, r) for i in range(images.start, images.stop) for r in range(out_rows.start, out_rows.stop)]
+    assert covered == [(i, r) for i in range(n) for r in range(ho)]
+
+
+@given(conv_cases(), st.integers(1, 64), st.integers(1, 16))
+def test_forward_in_column_blocks_equals_reference(case, block_floats, min_columns):
+    rng = np.random.default_rng(case["seed"])
+    x, w = arrays(case, rng)
+    b = rng.standard_normal(case["f"])
+    hyper = (case["stride"], case["padding"], case["dilation"])
+    original = windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS
+    try:
+        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = block_floats, min_columns   # many small blocks
+        out = conv2d_forward(x, w, b, *hyper)
+    finally:
+        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = original
+    assert relative_error(out, conv2d_forward_reference(x, w, b, *hyper)) < SAME
+
+
 @given(conv_cases(), st.integers(1, 40))
 def test_col2im_in_blocks_is_the_same_sum(case, block_floats):
     rng = np.random.default_rng(case["seed"])
@@ -97,34 +129,6 @@ def test_col2im_in_blocks_is_the_same_sum(case, block_floats):
     np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-12)
 
 
-def test_scratch_is_reused_inside_the_block_and_fresh_outside():
-    buffers = {}
-    with reuse_buffers(buffers):
-        a = scratch("cols", (4, 5), np.float32)
-        b = scratch("cols", (2, 3), np.float32)
-        with reuse_buffers():                                      # nested: the outer buffers stay
-            c = scratch("cols", (3, 3), np.float32)
-        d = scratch("cols", (10, 10), np.float32)                  # too small: grown
-    assert np.shares_memory(a, b) and np.shares_memory(a, c)
-    assert not np.shares_memory(a, d)
-    assert buffers[("cols", np.dtype(np.float32))].size == 100
-    assert not np.shares_memory(scratch("cols", (4, 5), np.float32), d)   # outside: fresh memory
-
-
-def test_convolution_results_never_point_into_the_scratch_buffer(rng):
-    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
-    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    buffers = {}
-    with reuse_buffers(buffers):
-        out = conv2d_forward(x, w, None, 1, 1)
-        dx, dw, db = conv2d_backward(np.ones_like(out), x, w, 1, 1)
-        again = conv2d_forward(x, 2 * w, None, 1, 1)
-    buffer = buffers[("cols", np.dtype(np.float32))]
-    for a in (out, dx, dw, db, again):
-        assert not np.shares_memory(a, buffer)
-    np.testing.assert_allclose(again, 2 * out, rtol=1e-5, atol=1e-5)
-
-
 @pytest.mark.parametrize("relu", ["plain", "guided", "deconvnet"])
 def test_float32_stays_float32_through_every_layer(rng, relu):
     model = zoo.vgg_cifar(fold_bn=True)
@@ -135,17 +139,6 @@ def test_float32_stays_float32_through_every_layer(rng, relu):
     for name in model.layer_names:
         assert model.activations[name].dtype == np.float32, name
         assert model.gradients[name].dtype == np.float32, name
-
-
-def test_model_passes_give_the_same_answer_with_reused_buffers(rng):
-    model = zoo.resnet20()
-    x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
-    first = model.forward(x).copy()
-    model.backward(np.eye(10, dtype=np.float32)[[1]], relu="guided")
-    np.testing.assert_array_equal(model.forward(x), first)          # the buffer held the last backward's columns
-    twin = model.astype(np.float32)                                 # copies leave the buffers behind
-    assert twin._buffers == {}
-    np.testing.assert_array_equal(twin.forward(x), first)
 
 
 @given(st.integers(0, 2**32 - 1), st.sampled_from([(2, 2), (3, 2), (2, 3), (3, 3)]))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..windows import col2im, im2col, output_hw, pad, pair, scratch, unpad
+from ..windows import col2im, column_blocks, im2col, input_rows, output_hw, pad, pair, unpad
 from .base import Layer
 
 
@@ -72,16 +72,24 @@ def conv2d_backward_reference(dout, x, w, stride=1, padding=0, dilation=1):
 # ---------------------------------------------------------------- fast tier
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
-    """out = W_mat @ cols + b: one matrix product.
+    """out = W_mat @ cols + b: im2col and one matrix product.
 
     x (N, C, H, W), w (F, C, kh, kw) -> cols (C*kh*kw, N*Ho*Wo) by im2col,
     W_mat = w.reshape(F, C*kh*kw), product (F, N*Ho*Wo) -> out (N, F, Ho, Wo).
+    The product is taken a block of columns at a time (``column_blocks``:
+    whole images, or bands of output rows): W_mat @ cols[:, block] fills
+    out[:, block], the same sums with a block of cols that stays in cache.
     """
     n, _, h, wd = x.shape
     f, _, kh, kw = w.shape
     ho, wo = output_hw(h, wd, (kh, kw), stride, padding, dilation)
-    cols = im2col(pad(x, padding), (kh, kw), stride, dilation)
-    out = w.reshape(f, -1) @ cols                          # F, N*Ho*Wo
+    xp = pad(x, padding)
+    wmat = w.reshape(f, -1)                                # F, C*kh*kw
+    out = np.empty((f, n * ho * wo), np.result_type(x, w))
+    for images, rows in column_blocks(n, ho, wo, wmat.shape[1]):
+        cols = im2col(xp[images, :, input_rows(rows, (kh, kw), stride, dilation)], (kh, kw), stride, dilation)
+        first = (images.start * ho + rows.start) * wo
+        np.matmul(wmat, cols, out=out[:, first:first + cols.shape[1]])
     if b is not None:
         out += b[:, None]
     out = out.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
@@ -104,9 +112,7 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=Tru
     if use_transposed(x.shape, w.shape, stride, padding, dilation):
         dx = conv2d_input_grad_transposed(dout, w, padding, dilation)
     else:
-        wmat = w.reshape(f, -1)
-        dcols = scratch("cols", (wmat.shape[1], n * ho * wo), np.result_type(w, dout))
-        np.matmul(wmat.T, dy, out=dcols)                   # C*kh*kw, N*Ho*Wo
+        dcols = w.reshape(f, -1).T @ dy                    # C*kh*kw, N*Ho*Wo
         padded_shape = pad(x[:1, :1], padding).shape[2:]
         dxp = col2im(dcols, (n, x.shape[1], *padded_shape), (kh, kw), stride, dilation)
         dx = unpad(dxp, padding)
