@@ -652,10 +652,10 @@ def run_again_without_slow_blas(argv: list[str]) -> None:
 
 
 def bench_command(args) -> int:
-    if any(k in os.environ for k in SLOW_BLAS_VARIABLES) and _DROPPED not in os.environ:
-        run_again_without_slow_blas((["--json", args.json] if args.json else []) + (["--quick"] if args.quick else []))
     if args.json:
         check_writable(args.json, force=True)          # refuse now, not after minutes of timing
+    if any(k in os.environ for k in SLOW_BLAS_VARIABLES) and _DROPPED not in os.environ:
+        run_again_without_slow_blas((["--json", args.json] if args.json else []) + (["--quick"] if args.quick else []))
     settings = Settings()
     if args.quick:
         settings.reps, settings.min_sample_s, settings.case_names = 3, 0.05, CIFAR_MODELS
