@@ -9,7 +9,7 @@ to that. :func:`preprocess` turns a list of such arrays into the
 
     {"mean": [0.485, 0.456, 0.406],     # per channel, in [0, 1] units
      "std": [0.229, 0.224, 0.225],
-     "resize": "shorter_then_center_crop",   # or "exact", or "none"
+     "resize": "shorter_then_center_crop",   # or "exact", "shorter", "none"
      "size": [224, 224],                 # [H, W] of the network input
      "resize_shorter": 256}              # only for "shorter_then_center_crop"
 
@@ -46,7 +46,7 @@ DEFAULT_MAX_PIXELS = 64_000_000
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RESIZE_MODES = ("exact", "shorter_then_center_crop", "none")
+RESIZE_MODES = ("exact", "shorter_then_center_crop", "shorter", "none")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 _SAMPLES_DIR = DATA_DIR / "cifar10" / "test"
@@ -268,8 +268,8 @@ def check_preprocessing(preprocessing) -> dict:
     Required keys: ``mean`` and ``std`` (3 numbers each, std > 0) and
     ``resize`` (one of :data:`RESIZE_MODES`). ``size`` ([H, W], or an int for
     a square) is required unless ``resize`` is "none"; ``resize_shorter`` (an
-    int) is required for "shorter_then_center_crop" and must be at least the
-    crop's larger side. Unknown keys are kept as they are.
+    int) is required for "shorter_then_center_crop" (at least the crop's larger
+    side) and for "shorter". Unknown keys are kept as they are.
     """
     if not isinstance(preprocessing, dict):
         raise InputError(f"preprocessing must be a dict with mean, std, resize, size; got {type(preprocessing).__name__}")
@@ -301,10 +301,10 @@ def check_preprocessing(preprocessing) -> dict:
             raise InputError(f"preprocessing size must be [H, W], two positive integers; got {p['size']!r}")
         p["size"] = [int(size[0]), int(size[1])]
     shorter = p.get("resize_shorter")
-    if p["resize"] == "shorter_then_center_crop":
+    if p["resize"] in ("shorter_then_center_crop", "shorter"):
         if isinstance(shorter, bool) or not isinstance(shorter, numbers.Integral) or shorter < 1:
             raise InputError(f"preprocessing resize_shorter must be a positive integer; got {shorter!r}")
-        if shorter < max(p["size"]):
+        if p["resize"] == "shorter_then_center_crop" and shorter < max(p["size"]):
             raise InputError(f"preprocessing resize_shorter ({shorter}) is smaller than the crop {p['size']}")
         p["resize_shorter"] = int(shorter)
     else:
@@ -328,6 +328,9 @@ def preprocess(images, preprocessing: dict, *, dtype=np.float32) -> np.ndarray:
           (the longer side to ``int(resize_shorter * long / short)``), then
           the central ``size`` crop, top/left offset ``round((H' - H) / 2)``
           (torchvision ``Resize(256)`` + ``CenterCrop(224)``);
+        - "shorter": the shorter side to ``resize_shorter``, the aspect ratio
+          kept, no crop (fully convolutional models: a 32x64 image stays
+          32x64, a 400x600 photo becomes 32x48);
         - "none": the image keeps its size (for fully convolutional use,
           e.g. the 32x64 cat|dog image); all images must then share a size.
     dtype : np.float32 or np.float64
@@ -420,6 +423,8 @@ def _resize_for(img: np.ndarray, p: dict) -> np.ndarray:
     else:
         new_h, new_w = short, int(short * w / h)
     img = _pil_resize(img, new_h, new_w)
+    if mode == "shorter":
+        return img
     if new_h < out_h or new_w < out_w:
         raise InputError(f"after resizing the shorter side to {short} the image is {new_h}x{new_w}, "
                          f"smaller than the crop {out_h}x{out_w}")

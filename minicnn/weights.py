@@ -16,7 +16,7 @@ The ``__meta__`` JSON object::
      "spec": {"type": "Sequential", ...},   # model.spec(): every layer and its hyper-parameters
      "input_size": [3, 32, 32],             # (C, H, W) it was trained on
      "classes": ["airplane", ...],          # class names in logit order
-     "preprocessing": {"mean": [...], "std": [...], "resize": "none", "size": [32, 32]},
+     "preprocessing": {"mean": [...], "std": [...], "resize": "shorter", "size": [32, 32], ...},
      "provenance": {...}, "licence": {...}, "accuracy": {...}}
 
 The architecture is rebuilt from ``spec`` (``minicnn.model.build``), then

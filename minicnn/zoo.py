@@ -107,7 +107,8 @@ def resnet20(*, num_classes=10, seed=0) -> Model:
         ("avgpool", AdaptiveAvgPool2d(1)), ("flatten", Flatten()), ("linear", Linear(64, num_classes)),
     ])
     meta = {"name": "resnet20", "arch": "resnet20", "input_size": [3, 32, 32], "classes": list(CIFAR10_CLASSES),
-            "preprocessing": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "resize": "none", "size": [32, 32]}}
+            "preprocessing": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "resize": "shorter", "resize_shorter": 32,
+                              "size": [32, 32]}}
     return init_weights(Model(root, meta), seed)
 
 

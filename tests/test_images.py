@@ -494,3 +494,13 @@ def test_shipped_photographs_and_labels():
     assert data_path("LICENSES.md").is_file()
     with pytest.raises(ImageError, match="no shipped data file"):
         data_path("images", "astronaut.png")
+
+
+def test_shorter_mode_keeps_the_aspect_ratio_without_cropping():
+    p = {"mean": [0.5] * 3, "std": [0.5] * 3, "resize": "shorter", "resize_shorter": 32, "size": [32, 32]}
+    wide = np.zeros((32, 64, 3), np.uint8)                       # the cat|dog image stays as it is
+    assert preprocess(wide, p).shape == (1, 3, 32, 64)
+    photo = np.zeros((400, 600, 3), np.uint8)                     # a photo comes down to CIFAR scale
+    assert preprocess(photo, p).shape == (1, 3, 32, 48)
+    tall = np.zeros((90, 30, 3), np.uint8)
+    assert preprocess(tall, p).shape == (1, 3, 96, 32)

@@ -135,7 +135,7 @@ def test_load_shipped_by_name_fast():
     assert time.perf_counter() - start < 0.5
     assert model.name == "resnet20_cifar10" and model.meta["arch"] == "resnet20"
     assert model.classes[3] == "cat" and model.input_size == (3, 32, 32)
-    assert model.meta["preprocessing"]["resize"] == "none"
+    assert model.meta["preprocessing"]["resize"] == "shorter"           # fully convolutional: aspect kept
     assert model.meta["licence"]["name"] == "BSD-2-Clause"
     assert model.meta["provenance"]["source_sha256"].startswith("12fca82f")
     assert model.num_parameters() == 269_722
