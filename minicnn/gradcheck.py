@@ -173,3 +173,11 @@ def gradcheck(obj, x, **options) -> dict[str, float]:
     if isinstance(obj, Layer):
         return check_layer(obj, x, **options)
     return check_model(obj, x, **options)
+
+
+# ``minicnn.gradcheck`` is the function above (the package exports it under the
+# module's name); give it the module's other checkers too, so that
+# ``minicnn.gradcheck.check_function`` works as well as the import form.
+for _helper in (check_function, check_layer, check_model, compare, numerical_gradient, relative_error):
+    setattr(gradcheck, _helper.__name__, _helper)
+del _helper

@@ -118,3 +118,9 @@ def test_check_function_on_chosen_coordinates():
     with pytest.raises(GradientCheckError):
         check_function(lambda v: np.abs(v).sum(), x, np.array([-1.0, 1.0, 1.0]))  # no slope 1 at the kink
     assert check_function(lambda v: np.abs(v).sum(), x, grad, indices=np.flatnonzero(x != 0)) < 1e-9
+
+
+def test_the_package_level_gradcheck_also_carries_the_module_helpers():
+    import minicnn
+    assert minicnn.gradcheck.check_function is check_function
+    assert minicnn.gradcheck.check_layer is check_layer
