@@ -2,7 +2,8 @@
 
 On a terminal the line is redrawn in place (``\\r``) at most ~10 times a
 second; elsewhere (a log file, a pipe, CI) one line is printed per 10% so
-logs stay short. Nothing is printed when ``enabled`` is false.
+logs stay short. Nothing is printed when ``enabled`` is false, nor before
+``after`` seconds have passed (so quick work stays quiet).
 
     evaluating  [##########----------]   5000/10000 images   50%
 """
@@ -17,7 +18,7 @@ class Progress:
     """Counts ``done`` out of ``total`` (None if unknown) and draws it."""
 
     def __init__(self, total: int | None, label: str, *, unit: str = "", stream=None, enabled: bool = True,
-                 width: int = 24, fmt=None) -> None:
+                 width: int = 24, fmt=None, after: float = 0.0) -> None:
         self.total, self.label, self.unit = total, label, unit
         self.stream = stream if stream is not None else sys.stderr
         self.enabled, self.width = enabled, width
@@ -27,11 +28,12 @@ class Progress:
         self._last_draw = 0.0
         self._last_tenth = -1
         self._drawn = False
+        self._start, self.after = time.monotonic(), after
 
     def update(self, n: int) -> None:
         """Add ``n`` to the count and redraw if it is time to."""
         self.done += n
-        if not self.enabled:
+        if not self.enabled or time.monotonic() - self._start < self.after:
             return
         if self._tty:
             now = time.monotonic()

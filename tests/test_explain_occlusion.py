@@ -85,7 +85,7 @@ def test_progress_bar_goes_to_stderr_only_when_asked_or_slow(rng, capsys):
     model, x = small_cnn(0), rng.standard_normal((1, 3, 8, 8))
     explain.occlusion(model, x, size=2, stride=2, progress=True, batch_size=4)
     out, err = capsys.readouterr()
-    assert out == "" and "occlusion [" in err and "16/16" in err and err.endswith("\n")
+    assert out == "" and "occlusion  [" in err and "16/16 patches" in err and err.endswith("\n")
     explain.occlusion(model, x, size=2, stride=2)                    # fast: no bar
     assert capsys.readouterr().err == ""
 

@@ -28,14 +28,13 @@ shape (N, C, H, W) supplies the pixels to paste in (e.g. a blurred copy).
 from __future__ import annotations
 
 import numbers
-import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InputError
 from ..model import check_input
+from ..progress import Progress
 from .target import Explanation, choose_targets, scores_of
 
 #: Elements (images x C x H x W) per forward pass when batch_size is not given.
@@ -93,36 +92,6 @@ def fill_image(x: np.ndarray, fill) -> np.ndarray:
                          f"got {type(fill).__name__} of shape {np.shape(fill)}") from None
 
 
-class Progress:
-    """A one-line progress bar on stderr, shown only once the work has taken ``after`` seconds."""
-
-    def __init__(self, total: int, label: str, enabled: bool | None = None, after: float = 2.0):
-        self.total, self.label, self.done = total, label, 0
-        self.enabled, self.after = enabled, after
-        self.start, self.shown, self.last = time.perf_counter(), False, 0.0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        elapsed = time.perf_counter() - self.start
-        if self.enabled is False or (self.enabled is None and elapsed < self.after):
-            return
-        if self.done < self.total and elapsed - self.last < 0.25:     # redraw at most 4 times a second
-            return
-        self.last = elapsed
-        width = 30
-        full = int(width * self.done / self.total)
-        eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
-        sys.stderr.write(f"\r{self.label} [{'#' * full}{'.' * (width - full)}] {self.done}/{self.total} "
-                         f"{elapsed:.1f} s, {eta:.1f} s left ")
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def occlusion(model, x, target=None, *, size=None, stride=None, fill=0.0, batch_size: int | None = None,
               progress: bool | None = None) -> Occlusion:
     """Occlusion map of class ``target`` for the batch x (N, C, H, W).
@@ -153,7 +122,8 @@ def occlusion(model, x, target=None, *, size=None, stride=None, fill=0.0, batch_
     rows, cols = offsets(h, size[0], stride[0]), offsets(w, size[1], stride[1])
     positions = [(r, s) for r in rows for s in cols]
     grid = np.empty((n, len(rows) * len(cols)), dtype=logits.dtype)
-    bar = Progress(n * len(positions), "occlusion", progress)
+    bar = Progress(n * len(positions), "occlusion", unit="patches", enabled=progress is not False,
+                   after=0.0 if progress else 2.0)
     try:
         for i in range(n):
             for start in range(0, len(positions), batch_size):
