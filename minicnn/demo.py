@@ -147,8 +147,11 @@ def run_demo(out_dir="minicnn-demo", *, log=print) -> list[str]:
     vgg, resnet = load_models()
     if vgg is resnet:
         log(f"note: {VGG} is not installed; columns (b)-(e) use {RESNET}")
+    log("[1/3] Figure 1: the cat|dog image explained for 'cat' and for 'dog'")
     fig, rows = figure1(vgg, resnet)
+    log(f"[2/3] single test images: {', '.join(c for c, _ in SAMPLES)}")
     figs = [fig, samples_figure(vgg, resnet)]  # both computed before either is written
+    log(f"[3/3] writing {len(figs)} PNGs into {out}")
     return [save_png(f, out / name) for f, name in zip(figs, FILES)]
 
 
