@@ -103,22 +103,24 @@ MIN_BLOCK_COLUMNS = 2048
 
 
 def column_blocks(n: int, ho: int, wo: int, rows: int):
-    """Split im2col's columns (n, i, j) into blocks: yields (images, output_rows) slices.
+    """Split im2col's columns (n, i, j) into blocks: yields (images, output_rows, columns) slices.
 
     ``rows`` is the column matrix's height (C*kh*kw). A block is either
     several whole images or a band of output rows of one image, so its
-    columns are one contiguous range, starting at (n0*Ho + i0)*Wo.
+    columns are one contiguous range of the N*Ho*Wo columns.
     """
     want = max(MIN_BLOCK_COLUMNS, COLUMN_BLOCK_FLOATS // rows)
     if want >= ho * wo:
         step = want // (ho * wo)
-        for n0 in range(0, n, step):
-            yield slice(n0, min(n, n0 + step)), slice(0, ho)
+        blocks = ((slice(n0, min(n, n0 + step)), slice(0, ho)) for n0 in range(0, n, step))
     else:
         step = max(1, want // wo)
-        for image in range(n):
-            for i0 in range(0, ho, step):
-                yield slice(image, image + 1), slice(i0, min(ho, i0 + step))
+        blocks = ((slice(image, image + 1), slice(i0, min(ho, i0 + step)))
+                  for image in range(n) for i0 in range(0, ho, step))
+    for images, out_rows in blocks:
+        first = (images.start * ho + out_rows.start) * wo
+        count = (images.stop - images.start) * (out_rows.stop - out_rows.start) * wo
+        yield images, out_rows, slice(first, first + count)
 
 
 def input_rows(output_rows: slice, kernel, stride, dilation=1) -> slice:
@@ -132,19 +134,20 @@ def input_rows(output_rows: slice, kernel, stride, dilation=1) -> slice:
 BLOCK_FLOATS = 2 ** 16
 
 
-def col2im(cols: np.ndarray, padded_shape, kernel, stride, dilation=1) -> np.ndarray:
+def col2im(cols: np.ndarray, padded_shape, kernel, stride, dilation=1, out=None) -> np.ndarray:
     """Adjoint of im2col: add every column entry back to the input position it was read from.
 
     cols: (C*kh*kw, N*Ho*Wo) -> dxp: padded_shape (N, C, Hp, Wp). One strided
     add per kernel tap (u, v): dxp[:, c, u*dh + i*sh, v*dw + j*sw] += cols[(c,u,v), (n,i,j)].
     The channels are taken a block at a time (blocks of about BLOCK_FLOATS
     output floats): the same adds, in an order that keeps the block in cache.
+    ``out``: add into this array of padded_shape instead of a new one of zeros.
     """
     (kh, kw), (sh, sw), (dh, dw) = pair(kernel), pair(stride), pair(dilation)
     n, c, hp, wp = padded_shape
     ho, wo = output_hw(hp, wp, (kh, kw), (sh, sw), 0, (dh, dw))
     taps = cols.reshape(c, kh, kw, n, ho, wo)
-    dxp = np.zeros((n, c, hp, wp), dtype=cols.dtype)
+    dxp = np.zeros((n, c, hp, wp), dtype=cols.dtype) if out is None else out
     block = max(1, BLOCK_FLOATS // (n * hp * wp))
     for c0 in range(0, c, block):
         channels = slice(c0, c0 + block)

@@ -2,8 +2,8 @@
 
 - dx of a stride-1 convolution as a transposed convolution (im2col of dout + one product)
   and by col2im: both equal the reference sums, whichever the layer would pick;
-- the forward product taken a block of columns at a time (whole images or bands of
-  output rows): the same sums for any block size;
+- the forward product and col2im's dx taken a block of columns at a time (whole images
+  or bands of output rows): the same sums for any block size;
 - col2im taken a block of channels at a time: the same sums for any block size;
 - float32 in, float32 everywhere: no float64 creeps into activations or gradients.
 """
@@ -91,26 +91,32 @@ def test_column_blocks_cover_every_column_once_in_order(n, ho, wo, rows, block_f
         blocks = list(windows.column_blocks(n, ho, wo, rows))
     finally:
         windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = original
-    covered = []
-    for images, out_rows in blocks:
+    covered, columns = [], []
+    for images, out_rows, cols in blocks:
         assert out_rows == slice(0, ho) or images.stop - images.start == 1     # whole images, or rows of one
         covered += [(i, r) for i in range(images.start, images.stop) for r in range(out_rows.start, out_rows.stop)]
+        columns += range(cols.start, cols.stop)
     assert covered == [(i, r) for i in range(n) for r in range(ho)]
+    assert columns == list(range(n * ho * wo))                               # (n, i, j) order, each once
 
 
 @given(conv_cases(), st.integers(1, 64), st.integers(1, 16))
-def test_forward_in_column_blocks_equals_reference(case, block_floats, min_columns):
+def test_forward_and_backward_in_column_blocks_equal_reference(case, block_floats, min_columns):
     rng = np.random.default_rng(case["seed"])
     x, w = arrays(case, rng)
     b = rng.standard_normal(case["f"])
     hyper = (case["stride"], case["padding"], case["dilation"])
-    original = windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS
+    dout = rng.standard_normal(conv2d_forward_reference(x, w, b, *hyper).shape)
+    original = windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, conv.use_transposed
     try:
         windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = block_floats, min_columns   # many small blocks
+        conv.use_transposed = lambda *args: False                                         # dx by col2im
         out = conv2d_forward(x, w, b, *hyper)
+        dx, _, _ = conv2d_backward(dout, x, w, *hyper, param_grads=False)
     finally:
-        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = original
+        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, conv.use_transposed = original
     assert relative_error(out, conv2d_forward_reference(x, w, b, *hyper)) < SAME
+    assert relative_error(dx, conv2d_backward_reference(dout, x, w, *hyper)[0]) < SAME
 
 
 @given(conv_cases(), st.integers(1, 40))

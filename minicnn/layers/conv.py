@@ -86,10 +86,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     xp = pad(x, padding)
     wmat = w.reshape(f, -1)                                # F, C*kh*kw
     out = np.empty((f, n * ho * wo), np.result_type(x, w))
-    for images, rows in column_blocks(n, ho, wo, wmat.shape[1]):
+    for images, rows, columns in column_blocks(n, ho, wo, wmat.shape[1]):
         cols = im2col(xp[images, :, input_rows(rows, (kh, kw), stride, dilation)], (kh, kw), stride, dilation)
-        first = (images.start * ho + rows.start) * wo
-        np.matmul(wmat, cols, out=out[:, first:first + cols.shape[1]])
+        np.matmul(wmat, cols, out=out[:, columns])
     if b is not None:
         out += b[:, None]
     out = out.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
@@ -101,10 +100,11 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=Tru
 
     dout (N, F, Ho, Wo) is laid out as dY (F, N*Ho*Wo). dx (N, C, H, W) always;
     dw (F, C, kh, kw) and db (F,) only when ``param_grads`` (else None): they
-    need the im2col columns again, which the forward did not keep. For stride
-    1 with no more channels out than in, dx is computed as the equivalent
-    transposed convolution (``conv2d_input_grad_transposed``), which moves
-    less memory.
+    need the im2col columns again, which the forward did not keep.
+    dx goes by the forward's column blocks: dcols = W_mat^T @ dY[:, block],
+    added back by col2im into the rows of dxp the block's windows read.
+    For stride 1 with no more channels out than in, dx is computed as the
+    equivalent transposed convolution (``conv2d_input_grad_transposed``).
     """
     n, f, ho, wo = dout.shape
     kh, kw = w.shape[2:]
@@ -112,9 +112,12 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=Tru
     if use_transposed(x.shape, w.shape, stride, padding, dilation):
         dx = conv2d_input_grad_transposed(dout, w, padding, dilation)
     else:
-        dcols = w.reshape(f, -1).T @ dy                    # C*kh*kw, N*Ho*Wo
-        padded_shape = pad(x[:1, :1], padding).shape[2:]
-        dxp = col2im(dcols, (n, x.shape[1], *padded_shape), (kh, kw), stride, dilation)
+        wt = w.reshape(f, -1).T                            # C*kh*kw, F
+        hp, wp = pad(x[:1, :1], padding).shape[2:]
+        dxp = np.zeros((n, x.shape[1], hp, wp), np.result_type(dout, w))
+        for images, rows, columns in column_blocks(n, ho, wo, wt.shape[0]):
+            band = dxp[images, :, input_rows(rows, (kh, kw), stride, dilation)]
+            col2im(wt @ dy[:, columns], band.shape, (kh, kw), stride, dilation, out=band)
         dx = unpad(dxp, padding)
     if not param_grads:
         return dx, None, None
