@@ -23,7 +23,10 @@ minicnn, PyTorch, minicnn, ... so that a busy machine slows both alike.
 Each repetition rests 0.3 s (so that the threads the other library left
 spinning have gone to sleep), then times ``inner`` calls (enough for about
 0.1 s; 1 for VGG-16) and reports the time per call; the table gives the
-median, min and max; ratio = minicnn median / PyTorch median.
+median, min and max. ratio: the median over the repetitions of minicnn's
+time / PyTorch's time in the same turn (a pair taken back to back shares
+the machine's load); the JSON also has the ratio of the medians and of the
+minima. The load average before and after the run is in the header.
 
 Memory: peak resident memory (VmHWM) of a fresh process that builds the
 model, resets the peak (``/proc/self/clear_refs``) and runs the operation
@@ -104,6 +107,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _load() -> float | None:
+    """The 1-minute load average: how busy the machine was (other processes included)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def import_torch():
     """torch, or None when it is not installed."""
     try:
@@ -119,7 +130,7 @@ def machine_info(torch) -> dict:
             "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "blas": blas["library"], "blas_kernel": blas.get("kernel"),
             "threads": blas["threads"], "torch": torch.__version__ if torch else None,
-            "dropped_env": os.environ.get(_DROPPED) or None}
+            "dropped_env": os.environ.get(_DROPPED) or None, "load_before": _load()}
     for name in SLOW_BLAS_VARIABLES:
         if name in os.environ:
             info.setdefault("kept_env", []).append(f"{name}={os.environ[name]}")
@@ -480,7 +491,7 @@ def measure_memory(case_name: str, operation: str, side: str) -> dict | None:
 
 @dataclass
 class Settings:
-    reps: int = 5
+    reps: int = 7
     min_sample_s: float = 0.1           # inner calls per sample: enough for this long (1 for slow calls)
     memory: bool = True
     use_torch: bool = True
@@ -513,7 +524,8 @@ def bench_case(case: Case, settings: Settings, torch) -> dict[str, dict]:
         if other is not None:
             t = summary(times[1])
             row.update({"torch_s": t["s"], "torch_min_s": t["min_s"], "torch_max_s": t["max_s"],
-                        "ratio": s["s"] / t["s"], "ratio_min": s["min_s"] / t["min_s"]})
+                        "ratio": statistics.median(a / b for a, b in zip(*times)),
+                        "ratio_of_medians": s["s"] / t["s"], "ratio_of_minima": s["min_s"] / t["min_s"]})
         row.update({"reps": settings.reps, "calls_per_rep": inner})
         if settings.memory:
             for side in ("minicnn",) + (("torch",) if other is not None else ()):
@@ -550,6 +562,7 @@ def run(settings: Settings) -> tuple[dict, dict[str, dict]]:
         gc.collect()
     info["notes"] = list(settings.notes)
     info["reps"] = settings.reps
+    info["load_after"] = _load()
     return info, results
 
 
@@ -583,12 +596,15 @@ def table(info: dict, results: dict) -> str:
              f"numpy {info['numpy']}, BLAS {info['blas']}"
              + (f" ({info['blas_kernel']} kernel)" if info.get("blas_kernel") else "")
              + f", {info['threads']} threads; {torch_txt}"]
+    if info.get("load_before") is not None:
+        lines.append(f"load average (1 min): {info['load_before']} before, {info.get('load_after')} after "
+                     f"(on {info['cores']} cores)")
     if info.get("dropped_env"):
         lines.append(f"note: ran without {info['dropped_env']} (they select an older, slower OpenBLAS kernel)")
     if info.get("kept_env"):
         lines.append(f"note: {', '.join(info['kept_env'])} set: BLAS may run an older, slower kernel")
     lines.append(f"time per call: median (min-max) of {info['reps']} repetitions after a warm-up, minicnn and "
-                 "PyTorch alternating; ratio = minicnn / PyTorch medians")
+                 "PyTorch alternating; ratio: median of minicnn / PyTorch over the pairs")
     lines.append("memory: peak RSS of a fresh process running the operation once (+op: above the memory "
                  "held before it), one process per side")
     lines.append("")

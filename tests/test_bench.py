@@ -80,7 +80,8 @@ def test_a_model_that_cannot_be_loaded_is_skipped_with_a_note(monkeypatch):
 def test_table_with_pytorch_columns_and_targets():
     info = {"date": "2026-01-01 00:00 UTC", "cpu": "CPU", "cores": 2, "python": "3.11", "numpy": "2.0",
             "blas": "openblas 0.3", "blas_kernel": "Haswell", "threads": 2, "torch": "2.13.0",
-            "torch_threads": 2, "reps": 5, "notes": [], "dropped_env": "OPENBLAS_CORETYPE=Haswell"}
+            "torch_threads": 2, "reps": 5, "notes": [], "dropped_env": "OPENBLAS_CORETYPE=Haswell",
+            "load_before": 0.5, "load_after": 0.75}
     row = {"minicnn_s": 0.22, "minicnn_min_s": 0.2, "minicnn_max_s": 0.3, "torch_s": 0.21, "torch_min_s": 0.2,
            "torch_max_s": 0.25, "ratio": 0.22 / 0.21, "diff": 3e-7, "minicnn_peak_mib": 700.0,
            "minicnn_op_mib": 150.0, "torch_peak_mib": 900.0, "torch_op_mib": 300.0}
@@ -88,6 +89,7 @@ def test_table_with_pytorch_columns_and_targets():
                "resnet20_cifar10/gradcam": {**row, "ratio": 1.5}}
     text = bench.table(info, results)
     assert "ran without OPENBLAS_CORETYPE=Haswell" in text
+    assert "load average (1 min): 0.5 before, 0.75 after (on 2 cores)" in text
     assert "220 ms (200-300)" in text and "1.05x" in text and "700 (+150)" in text
     assert "met    vgg16/gradcam <= 1.10x PyTorch: 1.05x" in text
     assert "MISSED vgg16/guided_backprop <= 1.25x PyTorch: 1.40x" in text
