@@ -136,8 +136,10 @@ def test_col2im_in_blocks_is_the_same_sum(case, block_floats):
 
 
 @pytest.mark.parametrize("relu", ["plain", "guided", "deconvnet"])
-def test_float32_stays_float32_through_every_layer(rng, relu):
-    model = zoo.vgg_cifar(fold_bn=True)
+@pytest.mark.parametrize("build", [lambda: zoo.vgg_cifar(fold_bn=True), lambda: zoo.vgg_cifar(), zoo.resnet20],
+                         ids=["vgg_cifar_folded", "vgg_cifar_bn", "resnet20"])
+def test_float32_stays_float32_through_every_layer(rng, relu, build):
+    model = build()
     x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
     model.forward(x)
     dx = model.backward(np.eye(10, dtype=np.float32)[[3, 5]], relu=relu)
