@@ -108,8 +108,10 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=Tru
     """
     n, f, ho, wo = dout.shape
     kh, kw = w.shape[2:]
-    dy = dout.transpose(1, 0, 2, 3).reshape(f, n * ho * wo)
-    if use_transposed(x.shape, w.shape, stride, padding, dilation):
+    transposed = use_transposed(x.shape, w.shape, stride, padding, dilation)
+    if param_grads or not transposed:
+        dy = dout.transpose(1, 0, 2, 3).reshape(f, n * ho * wo)   # a view for N = 1, else a copy
+    if transposed:
         dx = conv2d_input_grad_transposed(dout, w, padding, dilation)
     else:
         wt = w.reshape(f, -1).T                            # C*kh*kw, F
