@@ -33,6 +33,7 @@ model, resets the peak (``/proc/self/clear_refs``) and runs the operation
 once; minicnn and PyTorch each in their own process, so neither's memory is
 counted in the other's. ``peak`` is the whole process (libraries, weights
 and all), ``+op`` what the operation added above the memory held before it.
+The inputs are random (the time does not depend on the image).
 
 OpenBLAS environment variables that pin an older processor kernel
 (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) slow down a current NumPy: ``minicnn
@@ -150,7 +151,6 @@ class Case:
     layer: str = ""
     batch: np.ndarray | None = None
     operations: tuple = ("forward", "gradcam", "guided_backprop", "guided_gradcam")
-    note: str = ""
 
 
 def make_case(name: str) -> Case:
@@ -555,8 +555,6 @@ def run(settings: Settings) -> tuple[dict, dict[str, dict]]:
             settings.notes.append(f"{name} skipped: {e}")
             say(f"{name} skipped: {e}")
             continue
-        if case.note:
-            settings.notes.append(case.note)
         results.update(bench_case(case, settings, torch))
         del case
         gc.collect()
