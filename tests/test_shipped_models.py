@@ -1,0 +1,29 @@
+"""What the shipped models promise: their layer kinds, and a README that names their checksums."""
+
+import json
+from pathlib import Path
+
+import minicnn
+from minicnn import cli
+from minicnn.layers import Sequential
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+def test_vgg_cifar10_is_only_conv_relu_pool_flatten_dense_dropout(capsys):
+    model = minicnn.load("vgg_cifar10")
+    kinds = {type(m).__name__ for _, m in model.layers()}
+    assert kinds == {"Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "Dropout"}
+    assert all(isinstance(m, Sequential) for name, m in model.root.named_modules() if name in ("features", "classifier"))
+    assert cli.main(["layers", "--model", "vgg_cifar10"]) == 0
+    table = capsys.readouterr().out
+    assert "BatchNorm" not in table and "features.19" in table and "814,122 parameters" in table
+
+
+def test_weights_readme_names_every_shipped_file_and_its_sha256():
+    manifest = json.loads((WEIGHTS / "manifest.json").read_text())
+    readme = (WEIGHTS / "README.md").read_text()
+    for name, entry in manifest["models"].items():
+        assert f"## {name}" in readme
+        assert entry["sha256"] in readme, f"weights/README.md does not give {name}'s sha256"
+        assert f"{entry['accuracy']['top1']:.2f}%" in readme
