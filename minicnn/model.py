@@ -173,8 +173,10 @@ class Model:
     def forward(self, x, *, replace: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Logits (N, K) for the batch x (N, C, H, W), computed in x's dtype.
 
-        Keeps every layer's output in ``activations``. ``replace={name: A}``
-        substitutes A for that layer's output and runs the rest from it.
+        Keeps every layer's output in ``activations``. Each forward starts a
+        new pass: the previous pass's activations and gradients are dropped
+        (copy what you want to keep). ``replace={name: A}`` substitutes A for
+        that layer's output and runs the rest from it.
         """
         channels = self.input_size[0] if self.input_size else None
         x = check_input(x, channels)

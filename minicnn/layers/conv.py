@@ -165,7 +165,11 @@ def conv2d_input_grad_transposed(dout, w, padding=0, dilation=1):
 
 
 class Conv2d(Layer):
-    """torch.nn.Conv2d: zero padding, stride, dilation, optional bias (groups=1)."""
+    """torch.nn.Conv2d: zero padding, stride, dilation, optional bias (groups=1).
+
+    The parameters start at zero: load them (``Model.load_state_dict``,
+    ``minicnn.load``) or initialise them (``minicnn.zoo.init_weights``).
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
         super().__init__()

@@ -37,7 +37,7 @@ def linear_backward(dout, x, w, param_grads=True):
 
 
 class Linear(Layer):
-    """torch.nn.Linear."""
+    """torch.nn.Linear. The parameters start at zero, as Conv2d's (see there)."""
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()

@@ -118,8 +118,8 @@ def maxpool2d_backward(dout, x, out, kernel_size, stride=None, padding=0):
     return unpad(dxp, padding)
 
 
-class MaxPool2d(Layer):
-    """torch.nn.MaxPool2d (dilation 1, floor mode)."""
+class _WindowPool(Layer):
+    """A pooling layer over sliding windows: kernel size, stride (default: the kernel) and padding."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
@@ -129,6 +129,10 @@ class MaxPool2d(Layer):
 
     def config(self):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
+
+
+class MaxPool2d(_WindowPool):
+    """torch.nn.MaxPool2d (dilation 1, floor mode)."""
 
     def forward(self, x):
         out = maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
@@ -189,17 +193,8 @@ def avgpool2d_backward(dout, x_shape, kernel_size, stride=None, padding=0):
     return unpad(dxp, padding)
 
 
-class AvgPool2d(Layer):
+class AvgPool2d(_WindowPool):
     """torch.nn.AvgPool2d with its defaults (count_include_pad=True, floor mode)."""
-
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        self.kernel_size = pair(kernel_size)
-        self.stride = pair(stride if stride is not None else kernel_size)
-        self.padding = pair(padding)
-
-    def config(self):
-        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
 
     def forward(self, x):
         return avgpool2d_forward(x, self.kernel_size, self.stride, self.padding), x.shape
