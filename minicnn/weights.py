@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -59,12 +60,19 @@ _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, 
 # ---------------------------------------------------------------- where shipped models live
 
 def weights_dir() -> Path:
-    """The shipped weights folder: ``$MINICNN_WEIGHTS_DIR`` or ``<repository>/weights``."""
+    """The shipped weights folder.
+
+    ``$MINICNN_WEIGHTS_DIR`` if set; else ``<repository>/weights`` (a source
+    checkout or an editable install); else ``<prefix>/share/minicnn/weights``,
+    where a regular ``pip install .`` puts the shipped files.
+    """
     env = os.environ.get("MINICNN_WEIGHTS_DIR")
     if env:
         return Path(env)
     import minicnn
-    return Path(minicnn.__file__).resolve().parent.parent / "weights"
+    checkout = Path(minicnn.__file__).resolve().parent.parent / "weights"
+    installed = Path(sys.prefix) / "share" / "minicnn" / "weights"
+    return checkout if (checkout / MANIFEST).exists() or not (installed / MANIFEST).exists() else installed
 
 
 def read_manifest(folder=None) -> dict:
