@@ -350,3 +350,14 @@ def test_cli_unknown_model_is_one_line_exit_2(capsys):
     assert cli.main(["layers", "--model", "resnet21_cifar10"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("minicnn: error: unknown model") and "resnet20_cifar10" in err
+
+
+def test_weights_dir_finds_a_regular_install_under_the_prefix(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.delenv("MINICNN_WEIGHTS_DIR", raising=False)
+    installed = tmp_path / "prefix" / "share" / "minicnn" / "weights"
+    installed.mkdir(parents=True)
+    (installed / "manifest.json").write_text('{"models": {}}')
+    monkeypatch.setattr(minicnn, "__file__", str(tmp_path / "site-packages" / "minicnn" / "__init__.py"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
+    assert weights.weights_dir() == installed
