@@ -57,8 +57,11 @@ from typing import Callable
 
 import numpy as np
 
+from . import explain
 from .atomic import atomic_output, check_writable
 from .errors import MinicnnError
+from .explain import default_layer
+from .explain.occlusion import offsets
 
 #: Environment variables that select an older OpenBLAS kernel; the bench drops them.
 SLOW_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -177,58 +180,19 @@ def make_case(name: str) -> Case:
     return case
 
 
-def default_layer(model) -> str:
-    """The layer Grad-CAM explains by default (minicnn.explain's choice when present)."""
-    try:
-        from .explain import default_layer as explain_default
-        return explain_default(model)
-    except ImportError:
-        from .layers import ReLU
-        found = [n for n, layer in model.layers()
-                 if isinstance(layer, ReLU) and getattr(model.activations.get(n), "ndim", 0) == 4]
-        name = found[-1]
-        return next(n for n in model.layer_names if model.activations.get(n) is model.activations[name])
-
-
 def minicnn_operations(case: Case) -> dict[str, Callable[[], np.ndarray]]:
-    """Each operation as a call returning its map; minicnn.explain's functions where they exist."""
+    """Each operation as a call returning its map, through minicnn.explain."""
     model, x, c, layer = case.model, case.x, case.target, case.layer
-    try:
-        from . import explain
-    except ImportError:
-        explain = None
-    if explain is not None:
-        ops = {
-            "forward": lambda: model.forward(x),
-            "gradcam": lambda: explain.gradcam(model, x, c, layer).map,
-            "guided_backprop": lambda: explain.guided_backprop(model, x, c).map,
-            "guided_gradcam": lambda: explain.guided_gradcam(model, x, c, layer).map,
-            "occlusion": lambda: explain.occlusion(model, x, c, progress=False).map,
-        }
-    else:  # the same work through the Model API
-        ops = {"forward": lambda: model.forward(x),
-               "gradcam": lambda: _gradcam_by_hand(model, x, c, layer),
-               "guided_backprop": lambda: _guided_by_hand(model, x, c)}
+    ops = {
+        "forward": lambda: model.forward(x),
+        "gradcam": lambda: explain.gradcam(model, x, c, layer).map,
+        "guided_backprop": lambda: explain.guided_backprop(model, x, c).map,
+        "guided_gradcam": lambda: explain.guided_gradcam(model, x, c, layer).map,
+        "occlusion": lambda: explain.occlusion(model, x, c, progress=False).map,
+    }
     if case.batch is not None:
         ops["batch64"] = lambda: model.forward(case.batch)
     return {k: v for k, v in ops.items() if k in case.operations}
-
-
-def _onehot(model, x, c):
-    logits = model.forward(x)
-    seed = np.zeros_like(logits)
-    seed[:, c] = 1
-    return seed
-
-
-def _gradcam_by_hand(model, x, c, layer):
-    model.backward(_onehot(model, x, c), stop_at=layer)
-    alpha = model.gradients[layer].mean(axis=(2, 3))
-    return np.maximum(np.einsum("nk,nkij->nij", alpha, model.activations[layer]), 0)
-
-
-def _guided_by_hand(model, x, c):
-    return model.backward(_onehot(model, x, c), relu="guided")
 
 
 # ---------------------------------------------------------------- the PyTorch twin
@@ -357,7 +321,7 @@ def torch_operations(case: Case, twin, torch) -> dict[str, Callable[[], np.ndarr
         n, ch, h, w = x.shape
         size = max(1, min(h, w) // 4)
         stride = max(1, size // 4)
-        rows, cols = _offsets(h, size, stride), _offsets(w, size, stride)
+        rows, cols = offsets(h, size, stride), offsets(w, size, stride)
         positions = [(r, s) for r in rows for s in cols]
         per_pass = max(1, 2 ** 18 // x[0].numel())
         with torch.no_grad():
@@ -385,13 +349,6 @@ def torch_operations(case: Case, twin, torch) -> dict[str, Callable[[], np.ndarr
                 return twin(batch)
         ops["batch64"] = batch64
     return {k: v for k, v in ops.items() if k in case.operations}
-
-
-def _offsets(length, patch, stride):
-    starts = list(range(0, length - patch + 1, stride))
-    if starts[-1] != length - patch:
-        starts.append(length - patch)
-    return starts
 
 
 def relative_difference(a, b) -> float:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MinicnnError, OutputError
+from .layers import softmax
 
 RESNET, VGG = "resnet20_cifar10", "vgg_cifar10"
 #: Single images of the second figure: (class, index among the shipped test images of that class).
@@ -47,11 +48,6 @@ def load_models():
     return vgg, resnet
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def explain_rows(vgg, resnet, image: np.ndarray, targets: list) -> list[dict]:
     """All six columns for one image, once per target class (one batch per method).
 
@@ -68,12 +64,12 @@ def explain_rows(vgg, resnet, image: np.ndarray, targets: list) -> list[dict]:
              "resnet": rgc, "index": i} for i in range(len(targets))]
 
 
-def row_panels(row: dict, image: np.ndarray, vgg_name: str, resnet_name: str) -> list:
+def row_panels(row: dict, image: np.ndarray) -> list:
     """The six panels of one row (titles: column letter, method, class, score, model and layer)."""
     from .figures import Panel, method_panel
     i, gc = row["index"], row["gradcam"]
     name = repr(gc.target_names[i])
-    p = softmax(gc.logits[i])[gc.targets[i]]
+    p = softmax(gc.logits[i:i + 1])[0, gc.targets[i]]
 
     def title(col, result, layer=None):
         return f"{COLUMNS[col]} {name}\n{layer + ' · ' if layer else ''}y={float(result.scores[i]):.2f}"
@@ -97,7 +93,7 @@ def figure1(vgg, resnet):
     rows = explain_rows(vgg, resnet, image, ["cat", "dog"])
     (cat, i), (dog, j) = CAT_DOG
     seen = {m.name: "x".join(map(str, preprocess(image, m.meta["preprocessing"]).shape[2:])) for m in (vgg, resnet)}
-    fig = grid_figure([row_panels(r, image, vgg.name, resnet.name) for r in rows],
+    fig = grid_figure([row_panels(r, image) for r in rows],
                       row_labels=["'cat'", "'dog'"],
                       title=f"Figure 1 of Grad-CAM at CIFAR-10 scale: shipped test images {cat} {i} | {dog} {j} (32x64)\n"
                             f"(a)-(e): {vgg.name} (input {seen[vgg.name]}), (f): {resnet.name} "
@@ -124,7 +120,7 @@ def samples_figure(vgg, resnet, samples=SAMPLES):
         index = first_correct(vgg, class_name, start)
         image = load_sample(class_name, index)
         row = explain_rows(vgg, resnet, image, [None])[0]
-        panels.append(row_panels(row, image, vgg.name, resnet.name))
+        panels.append(row_panels(row, image))
         labels.append(f"{class_name} {index}")
     return grid_figure(panels, row_labels=labels,
                        title=f"Single test images, each explained for {vgg.name}'s top-1 class. "

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .layers import softmax
 
 ALL = ("gradcam", "counterfactual", "guided-backprop", "guided-gradcam", "cam", "occlusion", "saliency")
 
@@ -103,8 +104,7 @@ def save_maps(path, arrays: dict[str, np.ndarray]) -> str:
 
 def prediction_text(model, logits: np.ndarray, top: int) -> str:
     """The top classes of one image: rank, name, softmax probability, pre-softmax score."""
-    p = np.exp(logits - logits.max())
-    p /= p.sum()
+    p = softmax(logits[None])[0]
     order = np.argsort(-logits, kind="stable")[:top]
     names = [model.classes[k] if k < len(model.classes) else str(k) for k in order]
     width = max(len(n) for n in names)

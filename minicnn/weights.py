@@ -294,7 +294,7 @@ def _read_meta(npz, path: Path) -> dict:
     if META_KEY not in npz.files:
         raise WeightsError(f"{path} has no {META_KEY} entry: not a minicnn weights file "
                            f"(a PyTorch checkpoint must be converted with `minicnn convert`)")
-    _, dtype = _member_header(npz, META_KEY, path)
+    _member_header(npz, META_KEY, path)  # refuses an object array before it is read
     raw = _read_member(npz, META_KEY, path)
     try:
         if raw.dtype == np.uint8 and raw.ndim == 1:

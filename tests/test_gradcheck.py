@@ -27,14 +27,12 @@ class UnflippedKernelConv(Conv2d):
     """dX computed as a *convolution* of dY with W instead of a full correlation with flipped W."""
 
     def backward(self, dout, cache, param_grads=False, relu="plain"):
-        x = cache
         w = self.params["weight"]
         kh, kw = w.shape[2:]
         # The wrong formula: correlate the padded dout with the transposed but unflipped kernel.
         wt = w.transpose(1, 0, 2, 3)
         dx = conv2d_forward(dout, wt, None, 1, (kh - 1, kw - 1))
-        p = self.padding
-        return unpad(dx, p), {}
+        return unpad(dx, self.padding), {}
 
 
 class ReluWithoutMask(ReLU):

@@ -19,8 +19,7 @@ augmented there, so a GPU never waits for a data loader.
 Data (positional argument ``data``), either
   * a zip of image folders: ``train/<class>/*.jpg`` and optionally ``test/<class>/*.jpg``;
   * the CIFAR-10 python archive ``cifar-10-python.tar.gz`` or its extracted folder
-    ``cifar-10-batches-py``. Its pickled batches are read with an unpickler that only
-    resolves the numpy globals an array needs, so a tampered file cannot run code.
+    ``cifar-10-batches-py``, read with ``minicnn.datasets`` (whose unpickler runs no code).
 
 Examples::
 
@@ -34,10 +33,8 @@ import argparse
 import io
 import multiprocessing as mp
 import os
-import pickle
 import random
 import sys
-import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -47,6 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+ROOT = Path(__file__).resolve().parents[2]   # the repository, for minicnn.datasets
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck"]
 CFG = [32, 32, "M", 64, 64, "M", 128, 128, "M"]
@@ -147,64 +145,20 @@ def _zip_split(path: str, split: str, limit: int | None, seed: int, workers: int
 
 # --------------------------------------------------------------------------- data: CIFAR python archive
 
-def _numpy_reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Resolves only the globals needed to rebuild a numpy array; anything else is refused."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-        ("numpy", "ndarray"): lambda: np.ndarray,
-        ("numpy", "dtype"): lambda: np.dtype,
-    }
-
-    def find_class(self, module: str, name: str):
-        get = self._ALLOWED.get((module, name))
-        if get is None:
-            raise pickle.UnpicklingError(f"refusing global {module}.{name} in a CIFAR batch")
-        return get()
-
-
-def _parse_batch(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
-    d = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    if not isinstance(d, dict):
-        raise ValueError("CIFAR batch is not a dict")
-    d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
-    data = np.asarray(d["data"], np.uint8)
-    labels = np.asarray(d["labels"], np.int64)
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise ValueError(f"CIFAR batch has data {data.shape} and {len(labels)} labels")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
-
-
 def _cifar_split(path: str, split: str, limit: int | None, seed: int):
-    wanted = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    raws: dict[str, bytes] = {}
-    p = Path(path)
-    if p.is_dir():
-        folder = p / "cifar-10-batches-py" if (p / "cifar-10-batches-py").is_dir() else p
-        for w in wanted:
-            if (folder / w).is_file():
-                raws[w] = (folder / w).read_bytes()
-    else:
-        with tarfile.open(path, "r:*") as tar:
-            for m in tar.getmembers():
-                base = m.name.rsplit("/", 1)[-1]
-                if m.isfile() and base in wanted:
-                    raws[base] = tar.extractfile(m).read()
-    if not raws:
+    """The CIFAR-10 python archive, read by minicnn.datasets: its unpickler builds the arrays
+    itself from checked placeholders, so a tampered batch can neither run code nor forge a dtype."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from minicnn.datasets import open_dataset
+    from minicnn.errors import UnknownNameError
+    try:
+        ds = open_dataset(path, split)
+    except UnknownNameError:  # the archive has no such split
         return None
-    missing = [w for w in wanted if w not in raws]
-    if missing:
-        raise ValueError(f"{path}: missing {', '.join(missing)}")
-    parts = [_parse_batch(raws[w]) for w in wanted]
+    if list(ds.classes) != CLASSES:
+        raise ValueError(f"{path}: classes {ds.classes} are not CIFAR-10's {CLASSES}")
+    parts = list(ds.batches(10000))
     images = np.concatenate([a for a, _ in parts])
     labels = np.concatenate([b for _, b in parts])
     if limit is not None and limit < len(images):
