@@ -25,6 +25,7 @@ from pathlib import Path
 from .atomic import atomic_output, check_writable
 from .errors import ChecksumError, DownloadError, InputError, unknown_name
 from .progress import Progress
+from .weights import sha256_file
 
 BASE_URL = "https://download.pytorch.org/models/"
 
@@ -64,14 +65,6 @@ def check_digest(digest: str, expected: str, what) -> None:
     if not expected or not digest.startswith(expected.lower()):
         raise ChecksumError(f"{what} has sha256 {digest}, expected one starting with {expected}: "
                             f"the download is damaged or not the official file")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download(url: str, dest, *, expected_sha256: str, force: bool = False, progress: bool = True,
@@ -133,13 +126,13 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
         ckpt = Path(os.fspath(checkpoint))
         if not ckpt.is_file():
             raise InputError(f"checkpoint not found: {ckpt}")
-        check_digest(_sha256(ckpt), expected, ckpt)
+        check_digest(sha256_file(ckpt), expected, ckpt)
         source_url = url
     else:
         source_url = url or BASE_URL + file_name
         ckpt = out.parent / file_name
         if ckpt.exists() and not force:
-            if not _sha256(ckpt).startswith(expected):
+            if not sha256_file(ckpt).startswith(expected):
                 raise ChecksumError(f"{ckpt} exists but its sha256 does not start with {expected}; "
                                     f"delete it or pass --force to download it again")
             print(f"using {ckpt} (already downloaded, sha256 verified)")
