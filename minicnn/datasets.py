@@ -38,8 +38,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from minicnn.errors import ImageError, InputError, unknown_name
-from minicnn.images import DATA_DIR, image_from_bytes, load_image
+from .errors import ImageError, InputError, unknown_name
+from .images import DATA_DIR, image_from_bytes, load_image
 
 __all__ = ["IMAGE_EXTENSIONS", "Dataset", "open_dataset", "class_names", "CIFAR_SPLITS"]
 

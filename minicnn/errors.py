@@ -55,6 +55,15 @@ class GradientCheckError(MinicnnError, AssertionError):
     """An analytic gradient disagrees with central finite differences."""
 
 
+def one_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type's name), at most ``limit`` characters.
+
+    For quoting what a library (NumPy, Pillow, zipfile) said inside minicnn's own one-line errors.
+    """
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(e).__name__)[:limit]
+
+
 def unknown_name(kind: str, name: object, valid: list[str] | tuple[str, ...], *, show: int = 12) -> UnknownNameError:
     """Build the one-line error for an unknown ``kind`` (e.g. "layer").
 

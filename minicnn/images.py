@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from minicnn.errors import ImageError, InputError, unknown_name
+from .errors import ImageError, InputError, one_line, unknown_name
 
 __all__ = [
     "ImageWarning", "DEFAULT_MAX_PIXELS", "IMAGENET_MEAN", "IMAGENET_STD", "RESIZE_MODES",
@@ -129,7 +129,7 @@ def image_from_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DE
         except ImageError as e:
             raise ImageError(f"{name}: {e}") from None
         except _DECODE_ERRORS as e:
-            raise ImageError(f"cannot decode {name}: the file is truncated or corrupt ({_short(e)})") from None
+            raise ImageError(f"cannot decode {name}: the file is truncated or corrupt ({one_line(e)})") from None
 
 
 def to_rgb(im: Image.Image) -> np.ndarray:
@@ -180,7 +180,7 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
             raise ImageError(f"{name} is not an image file Pillow can read "
                              f"(first bytes {data[:8]!r}, {len(data)} bytes)") from None
         except _DECODE_ERRORS as e:
-            raise ImageError(f"cannot read {name}: the file is truncated or corrupt ({_short(e)})") from None
+            raise ImageError(f"cannot read {name}: the file is truncated or corrupt ({one_line(e)})") from None
 
 
 def _header_size(data: bytes):
@@ -251,11 +251,6 @@ def _float_to_uint8(v: np.ndarray) -> np.ndarray:
 
 def _gray_to_rgb(g: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(g[..., None], 3, axis=-1))
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return text[:200]
 
 
 # ---------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_output
-from .errors import ChecksumError, WeightsError, unknown_name
+from .errors import ChecksumError, WeightsError, one_line, unknown_name
 from .model import Model, build
 
 FORMAT, VERSION = "minicnn-weights", 1
@@ -173,7 +173,7 @@ def read_weights(path) -> Model:
         except WeightsError as e:
             raise WeightsError(f"{path}: {e}") from None
         except (MemoryError, RecursionError, TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
-            raise WeightsError(f"{path}: the architecture entry ('spec') is not usable: {_short(e)}") from None
+            raise WeightsError(f"{path}: the architecture entry ('spec') is not usable: {one_line(e)}") from None
         model = Model(root, {k: v for k, v in meta.items() if k not in _FILE_KEYS})
         expected = model.state_dict()
         arrays = {}
@@ -223,9 +223,9 @@ def _open_npz(path: Path):
         if "pickle" in str(e):  # numpy's answer to any file that is neither .npy nor .npz
             raise WeightsError(f"{path} is not a minicnn weights file: expected an .npz (a zip of .npy arrays), "
                                f"found {_first_bytes(path)}") from None
-        raise WeightsError(f"{path} is not a minicnn weights file (.npz): {_short(e)}") from None
+        raise WeightsError(f"{path} is not a minicnn weights file (.npz): {one_line(e)}") from None
     except _READ_ERRORS as e:
-        raise WeightsError(f"{path} is not a readable weights file (.npz), it may be truncated: {_short(e)}") from None
+        raise WeightsError(f"{path} is not a readable weights file (.npz), it may be truncated: {one_line(e)}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise WeightsError(f"{path} holds a single array, not a minicnn weights file (.npz with {META_KEY})")
     return npz
@@ -269,7 +269,7 @@ def _member_header(npz, key: str, path: Path) -> tuple[tuple, np.dtype]:
             else:
                 raise ValueError(f"unsupported .npy version {version}")
     except _READ_ERRORS as e:
-        raise WeightsError(f"{path}: array {key!r} is damaged: {_short(e)}") from None
+        raise WeightsError(f"{path}: array {key!r} is damaged: {one_line(e)}") from None
     if dtype.hasobject:
         raise WeightsError(f"{path}: array {key!r} holds pickled Python objects; refused (minicnn never unpickles)")
     return tuple(shape), dtype
@@ -282,9 +282,9 @@ def _read_member(npz, key: str, path: Path) -> np.ndarray:
         if "pickle" in str(e) or "Object arrays" in str(e):
             raise WeightsError(f"{path}: array {key!r} holds pickled Python objects; refused "
                                f"(minicnn never unpickles)") from None
-        raise WeightsError(f"{path}: array {key!r} is damaged: {_short(e)}") from None
+        raise WeightsError(f"{path}: array {key!r} is damaged: {one_line(e)}") from None
     except _READ_ERRORS as e:
-        raise WeightsError(f"{path}: array {key!r} is damaged or truncated: {_short(e)}") from None
+        raise WeightsError(f"{path}: array {key!r} is damaged or truncated: {one_line(e)}") from None
     if not isinstance(value, np.ndarray):
         raise WeightsError(f"{path}: member {key!r} is not a .npy array")
     return value
@@ -305,7 +305,7 @@ def _read_meta(npz, path: Path) -> dict:
             raise ValueError(f"{META_KEY} must be uint8 bytes or a unicode scalar, got {raw.dtype} {raw.shape}")
         meta = json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise WeightsError(f"{path}: the {META_KEY} entry is not valid JSON metadata: {_short(e)}") from None
+        raise WeightsError(f"{path}: the {META_KEY} entry is not valid JSON metadata: {one_line(e)}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise WeightsError(f"{path}: {META_KEY} does not describe a {FORMAT} file")
     if meta.get("version") != VERSION:
@@ -329,11 +329,6 @@ def _check_meta_fields(meta: dict, path: Path) -> None:
             isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)):
         raise WeightsError(f"{path}: {META_KEY} 'input_size' must be [C, H, W], three positive integers; "
                            f"got {size!r:.60}")
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]
 
 
 # ---------------------------------------------------------------- writing

@@ -42,7 +42,7 @@ import numbers
 
 import numpy as np
 
-from minicnn.errors import InputError
+from ..errors import InputError
 
 __all__ = ["source_coordinates", "interpolation_matrix", "resize_bilinear", "resize_bilinear_reference"]
 
