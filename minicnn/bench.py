@@ -36,8 +36,12 @@ and all), ``+op`` what the operation added above the memory held before it.
 The inputs are random (the time does not depend on the image).
 
 OpenBLAS environment variables that pin an older processor kernel
-(OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) slow down a current NumPy: ``minicnn
-bench`` runs itself again without them and says so in its header.
+(OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) slow down a current NumPy. When they
+are set, ``minicnn bench`` does its timing in a child process started
+without them (``subprocess``: this process waits and returns the child's
+exit status; nothing replaces or ends the caller) and the header says which
+variables were dropped; ``--keep-env`` times in this process, with them,
+and the header says they were kept.
 """
 
 from __future__ import annotations
@@ -613,23 +617,44 @@ def clean_environment(environ) -> tuple[dict, list[str]]:
     return {k: v for k, v in environ.items() if k not in SLOW_BLAS_VARIABLES}, dropped
 
 
-def run_again_without_slow_blas(argv: list[str]) -> None:
-    """Replace this process by ``minicnn bench ARGV`` without the slow-BLAS variables (no return)."""
+def bench_argv(args) -> list[str]:
+    """The command-line arguments that repeat ``args`` (for the child process)."""
+    argv = ["--json", args.json] if args.json else []
+    argv += ["--quick"] if args.quick else []
+    argv += ["--models", ",".join(args.models)] if getattr(args, "models", None) else []
+    argv += ["--reps", str(args.reps)] if getattr(args, "reps", None) else []
+    argv += ["--no-memory"] if getattr(args, "no_memory", False) else []
+    return argv
+
+
+def run_without_slow_blas(argv: list[str]) -> int:
+    """Run ``minicnn bench ARGV`` in a child process without the slow-BLAS variables; its exit status.
+
+    The child inherits stdout and stderr; this process only waits for it.
+    """
     env, dropped = clean_environment(os.environ)
     env[_DROPPED] = ", ".join(dropped)
-    say(f"running again without {', '.join(dropped)} (they select an older, slower kernel for this NumPy's BLAS)")
+    say(f"timing in a child process without {', '.join(dropped)} (they select an older, slower kernel for "
+        "this NumPy's BLAS; --keep-env times with them)")
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "minicnn.cli", "bench", *argv], env)
+    return subprocess.run([sys.executable, "-m", "minicnn.cli", "bench", *argv], env=env, check=False).returncode
 
 
 def bench_command(args) -> int:
     if args.json:
         check_writable(args.json, force=True)          # refuse now, not after minutes of timing
-    if any(k in os.environ for k in SLOW_BLAS_VARIABLES) and _DROPPED not in os.environ:
-        run_again_without_slow_blas((["--json", args.json] if args.json else []) + (["--quick"] if args.quick else []))
+    slow = any(k in os.environ for k in SLOW_BLAS_VARIABLES)
+    if slow and _DROPPED not in os.environ and not getattr(args, "keep_env", False):
+        return run_without_slow_blas(bench_argv(args))
     settings = Settings()
     if args.quick:
         settings.reps, settings.min_sample_s, settings.case_names = 3, 0.05, CIFAR_MODELS
+    if getattr(args, "models", None):
+        settings.case_names = tuple(args.models)
+    if getattr(args, "reps", None):
+        settings.reps = args.reps
+    if getattr(args, "no_memory", False):
+        settings.memory = False
     info, results = run(settings)
     text = table(info, results)
     print(text)

@@ -23,6 +23,17 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"minicnn: error: {message}; see `{self.prog} --help`\n")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def show_note(message, category, filename, lineno, file=None, line=None) -> None:
     """Print a warning as one line on stderr (replaces warnings.showwarning while a command runs)."""
     text = (str(message).strip().splitlines() or [category.__name__])[0]
@@ -135,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time minicnn (and PyTorch, if installed) on VGG-16 and the shipped models")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--quick", action="store_true", help="fewer repetitions, CIFAR models only")
+    p.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
+                   help="comma-separated models to time (default: vgg16 and the shipped CIFAR-10 models)")
+    p.add_argument("--reps", type=positive_int, default=None, help="repetitions per operation (default 7; 3 with --quick)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (fresh processes)")
+    p.add_argument("--keep-env", action="store_true",
+                   help="time in this process even when OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set "
+                        "(default: a child process without them)")
     p.set_defaults(func=cmd_bench)
     return parser
 

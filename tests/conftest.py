@@ -1,17 +1,76 @@
-"""Shared test settings: a bounded hypothesis profile so the suite stays fast on 2 cores."""
+"""Shared test settings, and guards that keep every test independent of the caller's environment.
+
+- A bounded hypothesis profile so the suite stays fast on 2 cores.
+- Every test starts without the variables through which a user steers
+  minicnn (``MINICNN_*``: another weights folder, lesson figures, ...), so a
+  developer's shell cannot turn tests into skips or failures.
+- Every test must leave the process as it found it: the working folder,
+  NumPy's floating-point error settings and the hypothesis profile are
+  checked after each test.
+- The whole session must leave the checkout as it found it: no file is
+  created, changed or deleted outside the test's own tmp_path (``git status``
+  before and after, ignored files included).
+"""
 
 import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+#: Caches that tools write on their own; anything else new in the checkout is a test writing where it must not.
+_TOOL_CACHES = ("__pycache__", ".pytest_cache", ".hypothesis", ".venv", ".egg-info")
+
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def isolated_process():
+    """Clear MINICNN_* variables; fail a test that changes the cwd, NumPy's error settings or the profile.
+
+    Uses no other fixture, so it is set up before and torn down after the
+    test's own ``monkeypatch`` (whose chdir and setenv are undone by then).
+    """
+    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("MINICNN_")}
+    cwd, errors, profile = os.getcwd(), np.geterr(), settings._current_profile
+    yield
+    for name in [n for n in os.environ if n.startswith("MINICNN_")]:
+        del os.environ[name]
+    os.environ.update(saved)
+    assert os.getcwd() == cwd, f"the test changed the working folder to {os.getcwd()} and left it"
+    assert np.geterr() == errors, f"the test changed NumPy's error settings to {np.geterr()}"
+    assert settings._current_profile == profile, "the test changed the hypothesis profile"
+
+
+def _checkout_state() -> set[str] | None:
+    """``git status`` lines (ignored files too, tool caches left out), or None outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return {line for line in done.stdout.splitlines() if not any(c in line for c in _TOOL_CACHES)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_left_unchanged():
+    before = _checkout_state()
+    yield
+    after = _checkout_state()
+    if before is not None and after is not None and before != after:
+        changed = sorted(after ^ before)
+        pytest.fail(f"the tests changed the checkout ({len(changed)} entries): {changed[:5]}", pytrace=False)

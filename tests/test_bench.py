@@ -6,6 +6,7 @@ same work as minicnn; they never check how fast anything is.
 
 import argparse
 import json
+import os
 
 import numpy as np
 import pytest
@@ -27,7 +28,9 @@ def small_case(name):
 
 @pytest.fixture
 def fast(monkeypatch):
-    """Small models, no pause between samples, no PyTorch, memory figures made up."""
+    """Small models, no pause between samples, no PyTorch, memory figures made up; timed in this process."""
+    for name in bench.SLOW_BLAS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(bench, "make_case", small_case)
     monkeypatch.setattr(bench, "PAUSE_S", 0.0)
     monkeypatch.setattr(bench, "import_torch", lambda: None)
@@ -103,6 +106,41 @@ def test_the_slow_blas_variables_are_dropped_from_a_copy_of_the_environment():
     assert env == {"PATH": "/bin"}
     assert dropped == ["OPENBLAS_CORETYPE=Haswell", "OPENBLAS_L2_SIZE=1048576"]
     assert "OPENBLAS_CORETYPE" in environ                      # the caller's environment is untouched
+
+
+def test_with_slow_blas_variables_the_timing_runs_in_a_child_and_this_process_lives_on(monkeypatch, tmp_path):
+    """The bench never replaces or ends its caller: with the variables set it waits for a child process."""
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "512")
+    monkeypatch.delenv(bench._DROPPED, raising=False)
+    pid = os.getpid()
+    out = tmp_path / "bench.json"
+    args = argparse.Namespace(json=str(out), quick=True, models=["vgg_cifar10"], reps=1, no_memory=True,
+                              keep_env=False)
+    assert bench.bench_command(args) == 0
+    assert os.getpid() == pid                                  # still this process, still running
+    meta = json.loads(out.read_text())["_meta"]
+    assert meta["dropped_env"] == "OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=512"
+    assert "kept_env" not in meta and meta["reps"] == 1
+    assert {k for k in json.loads(out.read_text()) if k != "_meta"} == {f"vgg_cifar10/{op}" for op in bench.OPERATIONS}
+    assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"        # the caller's environment is untouched
+
+
+def test_keep_env_times_in_this_process_and_says_the_variables_were_kept(fast, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.delenv(bench._DROPPED, raising=False)
+    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: pytest.fail("no child process expected"))
+    args = argparse.Namespace(json=None, quick=True, models=None, reps=1, no_memory=True, keep_env=True)
+    assert bench.bench_command(args) == 0
+    assert "note: OPENBLAS_CORETYPE=Haswell set: BLAS may run an older, slower kernel" in capsys.readouterr().out
+
+
+def test_the_child_gets_the_same_arguments():
+    args = argparse.Namespace(json="b.json", quick=True, models=["vgg_cifar10", "vgg16"], reps=2, no_memory=True,
+                              keep_env=False)
+    assert bench.bench_argv(args) == ["--json", "b.json", "--quick", "--models", "vgg_cifar10,vgg16", "--reps", "2",
+                                      "--no-memory"]
+    assert bench.bench_argv(argparse.Namespace(json=None, quick=False)) == []
 
 
 def test_memory_probe_runs_in_a_fresh_process():

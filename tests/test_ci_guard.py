@@ -1,0 +1,80 @@
+"""The CI guard (.ci/guard.py): a pytest run that does not finish must fail CI.
+
+Each case runs the guard on a throwaway test folder in tmp_path, with this
+interpreter's pytest: a suite that passes, and suites where one test ends
+(os._exit) or replaces (os.execv) the pytest process, which exit 0 and
+would pass a plain ``pytest && echo ok``.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GUARD = ROOT / ".ci" / "guard.py"
+
+sys.path.insert(0, str(GUARD.parent))
+import guard  # noqa: E402
+
+PASSING = "def test_one():\n    assert 1 + 1 == 2\n\n\ndef test_two():\n    pass\n"
+ENDERS = {
+    "os._exit": "import os\n\n\ndef test_ends_the_process():\n    os._exit(0)\n",
+    "os.execv": ("import os, sys\n\n\ndef test_replaces_the_process():\n"
+                 "    os.execv(sys.executable, [sys.executable, '-c', 'pass'])\n"),
+}
+
+
+def run_guard(folder: Path) -> subprocess.CompletedProcess:
+    command = f"'{sys.executable}' -m pytest -q -p no:cacheprovider --rootdir '{folder}' '{folder}'"
+    return subprocess.run([sys.executable, str(GUARD), "--", command], capture_output=True, text=True, timeout=120,
+                          cwd=folder)
+
+
+def test_a_suite_that_finishes_passes(tmp_path):
+    (tmp_path / "test_ok.py").write_text(PASSING)
+    done = run_guard(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ci guard: ok: pytest ran all 2 collected tests: 2 passed, 0 skipped" in done.stdout
+
+
+@pytest.mark.parametrize("how", sorted(ENDERS))
+def test_a_test_that_ends_or_replaces_pytest_fails_the_guard(tmp_path, how):
+    (tmp_path / "test_ok.py").write_text(PASSING)
+    (tmp_path / "test_zz_end.py").write_text(ENDERS[how])
+    done = run_guard(tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ci guard: FAILED: pytest collected 3 tests but its session never ended" in done.stdout
+
+
+def test_a_failing_test_fails_the_guard(tmp_path):
+    (tmp_path / "test_bad.py").write_text("def test_bad():\n    assert False\n")
+    done = run_guard(tmp_path)
+    assert done.returncode == 1
+    assert "ci guard: FAILED: the command exited with status 1" in done.stdout
+
+
+def test_summary_lines_are_parsed():
+    assert guard.parse_summary("546 passed, 19 skipped in 83.80s (0:01:23)") == {"passed": 546, "skipped": 19}
+    assert guard.parse_summary("===== 3 passed, 1 warning in 0.01s =====") == {"passed": 3, "warnings": 1}
+    assert guard.parse_summary("2 failed, 1 passed, 1 error in 1.0s") == {"failed": 2, "passed": 1, "error": 1}
+    assert guard.parse_summary("tests/test_x.py ....") is None
+
+
+def test_check_needs_the_summary_line_and_every_test(tmp_path):
+    import json
+    (tmp_path / "collected.json").write_text(json.dumps({"collected": 5}))
+    (tmp_path / "finished.json").write_text(json.dumps({"exitstatus": 0, "counts": {"passed": 4, "skipped": 1}}))
+    assert guard.check(0, ["4 passed, 1 skipped in 1.00s"], str(tmp_path))[0]
+    ok, why = guard.check(0, ["....."], str(tmp_path))
+    assert not ok and "summary line" in why
+    (tmp_path / "finished.json").write_text(json.dumps({"exitstatus": 0, "counts": {"passed": 3, "skipped": 1}}))
+    ok, why = guard.check(0, ["3 passed, 1 skipped in 1.00s"], str(tmp_path))
+    assert not ok and "collected 5 tests but accounted for 4" in why
+
+
+def test_ci_runs_the_readme_command_under_the_guard():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python3 .ci/guard.py -- " in ci
+    assert "set -euo pipefail" in ci
