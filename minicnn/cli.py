@@ -70,7 +70,7 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .explain_cli import explain_command
+    from .commands.explain import explain_command
     return explain_command(args)
 
 
@@ -84,7 +84,20 @@ def cmd_bench(args) -> int:
     return bench_command(args)
 
 
-METHODS = ["gradcam", "counterfactual", "guided-backprop", "guided-gradcam", "cam", "occlusion", "saliency", "all"]
+def add_method_options(p: argparse.ArgumentParser) -> None:
+    """--method, and every option a registered method takes (each flag once)."""
+    from .explain import registry
+    p.add_argument("--method", default="gradcam",
+                   help="a method, a comma-separated list of them, or 'all' (default: gradcam); methods: "
+                        + ", ".join(registry.METHODS))
+    seen = {}
+    for m in registry.METHODS.values():
+        for o in m.options:
+            if o.flag in seen:
+                continue
+            seen[o.flag] = o
+            p.add_argument(o.flag, dest=o.param, type=o.type, default=o.default,
+                           help=f"{o.help} ({', '.join(n.name for n in registry.METHODS.values() if o in n.options)})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="vgg_cifar10")
     p.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
     p.add_argument("--layer", default=None, help="layer name (default: the last convolutional feature map)")
-    p.add_argument("--method", default="gradcam", choices=METHODS)
+    add_method_options(p)
     p.add_argument("--out", default=None, help="figure to write (PNG)")
     p.add_argument("--save", default=None, help="raw maps to write (.npz)")
     p.add_argument("--top", type=int, default=5, help="how many top classes to print")

@@ -100,6 +100,7 @@ class Panel:
     data  : the array; heat maps of any resolution are resized bilinearly to the image
     title : text above the panel
     image : the background of a heat panel, (H, W, 3)
+    label : what the colour bar's numbers are (e.g. "score drop y^c(x) - y^c(occluded)")
     """
 
     kind: str
@@ -107,6 +108,7 @@ class Panel:
     title: str = ""
     image: np.ndarray | None = None
     alpha: float = 0.5
+    label: str = ""
 
 
 def _extent(shape) -> tuple[float, float, float, float]:
@@ -155,6 +157,8 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
         bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), colormaps[cmap]), cax=cax,
                            orientation="horizontal")
         bar.ax.tick_params(labelsize=fontsize - 1, length=2, pad=1)
+        if panel.label:
+            bar.set_label(panel.label, fontsize=fontsize - 2, labelpad=1)
         bar.locator = matplotlib.ticker.MaxNLocator(4 if cax.get_position().width * fig.get_figwidth() > 1.8 else 3)
         bar.formatter = matplotlib.ticker.ScalarFormatter()
         bar.formatter.set_powerlimits((-3, 4))
@@ -215,17 +219,19 @@ def upsample_for(m: np.ndarray, image: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- explanations as panels
 
-#: How each method is named in titles, and drawn.
-METHOD_TITLES = {"gradcam": "Grad-CAM", "counterfactual": "Counterfactual", "guided-backprop": "Guided Backprop",
-                 "guided-gradcam": "Guided Grad-CAM", "cam": "CAM", "occlusion": "Occlusion",
-                 "saliency": "Saliency |dy/dx|"}
-_METHOD_KIND = {"gradcam": "heat", "counterfactual": "heat", "cam": "heat", "occlusion": "signed",
-                "saliency": "magnitude", "guided-backprop": "gradient", "guided-gradcam": "gradient"}
+def _method(result):
+    """The registry row of a result's method; a one-line error for a method with no row."""
+    from .explain.registry import METHODS
+    m = METHODS.get(result.method)
+    if m is None:
+        raise InputError(f"no panel for method {result.method!r}")
+    return m
 
 
 def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool = True) -> str:
     """A two-line title: method, class and score; then model and layer."""
-    name = METHOD_TITLES.get(result.method, result.method)
+    from .explain.registry import METHODS
+    name = METHODS[result.method].title if result.method in METHODS else result.method
     line1 = f"{name}: {result.target_names[i]!r} (y={float(result.scores[i]):.2f})"
     where = [s for s in (model_name, result.layer if layer else None) if s]
     return line1 + ("\n" + " · ".join(where) if where else "")
@@ -239,13 +245,12 @@ def method_panel(result, image: np.ndarray, i: int = 0, *, model_name: str | Non
     picture's size; saliency is shown as max_ch |dy/dx|.
     """
     from .explain.saliency import channel_max_abs
-    kind = _METHOD_KIND.get(result.method)
-    if kind is None:
-        raise InputError(f"no panel for method {result.method!r}")
+    method = _method(result)
+    kind = method.display
     title = describe(result, i, model_name) if title is None else title
     m = result.map[i]
     if kind == "gradient":
         return Panel("gradient", m, title, image=image)
-    if result.method == "saliency":
-        m = channel_max_abs(m)
-    return Panel(kind, upsample_for(m, image), title, image=image)
+    if m.ndim == 3:                                   # (C, H, W) shown as one number per pixel
+        m = channel_max_abs(m) if kind == "magnitude" else m.sum(axis=0)
+    return Panel(kind, upsample_for(m, image), title, image=image, label=method.value)

@@ -30,7 +30,8 @@ import pytest
 from PIL import Image
 
 import minicnn
-from minicnn import cli, convert, demo, explain, explain_cli, fetch, weights
+from minicnn import cli, convert, demo, explain, fetch, weights
+from minicnn.commands import explain as explain_cli
 from minicnn.errors import (ChecksumError, ImageError, InputError, MinicnnError, OutputError, UnknownNameError,
                             WeightsError)
 from minicnn.explain.target import class_index
@@ -797,8 +798,16 @@ def test_the_installed_command_exits_2_with_one_line():
 
 
 def test_argument_mistakes_are_one_line_too(capsys):
-    assert cli.main(["explain", str(CAT), "--method", "gradcan"]) == 2
+    assert cli.main(["explain", str(CAT), "--top", "many"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
-    assert err.startswith("minicnn: error: argument --method: invalid choice: 'gradcan'")
+    assert err.startswith("minicnn: error: argument --top: invalid int value: 'many'")
     assert err.endswith("see `minicnn explain --help`\n")
+
+
+def test_an_unknown_method_is_one_line_with_a_suggestion(capsys, tmp_path):
+    assert cli.main(["explain", str(CAT), "--method", "gradcan", "--out", str(tmp_path / "f.png")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("minicnn: error: unknown method 'gradcan'; did you mean 'gradcam'? valid methods: gradcam,")
+    assert not (tmp_path / "f.png").exists()

@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import minicnn
-from minicnn import cli, convert, demo, explain_cli, fetch, weights
+from minicnn import cli, convert, demo, fetch, weights
+from minicnn.commands import explain as explain_cli
 from minicnn.datasets import open_dataset
 from minicnn.errors import (ChecksumError, DownloadError, ImageError, MinicnnError, OutputError, UnknownNameError,
                             WeightsError)

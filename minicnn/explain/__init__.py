@@ -14,6 +14,9 @@
 | ``occlusion``         | y^c(x) - y^c(x with a patch covered)                  | (N, H, W)     |
 | ``saliency``          | dy^c/dx (``channel_max_abs`` for display)             | (N, C, H, W)  |
 
+``minicnn.explain.registry.METHODS`` lists every method with its name on the
+command line, its save key, the kind of map it returns and how figures show it.
+
 Every function takes a batch x (N, C, H, W), an optional ``target`` (default
 top-1; an index, a class name, or one per image) and, where a layer is
 involved, an optional ``layer`` name (default: the last convolutional feature
@@ -21,6 +24,7 @@ map after its ReLU). Maps are raw: not normalised, not coloured
 (see ``minicnn.figures``).
 """
 
+from . import registry
 from .cam import cam, cam_head
 from .catdog import CAT_DOG, cat_dog_image
 from .gradcam import GradCAM, counterfactual, gradcam
@@ -33,5 +37,5 @@ from .target import Explanation, choose_targets, class_index, default_layer, one
 __all__ = [
     "CAT_DOG", "Explanation", "GradCAM", "GuidedGradCAM", "Occlusion", "cam", "cam_head", "cat_dog_image",
     "channel_max_abs", "choose_targets", "class_index", "counterfactual", "default_layer", "gradcam",
-    "guided_backprop", "guided_gradcam", "occlusion", "onehot", "resize_bilinear", "saliency",
+    "guided_backprop", "guided_gradcam", "occlusion", "onehot", "registry", "resize_bilinear", "saliency",
 ]

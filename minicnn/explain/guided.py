@@ -44,6 +44,10 @@ class GuidedGradCAM(Explanation):
     guided: Explanation
     gradcam: GradCAM
 
+    def parts(self) -> dict:
+        """The two factors, by method name: {"gradcam": ..., "guided-backprop": ...}."""
+        return {"gradcam": self.gradcam, "guided-backprop": self.guided}
+
 
 def guided_gradcam(model, x, target=None, layer: str | None = None, *, align_corners: bool = False) -> GuidedGradCAM:
     """Guided Backprop times the upsampled raw Grad-CAM map of the same class and image."""

@@ -1,11 +1,14 @@
-"""``minicnn explain IMAGE``: the prediction, the maps of one or all methods, a figure, the raw maps.
+"""``minicnn explain IMAGE``: the prediction, the maps of one or several methods, a figure, the raw maps.
 
     minicnn explain cat.jpg --model resnet20_cifar10 --method all --out cat.png --save cat.npz
+    minicnn explain cat.jpg --method gradcam,saliency
 
 prints the top classes (probability and pre-softmax score) and the layer
 used, writes a figure (every map laid over the image the network saw, with
 colour bars; titles naming model, layer, class and score) and, with
-``--save``, an ``.npz`` of the raw maps of the image (no pickled objects):
+``--save``, an ``.npz`` of the raw maps of the image (no pickled objects).
+Each method's map is saved under its key in ``minicnn.explain.registry``
+(the method's name with underscores), for example:
 
     gradcam            (h, w)     Grad-CAM at the layer's resolution
     gradcam_upsampled  (H, W)     the same, bilinear to the input size
@@ -28,49 +31,38 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .layers import softmax
+from ..errors import InputError
+from ..explain import registry
+from ..layers import softmax
 
-ALL = ("gradcam", "counterfactual", "guided-backprop", "guided-gradcam", "cam", "occlusion", "saliency")
 
-
-def compute(model, x, method: str, target=None, layer: str | None = None, *, log=print) -> dict:
-    """{method: Explanation} for ``method`` (one of ALL or "all") on the batch x.
+def compute(model, x, method: str, target=None, layer: str | None = None, *, log=print, options=None) -> dict:
+    """{method name: Explanation} for ``method`` ("all", a name, or a comma-separated list) on the batch x.
 
     Guided Grad-CAM also brings its two factors ("gradcam", "guided-backprop").
-    With "all", CAM is skipped (with a note through ``log``) on networks it does
-    not apply to; asked for alone, that is a one-line InputError.
+    With "all", a method that does not apply to this network (CAM) is skipped
+    with a note through ``log``; asked for by name, that is a one-line InputError.
+    ``options`` ({param: value}) go to the methods that declare them.
     """
-    from . import explain
-    methods = ALL if method == "all" else (method,)
-    unknown = [m for m in methods if m not in ALL]
-    if unknown:
-        raise InputError(f"unknown method {unknown[0]!r}; choose one of: {', '.join(ALL)}, all")
+    chosen = registry.names(method)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     out = {}
-    for m in methods:
-        if m == "gradcam":
-            out[m] = explain.gradcam(model, x, target, layer)
-        elif m == "counterfactual":
-            out[m] = explain.counterfactual(model, x, target, layer)
-        elif m == "guided-backprop":
-            out[m] = explain.guided_backprop(model, x, target)
-        elif m == "guided-gradcam":
-            r = explain.guided_gradcam(model, x, target, layer)
-            out.setdefault("gradcam", r.gradcam)
-            out.setdefault("guided-backprop", r.guided)
-            out[m] = r
-        elif m == "cam":
-            try:
-                out[m] = explain.cam(model, x, target, None if method == "all" else layer)
-            except InputError as e:
-                if method != "all":
-                    raise
-                log(f"cam: skipped: {e}")
-        elif m == "occlusion":
-            out[m] = explain.occlusion(model, x, target)
-        elif m == "saliency":
-            out[m] = explain.saliency(model, x, target)
-    return {m: out[m] for m in ALL if m in out}
+    for name in chosen:
+        m = registry.get(name)
+        own = {k: v for k, v in options.items() if k in {o.param for o in m.options}}
+        try:
+            r = m.run(model, x, target, layer if m.uses_layer and not (m.optional and method == "all") else None,
+                      **own)
+        except InputError as e:
+            if not (m.optional and method == "all"):
+                raise
+            log(f"{name}: skipped: {e}")
+            continue
+        for part in getattr(r, "parts", lambda: {})().items():
+            out.setdefault(*part)
+        out[name] = r
+    order = list(registry.METHODS)
+    return {m: out[m] for m in sorted(out, key=order.index)}
 
 
 def maps_for_saving(results: dict, model, input_hw) -> dict[str, np.ndarray]:
@@ -78,7 +70,7 @@ def maps_for_saving(results: dict, model, input_hw) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     first = next(iter(results.values()))
     for method, r in results.items():
-        key = method.replace("-", "_")
+        key = registry.get(method).key
         arrays[key] = np.asarray(r.map[0])
         if method == "gradcam":
             arrays["gradcam_upsampled"] = r.upsampled(input_hw)[0]
@@ -93,7 +85,7 @@ def maps_for_saving(results: dict, model, input_hw) -> dict[str, np.ndarray]:
 
 def save_maps(path, arrays: dict[str, np.ndarray]) -> str:
     """Write the arrays as an .npz, atomically (temporary file, then os.replace)."""
-    from .atomic import atomic_output
+    from ..atomic import atomic_output
     for k, v in arrays.items():
         if v.dtype == object:
             raise InputError(f"refusing to save {k!r}: object arrays would need pickle")
@@ -114,7 +106,7 @@ def prediction_text(model, logits: np.ndarray, top: int) -> str:
 
 def explanation_figure(results: dict, picture: np.ndarray, model, image_name: str):
     """One panel for the network's input (as the network saw it) and one per method (at most 4 per row)."""
-    from .figures import Panel, grid_figure, method_panel
+    from ..figures import Panel, grid_figure, method_panel
     panels = [Panel("image", picture, f"network input ({picture.shape[0]}x{picture.shape[1]})\n{image_name}")]
     panels += [method_panel(r, picture, 0, model_name=model.name) for r in results.values()]
     per_row = 4 if len(panels) > 4 else len(panels)
@@ -125,17 +117,18 @@ def explanation_figure(results: dict, picture: np.ndarray, model, image_name: st
 
 
 def explain_command(args) -> int:
-    from . import load
-    from .atomic import check_writable
-    from .explain.target import class_index
-    from .figures import save_png
-    from .images import deprocess, load_image, preprocess
+    from .. import load
+    from ..atomic import check_writable
+    from ..explain.target import class_index
+    from ..figures import save_png
+    from ..images import deprocess, load_image, preprocess
 
     top = getattr(args, "top", 5)
     if not isinstance(top, int) or top < 1:
         raise InputError(f"--top must be a positive integer; got {top!r}")
+    registry.names(args.method)                      # unknown method names fail before any work
     stem = Path(args.image).stem or "image"
-    out = args.out or f"{stem}.{args.method}.png"
+    out = args.out or f"{stem}.{args.method.replace(',', '_')}.png"
     check_writable(out, force=True)
     if args.save:
         check_writable(args.save, force=True)
@@ -148,7 +141,8 @@ def explain_command(args) -> int:
     x = preprocess(image, prep)
     target = None if args.target is None else class_index(model, args.target)
 
-    results = compute(model, x, args.method, target, args.layer)
+    options = {o.param: getattr(args, o.param, None) for m in registry.METHODS.values() for o in m.options}
+    results = compute(model, x, args.method, target, args.layer, options=options)
     first = next(iter(results.values()))
     logits = first.logits[0]
     print(f"model: {model.name}  input: {x.shape[2]}x{x.shape[3]} (image {image.shape[0]}x{image.shape[1]})")

@@ -1,0 +1,131 @@
+"""The one list of explanation methods: name, function, save key, kind of map, how to show it.
+
+Everything that offers "every method" reads this table: ``minicnn explain
+--method`` and ``--save``, the figures' titles and colour-bar labels, the
+demo's gallery, the server and the scorecard. Adding a method is one
+function in its family's module and one row here.
+
+    from minicnn.explain.registry import METHODS, get
+    m = get("gradcam")
+    r = m.run(model, x, target="cat", layer="layer3")   # an Explanation
+    m.key      # "gradcam": the name of its raw map in --save files and the API
+    m.kind     # "layer": (N, h, w) at a layer; "pixels": (N, H, W); "input": (N, C, H, W)
+
+A row's function takes ``(model, x, target=None, layer=None, **options)``
+when ``uses_layer``, else ``(model, x, target=None, **options)``; ``options``
+are the keyword arguments it accepts from the command line (see ``Option``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import InputError, unknown_name
+from .cam import cam
+from .gradcam import counterfactual, gradcam
+from .guided import guided_backprop, guided_gradcam
+from .occlusion import occlusion
+from .saliency import saliency
+
+#: What a map is over: a layer's positions (N, h, w), the input's pixels (N, H, W), or the input (N, C, H, W).
+KINDS = ("layer", "pixels", "input")
+#: How a figure draws it: a heat map >= 0, a signed map, a magnitude, or a gradient picture (no colour bar).
+DISPLAYS = ("heat", "signed", "magnitude", "gradient")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A keyword argument a method takes from the command line: ``--flag`` sets ``param``."""
+
+    flag: str                 # "--steps"
+    param: str                # "steps"
+    type: Callable = str
+    default: Any = None       # None: the method's own default
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One explanation method, as every front end sees it.
+
+    name     : the name on the command line and in the API ("gradcam-plus-plus")
+    function : the function in ``minicnn.explain`` that computes it
+    title    : how figures name it ("Grad-CAM++")
+    kind     : "layer", "pixels" or "input" (see KINDS): the shape of ``result.map``
+    display  : "heat", "signed", "magnitude" or "gradient" (see DISPLAYS)
+    value    : what one raw value is, for colour-bar labels ("sum_k alpha_k A^k")
+    family   : "cam", "gradient" or "perturbation": where a gallery groups it
+    uses_layer : whether ``layer`` means something to it
+    in_all   : whether ``--method all`` includes it
+    optional : whether ``--method all`` skips it (with a note) on a network it does not apply to
+    options  : command-line options it accepts
+    cost     : passes per image, in words ("1 forward + 1 backward")
+    """
+
+    name: str
+    function: Callable
+    title: str
+    kind: str
+    display: str
+    value: str
+    family: str
+    uses_layer: bool = True
+    in_all: bool = True
+    optional: bool = False
+    options: tuple[Option, ...] = field(default=())
+    cost: str = ""
+
+    @property
+    def key(self) -> str:
+        """The name of the raw map in ``--save`` files and the API: the name with underscores."""
+        return self.name.replace("-", "_")
+
+    def run(self, model, x, target=None, layer: str | None = None, **options):
+        """The method's Explanation for the batch x; ``layer`` is passed only to methods that use one."""
+        unknown = sorted(set(options) - {o.param for o in self.options})
+        if unknown:
+            raise InputError(f"{self.name} takes no option {unknown[0]!r}; it takes: "
+                             f"{', '.join(o.param for o in self.options) or 'none'}")
+        if self.uses_layer:
+            return self.function(model, x, target, layer, **options)
+        return self.function(model, x, target, **options)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("gradcam", gradcam, "Grad-CAM", "layer", "heat", "ReLU(sum_k alpha_k A^k), raw", "cam",
+           cost="1 forward + backward to the layer"),
+    Method("counterfactual", counterfactual, "Counterfactual", "layer", "heat", "ReLU(-sum_k alpha_k A^k), raw",
+           "cam", cost="1 forward + backward to the layer"),
+    Method("guided-backprop", guided_backprop, "Guided Backprop", "input", "gradient",
+           "guided dy^c/dx (shown as RGB)", "gradient", uses_layer=False, cost="1 forward + 1 backward"),
+    Method("guided-gradcam", guided_gradcam, "Guided Grad-CAM", "input", "gradient",
+           "guided dy^c/dx x Grad-CAM (shown as RGB)", "gradient", cost="2 forward + 2 backward"),
+    Method("cam", cam, "CAM", "layer", "heat", "sum_k W[c,k] A^k, raw", "cam", optional=True,
+           cost="1 forward"),
+    Method("occlusion", occlusion, "Occlusion", "pixels", "signed", "score drop y^c(x) - y^c(occluded)",
+           "perturbation", uses_layer=False, cost="1 + positions forward"),
+    Method("saliency", saliency, "Saliency |dy/dx|", "input", "magnitude", "max over channels |dy^c/dx|",
+           "gradient", uses_layer=False, cost="1 forward + 1 backward"),
+)}
+
+
+def get(name: str) -> Method:
+    """The method called ``name`` (its CLI name or its save key); a one-line error with suggestions."""
+    if isinstance(name, str):
+        if name in METHODS:
+            return METHODS[name]
+        by_key = {m.key: m for m in METHODS.values()}
+        if name in by_key:
+            return by_key[name]
+    raise unknown_name("method", name, list(METHODS))
+
+
+def names(selection: str = "all") -> list[str]:
+    """Method names from "all", one name, or a comma-separated list (in the registry's order for "all")."""
+    if selection == "all":
+        return [m.name for m in METHODS.values() if m.in_all]
+    chosen = [s.strip() for s in str(selection).split(",") if s.strip()]
+    if not chosen:
+        raise InputError("no method named; choose from: " + ", ".join(METHODS) + ", all")
+    return [get(s).name for s in chosen]

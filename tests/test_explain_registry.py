@@ -1,0 +1,58 @@
+"""The method registry: one row per method, read by the CLI, --save, figures and every front end."""
+
+import numpy as np
+import pytest
+
+from minicnn import explain
+from minicnn.errors import InputError, UnknownNameError
+from minicnn.explain import registry
+
+
+def test_every_row_is_complete_and_keys_are_unique():
+    keys = [m.key for m in registry.METHODS.values()]
+    assert len(keys) == len(set(keys))
+    for name, m in registry.METHODS.items():
+        assert m.name == name and m.key == name.replace("-", "_")
+        assert m.kind in registry.KINDS and m.display in registry.DISPLAYS
+        assert m.title and m.value and m.family and m.cost
+        assert getattr(explain, m.function.__name__) is m.function       # exported by minicnn.explain
+
+
+def test_names_take_all_one_or_a_list_and_refuse_unknown_names():
+    assert registry.names("all") == [m.name for m in registry.METHODS.values() if m.in_all]
+    assert registry.names("saliency, gradcam") == ["saliency", "gradcam"]
+    assert registry.get("guided_backprop").name == "guided-backprop"
+    with pytest.raises(UnknownNameError, match="did you mean 'gradcam'"):
+        registry.names("gradcam,gradcan")
+    with pytest.raises(InputError, match="no method named"):
+        registry.names(" , ")
+
+
+def test_run_passes_the_layer_only_to_methods_that_use_one(tiny_model):
+    model, x = tiny_model
+    for m in registry.METHODS.values():
+        try:
+            r = m.run(model, x, 0, None)
+        except InputError as e:
+            assert m.optional, (m.name, e)
+            continue
+        assert r.method == m.name
+        n, c, h, w = x.shape
+        shape = {"input": (n, c, h, w), "pixels": (n, h, w)}.get(m.kind)
+        assert shape is None or r.map.shape == shape, m.name
+        if m.kind == "layer":
+            assert r.map.ndim == 3 and r.layer
+
+
+def test_run_refuses_options_a_method_does_not_take(tiny_model):
+    model, x = tiny_model
+    with pytest.raises(InputError, match="gradcam takes no option 'steps'"):
+        registry.get("gradcam").run(model, x, steps=3)
+
+
+@pytest.fixture
+def tiny_model():
+    from minicnn import zoo
+    model = zoo.vgg([4, "M", 8], hidden=(16,), pool_size=(2, 2), num_classes=3)
+    zoo.init_weights(model, seed=0)
+    return model, np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
