@@ -56,3 +56,16 @@ def tiny_model():
     model = zoo.vgg([4, "M", 8], hidden=(16,), pool_size=(2, 2), num_classes=3)
     zoo.init_weights(model, seed=0)
     return model, np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+
+
+def test_gallery_has_a_row_per_class_and_a_text_panel_where_a_method_does_not_apply():
+    from minicnn import load
+    from minicnn.explain import cat_dog_image
+    from minicnn.gallery import explain_all, gallery_figure
+    model = load("vgg_cifar10")                       # no global average pooling: CAM does not apply
+    results = explain_all(model, cat_dog_image(), ["cat", "dog"], ["gradcam", "cam"])
+    assert isinstance(results["cam"], InputError)
+    assert results["gradcam"].map.shape[0] == 2 and list(results["gradcam"].target_names) == ["cat", "dog"]
+    fig = gallery_figure(model, cat_dog_image(), ["cat", "dog"], ["gradcam", "cam"], results=results)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "CAM\nnot defined here" in titles and sum(t.startswith("Grad-CAM") for t in titles) == 2
