@@ -124,6 +124,34 @@ def test_checker_fails_on_a_wrong_parameter_gradient(rng):
         check_layer(_with_weights(HalfWeightGradient(3, 2), rng), rng.standard_normal((2, 3)))
 
 
+def test_checker_fails_on_a_backward_wrong_by_one_part_in_ten_thousand(rng):
+    # The tolerance is the proof: an error far below what a plot would show (1e-4) must still fail.
+    class SlightlyScaledLinear(Linear):
+        def backward(self, dout, cache, param_grads=False, relu="plain"):
+            dx, grads = super().backward(dout, cache, param_grads, relu)
+            return dx * (1 + 1e-4), grads
+
+    layer = _with_weights(SlightlyScaledLinear(4, 3), rng)
+    with pytest.raises(GradientCheckError, match="SlightlyScaledLinear dx: relative error"):
+        check_layer(layer, rng.standard_normal((2, 4)), params=False)
+
+
+def test_check_model_fails_on_a_wrong_parameter_gradient(rng):
+    class HalfWeightGradient(Linear):
+        def backward(self, dout, cache, param_grads=False, relu="plain"):
+            dx, grads = super().backward(dout, cache, param_grads, relu)
+            if param_grads:
+                grads["weight"] = grads["weight"] * 0.5
+            return dx, grads
+
+    model = Model(Sequential([("flatten", Flatten()), ("fc", _with_weights(HalfWeightGradient(8, 3), rng))]),
+                  {"name": "half", "input_size": [2, 2, 2]})
+    x = rng.standard_normal((2, 2, 2, 2))
+    assert check_model(model, x, params=False)["x"] < 1e-8            # dx is right
+    with pytest.raises(GradientCheckError, match="fc.weight"):
+        check_model(model, x, params=True)
+
+
 def test_relative_error_has_a_floor():
     assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
     assert relative_error(np.array([1e-12]), np.array([0.0])) == pytest.approx(1e-4)  # floor 1e-8
