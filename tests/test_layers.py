@@ -292,7 +292,9 @@ def test_softmax_cross_entropy(n, k, seed):
     logits, labels = rng.standard_normal((n, k)) * 3, rng.integers(0, k, n)
     loss, dlogits = softmax_cross_entropy(logits, labels)
     numeric = numerical_gradient(lambda z: softmax_cross_entropy(z, labels)[0], logits.copy())
-    assert relative_error(dlogits, numeric) < TOL
+    # A confident softmax has gradients near 1e-5, where central differences (rounding ~ eps / h,
+    # about 1e-10) cannot give 1e-7 relative: the error is taken relative to at least 1e-3.
+    assert relative_error(dlogits, numeric, floor=1e-3) < TOL
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     assert loss == pytest.approx(-np.log(p[np.arange(n), labels]).mean())
 
