@@ -169,8 +169,8 @@ for step in (1e-3, 1e-4):
 # and $0$ on the other.
 #
 # Eq. 19 in code is three lines, and equals `explain.gradcam_plus_plus`. At
-# ResNet-20's `layer3` the gradient is tiny ($|g| \sim 10^{-3}$, section 2
-# says why), so $g^2 \sim 10^{-6}$, which is exactly the constant
+# ResNet-20's `layer3` the gradient is small ($|g| \sim 10^{-3}$: it is
+# $W_{ck}/Z$ there, section 2), so $g^2$ is about the size of the $10^{-6}$
 # pytorch-grad-cam adds to the denominator. That stabiliser moves the
 # coefficients a lot; `eps=1e-6` reproduces the library, the default
 # `eps=0` is the paper.

@@ -374,3 +374,30 @@ def test_every_method_runs_from_the_command_line_and_saves_under_its_key(tmp_pat
     x = preprocess(load_image(image), model.meta["preprocessing"])
     np.testing.assert_array_equal(saved["gradcam_plus_plus"], explain.gradcam_plus_plus(model, x, "dog", "layer2").map[0])
     np.testing.assert_allclose(saved["ablationcam"], explain.ablationcam(model, x, "dog", "layer2").map[0], rtol=1e-6)
+
+
+def test_score_cam_variant_from_the_command_line(tmp_path, capsys):
+    from minicnn.cli import main
+    from minicnn.images import sample_images
+    shipped("resnet20_cifar10")
+    image = str(sample_images("ship")[0][0])
+    npz = tmp_path / "maps.npz"
+    assert main(["explain", image, "--model", "resnet20_cifar10", "--method", "scorecam", "--scorecam-variant",
+                 "pytorch-grad-cam", "--out", str(tmp_path / "f.png"), "--save", str(npz)]) == 0
+    model = shipped("resnet20_cifar10")
+    from minicnn.images import load_image
+    x = preprocess(load_image(image), model.meta["preprocessing"])
+    with np.load(npz, allow_pickle=False) as f:
+        np.testing.assert_allclose(f["scorecam"], explain.scorecam(model, x, variant="pytorch-grad-cam").map[0],
+                                   rtol=1e-6)
+    capsys.readouterr()
+    assert main(["explain", image, "--model", "resnet20_cifar10", "--method", "scorecam", "--scorecam-variant",
+                 "torch", "--out", str(tmp_path / "g.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minicnn: error: Score-CAM variant must be one of authors, pytorch-grad-cam") and \
+        err.count("\n") == 1
+
+
+def test_score_cam_of_an_image_whose_maps_are_all_constant_is_zero():
+    r = explain.scorecam(gap_model(), np.zeros((1, 1, 2, 2)))                  # A = 0 everywhere
+    assert r.forwards == 0 and np.all(r.alpha == 0) and np.all(r.map == 0)

@@ -132,9 +132,11 @@ def gradcam_plus_plus(model, x, target=None, layer: str | None = None, *, relu: 
     the paper divided by the positive constant exp(y^c), as in its released
     code.
 
-    pytorch-grad-cam departs from eq. 19 by adding 1e-6 to the denominator;
-    at the last layers of the shipped models g is ~1e-3, g^2 ~1e-6, so that
-    changes a^k_ij by tens of percent. ``eps=1e-6`` reproduces it.
+    pytorch-grad-cam departs from eq. 19 by adding 1e-6 to the denominator.
+    At the last layers of the shipped models many entries of g are 1e-3 or
+    smaller, so g^2 is no larger than that constant: on the cat|dog image it
+    moves a^k_ij at ResNet-20's layer3 by up to 35% of the largest a
+    (lesson 10). ``eps=1e-6`` reproduces the library.
     """
     logits, targets, layer, A, g = layer_gradient(model, x, target, layer, "Grad-CAM++")
     a = plus_plus_coefficients(A, g, eps)

@@ -69,7 +69,7 @@ def batched(run, make_batch, count: int, batch_size: int, bar: Progress) -> np.n
         stop = min(count, start + batch_size)
         out.append(run(make_batch(start, stop)))
         bar.update(stop - start)
-    return np.concatenate(out) if out else np.empty((0,))
+    return np.concatenate(out)
 
 
 # ---------------------------------------------------------------- Score-CAM
@@ -100,7 +100,7 @@ def scorecam(model, x, target=None, layer: str | None = None, *, relu: bool = Tr
     sums the upsampled maps, ReLU(sum_k alpha_k U^k); upsampling is linear, so
     that is ReLU of this map's ``relu=False`` version upsampled.
 
-    ``variant="pytorch-grad-cam"`` weighs the maps as that library does:
+    ``variant="pytorch-grad-cam"`` weights the maps as that library does:
     masks upsampled with aligned corners (``torch.nn.UpsamplingBilinear2d``),
     every map scored (constant ones with an all-zero mask), and
     alpha = softmax over the K maps of the masked inputs' scores y^c(x * H^k);
@@ -126,6 +126,8 @@ def scorecam(model, x, target=None, layer: str | None = None, *, relu: bool = Tr
     alpha = np.zeros(A.shape[:2], dtype=logits.dtype)
     try:
         for i, ((H, _), k) in enumerate(zip(masks, keep)):
+            if not len(k):
+                continue                                                 # every map constant: every weight 0
             scored = batched(model.forward, lambda a, b: x[i] * H[k[a:b], None], len(k), batch_size, bar)
             if authors:
                 alpha[i, k] = softmax(scored)[:, targets[i]]

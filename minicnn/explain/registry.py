@@ -99,6 +99,8 @@ class Method:
 #: Score-CAM's and Ablation-CAM's copies per forward pass.
 CAM_BATCH = Option("--batch-size", "batch_size", int, None,
                    "masked or ablated copies per forward pass (default: about 2^18 input elements)")
+SCORECAM_VARIANT = Option("--scorecam-variant", "variant", str, None,
+                          "authors (their released code, the default) or pytorch-grad-cam")
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gradcam", gradcam, "Grad-CAM", "layer", "heat", "ReLU(sum_k alpha_k A^k), raw", "cam",
@@ -125,7 +127,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("layercam", layercam, "LayerCAM", "layer", "heat", "ReLU(sum_k ReLU(g^k) A^k), raw", "cam",
            cost="1 forward + backward to the layer"),
     Method("scorecam", scorecam, "Score-CAM", "layer", "heat", "ReLU(sum_k p_k A^k), raw", "cam",
-           options=(CAM_BATCH,), cost="1 + K forward (K maps at the layer)"),
+           options=(CAM_BATCH, SCORECAM_VARIANT), cost="1 + K forward (K maps at the layer)"),
     Method("ablationcam", ablationcam, "Ablation-CAM", "layer", "heat", "ReLU(sum_k w_k A^k), raw",
            "cam", options=(CAM_BATCH,), cost="1 forward + K forward from the layer"),
     Method("eigencam", eigencam, "Eigen-CAM", "layer", "heat", "ReLU(1st component of A), raw", "cam",
