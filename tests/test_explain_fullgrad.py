@@ -120,7 +120,8 @@ def test_the_map_is_the_sum_of_the_scaled_terms_scaled_to_0_1(rng):
                                                        if t.ndim == 4)
     lo, hi = total.min(axis=(1, 2), keepdims=True), total.max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(r.map, (total - lo) / (hi - lo), rtol=1e-12)
-    np.testing.assert_allclose(r.map.min(axis=(1, 2)), 0) and np.testing.assert_allclose(r.map.max(axis=(1, 2)), 1)
+    np.testing.assert_allclose(r.map.min(axis=(1, 2)), 0)
+    np.testing.assert_allclose(r.map.max(axis=(1, 2)), 1)
     np.testing.assert_allclose(r.input_term, model.backward(explain.onehot([0, 1], 3, np.float64)) * x, rtol=1e-12)
 
 

@@ -23,14 +23,14 @@ from typing import Any, Callable
 
 from ..errors import InputError, unknown_name
 from .cam import cam
-from .eigen_cams import eigencam, eigengradcam
-from .fullgrad import fullgrad
-from .gradient_cams import gradcam_plus_plus, hirescam, layercam, xgradcam
-from .perturbation_cams import ablationcam, scorecam
 from .gradcam import counterfactual, gradcam
 from .guided import guided_backprop, guided_gradcam
 from .occlusion import occlusion
 from .saliency import saliency
+from .eigen_cams import eigencam, eigengradcam
+from .fullgrad import fullgrad
+from .gradient_cams import gradcam_plus_plus, hirescam, layercam, xgradcam
+from .perturbation_cams import ablationcam, scorecam
 
 #: What a map is over: a layer's positions (N, h, w), the input's pixels (N, H, W), or the input (N, C, H, W).
 KINDS = ("layer", "pixels", "input")
