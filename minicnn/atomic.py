@@ -80,7 +80,7 @@ def check_writable(path, *, force: bool = False, create_folder: bool = False) ->
     """
     path = Path(os.fspath(path))
     folder = path.parent if str(path.parent) else Path(".")
-    _refuse_folder_or_device(path)
+    refuse_folder_or_device(path)
     probe = folder
     if not folder.is_dir():
         existing = next((p for p in [folder, *folder.parents] if p.exists()), None)  # nearest that exists
@@ -105,7 +105,9 @@ def check_writable(path, *, force: bool = False, create_folder: bool = False) ->
     return path
 
 
-def _refuse_folder_or_device(path: Path) -> None:
+def refuse_folder_or_device(path) -> None:
+    """A one-line OutputError if ``path`` is an existing folder, device, pipe or socket (not a file to replace)."""
+    path = Path(os.fspath(path))
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder; give a file name")
     if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
@@ -158,7 +160,7 @@ class Outputs:
             if same_file(path, other):
                 raise OutputError(f"{what} {path} and {other_what} {other} are the same file; "
                                   f"give each output its own name")
-        _refuse_folder_or_device(path)
+        refuse_folder_or_device(path)
         if suffixes is not None and path.suffix.lower() not in suffixes:
             names = ", ".join(suffixes[:-1]) + (" or " if len(suffixes) > 1 else "") + suffixes[-1]
             kind = kind or "this file"

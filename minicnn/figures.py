@@ -39,7 +39,7 @@ from matplotlib.cm import ScalarMappable             # noqa: E402
 from matplotlib.colors import Normalize              # noqa: E402
 from matplotlib.figure import Figure                 # noqa: E402
 
-from .atomic import atomic_output                    # noqa: E402
+from .atomic import atomic_output, refuse_folder_or_device  # noqa: E402
 from .errors import InputError, OutputError          # noqa: E402
 from .explain.resize import resize_bilinear          # noqa: E402
 
@@ -229,6 +229,7 @@ def save_figure(fig: Figure, path, *, dpi: int = 120, outputs=None) -> str:
     inside its ``writing()`` block) it is one of that run's all-or-nothing
     outputs, under that run's overwrite rule.
     """
+    refuse_folder_or_device(path)
     fmt = figure_format(path)
     if outputs is not None:
         with outputs.open(path) as f:
@@ -241,6 +242,7 @@ def save_figure(fig: Figure, path, *, dpi: int = 120, outputs=None) -> str:
 
 def save_png(fig: Figure, path, *, dpi: int = 120, outputs=None) -> str:
     """Write ``fig`` as a PNG (the name must end .png); see :func:`save_figure`."""
+    refuse_folder_or_device(path)
     if figure_format(path) != "png":
         raise OutputError(f"{os.fspath(path)}: save_png writes PNG; name the file .png, or use save_figure")
     return save_figure(fig, path, dpi=dpi, outputs=outputs)

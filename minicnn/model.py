@@ -83,9 +83,12 @@ def check_replace(model: "Model", replace) -> dict[str, np.ndarray]:
     checked = {}
     for name, A in replace.items():
         model[name]  # unknown names fail here, with suggestions
-        a = A if isinstance(A, np.ndarray) else np.asarray(A) if isinstance(A, (list, tuple)) else None
-        if a is None or not np.issubdtype(a.dtype, np.floating) or a.ndim == 0:
-            what = f"dtype {a.dtype} array" if a is not None else type(A).__name__
+        try:
+            a = np.asarray(A) if isinstance(A, (list, tuple)) else A
+        except ValueError:  # a ragged list
+            a = None
+        if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or a.ndim == 0:
+            what = f"dtype {a.dtype} array" if isinstance(a, np.ndarray) else type(A).__name__
             raise InputError(f"replace[{name!r}] must be a floating-point array (the output that layer {name!r} "
                              f"should have); got a {what}")
         if not np.isfinite(a).all():

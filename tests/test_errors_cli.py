@@ -207,14 +207,16 @@ def _fifo(tmp, _):
     return explain_argv(tmp / "pipe.png", tmp), lambda: load_image(tmp / "pipe.png")
 
 
-def _strip(tmp, _):
+def _strip(width, height):
     """A 1x10000 image: resnet20_cifar10 resizes its shorter side to 32, so it would enter as 32x320000."""
-    path = tmp / "strip.png"
-    path.write_bytes(png_bytes(Image.new("RGB", (10000, 1), (9, 9, 9))))
+    def make(tmp, _):
+        path = tmp / "strip.png"
+        path.write_bytes(png_bytes(Image.new("RGB", (width, height), (9, 9, 9))))
 
-    def api():
-        return preprocess(load_image(path), minicnn.load("resnet20_cifar10").meta["preprocessing"])
-    return explain_argv(path, tmp, model="resnet20_cifar10"), api
+        def api():
+            return preprocess(load_image(path), minicnn.load("resnet20_cifar10").meta["preprocessing"])
+        return explain_argv(path, tmp, model="resnet20_cifar10"), api
+    return make
 
 
 def _over_max_pixels_flag(tmp, _):
@@ -248,9 +250,11 @@ IMAGE_REFUSALS = [
     Case("dev-zero", _non_regular("/dev/zero"), ImageError,
          ("/dev/zero is not a regular file (a device, pipe or socket); save the image to a file first",)),
     Case("fifo", _fifo, ImageError, ("pipe.png is not a regular file",)),
-    Case("network-input-too-large", _strip, InputError,
+    Case("network-input-too-wide", _strip(10000, 1), InputError,
          ("the image (1x10000) would enter the network as 32x320000 = 10240000 pixels "
           "(its shorter side resized to 32), over the limit of 262144", "--max-input-pixels N")),
+    Case("network-input-too-tall", _strip(1, 10000), InputError,
+         ("the image (10000x1) would enter the network as 320000x32 = 10240000 pixels",)),
     Case("bomb-over-pillow-limit", image_file("huge.png", png_claiming(30000, 30000)), ImageError,
          ("huge.png is 30000x30000 = 900000000 pixels, over the limit of 64000000 pixels",)),
 ]
