@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,7 +184,7 @@ class Outputs:
         try:
             for path, (_, create_folder) in self._outputs.items():
                 if create_folder:
-                    created += self._make_folders(path.parent)
+                    self._make_folders(path.parent, created)
             yield self
             self._commit()
         except BaseException as e:
@@ -277,14 +276,14 @@ class Outputs:
             _unlink_quietly(tmp)
 
     @staticmethod
-    def _make_folders(folder: Path) -> list[Path]:
-        missing = [p for p in [folder, *folder.parents] if not p.exists()][::-1]
-        for p in missing:
+    def _make_folders(folder: Path, created: list[Path]) -> None:
+        """Create ``folder`` and any missing folder above it, appending each one made to ``created``."""
+        for p in [p for p in [folder, *folder.parents] if not p.exists()][::-1]:
             try:
                 p.mkdir()
             except OSError as e:
                 raise OutputError(f"cannot create the folder {p}: {e.strerror or e}") from None
-        return missing
+            created.append(p)
 
 
 def _unlink_quietly(path) -> None:
@@ -302,10 +301,3 @@ def atomic_output(path, *, force: bool = False, mode: int = 0o644) -> Iterator[B
     with outputs.writing(), outputs.open(path, mode=mode) as f:
         yield f
 
-
-def is_regular_file(path) -> bool:
-    """Whether ``path`` exists and is a regular file (links followed): not a folder, device, pipe or socket."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False

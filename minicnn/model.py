@@ -75,7 +75,7 @@ def check_input(x, channels: int | None = None) -> np.ndarray:
 
 
 def check_replace(model: "Model", replace) -> dict[str, np.ndarray]:
-    """``forward``'s ``replace``: {known layer name: floating-point array of finite values}, or a one-line InputError."""
+    """``forward``'s ``replace``: {known layer name: float array of finite values}, or a one-line InputError."""
     if replace is None:
         return {}
     if not isinstance(replace, dict):
