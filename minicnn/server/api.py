@@ -39,13 +39,15 @@ from .models import ModelStore
 EXPLAIN_PARAMS = ("model", "method", "target", "layer")
 #: How many predictions /api/explain lists.
 TOP = 5
-#: How many feature maps the Grad-CAM steps show: the strongest for the class, and the strongest against it.
+#: How many feature maps the Grad-CAM steps show: those adding most to sum_k alpha_k A^k (largest
+#: alpha_k * mean A^k), and those taking most away.
 STEPS_FOR, STEPS_AGAINST = 6, 2
 #: The network input may have at most this many times the pixels of the model's own input size
 #: (a 32x32 model: 32x512 at most); a panorama stretched further would cost memory, not insight.
 MAX_INPUT_SCALE = 16
-#: ``minicnn explain``'s default model, used when a request names none.
-DEFAULT_MODEL = "vgg_cifar10"
+#: The model the page starts with, and /api/explain uses when a request names none: ResNet-20 is fully
+#: convolutional up to its global average pooling, so it sees an image in its own shape (cat|dog: 32x64).
+DEFAULT_MODEL = "resnet20_cifar10"
 
 
 class ApiError(Exception):
@@ -80,7 +82,7 @@ def models_info(store: ModelStore) -> dict:
 
 
 def default_model(store: ModelStore) -> str:
-    """The model the page starts with and /api/explain uses without ``model``: the command line's default."""
+    """The model the page starts with and /api/explain uses without ``model`` (DEFAULT_MODEL if served)."""
     return DEFAULT_MODEL if DEFAULT_MODEL in store.names else store.names[0]
 
 
@@ -241,12 +243,11 @@ def gradcam_steps(model, x: np.ndarray, r) -> dict:
     A, alpha = A[0], alpha[0]
     contribution = alpha * A.mean(axis=(1, 2))                 # alpha_k mean_ij A^k_ij: map k's share of mean(S)
     order = np.argsort(-contribution, kind="stable")
-    chosen = [*order[:STEPS_FOR], *[k for k in order[::-1][:STEPS_AGAINST] if contribution[k] < 0][::-1]]
-    top = max(float(np.abs(A[chosen]).max()), 1e-12) if chosen else 1.0
-    maps = [{"k": int(k), "alpha": float(alpha[k]), "mean": float(A[k].mean()),
-             "contribution": float(contribution[k]), "shape": list(A[k].shape), "data": json_floats(A[k]),
-             **overlay.heat(A[k], "feature", "A^k", limits=(0.0, top))}    # one scale: their sizes compare
-            for k in chosen]
+    chosen = [(k, "for") for k in order[:STEPS_FOR] if contribution[k] > 0]
+    chosen += [(k, "against") for k in order[::-1][:STEPS_AGAINST] if contribution[k] < 0]
+    maps = [{"k": int(k), "side": side, "alpha": float(alpha[k]), "mean": float(A[k].mean()),
+             "max": float(A[k].max()), "contribution": float(contribution[k]), "shape": list(A[k].shape),
+             "data": json_floats(A[k]), **overlay.heat(A[k], "feature", "A^k")} for k, side in chosen]
     return {
         "layer": r.layer, "K": int(A.shape[0]), "shape": list(A.shape[1:]),
         "alpha": json_floats(alpha), "contribution": json_floats(contribution),

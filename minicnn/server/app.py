@@ -289,6 +289,8 @@ class Handler(BaseHTTPRequestHandler):
     def send_error(self, code, message=None, explain=None) -> None:
         """http.server's own refusals (a malformed request line, an unknown verb, a long URL) as JSON too."""
         self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"     # an unreadable request line still gets a status line and headers
         text = message or HTTPStatus(code).phrase
         self.log_error("code %d, message %s", code, text)
         if code == 501:  # a verb this server does not know at all

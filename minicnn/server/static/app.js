@@ -401,24 +401,30 @@ function renderSteps(result) {
   const box = $("feature-maps");
   box.replaceChildren();
   const amax = Math.max(...steps.alpha.map(Math.abs), 1e-12);
-  for (const m of steps.maps) {
+  const card = (m) => {
     const canvas = el("canvas", { class: "pixels" });
     sizeCanvas(canvas, m.shape, 160);
     drawPicture(canvas, state.pictures[`A${m.k}`], { smooth: false });
     const bar = el("span", { class: `abar ${m.alpha < 0 ? "neg" : "pos"}` });
     bar.style.width = `${(50 * Math.abs(m.alpha) / amax).toFixed(1)}%`;
-    box.append(el("figure", { class: `fmap ${m.contribution < 0 ? "against" : "for"}` },
+    return el("figure", { class: `fmap ${m.side}` },
       el("figcaption", { text: `A^${m.k}` }),
       canvas,
-      el("div", { class: "atrack" }, bar),
+      el("div", { class: "atrack", title: "α_k, on the scale of the largest |α|" }, bar),
       el("div", { class: "numbers" },
         el("span", { text: `α = ${fmt(m.alpha)}` }),
         el("span", { text: `mean A = ${fmt(m.mean)}` }),
-        el("span", { text: `α·mean = ${fmt(m.contribution)}` }))));
-  }
+        el("span", { text: `α·mean A = ${fmt(m.contribution)}` })));
+  };
+  const group = (side, title) => {
+    const maps = steps.maps.filter((m) => m.side === side);
+    if (maps.length) box.append(el("div", { class: `fgroup ${side}` }, el("h3", { text: title }), ...maps.map(card)));
+  };
+  group("for", `Adding most to Σ_k α_k A^k for '${result.target.name}' (largest α_k · mean A^k)`);
+  group("against", "Taking most away");
   box.append(el("p", { class: "hint", text:
-    `The ${steps.maps.filter((m) => m.contribution >= 0).length} maps that add most to Σ_k α_k A^k ` +
-    `(largest α_k · mean A^k), then the ones that take most away; all on one colour scale, 0 to ${fmt(steps.maps[0] ? steps.maps[0].range[1] : 0)}.` }));
+    "Each A^k on its own colour scale, 0 (dark) to its largest value (yellow); the bar is α_k " +
+    "(right: positive, left: negative)." }));
 
   const stepFigure = (id, title, entry, picture) => {
     const canvas = el("canvas", { class: "pixels" });
