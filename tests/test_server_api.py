@@ -119,7 +119,7 @@ def test_samples_list_and_files(server):
 @pytest.mark.parametrize("query, method, target, layer", [
     ("", "gradcam", None, None),
     ("model=resnet20_cifar10&target=dog&layer=layer2", "gradcam", "dog", "layer2"),
-    ("model=resnet20_cifar10&method=guided-gradcam,saliency,counterfactual&target=3", "guided-gradcam,saliency,counterfactual",
+    ("model=vgg_cifar10&method=guided-gradcam,saliency,counterfactual&target=3", "guided-gradcam,saliency,counterfactual",
      3, None),
     ("model=vgg_cifar10&method=all&target=cat&layer=features.12", "all", "cat", "features.12"),
 ])
@@ -281,25 +281,25 @@ def test_is_loopback():
 
 def test_parallel_requests_get_the_maps_sequential_ones_get(server, cat_dog_png):
     cases = [("model=resnet20_cifar10&target=cat", "gradcam"), ("model=resnet20_cifar10&target=dog", "gradcam"),
-             ("model=vgg_cifar10&target=dog&method=guided-gradcam", "guided_gradcam"),
-             ("model=resnet20_cifar10&target=ship&layer=layer2&method=saliency,gradcam", "saliency")]
+             ("model=vgg_cifar10&target=dog&method=saliency", "saliency"),
+             ("model=vgg_cifar10&target=ship&layer=features.12", "gradcam")]
     sequential = {q: explain(server, cat_dog_png, q)[1]["maps"][key]["data"] for q, key in cases}
     answers, errors = [], []
 
     def client(i):
         try:
-            for j in range(3):
+            for j in range(2):
                 q, key = cases[(i + j) % len(cases)]
                 status, body = explain(server, cat_dog_png, q)
                 answers.append((q, status, body["maps"][key]["data"] if status == 200 else body))
         except Exception as e:  # reported below, in the test's thread
             errors.append(e)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
-    assert not errors and len(answers) == 24
+    assert not errors and len(answers) == 12
     for q, status, data in answers:
         assert status == 200 and data == sequential[q]

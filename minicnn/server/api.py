@@ -98,7 +98,7 @@ def methods_info() -> dict:
                             "help": o.help} for o in m.options]}
         if m.display in overlay.COLORMAPS:
             row["colormap"] = overlay.COLORMAPS[m.display]
-            row["colors"] = overlay.colour_stops(m.display)
+            row["colors"] = list(overlay.colour_stops(m.display))
         out.append(row)
     return {"methods": out, "default": "gradcam"}
 

@@ -94,6 +94,7 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128      # connections waiting to be accepted (socketserver's 5 resets a classroom's burst)
 
     def __init__(self, address, store: ModelStore, *, max_upload: int = DEFAULT_MAX_UPLOAD,
                  max_pixels: int = DEFAULT_MAX_PIXELS, log=None) -> None:

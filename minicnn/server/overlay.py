@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -37,11 +38,12 @@ def _table(name: str) -> np.ndarray:
 TABLES = {kind: _table(name) for kind, name in COLORMAPS.items()}
 
 
-def colour_stops(kind: str, n: int = 17) -> list[str]:
+@lru_cache(maxsize=None)
+def colour_stops(kind: str, n: int = 17) -> tuple[str, ...]:
     """``n`` colours of a kind's map from its low end to its high end, as "#rrggbb" (for the colour bar)."""
     table = TABLES[kind]
     idx = np.round(np.linspace(0, 255, n)).astype(int)
-    return ["#%02x%02x%02x" % tuple(int(v) for v in table[i]) for i in idx]
+    return tuple("#%02x%02x%02x" % tuple(int(v) for v in table[i]) for i in idx)
 
 
 def colourise(m: np.ndarray, kind: str, limits: tuple[float, float]) -> np.ndarray:
@@ -86,4 +88,4 @@ def heat(m: np.ndarray, kind: str, label: str = "", *, limits: tuple[float, floa
     m = np.asarray(m, dtype=np.float64)
     lo, hi = limits if limits is not None else figures.heat_range(m, kind == "signed")
     return {"display": kind, "png": png_data_url(colourise(m, kind, (lo, hi))), "range": [lo, hi],
-            "label": label, "colormap": COLORMAPS[kind], "colors": colour_stops(kind)}
+            "label": label, "colormap": COLORMAPS[kind], "colors": list(colour_stops(kind))}
