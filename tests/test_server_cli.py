@@ -87,7 +87,7 @@ def test_bad_byte_sizes(text):
 
 
 def test_twenty_clients_at_once_get_only_200s_and_the_same_maps(store):
-    """The load test of benchmarks/serve_load.py, bounded: 20 clients, 2 requests each, at most 3 minutes."""
+    """The load test of benchmarks/serve_load.py, bounded: 20 clients, one request each, at most 3 minutes."""
     image = sample_images("cat")[18][0].read_bytes()
     query = "model=vgg_cifar10&target=cat"
     with running(store) as server:
@@ -97,8 +97,7 @@ def test_twenty_clients_at_once_get_only_200s_and_the_same_maps(store):
 
         def client():
             try:
-                for _ in range(2):
-                    results.append(explain(server, image, query, timeout=120))
+                results.append(explain(server, image, query, timeout=120))
             except Exception as e:  # reported in the test's thread
                 errors.append(e)
 
@@ -108,7 +107,7 @@ def test_twenty_clients_at_once_get_only_200s_and_the_same_maps(store):
             t.start()
         for t in threads:
             t.join(timeout=max(1.0, 180 - (time.monotonic() - started)))
-    assert not errors and len(results) == 40
+    assert not errors and len(results) == 20
     for status, body in results:
         assert status == 200
         assert body["maps"]["gradcam"]["data"] == reference["maps"]["gradcam"]["data"]
