@@ -317,7 +317,8 @@ async function render(result) {
   drawPicture(input, pictures.input);
   const [h, w] = result.input.shape;
   const [ih, iw] = result.image.shape;
-  $("input-caption").textContent = `${state.image.name}: ${iw}×${ih} pixels, seen by ${result.model} as ${w}×${h}`;
+  $("input-caption").textContent =
+    `${state.image.name}: ${ih}×${iw} pixels (height × width), seen by ${result.model} as ${h}×${w}`;
 
   renderPredictions(result);
   buildTargets(result);
