@@ -197,7 +197,7 @@ def explain(store: ModelStore, query: dict[str, str], body: bytes, *, max_pixels
         first = next(iter(results.values()))
         maps = {}
         for key, a in arrays.items():
-            m = registry.get(key.removesuffix("_upsampled")) if key != "logits" and a.ndim >= 2 else None
+            m = registry.get(key.removesuffix("_upsampled")) if a.ndim >= 2 else None  # maps, not logits
             if m is None:
                 continue
             r = results[m.name]
