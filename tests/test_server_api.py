@@ -287,7 +287,7 @@ def test_parallel_requests_get_the_maps_sequential_ones_get(server, cat_dog_png)
 
     def client(i):
         try:
-            for j in range(2):
+            for j in range(2 if i < 2 else 1):       # 6 requests in flight across 4 connections
                 q, key = cases[(i + j) % len(cases)]
                 status, body = explain(server, cat_dog_png, q)
                 answers.append((q, status, body["maps"][key]["data"] if status == 200 else body))
@@ -299,6 +299,6 @@ def test_parallel_requests_get_the_maps_sequential_ones_get(server, cat_dog_png)
         t.start()
     for t in threads:
         t.join(timeout=300)
-    assert not errors and len(answers) == 8
+    assert not errors and len(answers) == 6
     for q, status, data in answers:
         assert status == 200 and data == sequential[q]
