@@ -302,3 +302,13 @@ def test_parallel_requests_get_the_maps_sequential_ones_get(server, cat_dog_png)
     assert not errors and len(answers) == 6
     for q, status, data in answers:
         assert status == 200 and data == sequential[q]
+
+
+def test_a_body_that_stops_arriving_is_408_and_the_server_keeps_serving(store, monkeypatch):
+    monkeypatch.setattr(app.Handler, "timeout", 1)
+    with running(store) as server:
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=30) as s:
+            s.sendall(b"POST /api/explain HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n" + b"\x89PNG")
+            reply = s.makefile("rb").read()
+        assert reply.startswith(b"HTTP/1.1 408") and b"stopped arriving for 1 s" in reply
+        still_serving(server)

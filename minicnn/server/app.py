@@ -7,7 +7,7 @@ server promises:
 - every refusal is JSON ``{"error": "one line"}`` with its status: 400 bad
   input, 403 a foreign ``Host``, 404 an unknown path, 405 a known path with
   the wrong verb (with ``Allow``), 411 a body without ``Content-Length``,
-  413 a body over the upload limit; a 500 only for a bug, logged with its
+  413 a body over the upload limit, 408 a body that stops arriving; a 500 only for a bug, logged with its
   traceback; the server keeps serving after every one of them;
 - static files are looked up in a table made at start-up of the files in
   ``static/`` (no path from the client ever reaches the file system), so
@@ -166,6 +166,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(400, {"error": one_line(e, 500)})
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except TimeoutError:                # a client that stopped sending its body half-way
+            self.close_connection = True
+            self.send_json(408, {"error": f"the request body stopped arriving for {self.timeout} s"})
         except Exception as e:  # a bug: say so in one line, log the traceback, keep serving
             if self.server.log:
                 self.server.log("".join(traceback.format_exception(e)).rstrip())
