@@ -91,6 +91,11 @@ def add_force_option(p: argparse.ArgumentParser) -> None:
                         "on one file; without it an existing output is refused before any work)")
 
 
+def cmd_serve(args) -> int:
+    from .commands.serve import serve_command
+    return serve_command(args)
+
+
 def add_method_options(p: argparse.ArgumentParser) -> None:
     """--method, and every option a registered method takes (each flag once)."""
     from .explain import registry
@@ -189,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time in this process even when OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set "
                         "(default: a child process without them)")
     p.set_defaults(func=cmd_bench)
+
+    from .commands.serve import byte_size
+    p = sub.add_parser("serve", help="the explorer in the browser: pick an image, a class, a layer, a method")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    p.add_argument("--max-upload", type=byte_size, default=10 * 1024 * 1024,
+                   help="largest image upload in bytes, e.g. 10MiB (the default) or 512KiB")
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="explanations computed at the same time (default: 2); more requests wait their turn")
+    p.add_argument("--quiet", action="store_true", help="no request log on stderr")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

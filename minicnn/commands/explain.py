@@ -126,14 +126,19 @@ def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:
     return os.fspath(path)
 
 
-def prediction_text(model, logits: np.ndarray, top: int) -> str:
-    """The top classes of one image: rank, name, softmax probability, pre-softmax score."""
+def top_predictions(model, logits: np.ndarray, top: int) -> list[tuple[int, str, float, float]]:
+    """The top classes of one image, best first: (index, name, softmax probability, pre-softmax score y)."""
     p = softmax(logits[None])[0]
     order = np.argsort(-logits, kind="stable")[:top]
-    names = [model.classes[k] if k < len(model.classes) else str(k) for k in order]
-    width = max(len(n) for n in names)
-    lines = [f"  {r + 1}. {n:<{width}}  p={p[k]:.3f}  y={logits[k]:.3f}" for r, (k, n) in enumerate(zip(order, names))]
-    return "\n".join(lines)
+    return [(int(k), model.classes[k] if k < len(model.classes) else str(k), float(p[k]), float(logits[k]))
+            for k in order]
+
+
+def prediction_text(model, logits: np.ndarray, top: int) -> str:
+    """The top classes of one image: rank, name, softmax probability, pre-softmax score."""
+    rows = top_predictions(model, logits, top)
+    width = max(len(n) for _, n, _, _ in rows)
+    return "\n".join(f"  {r + 1}. {n:<{width}}  p={p:.3f}  y={y:.3f}" for r, (_, n, p, y) in enumerate(rows))
 
 
 def explanation_figure(results: dict, picture: np.ndarray, model, image_name: str):
