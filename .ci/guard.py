@@ -17,7 +17,7 @@ and, at the very end of the session, what happened. The guard exits 0 only if
 - no test failed or errored, and passed + skipped + xfailed + xpassed equals
   the number collected;
 - with ``--no-skips``, no test was skipped either (a stage whose every test
-  must run, such as the torch stage: a broken install would skip them all).
+  must run, such as CI's torch step: a broken install would skip them all).
 
 Otherwise it prints one line ``ci guard: FAILED: why`` and exits 1.
 Standard library only (it runs before any virtual environment exists).

@@ -14,7 +14,7 @@
   created, changed or deleted outside the test's own tmp_path (``git status``
   before and after, ignored files included).
 - Tests that need PyTorch carry the ``torch`` marker: they skip where torch
-  is not installed (CI's first stage) and CI's second stage runs exactly them
+  is not installed (CI's main test step) and CI's torch step runs exactly them
   (``pytest -m torch``). A test that skips for want of torch without the
   marker fails, so that none is left out of that stage.
 """
@@ -105,7 +105,7 @@ def _torch_installed() -> bool:
 
 def pytest_runtest_setup(item):
     if item.get_closest_marker("torch") and not _torch_installed():
-        pytest.skip("needs PyTorch (pip install torch==2.13.0); CI's second stage runs these tests")
+        pytest.skip("needs PyTorch (pip install torch==2.13.0); CI's torch step runs these tests")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -117,4 +117,4 @@ def pytest_runtest_makereport(item, call):
         if "torch" in reason.lower():
             report.outcome = "failed"
             report.longrepr = (f"{item.nodeid} skipped ({reason}) but is not marked @pytest.mark.torch: mark it, "
-                               f"so that CI's torch stage runs it")
+                               f"so that CI's torch step runs it")

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SHIPPED = REPO / "weights"
 
-needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py), run by CI's torch stage
+needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py), run by CI's torch step
 
 
 # ---------------------------------------------------------------- helpers

@@ -47,7 +47,7 @@ try:
     import torch
 except ImportError:
     torch = None
-needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py), run by CI's torch stage
+needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py), run by CI's torch step
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 CAT = sample_images("cat")[0][0]
