@@ -139,7 +139,7 @@ for rule in ("plain", "deconvnet", "guided"):
 # %% [markdown]
 # Checked, not trusted. The plain rule gives a true derivative, so central
 # differences must agree with it: $\big(y^c(x + h e_i) - y^c(x - h e_i)\big) / 2h$
-# for a few pixels $i$ of the image, in float64
+# for a few input values $i$ (pixel and colour channel), in float64
 # (`minicnn.gradcheck.check_function`). The guided picture is no
 # derivative; instead, check that the library's `guided_backprop` applied
 # the guided rule at *every* ReLU of the network, the ones inside the
@@ -154,7 +154,7 @@ model64.forward(x64)
 e_cat = explain.onehot(np.array([CAT]), len(classes), np.float64)
 grad_cat = model64.backward(e_cat)                                      # dy^cat/dx, float64
 error = check_function(model64.forward, x64, grad_cat, dout=e_cat, max_checks=12, name="dy^cat/dx")
-print(f"dy^cat/dx against central differences at 12 pixels: relative error {error:.1e}")
+print(f"dy^cat/dx against central differences at 12 input values: relative error {error:.1e}")
 assert error < 1e-7
 assert np.abs(by_rule["plain"][CAT] - grad_cat[0]).max() < 1e-4 * np.abs(grad_cat).max()   # float32 agrees
 
