@@ -49,3 +49,20 @@ def pool_cases(draw):
     assume(output_size(w, kw, stride[1], padding[1]) >= 1)
     seed = draw(st.integers(0, 2**32 - 1))
     return dict(n=n, c=c, h=h, w=w, kernel=(kh, kw), stride=stride, padding=padding, seed=seed)
+
+
+def stride_one(case):
+    """The case with stride 1 and the padding cut to the kernel's reach: where dx can be a transposed convolution."""
+    (kh, kw), (ph, pw), (dh, dw) = case["kernel"], case["padding"], case["dilation"]
+    return {**case, "stride": (1, 1), "padding": (min(ph, dh * (kh - 1)), min(pw, dw * (kw - 1)))}
+
+
+def conv_fits(case):
+    """Whether the case's input is large enough for at least one output pixel."""
+    return all(output_size(size, k, s, p, d) >= 1 for size, k, s, p, d in zip(
+        (case["h"], case["w"]), case["kernel"], case["stride"], case["padding"], case["dilation"]))
+
+
+def conv_cases_for_dx_path(path: str):
+    """Convolution cases for which dx may be computed by ``path``: "col2im" (any), "transposed" (stride 1)."""
+    return conv_cases() if path == "col2im" else conv_cases().map(stride_one).filter(conv_fits)

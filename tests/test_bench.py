@@ -148,6 +148,7 @@ def test_memory_probe_runs_in_a_fresh_process():
     assert m is not None and 0 < m["op_mib"] <= m["peak_mib"]
 
 
+@pytest.mark.torch
 def test_pytorch_twin_does_the_same_work():
     torch = pytest.importorskip("torch")
     case = small_case("tiny")

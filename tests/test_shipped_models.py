@@ -1,13 +1,24 @@
-"""What the shipped models promise: their layer kinds, and a README that names their checksums."""
+"""What the shipped models promise: their files in the checkout, their layer kinds, a README naming their checksums."""
 
 import json
 from pathlib import Path
 
 import minicnn
-from minicnn import cli
+from minicnn import cli, weights
 from minicnn.layers import Sequential
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+def test_the_checkout_ships_both_models_and_their_files():
+    # Tests that use the shipped models fail (they do not skip) when a file is missing; this says why.
+    assert weights.weights_dir().resolve() == WEIGHTS.resolve()
+    manifest = json.loads((WEIGHTS / "manifest.json").read_text())
+    assert sorted(manifest["models"]) == ["resnet20_cifar10", "vgg_cifar10"] == weights.shipped_models()
+    for name, entry in manifest["models"].items():
+        path = WEIGHTS / entry["file"]
+        assert path.is_file(), f"{path} is missing from the checkout"
+        assert weights.sha256_file(path) == entry["sha256"], f"{path} differs from the manifest"
 
 
 def test_vgg_cifar10_is_only_conv_relu_pool_flatten_dense_dropout(capsys):
