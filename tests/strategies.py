@@ -49,3 +49,24 @@ def pool_cases(draw):
     assume(output_size(w, kw, stride[1], padding[1]) >= 1)
     seed = draw(st.integers(0, 2**32 - 1))
     return dict(n=n, c=c, h=h, w=w, kernel=(kh, kw), stride=stride, padding=padding, seed=seed)
+
+
+@st.composite
+def grouped_conv_cases(draw):
+    """Conv2d with groups > 1: depthwise (groups = C, depth multiplier m) or a general grouping."""
+    groups = draw(st.integers(1, 3))
+    depthwise = draw(st.booleans())
+    c = groups if depthwise else groups * draw(st.integers(1, 2))
+    f = c * draw(st.integers(1, 2)) if depthwise else groups * draw(st.integers(1, 2))
+    case = draw(conv_cases())
+    assume(output_size(case["h"], case["kernel"][0], case["stride"][0], case["padding"][0], case["dilation"][0]) >= 1)
+    return dict(case, c=c, f=f, groups=c if depthwise else groups)
+
+
+def away_from_kinks(rng, shape, kinks=(0.0, 6.0), low=0.05, high=7.0):
+    """Values in [-1, high] at least ``low`` from every kink (ReLU6: 0 and 6)."""
+    x = rng.uniform(-1.0, high, shape)
+    for k in kinks:
+        near = np.abs(x - k) < low
+        x[near] = k + np.where(x[near] >= k, low, -low) * 2
+    return x
