@@ -123,9 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("convert", help="convert a PyTorch checkpoint to a minicnn weights file (needs torch)")
+    p = sub.add_parser("convert", help="convert a PyTorch checkpoint (needs torch) or a TensorFlow Lite model "
+                                       "(needs tflite) to a minicnn weights file")
     p.add_argument("checkpoint")
-    p.add_argument("--arch", required=True, help="architecture name (e.g. resnet20, vgg16, vgg_cifar)")
+    p.add_argument("--arch", default=None, help="architecture name (e.g. resnet20, vgg16, vgg_cifar); required for "
+                                               "PyTorch checkpoints, read from the file for .tflite models")
+    p.add_argument("--labels", default=None, help="class names, one a line, in output order")
     p.add_argument("--out", required=True, help="the .npz file to write")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolution")
     p.add_argument("--name", default=None, help="model name recorded in the file")
