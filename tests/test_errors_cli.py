@@ -388,12 +388,12 @@ MODEL_REFUSALS = [
     Case("unknown-model-layers", lambda tmp, _: (["layers", "--model", "resnet21_cifar10"],
                                                  lambda: minicnn.load("resnet21_cifar10")),
          UnknownNameError, ("unknown model 'resnet21_cifar10'; did you mean 'resnet20_cifar10'?",
-                            "valid models: resnet20_cifar10, vgg_cifar10")),
+                            "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-model-explain", _cli_and_api([], lambda: minicnn.load("vgg"), model="vgg"), UnknownNameError,
-         ("unknown model 'vgg'", "valid models: resnet20_cifar10, vgg_cifar10")),
+         ("unknown model 'vgg'", "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-model-evaluate", lambda tmp, _: (["evaluate", "--model", "alexnet", "--data", tmp],
                                                    lambda: minicnn.load("alexnet")),
-         UnknownNameError, ("unknown model 'alexnet'", "valid models: resnet20_cifar10, vgg_cifar10")),
+         UnknownNameError, ("unknown model 'alexnet'", "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-layer", _cli_and_api(["--layer", "features.99"], _api_gradcam("vgg_cifar10", layer="features.99")),
          UnknownNameError, ("unknown layer 'features.99'; did you mean 'features.9'?",
                             "valid layers: features, features.0, features.2", "(22 in all)")),
@@ -794,7 +794,7 @@ def test_the_installed_command_exits_2_with_one_line():
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("minicnn: error: unknown model 'resnet21_cifar10'; did you mean 'resnet20_cifar10'? "
-                           "valid models: resnet20_cifar10, vgg_cifar10\n")
+                           "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10\n")
 
 
 def test_argument_mistakes_are_one_line_too(capsys):
