@@ -156,16 +156,15 @@ def test_gradcam_of_each_dog_puts_more_mass_on_its_half(model, pets):
     assert greyhound - boston > 0.15
 
 
-def test_cat_dog_pair_is_explained_half_by_half(model, ref):
+def test_the_cat_dog_pair_runs_fully_convolutionally_as_the_twin(model, ref):
+    # (its Grad-CAM halves: the demo test below)
     pair = explain.imagenet_cat_dog_image()
     assert pair.shape == (224, 448, 3)
     x = preprocess(pair, {**model.meta["preprocessing"], "resize": "none"})
     logits = model.forward(x)
     assert np.abs(logits - ref["catdog_logits"]).max() < 1e-4
     assert model.activations["features"].shape == (1, 1280, 7, 14)
-    cat = left_share(explain.gradcam(model, x, "tiger cat").upsampled((224, 448))[0])
-    dog = left_share(explain.gradcam(model, x, DOGS[1]).upsampled((224, 448))[0])
-    assert cat > 0.7 and dog < 0.3
+    assert model.classes[int(logits.argmax())] == "tiger cat"
 
 
 # ---------------------------------------------------------------- the command line
@@ -188,3 +187,31 @@ def test_layers_lists_blocks_and_their_parts(capsys):
     for text in ("features.2.conv.1.pad", "ZeroPad2d", "InvertedResidual", "features.17.conv.2", "ReLU6",
                  "1280x7x7", "classifier", "3,489,097 parameters"):
         assert text in table, text
+
+
+# ---------------------------------------------------------------- the demo's ImageNet figures
+
+def test_demo_writes_the_imagenet_figures_whose_rows_light_up_each_animal(tmp_path, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+
+    from minicnn import demo, figures
+    # the CIFAR figures are tested in test_cli_explain.py: stand-ins here
+    monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
+    monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "OCCLUSION_IMAGENET", {"size": 112, "stride": 56, "fill": 0.0})   # 9 passes, not 49
+    save_png = figures.save_png
+    monkeypatch.setattr(figures, "save_png", lambda fig, path: save_png(fig, path, dpi=50))
+    made = {}
+    imagenet_figures = demo.imagenet_figures
+    monkeypatch.setattr(demo, "imagenet_figures", lambda m: made.setdefault("f", imagenet_figures(m)))
+    assert cli.main(["demo", "--out-dir", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert [p.split("/")[-1] for p in out.split()] == list(demo.FILES)
+    assert "[3/5] Figure 1 on a real photograph: pets.jpg" in err
+    (_, pets_rows), (_, pair_rows) = made["f"]
+    greyhound, boston = (left_share(r["gradcam"].upsampled((224, 224))[r["index"]]) for r in pets_rows)
+    assert greyhound > 0.5 > boston
+    cat, dog = (left_share(r["gradcam"].upsampled((224, 448))[r["index"]]) for r in pair_rows)
+    assert cat > 0.7 and dog < 0.3
+    occ = pets_rows[0]["occlusion"]
+    assert occ.grid.shape == (2, 3, 3) and pair_rows[0]["occlusion"] is None
