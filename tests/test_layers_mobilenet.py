@@ -6,7 +6,7 @@ equals its reference loops in float64, and small cases are checked by hand.
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from minicnn import zoo
@@ -256,3 +256,25 @@ def test_float32_stays_float32_through_mobilenet(relu, rng):
     for name in model.layer_names:
         assert model.activations[name].dtype == np.float32, name
         assert model.gradients[name].dtype == np.float32, name
+
+
+@given(grouped_conv_cases(), st.sampled_from([1, 40, 300]))
+def test_depthwise_in_bands_of_rows_is_the_same_sum(case, band_floats):
+    # A band of one output row (and bands cut anywhere) must give the reference's answer.
+    from minicnn.layers import grouped
+    assume(case["groups"] == case["c"])                                 # depthwise
+    rng = np.random.default_rng(case["seed"])
+    c = case["c"]
+    x = rng.standard_normal((case["n"], c, case["h"], case["w"]))
+    w = rng.standard_normal((case["f"], 1, *case["kernel"]))
+    hyper = (case["stride"], case["padding"], case["dilation"], c)
+    original = grouped.BAND_FLOATS
+    try:
+        grouped.BAND_FLOATS = band_floats
+        out = grouped_conv2d_forward(x, w, None, *hyper)
+        dout = rng.standard_normal(out.shape)
+        dx = grouped_conv2d_backward(dout, x, w, *hyper, param_grads=False)[0]
+    finally:
+        grouped.BAND_FLOATS = original
+    assert relative_error(out, grouped_conv2d_forward_reference(x, w, None, *hyper)) < SAME
+    assert relative_error(dx, grouped_conv2d_backward_reference(dout, x, w, *hyper)[0]) < SAME
