@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--quick", action="store_true", help="fewer repetitions, CIFAR models only")
     p.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
-                   help="comma-separated models to time (default: vgg16 and the shipped CIFAR-10 models)")
+                   help="comma-separated models to time (default: vgg16, the shipped CIFAR-10 models and mobilenet_v2)")
     p.add_argument("--reps", type=positive_int, default=None, help="repetitions per operation (default 7; 3 with --quick)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (fresh processes)")
     p.add_argument("--keep-env", action="store_true",
