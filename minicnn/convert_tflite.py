@@ -319,34 +319,51 @@ class _Builder:
             children.append(("2", act()))
         return Sequential(children)
 
+    def block(self, ops: list, name: str, where: str) -> InvertedResidual | None:
+        """The InvertedResidual for ``ops`` ([expand], depthwise, project, [ADD]), its arrays stored; None if it is not one."""
+        convs = [o for o in ops if o.kind != "ADD"]
+        expand = len(convs) == 3
+        c_in, c_out = self.shape(convs[0].inputs[0])[3], self.shape(convs[-1].outputs[0])[3]
+        hidden = self.shape(convs[-2].inputs[1])[3]
+        stride = convs[-2].options["stride"][0]
+        if hidden % c_in or (not expand and hidden != c_in):
+            return None
+        module = InvertedResidual(c_in, c_out, stride, hidden // c_in, "tf_same")
+        if (ops[-1].kind == "ADD") != module.use_residual:
+            raise WeightsError(f"{where}: block {name} {'has' if ops[-1].kind == 'ADD' else 'lacks'} a shortcut "
+                               f"ADD where an inverted residual (stride {stride}, {c_in} -> {c_out}) "
+                               f"{'cannot' if ops[-1].kind == 'ADD' else 'would'} have one")
+        parts = [(*self.conv(o, f"{name}.conv.{k}" + (".0" if k < len(convs) - 1 else "")), o)
+                 for k, o in enumerate(convs)]
+        _check_block_padding(module, parts, name, where)
+        return module
 
-def _is_pointwise(graph, op, activation=None) -> bool:
-    if op.kind != "CONV_2D" or op.options.get("stride", (1, 1)) != (1, 1):
-        return False
-    shape = graph.tensors[op.inputs[1]].shape
-    return len(shape) == 4 and shape[1:3] == (1, 1) and (activation is None or op.options.get("activation") == activation)
+
+def _is_pointwise(graph, op, activation) -> bool:
+    """A 1x1 stride-1 CONV_2D with the fused ``activation``."""
+    shape = graph.tensors[op.inputs[1]].shape if op.kind == "CONV_2D" else ()
+    return (op.kind == "CONV_2D" and op.options.get("stride", (1, 1)) == (1, 1) and len(shape) == 4
+            and shape[1:3] == (1, 1) and op.options.get("activation") == activation)
 
 
-def _match_block(graph: Graph, ops: list, i: int):
-    """(operators of an inverted-residual block starting at ops[i], has_add), or None."""
+def _match_block(graph: Graph, ops: list, i: int) -> list | None:
+    """The operators of an inverted-residual block starting at ops[i] ([expand] depthwise project [ADD]), or None."""
     expand = _is_pointwise(graph, ops[i], "RELU6")
     j = i + 1 if expand else i
-    if j + 1 >= len(ops) or ops[j].kind != "DEPTHWISE_CONV_2D" or ops[j].options.get("activation") != "RELU6":
+    if j + 1 >= len(ops):
         return None
     dw, project = ops[j], ops[j + 1]
-    if not _is_pointwise(graph, project, "NONE") or graph.tensors[dw.inputs[1]].shape[1:3] != (3, 3):
+    if not (dw.kind == "DEPTHWISE_CONV_2D" and dw.options.get("activation") == "RELU6"
+            and graph.tensors[dw.inputs[1]].shape[1:3] == (3, 3) and dw.options.get("stride") in ((1, 1), (2, 2))
+            and dw.options.get("dilation", (1, 1)) == (1, 1) and dw.options.get("depth_multiplier", 1) == 1
+            and (not expand or dw.inputs[0] == ops[i].outputs[0]) and project.inputs[0] == dw.outputs[0]
+            and _is_pointwise(graph, project, "NONE")):
         return None
-    if dw.options.get("stride") not in ((1, 1), (2, 2)) or dw.options.get("dilation", (1, 1)) != (1, 1):
-        return None
-    if dw.options.get("depth_multiplier", 1) != 1 or dw.inputs[0] != (ops[i].outputs[0] if expand else ops[i].inputs[0]):
-        return None
-    if ops[j + 1].inputs[0] != dw.outputs[0] or (expand and dw.inputs[0] != ops[i].outputs[0]):
-        return None
-    block = ops[i:j + 2]
-    nxt = ops[j + 2] if j + 2 < len(ops) else None
-    has_add = (nxt is not None and nxt.kind == "ADD" and sorted(nxt.inputs) == sorted([project.outputs[0], ops[i].inputs[0]])
-               and nxt.options.get("activation", "NONE") == "NONE")
-    return (block + [nxt] if has_add else block), has_add
+    add = ops[j + 2] if j + 2 < len(ops) else None
+    if (add is not None and add.kind == "ADD" and add.options.get("activation", "NONE") == "NONE"
+            and sorted(add.inputs) == sorted([project.outputs[0], ops[i].inputs[0]])):
+        return ops[i:j + 3]
+    return ops[i:j + 2]
 
 
 def convert_graph(graph: Graph, *, meta: dict | None = None, where: str = "the model") -> tuple[Model, dict]:
@@ -362,41 +379,20 @@ def convert_graph(graph: Graph, *, meta: dict | None = None, where: str = "the m
     ops = list(graph.operators)
     b = _Builder(graph)
     features, head = [], []
-    current = graph.inputs[0]
-    i = 0
-    pooled = False
+    current, i, pooled = graph.inputs[0], 0, False
     while i < len(ops):
         op = ops[i]
         if op.inputs[0] != current and op.kind != "ADD":
             raise WeightsError(f"{where}: operator {i} ({op.kind}) does not take the previous operator's output; "
                                f"minicnn converts a chain of layers with inverted-residual shortcuts")
         name = f"features.{len(features)}"
-        match = None if pooled else _match_block(graph, ops, i)
-        if match is not None:
-            block, has_add = match
-            block_ops = [o for o in block if o.kind != "ADD"]
-            expand = len(block_ops) == 3
-            c_in, c_out = graph.tensors[block_ops[0].inputs[0]].shape[3], graph.tensors[block_ops[-1].outputs[0]].shape[3]
-            hidden = graph.tensors[block_ops[-2].inputs[1]].shape[3]
-            stride = block_ops[-2].options["stride"][0]
-            if hidden % c_in or (not expand and hidden != c_in):
-                match = None
-            else:
-                module = InvertedResidual(c_in, c_out, stride, hidden // c_in if expand else 1, "tf_same")
-                if has_add != module.use_residual:
-                    raise WeightsError(f"{where}: block {name} {'has' if has_add else 'lacks'} a shortcut ADD where "
-                                       f"an inverted residual (stride {stride}, {c_in} -> {c_out}) "
-                                       f"{'cannot' if has_add else 'would'} have one")
-                parts = []
-                for k, o in enumerate(block_ops):
-                    prefix = f"{name}.conv.{k}" + (".0" if k < len(block_ops) - 1 else "")
-                    pad, layer = b.conv(o, prefix)
-                    parts.append((pad, layer, o))
-                _check_block_padding(module, parts, name, where)
-                features.append((str(len(features)), module))
-                current = block[-1].outputs[0]
-                i += len(block)
-                continue
+        block = None if pooled else _match_block(graph, ops, i)
+        module = b.block(block, name, where) if block else None
+        if module is not None:
+            features.append((str(len(features)), module))
+            current = block[-1].outputs[0]
+            i += len(block)
+            continue
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and not pooled:
             features.append((str(len(features)), b.conv_unit(op, name)))
         elif op.kind == "AVERAGE_POOL_2D" and not pooled:
@@ -411,8 +407,7 @@ def convert_graph(graph: Graph, *, meta: dict | None = None, where: str = "the m
             if op.options.get("activation", "NONE") != "NONE":
                 raise WeightsError(f"{where}: the classifier convolution has a fused {op.options['activation']}; "
                                    f"minicnn expects logits")
-            pad, layer = b.conv(op, "classifier")
-            head.append(("classifier", layer))
+            head.append(("classifier", b.conv(op, "classifier")[1]))
         elif op.kind == "RESHAPE" and pooled:
             head.append(("flatten", Flatten()))
         elif op.kind == "SOFTMAX" and i == len(ops) - 1:
