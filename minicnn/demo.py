@@ -11,7 +11,10 @@ VGG-style model (``vgg_cifar10``; ``resnet20_cifar10`` when that is not
 installed) and column (f) from ``resnet20_cifar10`` at ``layer3``, the last
 feature map before its global average pooling. A second figure shows the
 same columns for a few single test images, each explained for the class the
-VGG-style model predicts.
+VGG-style model predicts. A third, the CAM gallery, explains the cat|dog
+image for 'cat' and 'dog' with Grad-CAM and every method of the CAM family
+(``CAM_METHODS``), all at ``layer3`` of ``resnet20_cifar10`` (FullGrad works
+on the input).
 
 Figure 1 on a real photograph comes next, with the shipped ImageNet model
 ``mobilenet_v2``: ``pets.jpg`` (an Italian greyhound and a Boston terrier)
@@ -40,14 +43,18 @@ RESNET, VGG = "resnet20_cifar10", "vgg_cifar10"
 SAMPLES = (("airplane", 0), ("bird", 0), ("horse", 0), ("truck", 0))
 #: Occlusion in the demo: an 8x8 patch of the training mean colour, moved 2 pixels at a time.
 OCCLUSION = {"size": 8, "stride": 2, "fill": 0.0}
+#: The CAM gallery's columns, one per method (minicnn.explain.registry names).
+CAM_METHODS = ("gradcam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam", "scorecam", "ablationcam",
+               "eigencam", "eigengradcam", "fullgrad")
 #: The shipped ImageNet model, and what the ImageNet figures explain.
 IMAGENET = "mobilenet_v2"
 PETS, PETS_TARGETS = "pets.jpg", ("Italian greyhound", "Boston bull, Boston terrier")
 PAIR_TARGETS = ("tiger cat", "Boston bull, Boston terrier")
 #: Occlusion at 224x224: a 56x56 patch of grey (pixel 128, input 0) every 28 pixels, 7 x 7 positions.
 OCCLUSION_IMAGENET = {"size": 56, "stride": 28, "fill": 0.0}
-#: The PNGs written, in order.
-FILES = ("figure1_cat_dog.png", "single_images.png", "figure1_imagenet.png", "figure1_imagenet_cat_dog.png")
+#: The PNGs written, in order (the last two only when mobilenet_v2 is installed).
+FILES = ("figure1_cat_dog.png", "single_images.png", "gallery_cam.png", "figure1_imagenet.png",
+         "figure1_imagenet_cat_dog.png")
 COLUMNS = ("(a) original", "(b) Guided Backprop", "(c) Grad-CAM", "(d) Guided Grad-CAM", "(e) Occlusion",
            "(f) ResNet Grad-CAM")
 
@@ -184,19 +191,29 @@ def imagenet_figures(model):
     return (pets, rows), (cat_dog, pair_rows)
 
 
-def run_demo(out_dir="minicnn-demo", *, log=print) -> list[str]:
-    """Write the demo's PNGs into ``out_dir`` (created if missing); returns their paths."""
-    from .atomic import check_writable
+def cam_gallery(resnet):
+    """The CAM family on the cat|dog image: rows 'cat' and 'dog', one column per method, at layer3."""
+    from .explain import cat_dog_image
+    from .gallery import gallery_figure
+    return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(CAM_METHODS), layer="layer3", columns=5,
+                          title=f"The CAM family on the cat|dog image (32x64): {resnet.name}, layer3 "
+                                f"(FullGrad: the input); raw maps, colour bars in each method's own units")
+
+
+def run_demo(out_dir="minicnn-demo", *, force: bool = False, log=print) -> list[str]:
+    """Write the demo's PNGs into ``out_dir`` (created if missing); returns their paths.
+
+    Follows every command's overwrite rule (``minicnn.atomic.Outputs``): PNGs
+    left by an earlier run are replaced only with ``force``; both are written
+    at the end, together, or none is.
+    """
+    from .atomic import Outputs
     from .figures import save_png
     out = Path(os.fspath(out_dir))
     if out.exists() and not out.is_dir():
         raise OutputError(f"cannot write into {out}: it is a file, not a folder; choose another --out-dir")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create the folder {out}: {e.strerror or e}") from None
-    for name in FILES:
-        check_writable(out / name, force=True)  # refuse before the work, not after it
+    outputs = Outputs(force=force)
+    paths = [outputs.output(out / name, "--out-dir", create_folder=True) for name in FILES]  # before the work
     from . import load
     vgg, resnet = load_models()
     if vgg is resnet:
@@ -206,24 +223,27 @@ def run_demo(out_dir="minicnn-demo", *, log=print) -> list[str]:
     except MinicnnError:
         imagenet = None
         log(f"note: {IMAGENET} is not installed; no ImageNet figures")
-    steps = 5 if imagenet is not None else 3
+    steps = 6 if imagenet is not None else 4
     log(f"[1/{steps}] Figure 1: the cat|dog image explained for 'cat' and for 'dog'")
     fig, rows = figure1(vgg, resnet)
     log(f"[2/{steps}] single test images: {', '.join(c for c, _ in SAMPLES)}")
-    figs = [fig, samples_figure(vgg, resnet)]  # all computed before any is written
+    figs = [fig, samples_figure(vgg, resnet)]
+    log(f"[3/{steps}] the CAM family on the cat|dog image: {len(CAM_METHODS)} methods, {RESNET} at layer3")
+    figs.append(cam_gallery(resnet))
     if imagenet is not None:
-        log(f"[3/{steps}] Figure 1 on a real photograph: {PETS} explained by {IMAGENET} for both dogs "
+        log(f"[4/{steps}] Figure 1 on a real photograph: {PETS} explained by {IMAGENET} for both dogs "
             f"(occlusion: 49 forward passes)")
         (pets, _), (cat_dog, _) = imagenet_figures(imagenet)
-        log(f"[4/{steps}] the cat|dog pair at 224x448")
-        figs += [pets, cat_dog]
+        log(f"[5/{steps}] the cat|dog pair at 224x448")
+        figs += [pets, cat_dog]                 # all computed before any is written
     log(f"[{steps}/{steps}] writing {len(figs)} PNGs into {out}")
-    return [save_png(f, out / name) for f, name in zip(figs, FILES)]
+    with outputs.writing():
+        return [save_png(f, path, outputs=outputs) for f, path in zip(figs, paths)]
 
 
 def demo_command(args) -> int:
     start = time.perf_counter()
-    paths = run_demo(args.out_dir, log=lambda text: print(text, file=sys.stderr))
+    paths = run_demo(args.out_dir, force=getattr(args, "force", False), log=lambda text: print(text, file=sys.stderr))
     for p in paths:
         print(p)
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

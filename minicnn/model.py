@@ -74,6 +74,29 @@ def check_input(x, channels: int | None = None) -> np.ndarray:
     return x
 
 
+def check_replace(model: "Model", replace) -> dict[str, np.ndarray]:
+    """``forward``'s ``replace``: {known layer name: float array of finite values}, or a one-line InputError."""
+    if replace is None:
+        return {}
+    if not isinstance(replace, dict):
+        raise InputError(f"replace must be a dict {{layer name: array}}; got {type(replace).__name__}")
+    checked = {}
+    for name, A in replace.items():
+        model[name]  # unknown names fail here, with suggestions
+        try:
+            a = np.asarray(A) if isinstance(A, (list, tuple)) else A
+        except ValueError:  # a ragged list
+            a = None
+        if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or a.ndim == 0:
+            what = f"dtype {a.dtype} array" if isinstance(a, np.ndarray) else type(A).__name__
+            raise InputError(f"replace[{name!r}] must be a floating-point array (the output that layer {name!r} "
+                             f"should have); got a {what}")
+        if not np.isfinite(a).all():
+            raise InputError(f"replace[{name!r}] contains NaN or infinity")
+        checked[name] = a
+    return checked
+
+
 class Model:
     """Named layers with a hand-written backward, plus what describes them (``meta``)."""
 
@@ -178,14 +201,49 @@ class Model:
         (copy what you want to keep). ``replace={name: A}`` substitutes A for
         that layer's output and runs the rest from it.
         """
+        self._run, self._logits_shape = Pass(), None   # a forward that fails leaves no pass to go back through
         channels = self.input_size[0] if self.input_size else None
         x = check_input(x, channels)
-        for name in replace or {}:
-            self[name]  # unknown names fail here, with suggestions
-        self._run = Pass(replace=dict(replace or {}))
+        self._run = Pass(replace=check_replace(self, replace))
         logits = self.root.run_forward(x, self._run, "")
         self._logits_shape, self._dtype = logits.shape, x.dtype
         return logits
+
+    def forward_from(self, name: str, A) -> np.ndarray:
+        """Logits (N, K) computed from A, the output of layer ``name``, running only the layers after it.
+
+        Nothing below ``name`` runs (Ablation-CAM scores K edited copies of a
+        feature map this way). ``name`` must be a layer whose output alone
+        feeds the rest of the network: a step of a Sequential chain, or the
+        last step of a block ("layer3.2" or "layer3.2.relu", not
+        "layer3.2.conv1", whose block still needs its input for the shortcut).
+        ``activations`` then holds A and the outputs of the layers that ran.
+        A forward-only pass: ``backward`` needs a full ``forward`` first.
+        """
+        A = np.asarray(A)
+        if A.ndim < 2 or A.shape[0] == 0 or A.dtype not in (np.float32, np.float64):
+            raise InputError(f"forward_from needs a float32 or float64 batch (N, ...) of layer outputs; "
+                             f"got dtype {A.dtype}, shape {A.shape}")
+        self[name]  # unknown names fail here, with suggestions
+        self._run, self._logits_shape = Pass(), None   # a pass that fails leaves nothing to go back through
+        run = Pass()
+        out = run.record_output(name, A)
+        path, step = name.rpartition(".")[0], name
+        while True:
+            container = self.root if not path else self._modules[path]
+            children = container.children()
+            later = children[[join(path, n) for n, _ in children].index(step) + 1:]
+            if later and not isinstance(container, Sequential):
+                raise InputError(f"forward_from cannot resume at {name!r}: the block {path!r} also reads its own "
+                                 f"input after it; resume at {path!r} or at a layer outside the block")
+            for n, child in later:
+                out = child.run_forward(out, run, join(path, n))
+            if not path:
+                break
+            out = run.record_output(path, out)
+            path, step = path.rpartition(".")[0], path
+        self._run, self._logits_shape = run, None
+        return out
 
     def backward(self, dlogits, *, relu: str = "plain", param_grads: bool = False,
                  stop_at: str | None = None) -> np.ndarray | None:
@@ -199,8 +257,14 @@ class Model:
         if self._logits_shape is None:
             raise InputError("call model.forward(x) before model.backward(dlogits)")
         dlogits = np.asarray(dlogits)
+        if dlogits.dtype.kind not in "biuf":
+            raise InputError(f"dlogits must be real numbers (e.g. the one-hot e_c); got dtype {dlogits.dtype}")
         if dlogits.shape != self._logits_shape:
             raise InputError(f"dlogits must have the logits' shape {self._logits_shape}, got {dlogits.shape}")
+        if not np.isfinite(dlogits).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(dlogits))[0])
+            raise InputError(f"dlogits contains NaN or infinity (first at index {bad}); the seed must be finite, "
+                             f"e.g. the one-hot e_c")
         relu_rule(relu)
         if stop_at is not None:
             self[stop_at]

@@ -136,6 +136,10 @@ def test_every_registered_method_runs_on_mobilenet_v2(model, pets):
     for name, method in registry.METHODS.items():
         if name == "occlusion":      # 4 patches, not the default 169: a smoke test, not a figure
             r = explain.occlusion(model, pets, DOGS[1], size=112, stride=112)
+        elif name == "scorecam":     # one forward pass per map: the 16 maps of features.1, not 1280
+            r = method.run(model, pets, DOGS[1], "features.1")
+            assert r.map.shape == (1, 112, 112)
+            continue
         else:
             r = method.run(model, pets, DOGS[1], None)
         assert np.all(np.isfinite(r.map)), name
@@ -198,16 +202,17 @@ def test_demo_writes_the_imagenet_figures_whose_rows_light_up_each_animal(tmp_pa
     # the CIFAR figures are tested in test_cli_explain.py: stand-ins here
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "OCCLUSION_IMAGENET", {"size": 112, "stride": 56, "fill": 0.0})   # 9 passes, not 49
     save_png = figures.save_png
-    monkeypatch.setattr(figures, "save_png", lambda fig, path: save_png(fig, path, dpi=50))
+    monkeypatch.setattr(figures, "save_png", lambda fig, path, **kw: save_png(fig, path, dpi=50, **kw))
     made = {}
     imagenet_figures = demo.imagenet_figures
     monkeypatch.setattr(demo, "imagenet_figures", lambda m: made.setdefault("f", imagenet_figures(m)))
     assert cli.main(["demo", "--out-dir", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     assert [p.split("/")[-1] for p in out.split()] == list(demo.FILES)
-    assert "[3/5] Figure 1 on a real photograph: pets.jpg" in err
+    assert "[4/6] Figure 1 on a real photograph: pets.jpg" in err
     (_, pets_rows), (_, pair_rows) = made["f"]
     greyhound, boston = (left_share(r["gradcam"].upsampled((224, 224))[r["index"]]) for r in pets_rows)
     assert greyhound > 0.5 > boston
