@@ -169,8 +169,8 @@ class Conv2d(Layer):
     """torch.nn.Conv2d: zero padding, stride, dilation, optional bias, groups.
 
     With ``groups`` > 1 (weights (F, C/groups, kh, kw), as in PyTorch) the
-    work goes to ``grouped.py``: depthwise convolution (groups = C) by kernel
-    taps, other groupings one ordinary convolution per group.
+    work goes to ``grouped.py``: depthwise convolution (groups = C) as einsums
+    over a strided view of the windows, other groupings one ordinary convolution per group.
 
     The parameters start at zero: load them (``Model.load_state_dict``,
     ``minicnn.load``) or initialise them (``minicnn.zoo.init_weights``).

@@ -240,7 +240,7 @@ def depthwise_conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param
 
 
 def grouped_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    """Depthwise (groups = C) by taps; other groupings as one ordinary convolution per group."""
+    """Depthwise (groups = C) by ``depthwise_conv2d_forward``; other groupings one ordinary convolution per group."""
     n, c, h, wd = x.shape
     f, cg = w.shape[:2]
     if groups == c and cg == 1:
