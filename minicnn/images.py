@@ -366,7 +366,7 @@ def check_preprocessing(preprocessing) -> dict:
         p["resize_shorter"] = int(shorter)
     else:
         p.setdefault("resize_shorter", None)
-    if p.setdefault("interpolation", "bilinear") not in INTERPOLATIONS:
+    if not isinstance(p.setdefault("interpolation", "bilinear"), str) or p["interpolation"] not in INTERPOLATIONS:
         raise InputError(f"preprocessing interpolation must be one of {', '.join(INTERPOLATIONS)}; "
                          f"got {p['interpolation']!r}")
     return p
