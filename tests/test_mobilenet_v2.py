@@ -84,6 +84,19 @@ def test_metadata_classes_and_preprocessing(model):
     assert model.meta["source_names"]["features.2.conv.1.0"] == "MobilenetV2/expanded_conv_1/depthwise/depthwise_Fold"
 
 
+def test_preprocessing_may_name_pillows_bicubic_filter():
+    from PIL import Image
+    from minicnn.errors import InputError
+    img = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    p = {"mean": [0.5] * 3, "std": [0.5] * 3, "resize": "exact", "size": [20, 30]}
+    bicubic = np.asarray(Image.fromarray(img).resize((30, 20), Image.Resampling.BICUBIC))
+    x = preprocess(img, {**p, "interpolation": "bicubic"}, dtype=np.float64)
+    np.testing.assert_allclose(x[0].transpose(1, 2, 0), (bicubic / 255 - 0.5) / 0.5, atol=1e-12)
+    assert not np.allclose(x, preprocess(img, p, dtype=np.float64))              # bilinear by default
+    with pytest.raises(InputError, match="interpolation must be one of bilinear, bicubic"):
+        preprocess(img, {**p, "interpolation": "lanczos"})
+
+
 def test_spec_is_the_zoos_mobilenet_v2():
     from minicnn.zoo import mobilenet_v2
     assert weights.read_meta(ROOT / "weights" / "mobilenet_v2.npz")["spec"] == mobilenet_v2().spec()
