@@ -137,9 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("convert", help="convert a PyTorch checkpoint to a minicnn weights file (needs torch)")
+    p = sub.add_parser("convert", help="convert a PyTorch checkpoint (needs torch) or a TensorFlow Lite model "
+                                       "(needs tflite) to a minicnn weights file")
     p.add_argument("checkpoint")
-    p.add_argument("--arch", required=True, help="architecture name (e.g. resnet20, vgg16, vgg_cifar)")
+    p.add_argument("--arch", default=None, help="architecture name (e.g. resnet20, vgg16, vgg_cifar); required for "
+                                               "PyTorch checkpoints, read from the file for .tflite models")
+    p.add_argument("--labels", default=None, help="class names, one a line, in output order")
     p.add_argument("--out", required=True, help="the .npz file to write")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolution")
     p.add_argument("--name", default=None, help="model name recorded in the file")
@@ -187,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_force_option(p)
     p.add_argument("--quick", action="store_true", help="fewer repetitions, CIFAR models only")
     p.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
-                   help="comma-separated models to time (default: vgg16 and the shipped CIFAR-10 models)")
+                   help="comma-separated models to time (default: vgg16, the shipped CIFAR-10 models and mobilenet_v2)")
     p.add_argument("--reps", type=positive_int, default=None, help="repetitions per operation (default 7; 3 with --quick)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (fresh processes)")
     p.add_argument("--keep-env", action="store_true",

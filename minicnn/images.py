@@ -11,7 +11,8 @@ to that. :func:`preprocess` turns a list of such arrays into the
      "std": [0.229, 0.224, 0.225],
      "resize": "shorter_then_center_crop",   # or "exact", "shorter", "none"
      "size": [224, 224],                 # [H, W] of the network input
-     "resize_shorter": 256}              # only for "shorter_then_center_crop"
+     "resize_shorter": 256,              # only for "shorter_then_center_crop"
+     "interpolation": "bilinear"}        # optional: Pillow's filter, "bilinear" (default) or "bicubic"
 
 :func:`deprocess` undoes the normalisation for display. The package ships a
 few CIFAR-10 test images (:func:`sample_images`, :func:`load_sample`) and
@@ -55,6 +56,8 @@ DEFAULT_MAX_INPUT_PIXELS = 512 * 512
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("exact", "shorter_then_center_crop", "shorter", "none")
+#: Pillow filters a preprocessing description may name ("interpolation"; default "bilinear").
+INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 _SAMPLES_DIR = DATA_DIR / "cifar10" / "test"
@@ -363,6 +366,9 @@ def check_preprocessing(preprocessing) -> dict:
         p["resize_shorter"] = int(shorter)
     else:
         p.setdefault("resize_shorter", None)
+    if not isinstance(p.setdefault("interpolation", "bilinear"), str) or p["interpolation"] not in INTERPOLATIONS:
+        raise InputError(f"preprocessing interpolation must be one of {', '.join(INTERPOLATIONS)}; "
+                         f"got {p['interpolation']!r}")
     return p
 
 
@@ -376,7 +382,8 @@ def preprocess(images, preprocessing: dict, *, dtype=np.float32,
     preprocessing : dict
         The model's preprocessing description (see :func:`check_preprocessing`).
         ``resize`` is applied to each image with Pillow's bilinear filter
-        (as torchvision's ``Resize`` does on PIL images):
+        (as torchvision's ``Resize`` does on PIL images; ``"interpolation":
+        "bicubic"`` chooses Pillow's bicubic filter instead):
 
         - "exact": to ``size`` (CIFAR models, 32x32);
         - "shorter_then_center_crop": the shorter side to ``resize_shorter``
@@ -510,16 +517,16 @@ def _check_input_size(img: np.ndarray, p: dict, limit: int, which: str) -> None:
 
 
 def _resize_for(img: np.ndarray, p: dict) -> np.ndarray:
-    mode = p["resize"]
+    mode, resample = p["resize"], INTERPOLATIONS[p["interpolation"]]
     if mode == "none":
         return img
     out_h, out_w = p["size"]
     if mode == "exact":
-        return _pil_resize(img, out_h, out_w)
+        return _pil_resize(img, out_h, out_w, resample)
     h, w = img.shape[:2]
     short = p["resize_shorter"]
     new_h, new_w = _shorter_side_to(h, w, short)
-    img = _pil_resize(img, new_h, new_w)
+    img = _pil_resize(img, new_h, new_w, resample)
     if mode == "shorter":
         return img
     if new_h < out_h or new_w < out_w:
@@ -530,10 +537,10 @@ def _resize_for(img: np.ndarray, p: dict) -> np.ndarray:
     return img[top:top + out_h, left:left + out_w]
 
 
-def _pil_resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+def _pil_resize(img: np.ndarray, h: int, w: int, resample=Image.Resampling.BILINEAR) -> np.ndarray:
     if img.shape[:2] == (h, w):
         return img
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(img).resize((w, h), resample))
 
 
 # ---------------------------------------------------------------------------

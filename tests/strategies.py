@@ -66,3 +66,24 @@ def conv_fits(case):
 def conv_cases_for_dx_path(path: str):
     """Convolution cases for which dx may be computed by ``path``: "col2im" (any), "transposed" (stride 1)."""
     return conv_cases() if path == "col2im" else conv_cases().map(stride_one).filter(conv_fits)
+
+
+@st.composite
+def grouped_conv_cases(draw):
+    """Conv2d with groups > 1: depthwise (groups = C, depth multiplier m) or a general grouping."""
+    groups = draw(st.integers(1, 3))
+    depthwise = draw(st.booleans())
+    c = groups if depthwise else groups * draw(st.integers(1, 2))
+    f = c * draw(st.integers(1, 2)) if depthwise else groups * draw(st.integers(1, 2))
+    case = draw(conv_cases())
+    assume(output_size(case["h"], case["kernel"][0], case["stride"][0], case["padding"][0], case["dilation"][0]) >= 1)
+    return dict(case, c=c, f=f, groups=c if depthwise else groups)
+
+
+def away_from_kinks(rng, shape, kinks=(0.0, 6.0), low=0.05, high=7.0):
+    """Values in [-1, high] at least ``low`` from every kink (ReLU6: 0 and 6)."""
+    x = rng.uniform(-1.0, high, shape)
+    for k in kinks:
+        near = np.abs(x - k) < low
+        x[near] = k + np.where(x[near] >= k, low, -low) * 2
+    return x

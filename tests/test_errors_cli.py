@@ -508,12 +508,12 @@ MODEL_REFUSALS = [
     Case("unknown-model-layers", lambda tmp, _: (["layers", "--model", "resnet21_cifar10"],
                                                  lambda: minicnn.load("resnet21_cifar10")),
          UnknownNameError, ("unknown model 'resnet21_cifar10'; did you mean 'resnet20_cifar10'?",
-                            "valid models: resnet20_cifar10, vgg_cifar10")),
+                            "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-model-explain", _cli_and_api([], lambda: minicnn.load("vgg"), model="vgg"), UnknownNameError,
-         ("unknown model 'vgg'", "valid models: resnet20_cifar10, vgg_cifar10")),
+         ("unknown model 'vgg'", "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-model-evaluate", lambda tmp, _: (["evaluate", "--model", "alexnet", "--data", tmp],
                                                    lambda: minicnn.load("alexnet")),
-         UnknownNameError, ("unknown model 'alexnet'", "valid models: resnet20_cifar10, vgg_cifar10")),
+         UnknownNameError, ("unknown model 'alexnet'", "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-layer", _cli_and_api(["--layer", "features.99"], _api_gradcam("vgg_cifar10", layer="features.99")),
          UnknownNameError, ("unknown layer 'features.99'; did you mean 'features.9'?",
                             "valid layers: features, features.0, features.2", "(22 in all)")),
@@ -1038,6 +1038,7 @@ def test_demo_replaces_its_own_pngs_only_with_force(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
     out = tmp_path / "d" / "e"
     assert run_cli(capsys, "demo", "--out-dir", out)[0] == 0                        # creates its folder
     code, _, err = run_cli(capsys, "demo", "--out-dir", out)
@@ -1052,6 +1053,7 @@ def test_a_failed_demo_removes_the_folder_it_created(tmp_path, monkeypatch, caps
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
     monkeypatch.setattr(Figure, "savefig", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
     code, _, err = run_cli(capsys, "demo", "--out-dir", tmp_path / "new" / "demo")
     assert code == 2 and "No space left" in err and list(tmp_path.iterdir()) == []
@@ -1118,6 +1120,7 @@ def test_demo_pngs_are_written_then_renamed(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
     spy = ReplaceSpy(monkeypatch)
     assert cli.main(["demo", "--out-dir", str(tmp_path / "d")]) == 0
     assert spy.renamed == [tmp_path / "d" / name for name in demo.FILES] and no_temporary_files(tmp_path)
@@ -1170,7 +1173,7 @@ def test_the_installed_command_exits_2_with_one_line():
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("minicnn: error: unknown model 'resnet21_cifar10'; did you mean 'resnet20_cifar10'? "
-                           "valid models: resnet20_cifar10, vgg_cifar10\n")
+                           "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10\n")
 
 
 def test_argument_mistakes_are_one_line_too(capsys):

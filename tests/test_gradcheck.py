@@ -183,3 +183,51 @@ def test_the_package_level_gradcheck_also_carries_the_module_helpers():
     import minicnn
     assert minicnn.gradcheck.check_function is check_function
     assert minicnn.gradcheck.check_layer is check_layer
+
+
+# ---------------------------------------------------------------- MobileNetV2's layers: wrong backwards fail too
+
+from minicnn.layers import ReLU6, ZeroPad2d  # noqa: E402
+
+
+class Relu6WithReluMask(ReLU6):
+    """Forgets the cap: passes the gradient for x > 6 too (ReLU's mask)."""
+
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        return dout * (cache > 0), {}
+
+
+class DepthwiseWithUnflippedKernel(Conv2d):
+    """dx of a depthwise convolution as a correlation with the kernel unflipped."""
+
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        from minicnn.layers.grouped import depthwise_conv2d_forward
+        kh, kw = self.kernel_size
+        dx = depthwise_conv2d_forward(dout, self.params["weight"], None, 1, (kh - 1, kw - 1))
+        return unpad(dx, self.padding), {}
+
+
+class PadBackwardFromTheWrongCorner(ZeroPad2d):
+    """Crops dout from the top-left corner instead of skipping the (top, left) border."""
+
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        left, right, top, bottom = self.padding
+        return dout[:, :, :dout.shape[2] - top - bottom, :dout.shape[3] - left - right], {}
+
+
+@pytest.mark.parametrize("make, x_of", [
+    (lambda rng: Relu6WithReluMask(), lambda rng: rng.uniform(0.5, 9.0, (2, 3, 4))),
+    (lambda rng: _depthwise(rng), lambda rng: rng.standard_normal((1, 3, 5, 5))),
+    (lambda rng: PadBackwardFromTheWrongCorner((2, 1, 1, 0)), lambda rng: rng.standard_normal((1, 2, 4, 4))),
+])
+def test_checker_fails_on_a_wrong_backward_of_the_mobilenet_layers(make, x_of, rng):
+    layer = make(rng)
+    with pytest.raises(GradientCheckError) as info:
+        check_layer(layer, x_of(rng), params=False)
+    assert type(layer).__name__ in str(info.value) and "worst at index" in str(info.value)
+
+
+def _depthwise(rng):
+    layer = DepthwiseWithUnflippedKernel(3, 3, 3, padding=1, bias=False, groups=3)
+    layer.params["weight"] = rng.standard_normal(layer.params["weight"].shape)
+    return layer

@@ -38,7 +38,7 @@ map after its ReLU). Maps are raw: not normalised, not coloured
 
 from . import registry
 from .cam import cam, cam_head
-from .catdog import CAT_DOG, cat_dog_image
+from .catdog import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
 from .gradcam import GradCAM, counterfactual, gradcam
 from .guided import GuidedGradCAM, guided_backprop, guided_gradcam
 from .occlusion import Occlusion, occlusion
@@ -54,6 +54,7 @@ __all__ = [
     "CAT_DOG", "Explanation", "GradCAM", "GuidedGradCAM", "Occlusion", "cam", "cam_head", "cat_dog_image",
     "channel_max_abs", "choose_targets", "class_index", "counterfactual", "default_layer", "gradcam",
     "guided_backprop", "guided_gradcam", "occlusion", "onehot", "registry", "resize_bilinear", "saliency",
+    "imagenet_cat_dog_image",
     # the CAM family
     "AblationCAM", "EigenCAM", "ElementwiseCAM", "FullGrad", "GradCAMPlusPlus", "ScoreCAM", "ablationcam",
     "eigencam", "eigengradcam", "fullgrad", "gradcam_plus_plus", "hirescam", "layercam", "scorecam", "xgradcam",
