@@ -77,7 +77,7 @@ logits = model.forward(x)                                # (1, 10)
 c = int(np.argmax(logits[0]))                            # the top-1 class
 y_c = logits[0, c]
 p = softmax(logits.astype(np.float64))[0]
-print("logits:", dict(zip(model.classes, np.round(logits[0], 2))))
+print("logits:", ", ".join(f"{name} {float(y):.2f}" for name, y in zip(model.classes, logits[0])))
 print(f"c = {c} ({model.classes[c]}), y^c = {y_c:.4f}, p^c = {p[c]:.4f}")
 assert model.classes[c] == "horse"
 
