@@ -225,7 +225,7 @@ assert border > 3 * inside
 # %%
 fig, axes = plt.subplots(2, 4, figsize=(17, 6.6), constrained_layout=True)
 im = axes[0, 0].imshow(grey, cmap="gray", vmin=0, vmax=1)
-axes[0, 0].set_title(f"input, grey levels: {grey.shape[0]}x{grey.shape[1]}")
+axes[0, 0].set_title(f"input, grey levels: {grey.shape[1]} wide x {grey.shape[0]} high")
 fig.colorbar(im, ax=axes[0, 0], shrink=0.8, label="intensity")
 axes[1, 0].axis("off")
 axes[1, 0].text(0.0, 0.5, "top row: stride 1, padding 1\n(output size = input size)\n\n"
@@ -240,7 +240,7 @@ for col, (name, maps) in enumerate(kernels.items(), start=1):
         else:
             lim = np.percentile(np.abs(m), 99.5)
             im = axes[row, col].imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        axes[row, col].set_title(f"{name}, stride {row + 1}: {m.shape[0]}x{m.shape[1]}")
+        axes[row, col].set_title(f"{name}, stride {row + 1}: {m.shape[1]} wide x {m.shape[0]} high")
         fig.colorbar(im, ax=axes[row, col], shrink=0.8, label="output value")
 for ax in axes.flat:
     if ax.axison:
