@@ -42,7 +42,7 @@ def shell_commands(text):
     for block in blocks(text, "sh"):
         for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"(^|\s+)#.*$", "", line).strip()
-            for command in filter(None, (c.strip() for c in line.split("&&"))):
+            for command in filter(None, (c.strip() for c in re.split(r"&&|\|", line))):
                 argv = shlex.split(command)
                 while argv and re.match(r"^[A-Z_]+=", argv[0]):
                     argv = argv[1:]
@@ -67,7 +67,7 @@ def test_every_shell_command_names_what_exists():
 def check_commands(name, commands, build_parser, fail):
     for argv in commands:
         program, args = argv[0], argv[1:]
-        shipped = [a for a in args if a.startswith(("minicnn/", "lessons/", "tests/"))]
+        shipped = [a.lstrip("@") for a in args if a.lstrip("@").startswith(("minicnn/", "lessons/", "tests/"))]
         assert all((ROOT / a).exists() for a in shipped), (name, argv)
         if program == "minicnn":
             try:
@@ -80,7 +80,7 @@ def check_commands(name, commands, build_parser, fail):
         elif program in ("python", "python3"):
             assert args[0] in ("-m", "-c") or (ROOT / args[0]).is_file(), (name, argv)
         else:
-            assert program in ("source", "git", "mkdir", "jupytext", "jupyter"), (name, argv)
+            assert program in ("source", "git", "mkdir", "jupytext", "jupyter", "curl", "head"), (name, argv)
 
 
 def test_the_cheap_readme_commands_run_as_written(tmp_path, monkeypatch, capsys):
