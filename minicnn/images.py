@@ -258,7 +258,7 @@ def _header_size(data: bytes):
 def _refuse_if_too_large(size, name: str, max_pixels: int) -> None:
     w, h = size
     if w * h > max_pixels:
-        raise ImageError(f"{name} is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} pixels "
+        raise ImageError(f"{name} is {w} wide x {h} high = {w * h} pixels, over the limit of {max_pixels} pixels "
                          f"(possible decompression bomb); shrink it, or if you trust the file raise the limit "
                          f"(minicnn explain --max-pixels N; load_image(path, max_pixels=N))")
 
@@ -497,13 +497,13 @@ def _check_input_size(img: np.ndarray, p: dict, limit: int, which: str) -> None:
     if p["resize"] == "shorter_then_center_crop":      # the resized picture before its crop: uint8, bounded too
         h, w = _shorter_side_to(*img.shape[:2], p["resize_shorter"])
         if h * w > DEFAULT_MAX_PIXELS:
-            raise InputError(f"{which}({img.shape[0]}x{img.shape[1]}) would be resized to {h}x{w} = {h * w} pixels "
+            raise InputError(f"{which}({size_text(img.shape)}) would be resized to {size_text((h, w))} = {h * w} pixels "
                              f"before its centre crop, over the limit of {DEFAULT_MAX_PIXELS}; crop it to a less "
                              f"extreme shape first")
     h, w = network_input_size(img.shape[:2], p)
     if h * w > limit:
         how = {"none": "kept at its own size", "shorter": f"its shorter side resized to {p['resize_shorter']}"}
-        raise InputError(f"{which}({img.shape[0]}x{img.shape[1]}) would enter the network as {h}x{w} = {h * w} "
+        raise InputError(f"{which}({size_text(img.shape)}) would enter the network as {size_text((h, w))} = {h * w} "
                          f"pixels ({how.get(p['resize'], 'resized')}), over the limit of {limit}; crop it to a "
                          f"less extreme shape, or raise the limit (minicnn explain --max-input-pixels N; "
                          f"preprocess(..., max_input_pixels=N))")
@@ -523,8 +523,8 @@ def _resize_for(img: np.ndarray, p: dict) -> np.ndarray:
     if mode == "shorter":
         return img
     if new_h < out_h or new_w < out_w:
-        raise InputError(f"after resizing the shorter side to {short} the image is {new_h}x{new_w}, "
-                         f"smaller than the crop {out_h}x{out_w}")
+        raise InputError(f"after resizing the shorter side to {short} the image is {size_text((new_h, new_w))}, "
+                         f"smaller than the crop {size_text((out_h, out_w))}")
     top = int(round((new_h - out_h) / 2.0))
     left = int(round((new_w - out_w) / 2.0))
     return img[top:top + out_h, left:left + out_w]
