@@ -201,6 +201,8 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
     panel_height = max(panel_height, max(map(len, lines)) * fontsize * 0.0078 / aspect)
     bar = 0.09 * min(1.0, 2.0 / aspect)
     width = (panel_height * aspect + 0.2) * ncols + (0.35 if row_labels else 0.0)
+    if any(p.notes for row in rows for p in row):
+        width = max(width, 4.0)                                      # inches: room for a caption's lines
     notes = caption_lines(rows, width, fontsize - 1)
     caption = 0.17 * (fontsize - 1) / 9 * len(notes)                 # inches: 1.3 lines of the caption's font
     height = ((panel_height * (1 + bar) + 0.35 + 0.19 * title_lines) * len(rows) + (0.4 if title else 0.0)
@@ -225,8 +227,9 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
     if notes:
         ax = fig.add_subplot(grid[-1, :])
         ax.set_axis_off()
-        ax.text(0, 1, "\n".join(notes), transform=ax.transAxes, ha="left", va="top", fontsize=fontsize - 1,
-                linespacing=1.3)
+        text = ax.text(0, 1, "\n".join(notes), transform=ax.transAxes, ha="left", va="top", fontsize=fontsize - 1,
+                       linespacing=1.3)
+        text.set_in_layout(False)                                    # its row is sized for it; the panels keep theirs
     return fig
 
 
@@ -234,7 +237,7 @@ def caption_lines(rows: list[list[Panel]], width: float, fontsize: float) -> lis
     """The panels' notes, each different one once, wrapped to a figure ``width`` inches wide."""
     import textwrap
     notes = dict.fromkeys(line for row in rows for p in row for line in p.notes if line)
-    chars = max(40, int(width * 72 / (0.55 * fontsize)))             # about 0.55 em per character
+    chars = int(width * 72 / (0.55 * fontsize))                      # about 0.55 em per character
     return [wrapped for line in notes for wrapped in textwrap.wrap(line, chars, subsequent_indent="  ")]
 
 
