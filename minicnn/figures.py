@@ -12,7 +12,10 @@ display, normalised and coloured:
 - gradient images (Guided Backprop, Guided Grad-CAM, saliency) are
   (C, H, W) arrays shown as RGB after :func:`gradient_to_rgb`;
 - small images (CIFAR-10, 32x32) are drawn with bilinear interpolation
-  at the figure's resolution, so they are pictures, not dots.
+  at the figure's resolution, so they are pictures, not dots;
+- a caption under the panels says what y and p are and what the colours
+  mean where a colour bar cannot (occlusion's red and blue, gradient
+  pictures): each panel's ``notes``, from the method's registry row.
 
 Figures are ``matplotlib.figure.Figure`` objects built without pyplot (no
 global state, no window); :func:`save_figure` writes one atomically, in the
