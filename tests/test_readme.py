@@ -50,37 +50,34 @@ def shell_commands(text):
 
 
 def extras():
-    import tomllib
-    return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    """The names of pyproject.toml's optional-dependencies ("test", "torch", ...)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    table = text.split("[project.optional-dependencies]")[1].split("\n[")[0]
+    return set(re.findall(r"^(\w+) = ", table, flags=re.M))
 
 
 def test_every_shell_command_names_what_exists():
     """minicnn commands parse with the real parser; files, extras and scripts they name exist."""
-    import pytest
     from minicnn.cli import build_parser
     for name, text in (("README.md", README), ("lessons/README.md", LESSONS_README)):
         commands = list(shell_commands(text))
         assert len(commands) > 5, name
-        check_commands(name, commands, build_parser, pytest.fail)
-
-
-def check_commands(name, commands, build_parser, fail):
-    for argv in commands:
-        program, args = argv[0], argv[1:]
-        shipped = [a.lstrip("@") for a in args if a.lstrip("@").startswith(("minicnn/", "lessons/", "tests/"))]
-        assert all((ROOT / a).exists() for a in shipped), (name, argv)
-        if program == "minicnn":
-            try:
-                build_parser().parse_args(args)
-            except SystemExit:
-                fail(f"{name}: `{' '.join(argv)}` does not parse")
-        elif program == "pip":
-            wanted = {m for a in args for m in re.findall(r"\.\[(\w+)\]", a)}
-            assert args[0] == "install" and wanted <= extras(), (name, argv)
-        elif program in ("python", "python3"):
-            assert args[0] in ("-m", "-c") or (ROOT / args[0]).is_file(), (name, argv)
-        else:
-            assert program in ("source", "git", "mkdir", "jupytext", "jupyter", "curl", "head"), (name, argv)
+        for argv in commands:
+            program, args = argv[0], argv[1:]
+            shipped = [a.lstrip("@") for a in args if a.lstrip("@").startswith(("minicnn/", "lessons/", "tests/"))]
+            assert all((ROOT / a).exists() for a in shipped), (name, argv)
+            if program == "minicnn":
+                try:
+                    build_parser().parse_args(args)
+                except SystemExit:
+                    raise AssertionError(f"{name}: `{' '.join(argv)}` does not parse") from None
+            elif program == "pip":
+                wanted = {m for a in args for m in re.findall(r"\.\[(\w+)\]", a)}
+                assert args[0] == "install" and wanted <= extras(), (name, argv)
+            elif program in ("python", "python3"):
+                assert args[0] in ("-m", "-c") or (ROOT / args[0]).is_file(), (name, argv)
+            else:
+                assert program in ("source", "git", "mkdir", "jupytext", "jupyter", "curl", "head"), (name, argv)
 
 
 def test_the_cheap_readme_commands_run_as_written(tmp_path, monkeypatch, capsys):
