@@ -200,9 +200,10 @@ assert similarity["deconvnet"][0] > 0.7 and similarity["deconvnet"][1] > 0.6
 assert similarity["Grad-CAM"][0] < 0 and similarity["Grad-CAM"][1] < 0.2
 
 # %% [markdown]
-# Guided Backprop's 'cat' and 'dog' pictures correlate at about 0.8, and
-# so do 'airplane' and 'truck': the picture is mostly the same whichever
-# class is asked for. The deconvnet's nearly as much (its picture is
+# Guided Backprop's 'cat' and 'dog' pictures correlate at about 0.8 (the
+# table's first column; asserted above 0.7), and a pair of classes does so
+# on average (its second column; asserted above 0.8): the picture is mostly
+# the same whichever class is asked for. The deconvnet's nearly as much (its picture is
 # dominated by a checkerboard: without the forward mask, the stride-2
 # convolutions' backward stamps their kernels on a regular grid). Grad-CAM's 'cat' and 'dog' maps
 # are *anti*-correlated: each lights up its own animal.
@@ -337,8 +338,9 @@ print("wrote", FIGURES / "05_class_similarity.png")
 #
 # - Gradient, deconvnet and Guided Backprop are one backward pass with three
 #   ReLU rules; only the first is a derivative.
-# - Guided Backprop is sharp but nearly the same for every class (here
-#   correlation about 0.8 between 'cat' and 'dog', and between most pairs).
+# - Guided Backprop is sharp but nearly the same for every class (here a
+#   correlation of about 0.8 between 'cat' and 'dog', and on average over
+#   all pairs of classes, as printed above).
 # - Grad-CAM is coarse but class-discriminative; the product, Guided
 #   Grad-CAM, is both: its 'cat' picture sits on the cat, its 'dog' picture
 #   on the dog.

@@ -624,12 +624,12 @@ def table(info: dict, results: dict) -> str:
     def span(r, side):
         if f"{side}_s" not in r:
             return "-"
-        return (f"{_ms(r[side + '_s'])} ({_ms(r[side + '_min_s'], False)}-{_ms(r[side + '_max_s'], False)})")
+        return _ms(r[side + '_s'], r[side + '_min_s'], r[side + '_max_s'])
 
     def mem(r, side):
         if f"{side}_peak_mib" not in r:
             return "-"
-        return f"{r[side + '_peak_mib']:.0f} (+{r[side + '_op_mib']:.0f})"
+        return f"{r[side + '_peak_mib']:.0f} (+{max(0.0, r[side + '_op_mib']):.0f})"   # below 0: noise, not memory
 
     for key, r in results.items():
         rows.append((key, span(r, "minicnn"), span(r, "torch"),
@@ -649,10 +649,17 @@ def table(info: dict, results: dict) -> str:
     return "\n".join(lines)
 
 
-def _ms(seconds: float, unit: bool = True) -> str:
-    if seconds >= 1:
-        return f"{seconds:.2f}" + (" s" if unit else "")
-    return f"{seconds * 1e3:.1f}" + (" ms" if unit else "") if seconds < 0.1 else f"{seconds * 1e3:.0f}" + (" ms" if unit else "")
+def _ms(seconds: float, low: float | None = None, high: float | None = None) -> str:
+    """A time in the unit that suits it, and its range in brackets in that same unit.
+
+    "4.5 ms (3.1-21.7)", "592 ms (421-1520)", "1.29 s (0.85-2.10)": ms with one
+    decimal below 0.1 s, whole ms below 1 s, s with two decimals from 1 s up.
+    """
+    scale, digits, unit = (1.0, 2, "s") if seconds >= 1 else (1e3, 1 if seconds < 0.1 else 0, "ms")
+    text = f"{seconds * scale:.{digits}f} {unit}"
+    if low is not None and high is not None:
+        text += f" ({low * scale:.{digits}f}-{high * scale:.{digits}f})"
+    return text
 
 
 def to_json(info: dict, results: dict) -> dict:

@@ -118,15 +118,18 @@ def figure1(vgg, resnet):
     from .explain import CAT_DOG, cat_dog_image
     from .figures import grid_figure
     from .images import preprocess
+    from .images import sample_images, size_text
     image = cat_dog_image()
     rows = explain_rows(vgg, resnet, image, ["cat", "dog"])
     (cat, i), (dog, j) = CAT_DOG
-    seen = {m.name: "x".join(map(str, preprocess(image, m.meta["preprocessing"]).shape[2:])) for m in (vgg, resnet)}
+    seen = {m.name: size_text(preprocess(image, m.meta["preprocessing"]).shape[2:]) for m in (vgg, resnet)}
+    files = [f"{c}/{sample_images(c)[k][0].name}" for c, k in CAT_DOG]
     fig = grid_figure([row_panels(r, image) for r in rows],
                       row_labels=["'cat'", "'dog'"],
-                      title=f"Figure 1 of Grad-CAM at CIFAR-10 scale: shipped test images {cat} {i} | {dog} {j} (32x64)\n"
-                            f"(a)-(e): {vgg.name} (input {seen[vgg.name]}), (f): {resnet.name} "
-                            f"(input {seen[resnet.name]}); y = pre-softmax score, p = softmax")
+                      title=f"Figure 1 of Grad-CAM at CIFAR-10 scale: two shipped test images side by side, "
+                            f"a cat ({files[0]}) and a dog ({files[1]}), {size_text(image.shape)}\n"
+                            f"(a)-(e): {vgg.name}, which sees {seen[vgg.name]}; (f): {resnet.name}, which sees "
+                            f"{seen[resnet.name]}; each row explains the class on its left")
     return fig, rows
 
 
@@ -143,14 +146,14 @@ def first_correct(model, class_name: str, start: int = 0) -> int:
 def samples_figure(vgg, resnet, samples=SAMPLES):
     """The same columns for single test images, explained for the class the VGG-style model predicts."""
     from .figures import grid_figure
-    from .images import load_sample
+    from .images import load_sample, sample_images
     panels, labels = [], []
     for class_name, start in samples:
         index = first_correct(vgg, class_name, start)
         image = load_sample(class_name, index)
         row = explain_rows(vgg, resnet, image, [None])[0]
         panels.append(row_panels(row, image))
-        labels.append(f"{class_name} {index}")
+        labels.append(f"{class_name}/{sample_images(class_name)[index][0].name}")
     return grid_figure(panels, row_labels=labels,
                        title=f"Single test images, each explained for {vgg.name}'s top-1 class. "
                              f"(a)-(e): {vgg.name}, (f): {resnet.name}")
@@ -196,7 +199,7 @@ def cam_gallery(resnet):
     from .explain import cat_dog_image
     from .gallery import gallery_figure
     return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(CAM_METHODS), layer="layer3", columns=5,
-                          title=f"The CAM family on the cat|dog image (32x64): {resnet.name}, layer3 "
+                          title=f"The CAM family on the cat|dog image (64 wide x 32 high): {resnet.name}, layer3 "
                                 f"(FullGrad: the input); raw maps, colour bars in each method's own units")
 
 

@@ -192,7 +192,7 @@ def test_explain_a_photo_on_the_command_line(tmp_path, capsys):
                      "--out", str(out), "--save", str(tmp_path / "maps.npz")]) == 0
     text = capsys.readouterr().out
     assert "1. Italian greyhound" in text and "2. Boston bull, Boston terrier" in text
-    assert "layer: features (1280x7x7)" in text and "input: 224x224 (image 430x512)" in text
+    assert "layer: features (1280x7x7)" in text and "image: 512 wide x 430 high -> network input: 224 wide x 224 high" in text
     assert out.stat().st_size > 10_000
     with np.load(tmp_path / "maps.npz") as z:
         assert z["gradcam"].shape == (7, 7) and str(z["target_name"]) == "Italian greyhound"

@@ -65,6 +65,8 @@ class Method:
     optional : whether ``--method all`` skips it (with a note) on a network it does not apply to
     options  : command-line options it accepts
     cost     : passes per image, in words ("1 forward + 1 backward")
+    caption  : a line under figures that show it, where the colour bar alone cannot say what the colours mean
+               (figures fall back on a line per display, ``minicnn.figures.DISPLAY_CAPTIONS``)
     """
 
     name: str
@@ -79,6 +81,7 @@ class Method:
     optional: bool = False
     options: tuple[Option, ...] = field(default=())
     cost: str = ""
+    caption: str = ""
 
     @property
     def key(self) -> str:
@@ -106,15 +109,22 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gradcam", gradcam, "Grad-CAM", "layer", "heat", "ReLU(sum_k alpha_k A^k), raw", "cam",
            cost="1 forward + backward to the layer"),
     Method("counterfactual", counterfactual, "Counterfactual", "layer", "heat", "ReLU(-sum_k alpha_k A^k), raw",
-           "cam", cost="1 forward + backward to the layer"),
+           "cam", cost="1 forward + backward to the layer",
+           caption="Counterfactual: Grad-CAM with the gradients negated: regions whose removal would raise y "
+                   "(evidence against the class)"),
     Method("guided-backprop", guided_backprop, "Guided Backprop", "input", "gradient",
-           "guided dy^c/dx (shown as RGB)", "gradient", uses_layer=False, cost="1 forward + 1 backward"),
+           "guided dy^c/dx (shown as RGB)", "gradient", uses_layer=False, cost="1 forward + 1 backward",
+           caption="Guided Backprop: dy/dx through guided ReLUs, one colour channel per input channel; grey = 0, "
+                   "no units (scaled by its standard deviation)"),
     Method("guided-gradcam", guided_gradcam, "Guided Grad-CAM", "input", "gradient",
-           "guided dy^c/dx x Grad-CAM (shown as RGB)", "gradient", cost="2 forward + 2 backward"),
+           "guided dy^c/dx x Grad-CAM (shown as RGB)", "gradient", cost="2 forward + 2 backward",
+           caption="Guided Grad-CAM: Guided Backprop times the upsampled Grad-CAM, drawn like Guided Backprop"),
     Method("cam", cam, "CAM", "layer", "heat", "sum_k W[c,k] A^k, raw", "cam", optional=True,
            cost="1 forward"),
     Method("occlusion", occlusion, "Occlusion", "pixels", "signed", "score drop y^c(x) - y^c(occluded)",
-           "perturbation", uses_layer=False, cost="1 + positions forward"),
+           "perturbation", uses_layer=False, cost="1 + positions forward",
+           caption="Occlusion: a patch slid over the image; red: covering it lowers y (evidence for the class), "
+                   "blue: covering it raises y"),
     Method("saliency", saliency, "Saliency |dy/dx|", "input", "magnitude", "max over channels |dy^c/dx|",
            "gradient", uses_layer=False, cost="1 forward + 1 backward"),
     # the CAM family
