@@ -11,7 +11,10 @@ VGG-style model (``vgg_cifar10``; ``resnet20_cifar10`` when that is not
 installed) and column (f) from ``resnet20_cifar10`` at ``layer3``, the last
 feature map before its global average pooling. A second figure shows the
 same columns for a few single test images, each explained for the class the
-VGG-style model predicts.
+VGG-style model predicts. A third, the attribution gallery, explains the
+cat|dog image with ResNet-20 by the methods that change the backward pass
+(DeconvNet, Input x Gradient, Integrated Gradients, SmoothGrad, three LRP
+composites) beside saliency and Guided Backprop.
 """
 
 from __future__ import annotations
@@ -31,8 +34,12 @@ RESNET, VGG = "resnet20_cifar10", "vgg_cifar10"
 SAMPLES = (("airplane", 0), ("bird", 0), ("horse", 0), ("truck", 0))
 #: Occlusion in the demo: an 8x8 patch of the training mean colour, moved 2 pixels at a time.
 OCCLUSION = {"size": 8, "stride": 2, "fill": 0.0}
+#: The attribution gallery's methods, and their options (none: the methods' own defaults).
+ATTRIBUTION = ("saliency", "guided-backprop", "deconvnet", "input-x-gradient", "integrated-gradients", "smoothgrad",
+               "lrp-epsilon", "lrp-epsilon-plus", "lrp-epsilon-gamma-box")
+ATTRIBUTION_OPTIONS: dict = {}
 #: The PNGs written, in order.
-FILES = ("figure1_cat_dog.png", "single_images.png")
+FILES = ("figure1_cat_dog.png", "single_images.png", "gallery_attribution.png")
 COLUMNS = ("(a) original", "(b) Guided Backprop", "(c) Grad-CAM", "(d) Guided Grad-CAM", "(e) Occlusion",
            "(f) ResNet Grad-CAM")
 
@@ -127,6 +134,15 @@ def samples_figure(vgg, resnet, samples=SAMPLES):
                              f"(a)-(e): {vgg.name}, (f): {resnet.name}")
 
 
+def attribution_gallery(resnet):
+    """The cat|dog image explained for 'cat' and 'dog' by ResNet-20 with the methods of ATTRIBUTION."""
+    from .explain import cat_dog_image
+    from .gallery import gallery_figure
+    return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(ATTRIBUTION), options=ATTRIBUTION_OPTIONS,
+                          title=f"{resnet.name} on cat|dog: attribution by modified backward passes, raw maps "
+                                f"(colour bars in each method's own units)")
+
+
 def run_demo(out_dir="minicnn-demo", *, log=print) -> list[str]:
     """Write the demo's PNGs into ``out_dir`` (created if missing); returns their paths."""
     from .atomic import check_writable
@@ -143,11 +159,13 @@ def run_demo(out_dir="minicnn-demo", *, log=print) -> list[str]:
     vgg, resnet = load_models()
     if vgg is resnet:
         log(f"note: {VGG} is not installed; columns (b)-(e) use {RESNET}")
-    log("[1/3] Figure 1: the cat|dog image explained for 'cat' and for 'dog'")
+    log("[1/4] Figure 1: the cat|dog image explained for 'cat' and for 'dog'")
     fig, rows = figure1(vgg, resnet)
-    log(f"[2/3] single test images: {', '.join(c for c, _ in SAMPLES)}")
-    figs = [fig, samples_figure(vgg, resnet)]  # both computed before either is written
-    log(f"[3/3] writing {len(figs)} PNGs into {out}")
+    log(f"[2/4] single test images: {', '.join(c for c, _ in SAMPLES)}")
+    figs = [fig, samples_figure(vgg, resnet)]
+    log(f"[3/4] attribution gallery: {len(ATTRIBUTION)} methods on the cat|dog image")
+    figs.append(attribution_gallery(resnet))   # all computed before any is written
+    log(f"[4/4] writing {len(figs)} PNGs into {out}")
     return [save_png(f, out / name) for f, name in zip(figs, FILES)]
 
 

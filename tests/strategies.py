@@ -49,3 +49,17 @@ def pool_cases(draw):
     assume(output_size(w, kw, stride[1], padding[1]) >= 1)
     seed = draw(st.integers(0, 2**32 - 1))
     return dict(n=n, c=c, h=h, w=w, kernel=(kh, kw), stride=stride, padding=padding, seed=seed)
+
+
+@st.composite
+def network_cases(draw):
+    """A small random CNN's description: 1-2 conv stages (each optionally pooled), then a dense head.
+
+    stages: (out_channels, kernel, pool) with pool "max" (2x2), "avg" (2x2), "gap" (global) or "none".
+    Build it with ``tests/test_attribution_axioms.py``'s ``network``.
+    """
+    stages = draw(st.lists(st.tuples(st.integers(1, 4), st.sampled_from([1, 2, 3]),
+                                     st.sampled_from(["max", "avg", "gap", "none"])), min_size=1, max_size=2))
+    return dict(n=draw(st.integers(1, 2)), channels=draw(st.integers(1, 3)), size=draw(st.integers(3, 7)),
+                stages=stages, hidden=draw(st.integers(2, 6)), classes=draw(st.integers(2, 4)),
+                seed=draw(st.integers(0, 2**32 - 1)))

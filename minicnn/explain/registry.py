@@ -33,8 +33,9 @@ from .smoothgrad import smoothgrad, smoothgrad_squared, vargrad
 
 #: What a map is over: a layer's positions (N, h, w), the input's pixels (N, H, W), or the input (N, C, H, W).
 KINDS = ("layer", "pixels", "input")
-#: How a figure draws it: a heat map >= 0, a signed map, a magnitude, or a gradient picture (no colour bar).
-DISPLAYS = ("heat", "signed", "magnitude", "gradient")
+#: How a figure draws it: a heat map >= 0, a signed map, a signed map with outliers (relevance, coloured to the
+#: 98th percentile of |m|), a magnitude, or a gradient picture (no colour bar).
+DISPLAYS = ("heat", "signed", "relevance", "magnitude", "gradient")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Method:
     function : the function in ``minicnn.explain`` that computes it
     title    : how figures name it ("Grad-CAM++")
     kind     : "layer", "pixels" or "input" (see KINDS): the shape of ``result.map``
-    display  : "heat", "signed", "magnitude" or "gradient" (see DISPLAYS)
+    display  : "heat", "signed", "relevance", "magnitude" or "gradient" (see DISPLAYS)
     value    : what one raw value is, for colour-bar labels ("sum_k alpha_k A^k")
     family   : "cam", "gradient", "relevance" or "perturbation": where a gallery groups it
     uses_layer : whether ``layer`` means something to it
@@ -126,11 +127,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "perturbation", uses_layer=False, cost="1 + positions forward"),
     Method("saliency", saliency, "Saliency |dy/dx|", "input", "magnitude", "max over channels |dy^c/dx|",
            "gradient", uses_layer=False, cost="1 forward + 1 backward"),
-    Method("input-x-gradient", input_x_gradient, "Input x Gradient", "input", "signed", "sum over channels x dy^c/dx",
+    Method("input-x-gradient", input_x_gradient, "Input x Gradient", "input", "relevance", "sum over channels x dy^c/dx",
            "gradient", uses_layer=False, cost="1 forward + 1 backward"),
     Method("deconvnet", deconvnet, "DeconvNet", "input", "gradient", "deconvnet signal at x (shown as RGB)",
            "gradient", uses_layer=False, cost="1 forward + 1 backward"),
-    Method("integrated-gradients", integrated_gradients, "Integrated Gradients", "input", "signed",
+    Method("integrated-gradients", integrated_gradients, "Integrated Gradients", "input", "relevance",
            "sum over channels of IG (sums to y^c(x) - y^c(x'))", "gradient", uses_layer=False,
            options=(STEPS, QUADRATURE, BASELINE, SEED), cost="1 + steps forward, steps backward"),
     Method("smoothgrad", smoothgrad, "SmoothGrad", "input", "magnitude", "max over channels |mean of noisy maps|",
@@ -140,12 +141,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            cost="samples x the base method"),
     Method("vargrad", vargrad, "VarGrad", "input", "magnitude", "max over channels of the variance of the map",
            "gradient", uses_layer=False, options=SMOOTHING, cost="samples x the base method"),
-    Method("lrp-epsilon", lrp_epsilon, "LRP epsilon", "input", "signed", "relevance, sum over channels",
+    Method("lrp-epsilon", lrp_epsilon, "LRP epsilon", "input", "relevance", "relevance, sum over channels",
            "relevance", uses_layer=False, options=(EPSILON,), cost="1 forward + 1 backward (2 forward per layer)"),
-    Method("lrp-epsilon-plus", lrp_epsilon_plus, "LRP epsilon-plus", "input", "signed",
+    Method("lrp-epsilon-plus", lrp_epsilon_plus, "LRP epsilon-plus", "input", "relevance",
            "relevance, sum over channels", "relevance", uses_layer=False, options=(EPSILON,),
            cost="1 forward + 1 backward (3 forward per convolution)"),
-    Method("lrp-epsilon-gamma-box", lrp_epsilon_gamma_box, "LRP epsilon-gamma-box", "input", "signed",
+    Method("lrp-epsilon-gamma-box", lrp_epsilon_gamma_box, "LRP epsilon-gamma-box", "input", "relevance",
            "relevance, sum over channels", "relevance", uses_layer=False, options=(EPSILON, GAMMA),
            cost="1 forward + 1 backward (5 forward per convolution)"),
 )}
