@@ -101,12 +101,6 @@ def modified(layer, weight, bias=None):
     return twin
 
 
-def through(layer, x, s):
-    """layer^T s evaluated at input x: the layer's backward of s (z = layer(x) is linear in x)."""
-    _, cache = layer.forward(x)
-    return layer.backward(s, cache)[0]
-
-
 def split(up, down, xp, xn, R, eps):
     """Share R over two contributions: x+ * up^T s + x- * down^T s, s = R / stabilize(up(x+) + down(x-)).
 
