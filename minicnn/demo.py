@@ -11,10 +11,13 @@ VGG-style model (``vgg_cifar10``; ``resnet20_cifar10`` when that is not
 installed) and column (f) from ``resnet20_cifar10`` at ``layer3``, the last
 feature map before its global average pooling. A second figure shows the
 same columns for a few single test images, each explained for the class the
-VGG-style model predicts. A third, the attribution gallery, explains the
-cat|dog image with ResNet-20 by the methods that change the backward pass
-(DeconvNet, Input x Gradient, Integrated Gradients, SmoothGrad, three LRP
-composites) beside saliency and Guided Backprop.
+VGG-style model predicts. A third, the CAM gallery, explains the cat|dog
+image for 'cat' and 'dog' with Grad-CAM and every method of the CAM family
+(``CAM_METHODS``), all at ``layer3`` of ``resnet20_cifar10`` (FullGrad works
+on the input). A fourth, the attribution gallery, explains it with ResNet-20
+by the methods that change the backward pass (DeconvNet, Input x Gradient,
+Integrated Gradients, SmoothGrad, three LRP composites) beside saliency and
+Guided Backprop.
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ RESNET, VGG = "resnet20_cifar10", "vgg_cifar10"
 SAMPLES = (("airplane", 0), ("bird", 0), ("horse", 0), ("truck", 0))
 #: Occlusion in the demo: an 8x8 patch of the training mean colour, moved 2 pixels at a time.
 OCCLUSION = {"size": 8, "stride": 2, "fill": 0.0}
+#: The CAM gallery's columns, one per method (minicnn.explain.registry names).
+CAM_METHODS = ("gradcam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam", "scorecam", "ablationcam",
+               "eigencam", "eigengradcam", "fullgrad")
 #: The attribution gallery's methods, and their options (none: the methods' own defaults).
 ATTRIBUTION = ("saliency", "guided-backprop", "deconvnet", "input-x-gradient", "integrated-gradients", "smoothgrad",
                "lrp-epsilon", "lrp-epsilon-plus", "lrp-epsilon-gamma-box")
 ATTRIBUTION_OPTIONS: dict = {}
 #: The PNGs written, in order.
-FILES = ("figure1_cat_dog.png", "single_images.png", "gallery_attribution.png")
+FILES = ("figure1_cat_dog.png", "single_images.png", "gallery_cam.png", "gallery_attribution.png")
 COLUMNS = ("(a) original", "(b) Guided Backprop", "(c) Grad-CAM", "(d) Guided Grad-CAM", "(e) Occlusion",
            "(f) ResNet Grad-CAM")
 
@@ -134,12 +140,19 @@ def samples_figure(vgg, resnet, samples=SAMPLES):
                              f"(a)-(e): {vgg.name}, (f): {resnet.name}")
 
 
+def cam_gallery(resnet):
+    """The CAM family on the cat|dog image: rows 'cat' and 'dog', one column per method, at layer3."""
+    from .explain import cat_dog_image
+    from .gallery import gallery_figure
+    return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(CAM_METHODS), layer="layer3", columns=5,
+                          title=f"The CAM family on the cat|dog image (32x64): {resnet.name}, layer3 "
+                                f"(FullGrad: the input); raw maps, colour bars in each method's own units")
 def attribution_gallery(resnet):
     """The cat|dog image explained for 'cat' and 'dog' by ResNet-20 with the methods of ATTRIBUTION."""
     from .explain import cat_dog_image
     from .gallery import gallery_figure
     return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(ATTRIBUTION), options=ATTRIBUTION_OPTIONS,
-                          title=f"{resnet.name} on cat|dog: attribution by modified backward passes, raw maps "
+                          columns=5, title=f"{resnet.name} on cat|dog: attribution by modified backward passes, raw maps "
                                 f"(colour bars in each method's own units)")
 
 
@@ -159,13 +172,15 @@ def run_demo(out_dir="minicnn-demo", *, log=print) -> list[str]:
     vgg, resnet = load_models()
     if vgg is resnet:
         log(f"note: {VGG} is not installed; columns (b)-(e) use {RESNET}")
-    log("[1/4] Figure 1: the cat|dog image explained for 'cat' and for 'dog'")
+    log("[1/5] Figure 1: the cat|dog image explained for 'cat' and for 'dog'")
     fig, rows = figure1(vgg, resnet)
-    log(f"[2/4] single test images: {', '.join(c for c, _ in SAMPLES)}")
+    log(f"[2/5] single test images: {', '.join(c for c, _ in SAMPLES)}")
     figs = [fig, samples_figure(vgg, resnet)]
-    log(f"[3/4] attribution gallery: {len(ATTRIBUTION)} methods on the cat|dog image")
+    log(f"[3/5] the CAM family on the cat|dog image: {len(CAM_METHODS)} methods, {RESNET} at layer3")
+    figs.append(cam_gallery(resnet))
+    log(f"[4/5] attribution by modified backward passes on the cat|dog image: {len(ATTRIBUTION)} methods")
     figs.append(attribution_gallery(resnet))   # all computed before any is written
-    log(f"[4/4] writing {len(figs)} PNGs into {out}")
+    log(f"[5/5] writing {len(figs)} PNGs into {out}")
     return [save_png(f, out / name) for f, name in zip(figs, FILES)]
 
 

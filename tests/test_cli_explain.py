@@ -52,6 +52,9 @@ def test_explain_all_prints_the_prediction_and_writes_the_figure_and_the_raw_map
                       "guided_backprop": (3, 32, 32), "guided_gradcam": (3, 32, 32), "cam": (8, 8),
                       "occlusion": (32, 32), "saliency": (3, 32, 32), "logits": (10,), "layer": (), "target": (),
                       "target_name": (), "model": (),
+                      "gradcam_plus_plus": (8, 8), "xgradcam": (8, 8), "hirescam": (8, 8), "layercam": (8, 8),
+                      "scorecam": (8, 8), "ablationcam": (8, 8), "eigencam": (8, 8), "eigengradcam": (8, 8),
+                      "fullgrad": (32, 32),
                       **{key: (3, 32, 32) for key in ("input_x_gradient", "deconvnet", "integrated_gradients",
                                                       "smoothgrad", "smoothgrad_squared", "vargrad", "lrp_epsilon",
                                                       "lrp_epsilon_plus", "lrp_epsilon_gamma_box")}}
@@ -158,11 +161,12 @@ def test_demo_writes_the_figure_1_grid_whose_rows_light_up_different_halves(tmp_
     assert code == 0
     paths = out.split()
     assert paths == [str(tmp_path / "d" / name) for name in ("figure1_cat_dog.png", "single_images.png",
-                                                               "gallery_attribution.png")]
+                                                             "gallery_cam.png", "gallery_attribution.png")]
     for p in paths:
         with Image.open(p) as im:
             assert im.format == "PNG" and im.size[0] > 600
     assert sorted(x.name for x in (tmp_path / "d").iterdir()) == ["figure1_cat_dog.png", "gallery_attribution.png",
+                                                                  "gallery_cam.png",
                                                                   "single_images.png"]
 
     # the 'cat' row's Grad-CAM maps (VGG-style column and ResNet column) sit on the left, the 'dog' row's on the right
