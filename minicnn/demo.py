@@ -152,8 +152,8 @@ def attribution_gallery(resnet):
     from .explain import cat_dog_image
     from .gallery import gallery_figure
     return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(ATTRIBUTION), options=ATTRIBUTION_OPTIONS,
-                          columns=5, title=f"{resnet.name} on cat|dog: attribution by modified backward passes, raw maps "
-                                f"(colour bars in each method's own units)")
+                          columns=5, title=f"{resnet.name} on cat|dog: attribution by modified backward passes, "
+                                           f"raw maps (colour bars in each method's own units)")
 
 
 def run_demo(out_dir="minicnn-demo", *, log=print) -> list[str]:

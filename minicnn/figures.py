@@ -159,7 +159,8 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
     shape = panel.image.shape if panel.image is not None else m.shape
     if panel.image is not None:
         ax.imshow(to_display(panel.image), interpolation="bilinear", extent=_extent(shape))
-    cmap = {"heat": HEAT_CMAP, "signed": SIGNED_CMAP, "relevance": SIGNED_CMAP, "magnitude": MAGNITUDE_CMAP}[panel.kind]
+    cmap = {"heat": HEAT_CMAP, "signed": SIGNED_CMAP, "relevance": SIGNED_CMAP,
+            "magnitude": MAGNITUDE_CMAP}[panel.kind]
     vmin, vmax = relevance_range(m) if panel.kind == "relevance" else heat_range(m, panel.kind == "signed")
     ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="bilinear", extent=_extent(shape),
               alpha=panel.alpha if panel.image is not None else 1.0)

@@ -72,7 +72,7 @@ def per_image(a):
 
 # ---------------------------------------------------------------- Integrated Gradients
 
-@settings(max_examples=20)
+@settings(max_examples=12)
 @given(network_cases())
 def test_integrated_gradients_gap_vanishes_as_the_steps_grow(case):
     """On a smooth network the integrand is smooth: 256 Gauss-Legendre points leave a gap below 1e-6.

@@ -105,7 +105,8 @@ def test_explain_attribution_methods_take_their_options(tmp_path, capsys, cat_pa
     code, out, err = run(capsys, "explain", cat_path, "--model", "resnet20_cifar10", "--out", str(tmp_path / "a.png"),
                          "--method", "integrated-gradients,vargrad,lrp-epsilon-gamma-box,deconvnet", "--steps", "6",
                          "--quadrature", "riemann_middle", "--baseline", "blur", "--samples", "3", "--base",
-                         "input-x-gradient", "--noise-level", "0.2", "--seed", "4", "--gamma", "0.5", "--save", str(npz))
+                         "input-x-gradient", "--noise-level", "0.2", "--seed", "4", "--gamma", "0.5",
+                         "--save", str(npz))
     assert code == 0, err
     assert "layer: none (this method works on the input pixels)" in out
     with np.load(npz, allow_pickle=False) as f:

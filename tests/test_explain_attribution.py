@@ -94,7 +94,8 @@ def test_smoothgrad_is_repeatable_and_does_not_depend_on_the_batching(cnn):
     np.testing.assert_allclose(a.sigma, 0.15 * (flat.max(axis=1) - flat.min(axis=1)))
     assert a.base == "saliency" and a.samples == 6 and a.method == "smoothgrad"
     # VarGrad is the mean square less the squared mean, never negative beyond rounding
-    sq, var = explain.smoothgrad_squared(model, x, 1, samples=6, seed=4), explain.vargrad(model, x, 1, samples=6, seed=4)
+    sq = explain.smoothgrad_squared(model, x, 1, samples=6, seed=4)
+    var = explain.vargrad(model, x, 1, samples=6, seed=4)
     np.testing.assert_allclose(var.map, sq.map - a.map ** 2, atol=1e-15)
     assert var.map.min() > -1e-15
 

@@ -22,14 +22,16 @@
 | ``eigencam``          | first principal component of A over its positions     | (N, h, w)     |
 | ``eigengradcam``      | the same for g * A                                    | (N, h, w)     |
 | ``fullgrad``          | psi(dy^c/dx * x) + sum over biases psi(g_l * b_l)     | (N, H, W)     |
-
-(g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
-ReLU(sum_k w_k A^k).)
 | ``input_x_gradient``  | x * dy^c/dx                                           | (N, C, H, W)  |
 | ``deconvnet``         | dy^c/dx with the deconvnet ReLU backward              | (N, C, H, W)  |
 | ``integrated_gradients`` | (x - x') * mean of dy^c/dx on the path x' -> x     | (N, C, H, W)  |
-| ``smoothgrad`` (``smoothgrad_squared``, ``vargrad``) | mean (of squares, variance) of a map over noisy x | (N, C, H, W) |
-| ``lrp`` (``lrp_epsilon``, ``lrp_epsilon_plus``, ``lrp_epsilon_gamma_box``) | relevance R_i, from R = y^c by local rules | (N, C, H, W) |
+| ``smoothgrad``        | mean of a map over noisy copies of x (also             | (N, C, H, W)  |
+|                       | ``smoothgrad_squared``, ``vargrad``)                  |               |
+| ``lrp``               | relevance R_i, from R = y^c by local rules (also      | (N, C, H, W)  |
+|                       | ``lrp_epsilon``, ``lrp_epsilon_plus``, ...)           |               |
+
+(g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
+ReLU(sum_k w_k A^k).)
 
 ``minicnn.explain.registry.METHODS`` lists every method with its name on the
 command line, its save key, the kind of map it returns and how figures show it.

@@ -19,17 +19,17 @@ stabiliser 1e-6, gamma 0.25):
 | ``epsilon-alpha2-beta1`` | AlphaBeta(2, 1) | AlphaBeta(2, 1)    | Epsilon      |
 | ``epsilon-plus-flat``  | Flat (the first convolution or dense layer) | ZPlus | Epsilon |
 
-Any other choice is a ``Composite`` of your own (a rule for every kind, e.g.
-LRP-0 everywhere: ``Composite("zero", base_map(0.0) + ((Conv2d, Epsilon(0)),
-(Linear, Epsilon(0))))``).
-
-and all share a base: ReLU -> Pass; average pooling (also global) and the
+All share a base: ReLU -> Pass; average pooling (also global) and the
 residual addition -> Norm (in proportion to the inputs, resp. the two
 summands); a BatchNorm that follows a convolution is merged into it for the
 pass (the convolution's rule sees w' = w * scale, b' = (b - mean) * scale +
 beta, the BatchNorm passes relevance unchanged), an unmerged one -> Pass.
 Max pooling (relevance to the first maximum of each window, PyTorch's
-tie rule), Flatten, Dropout and the residual shortcut keep their gradient.
+tie rule), Flatten, Dropout, the residual shortcut and any layer no rule
+names keep their gradient.
+
+Any other choice is a ``Composite`` of your own, e.g. LRP-0 everywhere:
+``Composite("zero", base_map(0.0) + ((Conv2d, Epsilon(0)), (Linear, Epsilon(0))))``.
 
 ``low`` and ``high`` of z^B are the bounds of the input domain: by default
 the pixel range [0, 1] through the model's preprocessing, (0 - mean) / std
@@ -104,7 +104,8 @@ def composite_epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> C
     return Composite("epsilon-plus", base_map(stabilizer) + ((Conv2d, ZPlus(stabilizer)), (Linear, Epsilon(epsilon))))
 
 
-def composite_epsilon_gamma_box(low, high, epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6) -> Composite:
+def composite_epsilon_gamma_box(low, high, epsilon: float = 1e-6, gamma: float = 0.25,
+                                stabilizer: float = 1e-6) -> Composite:
     """z^B on the first convolution, gamma on the others, epsilon on dense layers (zennit's EpsilonGammaBox)."""
     return Composite("epsilon-gamma-box",
                      base_map(stabilizer) + ((Conv2d, Gamma(gamma, stabilizer)), (Linear, Epsilon(epsilon))),
@@ -145,7 +146,8 @@ def batchnorm_merges(model) -> dict:
             continue
         stats = {k: np.asarray(v, np.float64) for k, v in bn.arrays().items()}
         bias = conv.params.get("bias")
-        w, b = fold_into_conv(conv.params["weight"].astype(np.float64), None if bias is None else bias.astype(np.float64),
+        w, b = fold_into_conv(conv.params["weight"].astype(np.float64),
+                              None if bias is None else bias.astype(np.float64),
                               stats["weight"], stats["bias"], stats["running_mean"], stats["running_var"], bn.eps)
         merged = copy.copy(conv)
         merged.params = {"weight": w, "bias": b}

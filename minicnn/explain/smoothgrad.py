@@ -91,8 +91,8 @@ def smooth(model, x, target=None, *, kind: str = "smoothgrad", base: str = "sali
         try:
             noise = np.broadcast_to(noise, (noise.shape[0], *x.shape))
         except ValueError:
-            raise InputError(f"noise of shape {noise.shape} does not broadcast to (samples, {', '.join(map(str, x.shape))})"
-                             ) from None
+            raise InputError(f"noise of shape {noise.shape} does not broadcast to "
+                             f"(samples, {', '.join(map(str, x.shape))})") from None
         samples, sigma = noise.shape[0], noise.reshape(noise.shape[0], n, -1).std(axis=(0, 2))
     else:
         if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1:

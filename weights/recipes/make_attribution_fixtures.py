@@ -262,7 +262,8 @@ def record(name: str) -> dict[str, np.ndarray]:
             "noise": {"samples": NOISE_SAMPLES, "noise_level": NOISE_LEVEL, "sigma": sigma, "seed": NOISE_SEED},
             "uniform_seed": UNIFORM_SEED, "blur_sigma": BLUR_SIGMA,
             "target": "top-1 class of each image; LRP relevance starts as y^c at that logit",
-            "canonizers": "SequentialMergeBatchNorm made exact (ExactMergeBatchNorm); residual sums as zennit.layer.Sum"}
+            "canonizers": "SequentialMergeBatchNorm made exact (ExactMergeBatchNorm); "
+                          "residual sums as zennit.layer.Sum"}
     out["info"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
     return {k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in out.items()}
 
