@@ -147,6 +147,8 @@ def cam_gallery(resnet):
     return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(CAM_METHODS), layer="layer3", columns=5,
                           title=f"The CAM family on the cat|dog image (32x64): {resnet.name}, layer3 "
                                 f"(FullGrad: the input); raw maps, colour bars in each method's own units")
+
+
 def attribution_gallery(resnet):
     """The cat|dog image explained for 'cat' and 'dog' by ResNet-20 with the methods of ATTRIBUTION."""
     from .explain import cat_dog_image
@@ -156,19 +158,20 @@ def attribution_gallery(resnet):
                                            f"raw maps (colour bars in each method's own units)")
 
 
-def run_demo(out_dir="minicnn-demo", *, log=print) -> list[str]:
-    """Write the demo's PNGs into ``out_dir`` (created if missing); returns their paths."""
-    from .atomic import check_writable
+def run_demo(out_dir="minicnn-demo", *, force: bool = False, log=print) -> list[str]:
+    """Write the demo's PNGs into ``out_dir`` (created if missing); returns their paths.
+
+    Follows every command's overwrite rule (``minicnn.atomic.Outputs``): PNGs
+    left by an earlier run are replaced only with ``force``; both are written
+    at the end, together, or none is.
+    """
+    from .atomic import Outputs
     from .figures import save_png
     out = Path(os.fspath(out_dir))
     if out.exists() and not out.is_dir():
         raise OutputError(f"cannot write into {out}: it is a file, not a folder; choose another --out-dir")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create the folder {out}: {e.strerror or e}") from None
-    for name in FILES:
-        check_writable(out / name, force=True)  # refuse before the work, not after it
+    outputs = Outputs(force=force)
+    paths = [outputs.output(out / name, "--out-dir", create_folder=True) for name in FILES]  # before the work
     vgg, resnet = load_models()
     if vgg is resnet:
         log(f"note: {VGG} is not installed; columns (b)-(e) use {RESNET}")
@@ -181,12 +184,13 @@ def run_demo(out_dir="minicnn-demo", *, log=print) -> list[str]:
     log(f"[4/5] attribution by modified backward passes on the cat|dog image: {len(ATTRIBUTION)} methods")
     figs.append(attribution_gallery(resnet))   # all computed before any is written
     log(f"[5/5] writing {len(figs)} PNGs into {out}")
-    return [save_png(f, out / name) for f, name in zip(figs, FILES)]
+    with outputs.writing():
+        return [save_png(f, path, outputs=outputs) for f, path in zip(figs, paths)]
 
 
 def demo_command(args) -> int:
     start = time.perf_counter()
-    paths = run_demo(args.out_dir, log=lambda text: print(text, file=sys.stderr))
+    paths = run_demo(args.out_dir, force=getattr(args, "force", False), log=lambda text: print(text, file=sys.stderr))
     for p in paths:
         print(p)
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

@@ -77,6 +77,29 @@ def check_input(x, channels: int | None = None) -> np.ndarray:
     return x
 
 
+def check_replace(model: "Model", replace) -> dict[str, np.ndarray]:
+    """``forward``'s ``replace``: {known layer name: float array of finite values}, or a one-line InputError."""
+    if replace is None:
+        return {}
+    if not isinstance(replace, dict):
+        raise InputError(f"replace must be a dict {{layer name: array}}; got {type(replace).__name__}")
+    checked = {}
+    for name, A in replace.items():
+        model[name]  # unknown names fail here, with suggestions
+        try:
+            a = np.asarray(A) if isinstance(A, (list, tuple)) else A
+        except ValueError:  # a ragged list
+            a = None
+        if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or a.ndim == 0:
+            what = f"dtype {a.dtype} array" if isinstance(a, np.ndarray) else type(A).__name__
+            raise InputError(f"replace[{name!r}] must be a floating-point array (the output that layer {name!r} "
+                             f"should have); got a {what}")
+        if not np.isfinite(a).all():
+            raise InputError(f"replace[{name!r}] contains NaN or infinity")
+        checked[name] = a
+    return checked
+
+
 class Model:
     """Named layers with a hand-written backward, plus what describes them (``meta``)."""
 
@@ -186,11 +209,10 @@ class Model:
         (copy what you want to keep). ``replace={name: A}`` substitutes A for
         that layer's output and runs the rest from it.
         """
+        self._run, self._logits_shape = Pass(), None   # a forward that fails leaves no pass to go back through
         channels = self.input_size[0] if self.input_size else None
         x = check_input(x, channels)
-        for name in replace or {}:
-            self[name]  # unknown names fail here, with suggestions
-        self._run = Pass(replace=dict(replace or {}))
+        self._run = Pass(replace=check_replace(self, replace))
         logits = self.root.run_forward(x, self._run, "")
         self._logits_shape, self._dtype = logits.shape, x.dtype
         return logits
@@ -211,6 +233,7 @@ class Model:
             raise InputError(f"forward_from needs a float32 or float64 batch (N, ...) of layer outputs; "
                              f"got dtype {A.dtype}, shape {A.shape}")
         self[name]  # unknown names fail here, with suggestions
+        self._run, self._logits_shape = Pass(), None   # a pass that fails leaves nothing to go back through
         run = Pass()
         out = run.record_output(name, A)
         path, step = name.rpartition(".")[0], name
@@ -247,8 +270,14 @@ class Model:
         if self._logits_shape is None:
             raise InputError("call model.forward(x) before model.backward(dlogits)")
         dlogits = np.asarray(dlogits)
+        if dlogits.dtype.kind not in "biuf":
+            raise InputError(f"dlogits must be real numbers (e.g. the one-hot e_c); got dtype {dlogits.dtype}")
         if dlogits.shape != self._logits_shape:
             raise InputError(f"dlogits must have the logits' shape {self._logits_shape}, got {dlogits.shape}")
+        if not np.isfinite(dlogits).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(dlogits))[0])
+            raise InputError(f"dlogits contains NaN or infinity (first at index {bad}); the seed must be finite, "
+                             f"e.g. the one-hot e_c")
         relu_rule(relu)
         if stop_at is not None:
             self[stop_at]

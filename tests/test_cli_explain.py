@@ -155,7 +155,7 @@ def test_demo_writes_the_figure_1_grid_whose_rows_light_up_different_halves(tmp_
     monkeypatch.setattr(demo, "ATTRIBUTION_OPTIONS", {"steps": 4, "samples": 2})     # the gallery's wiring only
     made = {}
     save_png = figures.save_png
-    monkeypatch.setattr(figures, "save_png", lambda fig, path: save_png(fig, path, dpi=72))   # quicker to draw
+    monkeypatch.setattr(figures, "save_png", lambda fig, path, **kw: save_png(fig, path, dpi=72, **kw))  # quicker
     figure1 = demo.figure1
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: made.setdefault("figure1", figure1(vgg, resnet)))
     code, out, _ = run(capsys, "demo", "--out-dir", str(tmp_path / "d"))
