@@ -14,7 +14,10 @@ same columns for a few single test images, each explained for the class the
 VGG-style model predicts. A third, the CAM gallery, explains the cat|dog
 image for 'cat' and 'dog' with Grad-CAM and every method of the CAM family
 (``CAM_METHODS``), all at ``layer3`` of ``resnet20_cifar10`` (FullGrad works
-on the input).
+on the input). A fourth, the attribution gallery, explains it with ResNet-20
+by the methods that change the backward pass (DeconvNet, Input x Gradient,
+Integrated Gradients, SmoothGrad, three LRP composites) beside saliency and
+Guided Backprop.
 
 Figure 1 on a real photograph comes next, with the shipped ImageNet model
 ``mobilenet_v2``: ``pets.jpg`` (an Italian greyhound and a Boston terrier)
@@ -46,6 +49,10 @@ OCCLUSION = {"size": 8, "stride": 2, "fill": 0.0}
 #: The CAM gallery's columns, one per method (minicnn.explain.registry names).
 CAM_METHODS = ("gradcam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam", "scorecam", "ablationcam",
                "eigencam", "eigengradcam", "fullgrad")
+#: The attribution gallery's methods, and their options (none: the methods' own defaults).
+ATTRIBUTION = ("saliency", "guided-backprop", "deconvnet", "input-x-gradient", "integrated-gradients", "smoothgrad",
+               "lrp-epsilon", "lrp-epsilon-plus", "lrp-epsilon-gamma-box")
+ATTRIBUTION_OPTIONS: dict = {}
 #: The shipped ImageNet model, and what the ImageNet figures explain.
 IMAGENET = "mobilenet_v2"
 PETS, PETS_TARGETS = "pets.jpg", ("Italian greyhound", "Boston bull, Boston terrier")
@@ -53,8 +60,8 @@ PAIR_TARGETS = ("tiger cat", "Boston bull, Boston terrier")
 #: Occlusion at 224x224: a 56x56 patch of grey (pixel 128, input 0) every 28 pixels, 7 x 7 positions.
 OCCLUSION_IMAGENET = {"size": 56, "stride": 28, "fill": 0.0}
 #: The PNGs written, in order (the last two only when mobilenet_v2 is installed).
-FILES = ("figure1_cat_dog.png", "single_images.png", "gallery_cam.png", "figure1_imagenet.png",
-         "figure1_imagenet_cat_dog.png")
+FILES = ("figure1_cat_dog.png", "single_images.png", "gallery_cam.png", "gallery_attribution.png",
+         "figure1_imagenet.png", "figure1_imagenet_cat_dog.png")
 COLUMNS = ("(a) original", "(b) Guided Backprop", "(c) Grad-CAM", "(d) Guided Grad-CAM", "(e) Occlusion",
            "(f) ResNet Grad-CAM")
 
@@ -203,6 +210,15 @@ def cam_gallery(resnet):
                                 f"(FullGrad: the input); raw maps, colour bars in each method's own units")
 
 
+def attribution_gallery(resnet):
+    """The cat|dog image explained for 'cat' and 'dog' by ResNet-20 with the methods of ATTRIBUTION."""
+    from .explain import cat_dog_image
+    from .gallery import gallery_figure
+    return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(ATTRIBUTION), options=ATTRIBUTION_OPTIONS,
+                          columns=5, title=f"{resnet.name} on cat|dog: attribution by modified backward passes, "
+                                           f"raw maps (colour bars in each method's own units)")
+
+
 def run_demo(out_dir="minicnn-demo", *, force: bool = False, log=print) -> list[str]:
     """Write the demo's PNGs into ``out_dir`` (created if missing); returns their paths.
 
@@ -226,18 +242,20 @@ def run_demo(out_dir="minicnn-demo", *, force: bool = False, log=print) -> list[
     except MinicnnError:
         imagenet = None
         log(f"note: {IMAGENET} is not installed; no ImageNet figures")
-    steps = 6 if imagenet is not None else 4
+    steps = 7 if imagenet is not None else 5
     log(f"[1/{steps}] Figure 1: the cat|dog image explained for 'cat' and for 'dog'")
     fig, rows = figure1(vgg, resnet)
     log(f"[2/{steps}] single test images: {', '.join(c for c, _ in SAMPLES)}")
     figs = [fig, samples_figure(vgg, resnet)]
     log(f"[3/{steps}] the CAM family on the cat|dog image: {len(CAM_METHODS)} methods, {RESNET} at layer3")
     figs.append(cam_gallery(resnet))
+    log(f"[4/{steps}] attribution by modified backward passes on the cat|dog image: {len(ATTRIBUTION)} methods")
+    figs.append(attribution_gallery(resnet))
     if imagenet is not None:
-        log(f"[4/{steps}] Figure 1 on a real photograph: {PETS} explained by {IMAGENET} for both dogs "
+        log(f"[5/{steps}] Figure 1 on a real photograph: {PETS} explained by {IMAGENET} for both dogs "
             f"(occlusion: 49 forward passes)")
         (pets, _), (cat_dog, _) = imagenet_figures(imagenet)
-        log(f"[5/{steps}] the cat|dog pair at 224x448")
+        log(f"[6/{steps}] the cat|dog pair at 224x448")
         figs += [pets, cat_dog]                 # all computed before any is written
     log(f"[{steps}/{steps}] writing {len(figs)} PNGs into {out}")
     with outputs.writing():

@@ -9,6 +9,10 @@ display, normalised and coloured:
   (0 .. max for maps that cannot be negative, -m .. m with a diverging map
   for signed ones such as occlusion drops) and the colour bar is labelled
   in the map's raw units;
+- relevance and attribution maps (LRP, Integrated Gradients, Input x
+  Gradient) are signed too, but a few pixels carry extreme values: they are
+  coloured between -a and a with a the 98th percentile of |m| (captum's
+  ``visualize_image_attr`` default, outlier_perc=2), beyond it saturated;
 - gradient images (Guided Backprop, Guided Grad-CAM, saliency) are
   (C, H, W) arrays shown as RGB after :func:`gradient_to_rgb`;
 - small images (CIFAR-10, 32x32) are drawn with bilinear interpolation
@@ -48,7 +52,7 @@ from .explain.resize import resize_bilinear          # noqa: E402
 
 #: Colour maps: the paper's jet for class maps, a diverging map for signed drops.
 HEAT_CMAP, SIGNED_CMAP, MAGNITUDE_CMAP = "jet", "RdBu_r", "inferno"
-KINDS = ("image", "heat", "signed", "magnitude", "gradient", "text")
+KINDS = ("image", "heat", "signed", "relevance", "magnitude", "gradient", "text")
 #: The line under every figure whose titles show a score y or a probability p.
 Y_AND_P = "y: the class's score before the softmax (a logit); p: its softmax probability"
 #: A line per way of drawing a map, under figures that show one, for methods whose registry row has no caption.
@@ -56,9 +60,13 @@ DISPLAY_CAPTIONS = {
     "heat": "heat maps: raw values over the input, each in its own units (see its colour bar): compare where, "
             "not how much, across methods",
     "signed": "red: positive, blue: negative, white: zero",
+    "relevance": "red: relevance for the class, blue: against it, white: none; colours saturate at the 98th "
+                 "percentile of |value|",
     "gradient": "gradient pictures: grey = 0; colours show the sign and size of each input channel's gradient "
                 "(no units)",
 }
+#: Relevance maps are coloured up to this percentile of |m| (captum's outlier_perc=2).
+RELEVANCE_PERCENTILE = 98.0
 
 
 # ---------------------------------------------------------------- arrays for display
@@ -91,6 +99,12 @@ def to_display(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f"a background image is (H, W, 3); got shape {image.shape}")
     return image / 255.0 if image.dtype == np.uint8 else np.clip(image.astype(np.float64), 0, 1)
+
+
+def relevance_range(m: np.ndarray) -> tuple[float, float]:
+    """(-a, a) with a the RELEVANCE_PERCENTILE-th percentile of |m| (max |m| if that is 0)."""
+    a = float(np.percentile(np.abs(m), RELEVANCE_PERCENTILE)) or float(np.abs(m).max()) or 1.0
+    return -a, a
 
 
 def heat_range(m: np.ndarray, signed: bool) -> tuple[float, float]:
@@ -143,7 +157,7 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(panel.title, fontsize=fontsize)
-    if cax is not None and panel.kind not in ("heat", "signed", "magnitude"):
+    if cax is not None and panel.kind not in ("heat", "signed", "relevance", "magnitude"):
         cax.set_axis_off()
     if panel.kind == "text":
         for side in ax.spines.values():
@@ -164,15 +178,16 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
     shape = panel.image.shape if panel.image is not None else m.shape
     if panel.image is not None:
         ax.imshow(to_display(panel.image), interpolation="bilinear", extent=_extent(shape))
-    cmap = {"heat": HEAT_CMAP, "signed": SIGNED_CMAP, "magnitude": MAGNITUDE_CMAP}[panel.kind]
-    vmin, vmax = heat_range(m, panel.kind == "signed")
+    cmap = {"heat": HEAT_CMAP, "signed": SIGNED_CMAP, "relevance": SIGNED_CMAP,
+            "magnitude": MAGNITUDE_CMAP}[panel.kind]
+    vmin, vmax = relevance_range(m) if panel.kind == "relevance" else heat_range(m, panel.kind == "signed")
     ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="bilinear", extent=_extent(shape),
               alpha=panel.alpha if panel.image is not None else 1.0)
     ax.set_xlim(0, shape[1])
     ax.set_ylim(shape[0], 0)
     if cax is not None:
-        bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), colormaps[cmap]), cax=cax,
-                           orientation="horizontal")
+        bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), colormaps[cmap]), cax=cax, orientation="horizontal",
+                           extend="both" if panel.kind == "relevance" else "neither")
         bar.ax.tick_params(labelsize=fontsize - 1, length=2, pad=1)
         if panel.label:
             bar.set_label(panel.label, fontsize=fontsize - 2, labelpad=1)

@@ -87,3 +87,15 @@ def away_from_kinks(rng, shape, kinks=(0.0, 6.0), low=0.05, high=7.0):
         near = np.abs(x - k) < low
         x[near] = k + np.where(x[near] >= k, low, -low) * 2
     return x
+@st.composite
+def network_cases(draw):
+    """A small random CNN's description: 1-2 conv stages (each optionally pooled), then a dense head.
+
+    stages: (out_channels, kernel, pool) with pool "max" (2x2), "avg" (2x2), "gap" (global) or "none".
+    Build it with ``tests/test_attribution_axioms.py``'s ``network``.
+    """
+    stages = draw(st.lists(st.tuples(st.integers(1, 4), st.sampled_from([1, 2, 3]),
+                                     st.sampled_from(["max", "avg", "gap", "none"])), min_size=1, max_size=2))
+    return dict(n=draw(st.integers(1, 2)), channels=draw(st.integers(1, 3)), size=draw(st.integers(3, 7)),
+                stages=stages, hidden=draw(st.integers(2, 6)), classes=draw(st.integers(2, 4)),
+                seed=draw(st.integers(0, 2**32 - 1)))

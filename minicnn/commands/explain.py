@@ -21,6 +21,9 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
     gradcam_plus_plus, xgradcam, hirescam, layercam, scorecam, ablationcam,
     eigencam, eigengradcam   (h, w)   the CAM family, at the layer's resolution
     fullgrad           (H, W)     FullGrad's map in [0, 1]
+    input_x_gradient, deconvnet, integrated_gradients, smoothgrad, smoothgrad_squared, vargrad,
+    lrp_epsilon, lrp_epsilon_plus, lrp_epsilon_gamma_box
+                       (C, H, W)  raw attribution or relevance of every input
     logits             (K,)
     layer, target, target_name, model   (strings and an int)
 
