@@ -19,6 +19,7 @@ def caption(fig):
 def test_every_method_in_an_explain_figure_has_a_labelled_bar_or_a_caption(rng):
     from minicnn.commands.explain import compute, explanation_figure
     model = small_cnn(0, dtype=np.float32)
+    model.meta["preprocessing"] = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}  # LRP's z^B box bounds
     x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
     results = compute(model, x, "all", log=lambda _: None, options={"batch_size": 8})
     assert set(results) == set(registry.names("all"))

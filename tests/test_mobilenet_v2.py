@@ -225,7 +225,7 @@ def test_demo_writes_the_imagenet_figures_whose_rows_light_up_each_animal(tmp_pa
     assert cli.main(["demo", "--out-dir", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     assert [p.split("/")[-1] for p in out.split()] == list(demo.FILES)
-    assert "[4/6] Figure 1 on a real photograph: pets.jpg" in err
+    assert "[5/7] Figure 1 on a real photograph: pets.jpg" in err
     (_, pets_rows), (_, pair_rows) = made["f"]
     greyhound, boston = (left_share(r["gradcam"].upsampled((224, 224))[r["index"]]) for r in pets_rows)
     assert greyhound > 0.5 > boston
