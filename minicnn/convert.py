@@ -294,6 +294,14 @@ def converted_meta(arch: str, model: Model, fold_bn: bool, meta: dict | None) ->
             pass
     if fold_bn:
         out["bn_folded"] = True
+    return with_user_meta(out, meta, n_classes, "the checkpoint's classifier")
+
+
+def with_user_meta(out: dict, meta: dict | None, n_classes: int, what: str) -> dict:
+    """``out`` updated by the user's ``meta`` (provenance entries merged), its class list checked against the outputs.
+
+    ``what`` names the outputs in the one-line error ("the checkpoint's classifier", "the model").
+    """
     meta = dict(meta or {})
     provenance = {**(out.get("provenance") or {}), **(meta.pop("provenance", None) or {})}
     out.update(meta)
@@ -302,7 +310,7 @@ def converted_meta(arch: str, model: Model, fold_bn: bool, meta: dict | None) ->
     classes = out.get("classes")
     if not isinstance(classes, list) or len(classes) != n_classes:
         raise InputError(f"the metadata lists {len(classes) if isinstance(classes, list) else classes!r} class "
-                         f"names but the checkpoint's classifier has {n_classes} outputs")
+                         f"names but {what} has {n_classes} outputs")
     out["classes"] = [str(c) for c in classes]
     return out
 

@@ -469,17 +469,8 @@ def graph_meta(graph: Graph, root, builder: _Builder, meta: dict | None) -> dict
            "preprocessing": {"mean": [mean] * 3, "std": [std] * 3, "resize": "exact", "size": [int(h), int(w)],
                              "formula": formula},
            "source_names": builder.source_names}
-    meta = dict(meta or {})
-    provenance = {**(out.get("provenance") or {}), **(meta.pop("provenance", None) or {})}
-    out.update(meta)
-    if provenance:
-        out["provenance"] = provenance
-    classes = out.get("classes")
-    if not isinstance(classes, list) or len(classes) != n_classes:
-        raise InputError(f"the metadata lists {len(classes) if isinstance(classes, list) else classes!r} class "
-                         f"names but the model has {n_classes} outputs")
-    out["classes"] = [str(k) for k in classes]
-    return out
+    from .convert import with_user_meta
+    return with_user_meta(out, meta, n_classes, "the model")
 
 
 # ---------------------------------------------------------------- the command
