@@ -14,17 +14,78 @@ the class score y^c that is the one-hot vector e_c, and the model returns
 dy^c/dx and fills ``gradients`` with dy^c/d(every layer's output). The ReLU
 backward rule is chosen per call (relu="plain" | "guided" | "deconvnet"),
 never by changing the layers.
+
+A batch of several images goes through the network in chunks of images,
+on every core (``minicnn.parallel``): no layer mixes images, so each chunk
+is a pass of its own and ``activations`` and ``gradients`` join the
+chunks' arrays along the batch axis when read.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Mapping
 
 import numpy as np
 
+from . import parallel
 from .errors import InputError, WeightsError, unknown_name
 from .layers import MODULE_TYPES, Layer, Module, Pass, Sequential, StopBackward, relu_rule
 from .layers.base import join
+
+
+#: Input elements (images x C x H x W) per chunk of a batch: small enough that a chunk's
+#: activations stay in cache from one layer to the next, large enough that the Python
+#: work of a pass is small next to its arithmetic.
+CHUNK_ELEMENTS = 2 ** 16
+
+
+def batch_chunks(n: int, image_elements: int, workers: int) -> list[slice]:
+    """Cut a batch of n images into near-equal chunks: about CHUNK_ELEMENTS input elements
+    each and, unless the batch is small, a multiple of ``workers`` chunks (so that every
+    thread gets as many)."""
+    count = math.ceil(n * image_elements / CHUNK_ELEMENTS)
+    if workers > 1 and n * image_elements >= CHUNK_ELEMENTS // 2:
+        count = workers * math.ceil(max(count, workers) / workers)
+    count = max(1, min(n, count))
+    bounds = [round(i * n / count) for i in range(count + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+class Joined(Mapping):
+    """name -> the chunks' arrays for that name, concatenated along the batch axis.
+
+    Read-only; each array is joined once, when first read, and names that
+    hold the same arrays in every chunk (a container and its last layer)
+    get the same joined array.
+    """
+
+    def __init__(self, parts: list[dict]) -> None:
+        self._parts, self._joined = parts, {}
+
+    def __getitem__(self, name):
+        arrays = [part[name] for part in self._parts]
+        key = tuple(map(id, arrays))                   # the parts keep the arrays, so ids stay theirs
+        if key not in self._joined:
+            self._joined[key] = np.concatenate(arrays)
+        return self._joined[key]
+
+    def __iter__(self):
+        return iter(self._parts[0])
+
+    def __len__(self) -> int:
+        return len(self._parts[0])
+
+
+class Chunks:
+    """The passes of a batch cut into chunks: (slice of the batch, its Pass) for each."""
+
+    def __init__(self, pieces: list[slice], runs: list[Pass]) -> None:
+        self.pieces, self.runs = pieces, runs
+        self.activations = Joined([run.activations for run in runs])
+        self.gradients, self.param_grads = {}, {}
+        self.keep = runs[0].keep
 
 
 def build(spec: dict) -> Module:
@@ -170,20 +231,35 @@ class Model:
         """d(scalar)/d(parameter) by key, after ``backward(..., param_grads=True)``."""
         return self._run.param_grads
 
-    def forward(self, x, *, replace: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    def forward(self, x, *, replace: dict[str, np.ndarray] | None = None, keep: bool = True) -> np.ndarray:
         """Logits (N, K) for the batch x (N, C, H, W), computed in x's dtype.
 
         Keeps every layer's output in ``activations``. Each forward starts a
         new pass: the previous pass's activations and gradients are dropped
         (copy what you want to keep). ``replace={name: A}`` substitutes A for
-        that layer's output and runs the rest from it.
+        that layer's output and runs the rest from it. ``keep=False`` keeps
+        nothing but the logits: ``activations`` stays empty and ``backward``
+        is not possible, but each layer's output is freed as soon as the next
+        layer has read it (the fastest pass, in the least memory: for when
+        only the scores matter).
         """
         channels = self.input_size[0] if self.input_size else None
         x = check_input(x, channels)
-        for name in replace or {}:
+        replace = dict(replace or {})
+        for name in replace:
             self[name]  # unknown names fail here, with suggestions
-        self._run = Pass(replace=dict(replace or {}))
-        logits = self.root.run_forward(x, self._run, "")
+        n = len(x)
+        pieces = batch_chunks(n, x[0].size, parallel.threads())
+        self._run, self._logits_shape = Pass(), None     # the last pass's arrays go now, not after this one
+        with parallel.session():
+            if len(pieces) > 1 and all(np.shape(a)[:1] == (n,) for a in replace.values()):
+                runs = [Pass(replace={k: a[s] for k, a in replace.items()}, keep=keep) for s in pieces]
+                logits = np.concatenate(parallel.run(
+                    lambda piece: self.root.run_forward(x[piece[0]], piece[1], ""), zip(pieces, runs)))
+                self._run = Chunks(pieces, runs)
+            else:
+                self._run = Pass(replace=replace, keep=keep)
+                logits = self.root.run_forward(x, self._run, "")
         self._logits_shape, self._dtype = logits.shape, x.dtype
         return logits
 
@@ -204,13 +280,31 @@ class Model:
         relu_rule(relu)
         if stop_at is not None:
             self[stop_at]
-        run = self._run
-        run.gradients, run.param_grads = {}, {}
-        run.relu, run.want_param_grads, run.stop_at = relu, param_grads, stop_at
-        try:
-            return self.root.run_backward(dlogits.astype(self._dtype, copy=False), run, "")
-        except StopBackward:
+        if not self._run.keep:
+            raise InputError("the last forward pass kept nothing (keep=False); run model.forward(x) again "
+                             "before model.backward")
+        dlogits = dlogits.astype(self._dtype, copy=False)
+        chunks = self._run if isinstance(self._run, Chunks) else None
+        pieces = chunks.pieces if chunks else [slice(None)]
+        runs = chunks.runs if chunks else [self._run]
+
+        def one(piece):
+            where, run = piece
+            run.gradients, run.param_grads = {}, {}
+            run.relu, run.want_param_grads, run.stop_at = relu, param_grads, stop_at
+            try:
+                return self.root.run_backward(dlogits[where], run, "")
+            except StopBackward:
+                return None
+
+        with parallel.session():
+            dx = parallel.run(one, zip(pieces, runs))
+        if chunks:
+            chunks.gradients = Joined([run.gradients for run in runs])
+            chunks.param_grads = {k: sum(run.param_grads[k] for run in runs) for k in runs[0].param_grads}
+        if any(d is None for d in dx):                 # stopped at ``stop_at``
             return None
+        return dx[0] if len(dx) == 1 else np.concatenate(dx)
 
     def __call__(self, x) -> np.ndarray:
         return self.forward(x)
