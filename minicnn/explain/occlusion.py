@@ -8,7 +8,9 @@ For a patch of size (ph, pw) with its top-left corner at (r, s):
 
 A large positive drop means the covered region supported class c; a negative
 drop means it spoke against it. No gradients are involved: only forward
-passes, many occluded copies of an image per pass (``batch_size``).
+passes, many occluded copies of an image per pass (``batch_size``), each
+keeping nothing but the logits (the model's ``activations`` are empty
+afterwards).
 
 Patch positions: top-left offsets 0, stride, 2*stride, ... along each axis,
 plus a last one flush with the border when the stride does not reach it, so
@@ -131,7 +133,7 @@ def occlusion(model, x, target=None, *, size=None, stride=None, fill=0.0, batch_
                 copies = np.repeat(x[i:i + 1], len(chunk), axis=0)
                 for b, (r, s) in enumerate(chunk):
                     copies[b, :, r:r + size[0], s:s + size[1]] = fills[i, :, r:r + size[0], s:s + size[1]]
-                grid[i, start:start + len(chunk)] = base[i] - model.forward(copies)[:, targets[i]]
+                grid[i, start:start + len(chunk)] = base[i] - model.forward(copies, keep=False)[:, targets[i]]
                 bar.update(len(chunk))
     finally:
         bar.close()
