@@ -33,6 +33,7 @@ from . import parallel
 from .errors import InputError, WeightsError, unknown_name
 from .layers import MODULE_TYPES, Layer, Module, Pass, Sequential, StopBackward, relu_rule
 from .layers.base import join
+from .memory import keep_freed_memory
 
 
 #: Input elements (images x C x H x W) per chunk of a batch: small enough that a chunk's
@@ -251,6 +252,7 @@ class Model:
         n = len(x)
         pieces = batch_chunks(n, x[0].size, parallel.threads())
         self._run, self._logits_shape = Pass(), None     # the last pass's arrays go now, not after this one
+        keep_freed_memory()                              # ... and their memory serves this one
         with parallel.session():
             if len(pieces) > 1 and all(np.shape(a)[:1] == (n,) for a in replace.values()):
                 runs = [Pass(replace={k: a[s] for k, a in replace.items()}, keep=keep) for s in pieces]

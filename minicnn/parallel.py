@@ -34,6 +34,7 @@ _STATE = threading.local()           # .inside: this thread is running a piece
 _POOL: ThreadPoolExecutor | None = None
 _BLAS = None                         # threadpoolctl's controller of the BLAS libraries, once looked up
 _HELD = {"count": 0, "threads": 1}   # sessions open in any thread; BLAS's thread count before the first
+_CORES = os.cpu_count() or 1
 
 
 def _blas():
@@ -57,7 +58,7 @@ def _blas_threads() -> int:
     with _LOCK:
         if _HELD["count"]:
             return _HELD["threads"]
-        return max(1, min(max(c.num_threads for c in blas.lib_controllers), os.cpu_count() or 1))
+        return max(1, min(max(c.num_threads for c in blas.lib_controllers), _CORES))
 
 
 def threads() -> int:

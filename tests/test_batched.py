@@ -7,12 +7,15 @@
   pass, for every ReLU rule, with ``stop_at`` and with ``replace``;
 - ``keep=False``: the same logits, nothing kept, a clear error on backward;
 - the dense layer split over threads is the same product;
-- ``evaluate``'s prefetching yields in order and raises where the item was.
+- ``evaluate``'s prefetching yields in order and raises where the item was;
+- freed memory is kept for the next pass (glibc): a repeated pass takes no fresh pages.
 
 The threads are forced (``threads`` patched to 3), so these tests run the
 threaded code whether or not threadpoolctl is installed.
 """
 
+import platform
+import resource
 import threading
 
 import numpy as np
@@ -21,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minicnn import model as model_module
-from minicnn import parallel, zoo
+from minicnn import memory, parallel, zoo
 from minicnn.errors import InputError
 from minicnn.evaluate import prefetched
 from minicnn.gradcheck import relative_error
@@ -190,3 +193,18 @@ def test_prefetched_yields_in_order_and_raises_where_the_item_was():
         for item in prefetched(items()):
             got.append(item)
     assert got == [1, 2]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc's thresholds are glibc's")
+def test_a_repeated_pass_reuses_the_memory_of_the_last_one():
+    assert memory.keep_freed_memory() is True and memory.keep_freed_memory() is True
+    model = zoo.vgg([8, "M", 16, "M"], hidden=(32,), pool_size=(2, 2), num_classes=10)
+    x = np.random.default_rng(8).standard_normal((1, 3, 96, 96)).astype(np.float32)   # 0.3 MB activations
+    seed = np.eye(10, dtype=np.float32)[[3]]
+    for _ in range(2):
+        model.forward(x)
+        model.backward(seed, relu="guided")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    model.forward(x)
+    model.backward(seed, relu="guided")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 200      # 4 KiB pages: < 1 MB fresh

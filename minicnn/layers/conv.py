@@ -81,10 +81,10 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     The product is taken a block of columns at a time (``column_blocks``:
     whole images, or bands of output rows): W_mat @ cols[:, block] fills
     out[:, block], the same sums with a block of cols that stays in cache.
-    For stride 1 the columns of a block come from its images laid side by
-    side (``conv2d_forward_side_by_side``), a cheaper gather.
+    For stride 1 the columns of a block usually come from its images laid
+    side by side (``conv2d_forward_side_by_side``), a cheaper gather.
     """
-    if pair(stride) == (1, 1):
+    if use_side_by_side(x.shape, w.shape, stride, padding):
         return conv2d_forward_side_by_side(x, w, b, padding, dilation)
     n, _, h, wd = x.shape
     f, _, kh, kw = w.shape
@@ -150,11 +150,12 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=Tru
     n, f, ho, wo = dout.shape
     kh, kw = w.shape[2:]
     transposed = use_transposed(x.shape, w.shape, stride, padding, dilation)
-    if param_grads or (not transposed and pair(stride) != (1, 1)):
+    side = not transposed and use_side_by_side(x.shape, w.shape, stride, padding)
+    if param_grads or not (transposed or side):
         dy = dout.transpose(1, 0, 2, 3).reshape(f, n * ho * wo)   # a view for N = 1, else a copy
     if transposed:
         dx = conv2d_input_grad_transposed(dout, w, padding, dilation)
-    elif pair(stride) == (1, 1):
+    elif side:
         dx = conv2d_input_grad_side_by_side(dout, x.shape, w, padding, dilation)
     else:
         wt = w.reshape(f, -1).T                            # C*kh*kw, F
@@ -217,6 +218,20 @@ def conv2d_input_grad_side_by_side(dout, x_shape, w, padding=0, dilation=1):
             dxp[images, :, in_rows] += grad
         dx[...] = unpad(dxp, padding)
     return dx
+
+
+def use_side_by_side(x_shape, w_shape, stride=1, padding=0) -> bool:
+    """Whether a stride-1 convolution gathers its columns with the images side by side.
+
+    The slice copies save most of im2col's strided gather, which costs in
+    proportion to C*kh*kw per column; the 2*pw columns per image row that
+    run off an image cost F times as much each, in the product. Measured on
+    VGG and ResNet layers, side by side pays while F*pw <= 8*W (all the CIFAR
+    layers; not VGG-16's 512-channel layers at 28x28 and 14x14).
+    """
+    f = w_shape[0]
+    pw = pair(padding)[1]
+    return pair(stride) == (1, 1) and f * pw <= 8 * x_shape[3]
 
 
 def use_transposed(x_shape, w_shape, stride=1, padding=0, dilation=1) -> bool:
