@@ -49,9 +49,7 @@ def batch_chunks(n: int, image_elements: int, workers: int) -> list[slice]:
     count = math.ceil(n * image_elements / CHUNK_ELEMENTS)
     if workers > 1 and n * image_elements >= CHUNK_ELEMENTS // 2:
         count = workers * math.ceil(max(count, workers) / workers)
-    count = max(1, min(n, count))
-    bounds = [round(i * n / count) for i in range(count + 1)]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    return parallel.near_equal(n, count)
 
 
 class Joined(Mapping):

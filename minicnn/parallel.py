@@ -36,6 +36,9 @@ _BLAS = None                         # threadpoolctl's controller of the BLAS li
 _HELD = {"count": 0, "threads": 1}   # sessions open in any thread; BLAS's thread count before the first
 _CORES = os.cpu_count() or 1
 
+#: Arrays of at least this many elements are worth splitting over the threads.
+SPLIT_ELEMENTS = 2 ** 20
+
 
 def _blas():
     """threadpoolctl's controller of the loaded BLAS libraries, or None without threadpoolctl."""
@@ -116,3 +119,22 @@ def run(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         futures = [_pool(workers).submit(_piece, fn, item) for item in items]
         wait(futures)
     return [f.result() for f in futures]
+
+
+def near_equal(size: int, parts: int) -> list[slice]:
+    """range(size) cut into ``parts`` (at most ``size``) consecutive slices whose lengths differ by at most one."""
+    parts = max(1, min(parts, size))
+    bounds = [round(k * size / parts) for k in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def by_channels(fn: Callable, result, *arrays):
+    """fn(*(a[:, c] for a in arrays), result[:, c]) for blocks c of the channels; returns ``result``.
+
+    For a function that works channel by channel (elementwise, pooling) and
+    writes its block of ``result`` (N, C, ...): one block per thread when
+    ``result`` has at least SPLIT_ELEMENTS elements, else one call.
+    """
+    parts = threads() if result.size >= SPLIT_ELEMENTS else 1
+    run(lambda c: fn(*(a[:, c] for a in arrays), result[:, c]), near_equal(result.shape[1], parts))
+    return result

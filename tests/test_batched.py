@@ -6,7 +6,8 @@
   gradients, parameter gradients and input gradient of the same batch in one
   pass, for every ReLU rule, with ``stop_at`` and with ``replace``;
 - ``keep=False``: the same logits, nothing kept, a clear error on backward;
-- the dense layer split over threads is the same product;
+- the dense layer split over threads is the same product, ReLU (every rule) and
+  max pooling split by channels the same maps;
 - ``evaluate``'s prefetching yields in order and raises where the item was;
 - freed memory is kept for the next pass (glibc): a repeated pass takes no fresh pages.
 
@@ -28,7 +29,7 @@ from minicnn import memory, parallel, zoo
 from minicnn.errors import InputError
 from minicnn.evaluate import prefetched
 from minicnn.gradcheck import relative_error
-from minicnn.layers import linear
+from minicnn.layers import MaxPool2d, ReLU, linear
 from minicnn.layers.linear import linear_backward, linear_forward
 
 SAME = 1e-12
@@ -169,7 +170,7 @@ def test_keep_false_keeps_nothing_and_refuses_backward(three_threads, monkeypatc
 
 
 def test_dense_layer_split_over_threads_is_the_same_product(three_threads, monkeypatch):
-    monkeypatch.setattr(linear, "SPLIT_ELEMENTS", 1)
+    monkeypatch.setattr(parallel, "SPLIT_ELEMENTS", 1)
     rng = np.random.default_rng(5)
     x, w, b = rng.standard_normal((2, 11)), rng.standard_normal((7, 11)), rng.standard_normal(7)
     assert len(linear._blocks(7, w)) == 3
@@ -178,6 +179,21 @@ def test_dense_layer_split_over_threads_is_the_same_product(three_threads, monke
     dx, dw, db = linear_backward(dout, x, w)
     np.testing.assert_allclose(dx, dout @ w, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(dw, dout.T @ x, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("layer", [ReLU(), MaxPool2d(2), MaxPool2d(3, 2, 1)], ids=["relu", "pool2", "pool3s2p1"])
+def test_layers_split_by_channels_over_threads_give_the_same_maps(monkeypatch, layer):
+    rng = np.random.default_rng(9)
+    x = np.maximum(rng.integers(-2, 3, (2, 5, 9, 8)), 0).astype(np.float32)      # ties after a ReLU
+    out, cache = layer.forward(x)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    whole = [layer.backward(dout, cache, relu=rule)[0] for rule in ("plain", "guided", "deconvnet")]
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 3)
+    monkeypatch.setattr(parallel, "SPLIT_ELEMENTS", 1)
+    split_out, split_cache = layer.forward(x)
+    np.testing.assert_array_equal(split_out, out)
+    for rule, want in zip(("plain", "guided", "deconvnet"), whole):
+        np.testing.assert_array_equal(layer.backward(dout, split_cache, relu=rule)[0], want)
 
 
 def test_prefetched_yields_in_order_and_raises_where_the_item_was():

@@ -81,6 +81,31 @@ def test_both_dx_paths_equal_reference(transposed, case):
         assert relative_error(a, r) < SAME, name
 
 
+@given(case=conv_cases().map(stride_one).filter(fits))
+def test_stride_one_by_im2col_equals_reference(case):
+    # The layers side by side does not pay for (many output channels on small maps) keep im2col and col2im.
+    hyper = (case["stride"], case["padding"], case["dilation"])
+    rng = np.random.default_rng(case["seed"])
+    x, w = arrays(case, rng)
+    out_ref = conv2d_forward_reference(x, w, None, *hyper)
+    dout = rng.standard_normal(out_ref.shape)
+    original = conv.use_side_by_side, conv.use_transposed
+    conv.use_side_by_side, conv.use_transposed = (lambda *args: False), (lambda *args: False)
+    try:
+        out, (dx, _, _) = conv2d_forward(x, w, None, *hyper), conv2d_backward(dout, x, w, *hyper, param_grads=False)
+    finally:
+        conv.use_side_by_side, conv.use_transposed = original
+    assert relative_error(out, out_ref) < SAME
+    assert relative_error(dx, conv2d_backward_reference(dout, x, w, *hyper)[0]) < SAME
+
+
+def test_side_by_side_is_chosen_where_it_pays():
+    assert conv.use_side_by_side((64, 16, 32, 32), (16, 16, 3, 3), 1, 1)          # ResNet-20's first stage
+    assert conv.use_side_by_side((1, 64, 224, 224), (64, 64, 3, 3), 1, 1)        # VGG-16's first block
+    assert not conv.use_side_by_side((1, 512, 14, 14), (512, 512, 3, 3), 1, 1)   # VGG-16's last block
+    assert not conv.use_side_by_side((64, 16, 32, 32), (32, 16, 3, 3), 2, 1)     # stride 2
+
+
 def test_transposed_is_chosen_only_where_it_is_possible_and_cheaper():
     assert use_transposed((1, 64, 224, 224), (64, 64, 3, 3), 1, 1)          # VGG's 64 -> 64 layer
     assert not use_transposed((1, 3, 224, 224), (64, 3, 3, 3), 1, 1)        # more channels out than in

@@ -24,15 +24,9 @@ from .. import parallel
 from ..errors import InputError
 from .base import Layer
 
-#: A weight matrix with at least this many elements is split over the threads.
-SPLIT_ELEMENTS = 2 ** 20
-
-
 def _blocks(size: int, w: np.ndarray) -> list[slice]:
     """``size`` split into one near-equal slice per thread (one slice for a small w)."""
-    parts = parallel.threads() if w.size >= SPLIT_ELEMENTS else 1
-    bounds = [round(k * size / parts) for k in range(parts + 1)]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    return parallel.near_equal(size, parallel.threads() if w.size >= parallel.SPLIT_ELEMENTS else 1)
 
 
 def linear_forward(x, w, b=None):
