@@ -139,14 +139,17 @@ def test_forward_and_backward_in_column_blocks_equal_reference(case, block_float
     b = rng.standard_normal(case["f"])
     hyper = (case["stride"], case["padding"], case["dilation"])
     dout = rng.standard_normal(conv2d_forward_reference(x, w, b, *hyper).shape)
-    original = windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, conv.use_transposed
+    original = (windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, conv.use_transposed, conv.use_side_by_side,
+                parallel._blas_threads)
     try:
         windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = block_floats, min_columns   # many small blocks
-        conv.use_transposed = lambda *args: False                                         # dx by col2im
+        conv.use_transposed = conv.use_side_by_side = lambda *args: False                 # im2col, dx by col2im
+        parallel._blas_threads = lambda: 3                                                 # blocks on threads
         out = conv2d_forward(x, w, b, *hyper)
         dx, _, _ = conv2d_backward(dout, x, w, *hyper, param_grads=False)
     finally:
-        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, conv.use_transposed = original
+        (windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, conv.use_transposed, conv.use_side_by_side,
+         parallel._blas_threads) = original
     assert relative_error(out, conv2d_forward_reference(x, w, b, *hyper)) < SAME
     assert relative_error(dx, conv2d_backward_reference(dout, x, w, *hyper)[0]) < SAME
 

@@ -80,7 +80,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     W_mat = w.reshape(F, C*kh*kw), product (F, N*Ho*Wo) -> out (N, F, Ho, Wo).
     The product is taken a block of columns at a time (``column_blocks``:
     whole images, or bands of output rows): W_mat @ cols[:, block] fills
-    out[:, block], the same sums with a block of cols that stays in cache.
+    out[:, block], the same sums with a block of cols that stays in cache;
+    the blocks run on all threads (``parallel``).
     For stride 1 the columns of a block usually come from its images laid
     side by side (``conv2d_forward_side_by_side``), a cheaper gather.
     """
@@ -92,9 +93,13 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     xp = pad(x, padding)
     wmat = w.reshape(f, -1)                                # F, C*kh*kw
     out = np.empty((f, n * ho * wo), np.result_type(x, w))
-    for images, rows, columns in column_blocks(n, ho, wo, wmat.shape[1]):
+
+    def block(piece):
+        images, rows, columns = piece
         cols = im2col(xp[images, :, input_rows(rows, (kh, kw), stride, dilation)], (kh, kw), stride, dilation)
         np.matmul(wmat, cols, out=out[:, columns])
+
+    parallel.run(block, column_blocks(n, ho, wo, wmat.shape[1], parallel.threads()))
     if b is not None:
         out += b[:, None]
     out = out.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
@@ -140,8 +145,9 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=Tru
     dout (N, F, Ho, Wo) is laid out as dY (F, N*Ho*Wo). dx (N, C, H, W) always;
     dw (F, C, kh, kw) and db (F,) only when ``param_grads`` (else None): they
     need the im2col columns again, which the forward did not keep.
-    dx goes by the forward's column blocks: dcols = W_mat^T @ dY[:, block],
-    added back by col2im into the rows of dxp the block's windows read.
+    dx goes by the forward's column blocks, on all threads: dcols = W_mat^T @ dY[:, block],
+    added back by col2im into the rows of dxp the block's windows read (bands
+    of rows of one image overlap: their gradients are added up one after the other).
     For stride 1 with no more channels out than in, dx is computed as the
     equivalent transposed convolution (``conv2d_input_grad_transposed``);
     for stride 1 otherwise the blocks go side by side
@@ -161,9 +167,20 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=Tru
         wt = w.reshape(f, -1).T                            # C*kh*kw, F
         hp, wp = pad(x[:1, :1], padding).shape[2:]
         dxp = np.zeros((n, x.shape[1], hp, wp), np.result_type(dout, w))
-        for images, rows, columns in column_blocks(n, ho, wo, wt.shape[0]):
-            band = dxp[images, :, input_rows(rows, (kh, kw), stride, dilation)]
-            col2im(wt @ dy[:, columns], band.shape, (kh, kw), stride, dilation, out=band)
+
+        def block(piece):
+            images, rows, columns = piece
+            in_rows = input_rows(rows, (kh, kw), stride, dilation)
+            band = dxp[images, :, in_rows]
+            if rows.stop - rows.start == ho:               # whole images: their own rows of dxp
+                col2im(wt @ dy[:, columns], band.shape, (kh, kw), stride, dilation, out=band)
+                return None
+            return images, in_rows, col2im(wt @ dy[:, columns], band.shape, (kh, kw), stride, dilation)
+
+        for band in parallel.run(block, column_blocks(n, ho, wo, wt.shape[0], parallel.threads())):
+            if band is not None:
+                images, in_rows, grad = band
+                dxp[images, :, in_rows] += grad
         dx = unpad(dxp, padding)
     if not param_grads:
         return dx, None, None
