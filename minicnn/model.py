@@ -143,6 +143,7 @@ class Model:
         self._run = Pass()
         self._modules = dict(root.named_modules())
         self._logits_shape: tuple | None = None
+        self._split = False
 
     # ------------------------------------------------------------ description
     @property
@@ -251,7 +252,8 @@ class Model:
         pieces = batch_chunks(n, x[0].size, parallel.threads())
         self._run, self._logits_shape = Pass(), None     # the last pass's arrays go now, not after this one
         keep_freed_memory()                              # ... and their memory serves this one
-        with parallel.session():
+        self._split = len(pieces) > 1 or x[0].size >= CHUNK_ELEMENTS   # work for our threads, not BLAS's
+        with parallel.session(self._split):
             if len(pieces) > 1 and all(np.shape(a)[:1] == (n,) for a in replace.values()):
                 runs = [Pass(replace={k: a[s] for k, a in replace.items()}, keep=keep) for s in pieces]
                 logits = np.concatenate(parallel.run(
@@ -297,7 +299,7 @@ class Model:
             except StopBackward:
                 return None
 
-        with parallel.session():
+        with parallel.session(self._split):
             dx = parallel.run(one, zip(pieces, runs))
         if chunks:
             chunks.gradients = Joined([run.gradients for run in runs])

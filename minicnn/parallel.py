@@ -70,10 +70,14 @@ def threads() -> int:
 
 
 @contextmanager
-def session():
-    """Hold BLAS to one thread while minicnn's own threads do the work (a model pass)."""
+def session(hold: bool = True):
+    """Hold BLAS to one thread while minicnn's own threads do the work (a model pass).
+
+    ``hold=False``: leave BLAS as it is (a pass too small to be split, whose
+    products are better off with BLAS's own threads).
+    """
     blas, natural = _blas(), _blas_threads()
-    if blas is None or natural <= 1 or getattr(_STATE, "inside", False):
+    if not hold or blas is None or natural <= 1 or getattr(_STATE, "inside", False):
         yield
         return
     with _LOCK:
