@@ -75,7 +75,7 @@ from typing import Callable
 import numpy as np
 
 from . import explain
-from .atomic import atomic_output, check_writable
+from .atomic import Outputs
 from .errors import MinicnnError
 from .explain import default_layer
 from .explain.occlusion import offsets
@@ -750,6 +750,7 @@ def bench_argv(args) -> list[str]:
     argv += ["--reps", str(args.reps)] if getattr(args, "reps", None) else []
     argv += ["--no-memory"] if getattr(args, "no_memory", False) else []
     argv += ["--data", args.data] if getattr(args, "data", None) else []
+    argv += ["--force"] if getattr(args, "force", False) else []
     return argv
 
 
@@ -767,8 +768,9 @@ def run_without_slow_blas(argv: list[str]) -> int:
 
 
 def bench_command(args) -> int:
+    outputs = Outputs(force=getattr(args, "force", False))  # every command's overwrite rule
     if args.json:
-        check_writable(args.json, force=True)          # refuse now, not after minutes of timing
+        outputs.output(args.json, "--json")            # refuse now, not after minutes of timing
     slow = any(k in os.environ for k in SLOW_BLAS_VARIABLES)
     if slow and _DROPPED not in os.environ and not getattr(args, "keep_env", False):
         return run_without_slow_blas(bench_argv(args))
@@ -789,7 +791,7 @@ def bench_command(args) -> int:
     text = table(info, results)
     print(text)
     if args.json:
-        with atomic_output(args.json, force=True) as f:
+        with outputs.writing(), outputs.open(args.json) as f:
             f.write((json.dumps(to_json(info, results), indent=2) + "\n").encode("utf-8"))
         say(f"wrote {args.json}")
     return 0

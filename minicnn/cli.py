@@ -84,6 +84,18 @@ def cmd_bench(args) -> int:
     return bench_command(args)
 
 
+def add_force_option(p: argparse.ArgumentParser) -> None:
+    """``--force``, the one overwrite rule of every command that writes files (see minicnn.atomic.Outputs)."""
+    p.add_argument("--force", action="store_true",
+                   help="replace output files that already exist (never an input file, never two outputs "
+                        "on one file; without it an existing output is refused before any work)")
+
+
+def cmd_serve(args) -> int:
+    from .commands.serve import serve_command
+    return serve_command(args)
+
+
 def add_method_options(p: argparse.ArgumentParser) -> None:
     """--method, and every option a registered method takes (each flag once)."""
     from .explain import registry
@@ -102,7 +114,9 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.")
+        prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.",
+        epilog="Commands that write files (explain, convert, fetch, demo, bench --json) replace an existing file "
+               "only with --force, never write over their own input files, and check every output before any work.")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"minicnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -130,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolution")
     p.add_argument("--name", default=None, help="model name recorded in the file")
     p.add_argument("--meta", default=None, help="JSON file with extra metadata (licence, provenance, accuracy)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    add_force_option(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("fetch", help="download an official checkpoint, verify it and convert it (needs torch)")
@@ -138,26 +152,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="the converted .npz file (default: NAME.npz)")
     p.add_argument("--url", default=None, help="download from this address instead of the official one")
     p.add_argument("--checkpoint", default=None, help="use this already-downloaded checkpoint file")
-    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    add_force_option(p)
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("explain", help="explain a prediction: Grad-CAM, guided backprop, occlusion, ...")
     p.add_argument("image")
     p.add_argument("--model", default="vgg_cifar10")
     p.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
-    p.add_argument("--layer", default=None, help="layer name (default: the last convolutional feature map)")
+    p.add_argument("--layer", default=None,
+                   help="layer name (default: the last convolutional feature map); methods that work on the input "
+                        "pixels ignore it, with a note")
     add_method_options(p)
-    p.add_argument("--out", default=None, help="figure to write (PNG)")
-    p.add_argument("--save", default=None, help="raw maps to write (.npz)")
+    p.add_argument("--out", default=None,
+                   help="figure to write; its extension picks the format: .png, .jpg, .jpeg, .pdf or .svg "
+                        "(default: IMAGE_NAME.METHOD.png in the current folder)")
+    p.add_argument("--save", default=None, help="raw maps to write (a file name ending .npz)")
     p.add_argument("--top", type=int, default=5, help="how many top classes to print")
+    add_force_option(p)
+    from .images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse image files of more pixels than this, before decoding (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--max-input-pixels", type=positive_int, default=DEFAULT_MAX_INPUT_PIXELS,
+                   help="refuse a network input (the image after the model's resize rule) of more pixels than this, "
+                        f"before the forward pass (default {DEFAULT_MAX_INPUT_PIXELS} = 512x512)")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("demo", help="reproduce the Grad-CAM paper's Figure 1 on the shipped models, offline")
-    p.add_argument("--out-dir", default="minicnn-demo")
+    p.add_argument("--out-dir", default="minicnn-demo", help="folder for the PNGs (created if missing)")
+    add_force_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="time minicnn (and PyTorch, if installed) on VGG-16 and the shipped models")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_force_option(p)
     p.add_argument("--quick", action="store_true", help="fewer repetitions, CIFAR models only")
     p.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
                    help="comma-separated models to time (default: vgg16 and the shipped CIFAR-10 models)")
@@ -169,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time in this process even when OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set "
                         "(default: a child process without them)")
     p.set_defaults(func=cmd_bench)
+
+    from .commands.serve import byte_size
+    p = sub.add_parser("serve", help="the explorer in the browser: pick an image, a class, a layer, a method")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    p.add_argument("--max-upload", type=byte_size, default=10 * 1024 * 1024,
+                   help="largest image upload in bytes, e.g. 10MiB (the default) or 512KiB")
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="explanations computed at the same time (default: 2); more requests wait their turn")
+    p.add_argument("--quiet", action="store_true", help="no request log on stderr")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

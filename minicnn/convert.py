@@ -66,7 +66,7 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
     """The checkpoint's state_dict as float NumPy arrays, keys as saved (bare or unwrapped)."""
     path = Path(os.fspath(path))
     if not path.is_file():
-        raise WeightsError(f"checkpoint not found: {path}")
+        raise WeightsError(not_a_checkpoint(path))
     torch = import_torch()
     check_checkpoint_file(path)
     try:
@@ -85,6 +85,15 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
             t = t.float()  # float16, bfloat16: NumPy lacks bfloat16
         arrays[str(key)] = t.numpy()
     return arrays
+
+
+def not_a_checkpoint(path: Path) -> str:
+    """Why ``path`` (not a regular file) cannot be read as a checkpoint: missing, a folder, or a device."""
+    if path.is_dir():
+        return f"{path} is a folder, not a checkpoint file; give the .pth file inside it"
+    if path.exists():
+        return f"{path} is not a regular file (a device, pipe or socket), not a checkpoint file"
+    return f"checkpoint not found: {path}"
 
 
 def check_checkpoint_file(path: Path) -> None:
@@ -336,9 +345,11 @@ def read_meta_argument(text) -> dict:
 
 def convert_command(args) -> int:
     """``minicnn convert CHECKPOINT --arch NAME --out FILE [--fold-bn] [--name] [--meta] [--force]``."""
-    from .atomic import check_writable
+    from .atomic import Outputs
     from .weights import save, sha256_file
-    out = check_writable(args.out, force=args.force)  # refuse before the slow part
+    outputs = Outputs(force=args.force)               # the overwrite rule of every command; refuse before the slow part
+    outputs.input(args.checkpoint, "CHECKPOINT")
+    out = outputs.output(args.out, "--out")
     if args.arch not in ARCHITECTURES:
         raise unknown_name("architecture", args.arch, SUPPORTED)
     meta = read_meta_argument(args.meta)

@@ -15,7 +15,8 @@ display, normalised and coloured:
   at the figure's resolution, so they are pictures, not dots.
 
 Figures are ``matplotlib.figure.Figure`` objects built without pyplot (no
-global state, no window); :func:`save_png` writes one atomically.
+global state, no window); :func:`save_figure` writes one atomically, in the
+format its file name says (PNG, JPEG, PDF or SVG).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from matplotlib.cm import ScalarMappable             # noqa: E402
 from matplotlib.colors import Normalize              # noqa: E402
 from matplotlib.figure import Figure                 # noqa: E402
 
-from .atomic import atomic_output                    # noqa: E402
-from .errors import InputError                       # noqa: E402
+from .atomic import atomic_output, refuse_folder_or_device  # noqa: E402
+from .errors import InputError, OutputError          # noqa: E402
 from .explain.resize import resize_bilinear          # noqa: E402
 
 #: Colour maps: the paper's jet for class maps, a diverging map for signed drops.
@@ -205,11 +206,46 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
     return fig
 
 
-def save_png(fig: Figure, path, *, dpi: int = 120) -> str:
-    """Write ``fig`` as a PNG, atomically (temporary file, then os.replace); returns the path."""
-    with atomic_output(path, force=True) as f:
-        fig.savefig(f, format="png", dpi=dpi)
+#: The figure formats, by file extension (matplotlib writes them; JPEG through Pillow).
+FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+
+
+def figure_format(path) -> str:
+    """The format a figure file's extension names ("png", "jpeg", "pdf", "svg"); a one-line OutputError otherwise."""
+    suffix = os.path.splitext(os.fspath(path))[1]
+    if suffix.lower() not in FIGURE_FORMATS:
+        problem = f"'{suffix}' is not a format for a figure" if suffix else "the name has no extension to say " \
+                                                                             "the format of a figure"
+        names = ", ".join(list(FIGURE_FORMATS)[:-1]) + " or " + list(FIGURE_FORMATS)[-1]
+        raise OutputError(f"{os.fspath(path)}: {problem}; name it {names}")
+    return FIGURE_FORMATS[suffix.lower()]
+
+
+def save_figure(fig: Figure, path, *, dpi: int = 120, outputs=None) -> str:
+    """Write ``fig`` in the format its extension names (.png, .jpg, .jpeg, .pdf, .svg); returns the path.
+
+    Alone, the file is written atomically (temporary file, then os.replace)
+    and an existing one replaced; with ``outputs`` (a ``minicnn.atomic.Outputs``
+    inside its ``writing()`` block) it is one of that run's all-or-nothing
+    outputs, under that run's overwrite rule.
+    """
+    refuse_folder_or_device(path)
+    fmt = figure_format(path)
+    if outputs is not None:
+        with outputs.open(path) as f:
+            fig.savefig(f, format=fmt, dpi=dpi)
+    else:
+        with atomic_output(path, force=True) as f:
+            fig.savefig(f, format=fmt, dpi=dpi)
     return os.fspath(path)
+
+
+def save_png(fig: Figure, path, *, dpi: int = 120, outputs=None) -> str:
+    """Write ``fig`` as a PNG (the name must end .png); see :func:`save_figure`."""
+    refuse_folder_or_device(path)
+    if figure_format(path) != "png":
+        raise OutputError(f"{os.fspath(path)}: save_png writes PNG; name the file .png, or use save_figure")
+    return save_figure(fig, path, dpi=dpi, outputs=outputs)
 
 
 def upsample_for(m: np.ndarray, image: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import numbers
 import os
+import stat
 import struct
 import threading
 import warnings
@@ -35,7 +36,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageError, InputError, one_line, unknown_name
 
 __all__ = [
-    "ImageWarning", "DEFAULT_MAX_PIXELS", "IMAGENET_MEAN", "IMAGENET_STD", "RESIZE_MODES",
+    "ImageWarning", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_INPUT_PIXELS", "IMAGENET_MEAN",
+    "IMAGENET_STD", "RESIZE_MODES", "network_input_size",
     "load_image", "image_from_bytes", "to_rgb", "check_preprocessing", "preprocess", "deprocess",
     "side_by_side", "data_path", "sample_images", "load_sample",
 ]
@@ -43,6 +45,12 @@ __all__ = [
 #: Images with more pixels than this are refused before they are decoded
 #: (64 megapixels, 192 MB as RGB uint8).
 DEFAULT_MAX_PIXELS = 64_000_000
+#: Image files larger than this many bytes are refused before they are read (512 MiB).
+DEFAULT_MAX_BYTES = 512 * 2**20
+#: Network inputs (after the model's resize rule) with more pixels than this are refused
+#: before the forward pass: 512x512. Grad-CAM on resnet20_cifar10 at 32x8192 (this many
+#: pixels) takes about 0.7 GB and 5 s; memory and time grow in proportion.
+DEFAULT_MAX_INPUT_PIXELS = 512 * 512
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,7 +75,7 @@ class ImageWarning(UserWarning):
 # Loading
 
 
-def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Read an image file as an ``(H, W, 3)`` uint8 RGB array.
 
     Conversions (never refusals):
@@ -89,22 +97,36 @@ def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
       :class:`ImageWarning` naming the number of frames.
 
     Refused with a one-line :class:`~minicnn.errors.ImageError`: a missing
-    file, a directory, an empty file, a file Pillow cannot identify, a
-    truncated or corrupt file, and an image of more than ``max_pixels``
-    pixels (checked from the header, before anything is decoded). Pillow's
-    own limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels)
-    still applies when ``max_pixels`` is set above it.
+    file, a directory, anything that is not a regular file (``/dev/zero``, a
+    pipe, a socket: never opened), a file of more than ``max_bytes`` bytes,
+    an empty file, a file Pillow cannot identify, a truncated or corrupt
+    file, and an image of more than ``max_pixels`` pixels (checked from the
+    header, before anything is decoded). Pillow's own limit
+    (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels) still applies
+    when ``max_pixels`` is set above it. Text metadata in a PNG (XMP, comments,
+    of any size) is skipped, not refused: it is not pixels.
     """
     max_pixels = _check_max_pixels(max_pixels)
+    max_bytes = _check_max_pixels(max_bytes, "max_bytes")
     path = Path(os.fspath(path))
-    if not path.exists():
-        raise ImageError(f"image file not found: {path}")
-    if path.is_dir():
-        raise ImageError(f"{path} is a directory, not an image file")
     try:
-        data = path.read_bytes()
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ImageError(f"image file not found: {path}") from None
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"{path} is a directory, not an image file")
+    if not stat.S_ISREG(mode):
+        raise ImageError(f"{path} is not a regular file (a device, pipe or socket); save the image to a file first")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) > max_bytes:
+        raise ImageError(f"{path} is larger than the limit of {max_bytes} bytes for an image file; "
+                         f"shrink it first, or raise the limit (load_image(path, max_bytes=N))")
     return image_from_bytes(data, name=str(path), max_pixels=max_pixels)
 
 
@@ -116,7 +138,7 @@ def image_from_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DE
     max_pixels = _check_max_pixels(max_pixels)
     if len(data) == 0:
         raise ImageError(f"{name} is empty (0 bytes), not an image")
-    with _open(data, name, max_pixels) as im:
+    with _open(_without_png_text(data), name, max_pixels) as im:
         _refuse_if_too_large(im.size, name, max_pixels)
         try:
             frames = getattr(im, "n_frames", 1)
@@ -183,6 +205,42 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
             raise ImageError(f"cannot read {name}: the file is truncated or corrupt ({one_line(e)})") from None
 
 
+#: PNG chunks that hold text (comments, XMP, ...), never pixels.
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+#: A text chunk that may hold EXIF (ImageMagick's "Raw profile type exif"): kept, for the orientation.
+_PNG_EXIF_TEXT = b"Raw profile type exif\0"
+
+
+def _without_png_text(data: bytes) -> bytes:
+    """A PNG's bytes without its text chunks (anything else as it was).
+
+    Pillow refuses compressed text over 1 MB (``MAX_TEXT_CHUNK``) as if the
+    file were corrupt; a photo's XMP can be larger, and it is not pixels.
+    Each chunk carries its own CRC, so dropping ancillary chunks keeps the
+    file valid. Pixel data is untouched: its size is still checked from the
+    header against ``max_pixels``.
+    """
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data
+    kept, pos, dropped = [data[:8]], 8, False
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, end = data[pos + 4:pos + 8], pos + 12 + length
+        if end > len(data):
+            break                       # cut short: Pillow says so
+        if kind in _PNG_TEXT_CHUNKS and not data[pos + 8:end].startswith(_PNG_EXIF_TEXT):
+            dropped = True
+        else:
+            kept.append(data[pos:end])
+        pos = end
+        if kind == b"IEND":
+            break
+    if not dropped:
+        return data
+    kept.append(data[pos:])
+    return b"".join(kept)
+
+
 def _header_size(data: bytes):
     """Width and height from the header of an image Pillow refused as too large."""
     with _PIL_LIMIT_LOCK:
@@ -201,12 +259,13 @@ def _refuse_if_too_large(size, name: str, max_pixels: int) -> None:
     w, h = size
     if w * h > max_pixels:
         raise ImageError(f"{name} is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} pixels "
-                         f"(possible decompression bomb); pass a larger max_pixels to read it")
+                         f"(possible decompression bomb); shrink it, or if you trust the file raise the limit "
+                         f"(minicnn explain --max-pixels N; load_image(path, max_pixels=N))")
 
 
-def _check_max_pixels(max_pixels) -> int:
+def _check_max_pixels(max_pixels, what: str = "max_pixels") -> int:
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
-        raise InputError(f"max_pixels must be a positive integer; got {max_pixels!r}")
+        raise InputError(f"{what} must be a positive integer; got {max_pixels!r}")
     return int(max_pixels)
 
 
@@ -307,7 +366,8 @@ def check_preprocessing(preprocessing) -> dict:
     return p
 
 
-def preprocess(images, preprocessing: dict, *, dtype=np.float32) -> np.ndarray:
+def preprocess(images, preprocessing: dict, *, dtype=np.float32,
+               max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
     """Turn uint8 RGB images into a normalised ``(N, 3, H, W)`` batch.
 
     Parameters
@@ -329,6 +389,11 @@ def preprocess(images, preprocessing: dict, *, dtype=np.float32) -> np.ndarray:
         - "none": the image keeps its size (for fully convolutional use,
           e.g. the 32x64 cat|dog image); all images must then share a size.
     dtype : np.float32 or np.float64
+    max_input_pixels : int
+        An image whose network input (after ``resize``) would have more
+        pixels than this is refused with a one-line InputError before it is
+        resized (a 1x10000 strip for a model that resizes the shorter side to
+        32 would become 32x320000).
 
     Returns
     -------
@@ -338,7 +403,11 @@ def preprocess(images, preprocessing: dict, *, dtype=np.float32) -> np.ndarray:
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise InputError(f"preprocess dtype must be float32 or float64; got {dtype}")
-    batch = [_resize_for(_check_image(img, i), p) for i, img in enumerate(_image_list(images))]
+    limit = _check_max_pixels(max_input_pixels, "max_input_pixels")
+    images = [_check_image(img, i) for i, img in enumerate(_image_list(images))]
+    for i, img in enumerate(images):
+        _check_input_size(img, p, limit, f"image {i} " if len(images) > 1 else "the image ")
+    batch = [_resize_for(img, p) for img in images]
     shapes = sorted({b.shape for b in batch})
     if len(shapes) > 1:
         raise InputError(f"images differ in size after preprocessing ({shapes[0][:2]} and {shapes[1][:2]}); "
@@ -404,6 +473,42 @@ def _check_image(img, index: int) -> np.ndarray:
     return img
 
 
+def network_input_size(image_hw, preprocessing: dict) -> tuple[int, int]:
+    """(H, W) of the network input that an image of ``image_hw`` = (h, w) becomes under ``preprocessing``."""
+    p = check_preprocessing(preprocessing)
+    mode = p["resize"]
+    h, w = (int(v) for v in image_hw)
+    if mode == "none":
+        return h, w
+    if mode == "exact":
+        return tuple(p["size"])
+    new_h, new_w = _shorter_side_to(h, w, p["resize_shorter"])
+    return (new_h, new_w) if mode == "shorter" else tuple(p["size"])
+
+
+def _shorter_side_to(h: int, w: int, short: int) -> tuple[int, int]:
+    """The size after resizing the shorter side to ``short`` with the aspect ratio kept (torchvision's rule)."""
+    if w <= h:
+        return int(short * h / w), short
+    return short, int(short * w / h)
+
+
+def _check_input_size(img: np.ndarray, p: dict, limit: int, which: str) -> None:
+    if p["resize"] == "shorter_then_center_crop":      # the resized picture before its crop: uint8, bounded too
+        h, w = _shorter_side_to(*img.shape[:2], p["resize_shorter"])
+        if h * w > DEFAULT_MAX_PIXELS:
+            raise InputError(f"{which}({img.shape[0]}x{img.shape[1]}) would be resized to {h}x{w} = {h * w} pixels "
+                             f"before its centre crop, over the limit of {DEFAULT_MAX_PIXELS}; crop it to a less "
+                             f"extreme shape first")
+    h, w = network_input_size(img.shape[:2], p)
+    if h * w > limit:
+        how = {"none": "kept at its own size", "shorter": f"its shorter side resized to {p['resize_shorter']}"}
+        raise InputError(f"{which}({img.shape[0]}x{img.shape[1]}) would enter the network as {h}x{w} = {h * w} "
+                         f"pixels ({how.get(p['resize'], 'resized')}), over the limit of {limit}; crop it to a "
+                         f"less extreme shape, or raise the limit (minicnn explain --max-input-pixels N; "
+                         f"preprocess(..., max_input_pixels=N))")
+
+
 def _resize_for(img: np.ndarray, p: dict) -> np.ndarray:
     mode = p["resize"]
     if mode == "none":
@@ -413,10 +518,7 @@ def _resize_for(img: np.ndarray, p: dict) -> np.ndarray:
         return _pil_resize(img, out_h, out_w)
     h, w = img.shape[:2]
     short = p["resize_shorter"]
-    if w <= h:
-        new_w, new_h = short, int(short * h / w)
-    else:
-        new_h, new_w = short, int(short * w / h)
+    new_h, new_w = _shorter_side_to(h, w, short)
     img = _pil_resize(img, new_h, new_w)
     if mode == "shorter":
         return img

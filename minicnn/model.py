@@ -134,6 +134,29 @@ def check_input(x, channels: int | None = None) -> np.ndarray:
     return x
 
 
+def check_replace(model: "Model", replace) -> dict[str, np.ndarray]:
+    """``forward``'s ``replace``: {known layer name: float array of finite values}, or a one-line InputError."""
+    if replace is None:
+        return {}
+    if not isinstance(replace, dict):
+        raise InputError(f"replace must be a dict {{layer name: array}}; got {type(replace).__name__}")
+    checked = {}
+    for name, A in replace.items():
+        model[name]  # unknown names fail here, with suggestions
+        try:
+            a = np.asarray(A) if isinstance(A, (list, tuple)) else A
+        except ValueError:  # a ragged list
+            a = None
+        if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or a.ndim == 0:
+            what = f"dtype {a.dtype} array" if isinstance(a, np.ndarray) else type(A).__name__
+            raise InputError(f"replace[{name!r}] must be a floating-point array (the output that layer {name!r} "
+                             f"should have); got a {what}")
+        if not np.isfinite(a).all():
+            raise InputError(f"replace[{name!r}] contains NaN or infinity")
+        checked[name] = a
+    return checked
+
+
 class Model:
     """Named layers with a hand-written backward, plus what describes them (``meta``)."""
 
@@ -243,15 +266,13 @@ class Model:
         layer has read it (the fastest pass, in the least memory: for when
         only the scores matter).
         """
+        self._run, self._logits_shape = Pass(), None   # a forward that fails leaves no pass to go back through
         channels = self.input_size[0] if self.input_size else None
         x = check_input(x, channels)
-        replace = dict(replace or {})
-        for name in replace:
-            self[name]  # unknown names fail here, with suggestions
+        replace = check_replace(self, replace)
         n = len(x)
         pieces = batch_chunks(n, x[0].size, parallel.threads())
-        self._run, self._logits_shape = Pass(), None     # the last pass's arrays go now, not after this one
-        keep_freed_memory()                              # ... and their memory serves this one
+        keep_freed_memory()                              # the last pass's memory serves this one
         self._split = len(pieces) > 1 or x[0].size >= CHUNK_ELEMENTS   # work for our threads, not BLAS's
         with parallel.session(self._split):
             if len(pieces) > 1 and all(np.shape(a)[:1] == (n,) for a in replace.values()):
@@ -265,6 +286,42 @@ class Model:
         self._logits_shape, self._dtype = logits.shape, x.dtype
         return logits
 
+    def forward_from(self, name: str, A) -> np.ndarray:
+        """Logits (N, K) computed from A, the output of layer ``name``, running only the layers after it.
+
+        Nothing below ``name`` runs (Ablation-CAM scores K edited copies of a
+        feature map this way). ``name`` must be a layer whose output alone
+        feeds the rest of the network: a step of a Sequential chain, or the
+        last step of a block ("layer3.2" or "layer3.2.relu", not
+        "layer3.2.conv1", whose block still needs its input for the shortcut).
+        ``activations`` then holds A and the outputs of the layers that ran.
+        A forward-only pass: ``backward`` needs a full ``forward`` first.
+        """
+        A = np.asarray(A)
+        if A.ndim < 2 or A.shape[0] == 0 or A.dtype not in (np.float32, np.float64):
+            raise InputError(f"forward_from needs a float32 or float64 batch (N, ...) of layer outputs; "
+                             f"got dtype {A.dtype}, shape {A.shape}")
+        self[name]  # unknown names fail here, with suggestions
+        self._run, self._logits_shape = Pass(), None   # a pass that fails leaves nothing to go back through
+        run = Pass()
+        out = run.record_output(name, A)
+        path, step = name.rpartition(".")[0], name
+        while True:
+            container = self.root if not path else self._modules[path]
+            children = container.children()
+            later = children[[join(path, n) for n, _ in children].index(step) + 1:]
+            if later and not isinstance(container, Sequential):
+                raise InputError(f"forward_from cannot resume at {name!r}: the block {path!r} also reads its own "
+                                 f"input after it; resume at {path!r} or at a layer outside the block")
+            for n, child in later:
+                out = child.run_forward(out, run, join(path, n))
+            if not path:
+                break
+            out = run.record_output(path, out)
+            path, step = path.rpartition(".")[0], path
+        self._run, self._logits_shape = run, None
+        return out
+
     def backward(self, dlogits, *, relu: str = "plain", param_grads: bool = False,
                  stop_at: str | None = None) -> np.ndarray | None:
         """Backpropagate d(scalar)/d(logits) (N, K) through every layer, last to first.
@@ -277,8 +334,14 @@ class Model:
         if self._logits_shape is None:
             raise InputError("call model.forward(x) before model.backward(dlogits)")
         dlogits = np.asarray(dlogits)
+        if dlogits.dtype.kind not in "biuf":
+            raise InputError(f"dlogits must be real numbers (e.g. the one-hot e_c); got dtype {dlogits.dtype}")
         if dlogits.shape != self._logits_shape:
             raise InputError(f"dlogits must have the logits' shape {self._logits_shape}, got {dlogits.shape}")
+        if not np.isfinite(dlogits).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(dlogits))[0])
+            raise InputError(f"dlogits contains NaN or infinity (first at index {bad}); the seed must be finite, "
+                             f"e.g. the one-hot e_c")
         relu_rule(relu)
         if stop_at is not None:
             self[stop_at]

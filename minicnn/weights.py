@@ -137,7 +137,7 @@ def locate(name_or_path) -> tuple[Path, str | None]:
             raise WeightsError(f"weights file not found: {path}")
         raise unknown_name("model", text, sorted(models) or ["(none shipped)"])
     if not path.is_file():
-        raise WeightsError(f"{path} is a folder, not a weights file")
+        raise WeightsError(_not_a_file(path))
     # a shipped file given by its path is checked too
     for name, entry in models.items():
         shipped = folder / entry.get("file", f"{name}.npz")
@@ -209,9 +209,16 @@ def read_meta(path) -> dict:
         npz.close()
 
 
+def _not_a_file(path: Path) -> str:
+    """Why an existing ``path`` cannot be a weights file: a folder, or not a regular file."""
+    if path.is_dir():
+        return f"{path} is a folder, not a weights file"
+    return f"{path} is not a regular file (a device, pipe or socket), not a weights file"
+
+
 def _open_npz(path: Path):
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        raise WeightsError(_not_a_file(path) if path.exists() else f"weights file not found: {path}")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path} is empty (0 bytes), not a weights file; was a download or copy cut short?")
     try:
