@@ -11,11 +11,11 @@ What is timed, at batch 1 unless said otherwise:
   logits only, ``keep=False``, as PyTorch under ``no_grad``); a forward and
   backward pass to the input of a batch of 64 (``backward64``: every
   activation kept, the gradient of the sum of each image's target score,
-  the step Integrated Gradients and SmoothGrad repeat); Score-CAM's forward
-  passes at the default layer (``scorecam``: the K = channels of that
-  layer copies of the image, each masked by one of its upsampled and
-  [0, 1]-normalised maps, through the network 2^18 input elements at a
-  time, logits only); and, when ``--data`` names the CIFAR-10 JPEG test set
+  the step Integrated Gradients and SmoothGrad repeat); Score-CAM at the
+  default layer (``scorecam``, ``explain.scorecam``: one masked copy of the
+  image per map of that layer, each map upsampled and scaled to [0, 1],
+  through the network 2^18 input elements at a time, the weights the
+  softmax scores of the class); and, when ``--data`` names the CIFAR-10 JPEG test set
   (a zip or folder, see ``minicnn.datasets``), ``minicnn evaluate`` on it
   end to end (``evaluate``: reading, JPEG decoding, preprocessing, 200
   images per pass) against a PyTorch loop over the same images, decoded
@@ -103,7 +103,7 @@ SLOW_REPS = {"evaluate": 3}
 #: Images per pass of ``evaluate`` (its default batch size).
 EVALUATE_BATCH = 200
 
-#: Input elements per forward pass of Score-CAM's masked copies (as explain's batched methods).
+#: Input elements per forward pass of Score-CAM's masked copies (explain's default).
 MASKED_BATCH_ELEMENTS = 2 ** 18
 
 #: The targets, as largest ratios to PyTorch: per "model/operation", per operation of every
@@ -178,7 +178,7 @@ def machine_info(torch) -> dict:
 @dataclass
 class Case:
     """One model with its inputs: x (1, C, H, W); for CIFAR models a batch (256, C, H, W)
-    (its first 64 images for the batch-64 operations), Score-CAM's masks and the dataset."""
+    (its first 64 images for the batch-64 operations) and the dataset."""
 
     name: str
     model: object
@@ -186,20 +186,8 @@ class Case:
     target: int = 0
     layer: str = ""
     batch: np.ndarray | None = None
-    masks: np.ndarray | None = None
     data: str | None = None
     operations: tuple = ("forward", "gradcam", "guided_backprop", "guided_gradcam")
-
-
-def score_cam_masks(model, x: np.ndarray, layer: str) -> np.ndarray:
-    """Score-CAM's masks for x (1, C, H, W): each map of A = activations[layer], upsampled
-    bilinearly to the input's size and scaled to [0, 1]: (K, 1, H, W)."""
-    from .explain.resize import resize_bilinear
-    model.forward(x)
-    maps = resize_bilinear(model.activations[layer][0], x.shape[2:])          # K, H, W
-    low = maps.min(axis=(1, 2), keepdims=True)
-    span = maps.max(axis=(1, 2), keepdims=True) - low
-    return ((maps - low) / np.where(span > 0, span, 1))[:, None].astype(x.dtype)
 
 
 def make_case(name: str, data: str | None = None) -> Case:
@@ -224,17 +212,9 @@ def make_case(name: str, data: str | None = None) -> Case:
     case.layer = default_layer(model)
     if max(h, w) <= 64:
         case.batch = rng.standard_normal((256, c, h, w), np.float32)
-        case.masks = score_cam_masks(model, case.x, case.layer)
         case.data = data
         case.operations = tuple(op for op in OPERATIONS if op != "evaluate" or data)
     return case
-
-
-def masked_batches(x, masks):
-    """Score-CAM's masked copies of x, x * masks[k], in batches of MASKED_BATCH_ELEMENTS input elements."""
-    per_pass = max(1, MASKED_BATCH_ELEMENTS // x[0].size)
-    for start in range(0, len(masks), per_pass):
-        yield x * masks[start:start + per_pass]
 
 
 def minicnn_operations(case: Case) -> dict[str, Callable[[], np.ndarray]]:
@@ -256,9 +236,6 @@ def minicnn_operations(case: Case) -> dict[str, Callable[[], np.ndarray]]:
             model.forward(b64)
             return model.backward(onehot)
 
-        def scorecam():
-            return np.concatenate([model.forward(m, keep=False)[:, c] for m in masked_batches(x, case.masks)])
-
         def evaluate():
             from .datasets import open_dataset
             from .evaluate import evaluate as run
@@ -266,7 +243,8 @@ def minicnn_operations(case: Case) -> dict[str, Callable[[], np.ndarray]]:
 
         ops.update({"batch64": lambda: model.forward(b64, keep=False),
                     "batch256": lambda: model.forward(b256, keep=False),
-                    "backward64": backward64, "scorecam": scorecam, "evaluate": evaluate})
+                    "backward64": backward64, "evaluate": evaluate,
+                    "scorecam": lambda: explain.scorecam(model, x, c, layer, progress=False).map})
     return {k: v for k, v in ops.items() if k in case.operations}
 
 
@@ -429,10 +407,24 @@ def torch_operations(case: Case, twin, torch) -> dict[str, Callable[[], np.ndarr
             return dx
 
         def scorecam():
-            masks = torch.from_numpy(case.masks)
-            per_pass = max(1, MASKED_BATCH_ELEMENTS // x[0].numel())
+            kept = {}
+            hook = A_module.register_forward_hook(lambda module, inputs, out: kept.update(A=out))
+            try:
+                with torch.no_grad():
+                    twin(x)
+            finally:
+                hook.remove()
+            A = kept["A"][0]                                                       # K, h, w
             with torch.no_grad():
-                return torch.cat([twin(x * masks[k:k + per_pass])[:, c] for k in range(0, len(masks), per_pass)])
+                U = F.interpolate(A[None], size=x.shape[2:], mode="bilinear", align_corners=False)[0]
+                low, high = U.amin(dim=(1, 2), keepdim=True), U.amax(dim=(1, 2), keepdim=True)
+                k = torch.nonzero(high.flatten() > low.flatten()).flatten()       # constant maps weigh 0
+                H = (U[k] - low[k]) / (high[k] - low[k])
+                per_pass = max(1, MASKED_BATCH_ELEMENTS // x[0].numel())
+                scores = torch.cat([torch.softmax(twin(x * H[j:j + per_pass, None]), dim=1)[:, c]
+                                    for j in range(0, len(k), per_pass)])
+                alpha = torch.zeros(len(A)).index_put_((k,), scores)
+                return torch.relu((alpha[:, None, None] * A).sum(0))
 
         ops.update({"batch64": lambda: batch(b64), "batch256": lambda: batch(b256), "backward64": backward64,
                     "scorecam": scorecam})

@@ -32,7 +32,6 @@ def small_case(name, data=None):
                       operations=bench.OPERATIONS if data else WITHOUT_DATA)
     case.target = int(np.argmax(model.forward(case.x)[0]))
     case.layer = bench.default_layer(model)
-    case.masks = bench.score_cam_masks(model, case.x, case.layer)
     return case
 
 
