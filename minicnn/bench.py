@@ -327,8 +327,11 @@ def torch_twin(model, torch):
     return twin
 
 
-def torch_operations(case: Case, twin, torch) -> dict[str, Callable[[], np.ndarray]]:
-    """The same operations in PyTorch: gradients only where the method needs them."""
+def torch_operations(case: Case, twin, torch, only: str | None = None) -> dict[str, Callable[[], np.ndarray]]:
+    """The same operations in PyTorch: gradients only where the method needs them.
+
+    ``only``: the one operation wanted (``evaluate`` decodes the data set when it is built).
+    """
     F = torch.nn.functional
     x, c = torch.from_numpy(case.x), case.target
     A_module = twin.get_submodule(case.layer)
@@ -428,7 +431,7 @@ def torch_operations(case: Case, twin, torch) -> dict[str, Callable[[], np.ndarr
 
         ops.update({"batch64": lambda: batch(b64), "batch256": lambda: batch(b256), "backward64": backward64,
                     "scorecam": scorecam})
-        if case.data:
+        if case.data and only in (None, "evaluate"):
             ops["evaluate"] = torch_evaluate(case, twin, torch)
     return {k: v for k, v in ops.items() if k in case.operations}
 
@@ -522,8 +525,8 @@ def probe(case_name: str, operation: str, side: str, data: str | None = None) ->
     case = make_case(case_name, data or None)
     if side == "torch":
         twin = torch_twin(case.model, torch)
+        fn = torch_operations(case, twin, torch, only=operation)[operation]
         case.model = None                      # minicnn's copy of the weights leaves this process
-        fn = torch_operations(case, twin, torch)[operation]
     else:
         fn = minicnn_operations(case)[operation]
     gc.collect()

@@ -100,13 +100,13 @@ def im2col(xp: np.ndarray, kernel, stride, dilation=1) -> np.ndarray:
     return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
 
 
-#: Floats in one block of im2col's columns (4 MiB in float32): a convolution builds
+#: Floats in one block of im2col's columns (1 MiB in float32): a convolution builds
 #: and multiplies its columns a block at a time, so the block is still in cache when
 #: the product reads it, and the whole column matrix (115 MB for VGG-16's second
 #: layer) never exists at once...
-COLUMN_BLOCK_FLOATS = 2 ** 20
+COLUMN_BLOCK_FLOATS = 2 ** 18
 #: ...but a block has at least this many columns, so each product stays large.
-MIN_BLOCK_COLUMNS = 2048
+MIN_BLOCK_COLUMNS = 1024
 
 
 def column_blocks(n: int, ho: int, wo: int, rows: int, parts: int = 1):
