@@ -70,6 +70,9 @@ class Joined(Mapping):
             self._joined[key] = np.concatenate(arrays)
         return self._joined[key]
 
+    def __contains__(self, name) -> bool:
+        return name in self._parts[0]
+
     def __iter__(self):
         return iter(self._parts[0])
 
@@ -286,7 +289,7 @@ class Model:
         self._logits_shape, self._dtype = logits.shape, x.dtype
         return logits
 
-    def forward_from(self, name: str, A) -> np.ndarray:
+    def forward_from(self, name: str, A, *, keep: bool = True) -> np.ndarray:
         """Logits (N, K) computed from A, the output of layer ``name``, running only the layers after it.
 
         Nothing below ``name`` runs (Ablation-CAM scores K edited copies of a
@@ -294,8 +297,9 @@ class Model:
         feeds the rest of the network: a step of a Sequential chain, or the
         last step of a block ("layer3.2" or "layer3.2.relu", not
         "layer3.2.conv1", whose block still needs its input for the shortcut).
-        ``activations`` then holds A and the outputs of the layers that ran.
-        A forward-only pass: ``backward`` needs a full ``forward`` first.
+        ``activations`` then holds A and the outputs of the layers that ran
+        (nothing with ``keep=False``). A batch goes in chunks on every core, as
+        in ``forward``. A forward-only pass: ``backward`` needs a full ``forward`` first.
         """
         A = np.asarray(A)
         if A.ndim < 2 or A.shape[0] == 0 or A.dtype not in (np.float32, np.float64):
@@ -303,23 +307,45 @@ class Model:
                              f"got dtype {A.dtype}, shape {A.shape}")
         self[name]  # unknown names fail here, with suggestions
         self._run, self._logits_shape = Pass(), None   # a pass that fails leaves nothing to go back through
-        run = Pass()
-        out = run.record_output(name, A)
-        path, step = name.rpartition(".")[0], name
-        while True:
-            container = self.root if not path else self._modules[path]
-            children = container.children()
-            later = children[[join(path, n) for n, _ in children].index(step) + 1:]
+        for (container, later), path in zip(self._after(name), self._enclosing(name)):
             if later and not isinstance(container, Sequential):
                 raise InputError(f"forward_from cannot resume at {name!r}: the block {path!r} also reads its own "
                                  f"input after it; resume at {path!r} or at a layer outside the block")
-            for n, child in later:
-                out = child.run_forward(out, run, join(path, n))
-            if not path:
-                break
-            out = run.record_output(path, out)
-            path, step = path.rpartition(".")[0], path
-        self._run, self._logits_shape = run, None
+
+        def resume(piece):
+            """The layers after ``name``, container by container outwards, on A[piece]."""
+            where, run = piece
+            out = run.record_output(name, A[where])
+            for (container, later), path in zip(self._after(name), self._enclosing(name)):
+                for n, child in later:
+                    out = child.run_forward(out, run, join(path, n))
+                if path:
+                    out = run.record_output(path, out)
+            return out
+
+        pieces = batch_chunks(len(A), A[0].size, parallel.threads())
+        runs = [Pass(keep=keep) for _ in pieces]
+        with parallel.session(len(pieces) > 1):
+            logits = parallel.run(resume, zip(pieces, runs))
+        self._run = Chunks(pieces, runs) if len(pieces) > 1 else runs[0]
+        return logits[0] if len(logits) == 1 else np.concatenate(logits)
+
+    def _enclosing(self, name: str) -> list[str]:
+        """The paths of the containers around ``name``, innermost first, ending with the root ("")."""
+        paths = []
+        while name:
+            name = name.rpartition(".")[0]
+            paths.append(name)
+        return paths
+
+    def _after(self, name: str) -> list[tuple[Module, list]]:
+        """For each container around ``name`` (innermost first): it, and its children after ``name``'s branch."""
+        out, step = [], name
+        for path in self._enclosing(name):
+            container = self.root if not path else self._modules[path]
+            children = container.children()
+            out.append((container, children[[join(path, n) for n, _ in children].index(step) + 1:]))
+            step = path
         return out
 
     def backward(self, dlogits, *, relu: str = "plain", param_grads: bool = False,

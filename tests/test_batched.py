@@ -169,6 +169,22 @@ def test_keep_false_keeps_nothing_and_refuses_backward(three_threads, monkeypatc
         model.backward(np.ones_like(logits))
 
 
+def test_forward_from_in_chunks_on_threads_equals_one_pass(three_threads, monkeypatch):
+    model = models()["resnet20"]
+    x = np.random.default_rng(10).standard_normal((5, 3, 8, 8))
+    model.forward(x)
+    A = model.activations["layer2"] * 1.5
+    whole = model.forward_from("layer2", A)
+    monkeypatch.setattr(model_module, "CHUNK_ELEMENTS", 2 * 32 * 4 * 4)
+    chunked = model.forward_from("layer2", A)
+    assert isinstance(model._run, model_module.Chunks)
+    assert relative_error(chunked, whole) < SAME
+    assert set(model.activations) == {"layer2", "layer3", "avgpool", "flatten", "linear"} | {
+        n for n in model.layer_names if n.startswith("layer3.")}
+    assert relative_error(model.forward_from("layer2", A, keep=False), whole) < SAME
+    assert not model.activations
+
+
 def test_dense_layer_split_over_threads_is_the_same_product(three_threads, monkeypatch):
     monkeypatch.setattr(parallel, "SPLIT_ELEMENTS", 1)
     rng = np.random.default_rng(5)
