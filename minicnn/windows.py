@@ -173,8 +173,7 @@ def col2im(cols: np.ndarray, padded_shape, kernel, stride, dilation=1, out=None)
 
 # ---------------------------------------------------------------- stride 1: images side by side
 
-def side_by_side(x: np.ndarray, padding, images: slice = slice(None), rows: slice | None = None,
-                 width: int | None = None, name: str = "side_by_side") -> np.ndarray:
+def side_by_side(x: np.ndarray, padding, images: slice = slice(None), rows: slice | None = None) -> np.ndarray:
     """Padded rows of some images of x, laid side by side: (C, R, K, Wp).
 
     x (N, C, H, W); ``images`` a slice of K images; ``rows`` a slice of the padded
@@ -182,14 +181,13 @@ def side_by_side(x: np.ndarray, padding, images: slice = slice(None), rows: slic
     rows.start + r of image k, channel c (Wp = W + 2pw wide): zero in the padding,
     x elsewhere. Read as one line per channel, (C, R*K*Wp), the taps of
     stride-1 windows are that line at fixed offsets (``shifted_columns``).
-    Rows past the padded height are zero too, and ``width`` (>= Wp) widens
-    each image with zero columns on the right.
-    The result is this thread's scratch array ``name`` (see ``scratch``).
+    Rows past the padded height are zero too.
+    The result is this thread's scratch array "side_by_side" (see ``scratch``).
     """
     n, c, h, w = x.shape
     (ph, pw), images = pair(padding), range(n)[images]
     rows = rows or slice(0, h + 2 * ph)
-    out = scratch(name, (c, rows.stop - rows.start, len(images), width or w + 2 * pw), x.dtype)
+    out = scratch("side_by_side", (c, rows.stop - rows.start, len(images), w + 2 * pw), x.dtype)
     top, bottom = min(max(rows.start, ph), rows.stop), max(min(rows.stop, ph + h), rows.start)
     out[:, :top - rows.start] = 0                      # padding rows above and below the image
     out[:, bottom - rows.start:] = 0
@@ -238,8 +236,11 @@ def add_shifted_columns(dcols: np.ndarray, out: np.ndarray, kernel, dilation=1) 
     dcols (C*kh*kw, Ho*K*Wp); one slice add per tap (u, v):
     line[c, q + u*dh*K*Wp + v*dw] += dcols[(c, u, v), q]. The columns of
     windows that run off an image (j >= Wo) must hold zeros: they would
-    otherwise spill into the neighbouring image.
+    otherwise spill into the neighbouring image. ``out`` must be contiguous
+    (its line is a view of it).
     """
+    if not out.flags.c_contiguous:
+        raise ValueError("add_shifted_columns adds into a contiguous array only")
     (kh, kw), (dh, dw) = pair(kernel), pair(dilation)
     c, hs, k, wp = out.shape
     ho, pitch = hs - dh * (kh - 1), k * wp

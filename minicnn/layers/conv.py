@@ -219,8 +219,11 @@ def conv2d_input_grad_side_by_side(dout, x_shape, w, padding=0, dilation=1):
         dcols = np.matmul(wt, dy.reshape(f, -1), out=scratch("dcolumns", (wt.shape[0], r * k * wp), dtype))
         in_rows = input_rows(rows, (kh, kw), 1, dilation)
         shape = (c, in_rows.stop - in_rows.start, k, wp)
-        dxs = np.zeros(shape, dtype) if r < ho else scratch("dx_side_by_side", shape, dtype)
-        dxs[...] = 0
+        if r < ho:                                         # a band: returned, so an array of its own
+            dxs = np.zeros(shape, dtype)
+        else:
+            dxs = scratch("dx_side_by_side", shape, dtype)
+            dxs[...] = 0
         add_shifted_columns(dcols, dxs, (kh, kw), dilation)
         if r == ho:                                        # whole images: their gradient, unpadded
             dx[images] = dxs[:, ph:ph + h, :, pw:pw + wd].transpose(2, 0, 1, 3)
@@ -243,8 +246,9 @@ def use_side_by_side(x_shape, w_shape, stride=1, padding=0) -> bool:
     The slice copies save most of im2col's strided gather, which costs in
     proportion to C*kh*kw per column; the 2*pw columns per image row that
     run off an image cost F times as much each, in the product. Measured on
-    VGG and ResNet layers, side by side pays while F*pw <= 8*W (all the CIFAR
-    layers; not VGG-16's 512-channel layers at 28x28 and 14x14).
+    VGG and ResNet layers, side by side pays while F*pw <= 8*W (the CIFAR
+    layers up to 64 channels; not 128 channels at 8x8, nor VGG-16's
+    512-channel layers at 28x28 and 14x14).
     """
     f = w_shape[0]
     pw = pair(padding)[1]
