@@ -74,7 +74,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import explain
+from . import explain, parallel
 from .atomic import Outputs
 from .errors import MinicnnError
 from .explain import default_layer
@@ -165,7 +165,8 @@ def machine_info(torch) -> dict:
     info = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "blas": blas["library"], "blas_kernel": blas.get("kernel"),
-            "threads": blas["threads"], "torch": torch.__version__ if torch else None,
+            "threads": blas["threads"], "minicnn_threads": parallel.threads(),
+            "torch": torch.__version__ if torch else None,
             "dropped_env": os.environ.get(_DROPPED) or None, "load_before": _load()}
     for name in SLOW_BLAS_VARIABLES:
         if name in os.environ:
@@ -675,6 +676,9 @@ def table(info: dict, results: dict) -> str:
              f"numpy {info['numpy']}, BLAS {info['blas']}"
              + (f" ({info['blas_kernel']} kernel)" if info.get("blas_kernel") else "")
              + f", {info['threads']} threads; {torch_txt}"]
+    if "minicnn_threads" in info:
+        lines.append(f"minicnn: {info['minicnn_threads']} threads of its own for batches and large images "
+                     "(BLAS held to one thread meanwhile)")
     if info.get("load_before") is not None:
         lines.append(f"load average (1 min): {info['load_before']} before, {info.get('load_after')} after "
                      f"(on {info['cores']} cores)")

@@ -4,15 +4,17 @@ Two kinds of pieces are independent. In inference mode no layer mixes the
 images of a batch (BatchNorm uses its running statistics), so a batch
 (N, ...) cut along N into chunks can go through the whole network chunk by
 chunk, and the chunks' results joined along N are those of one pass
-(``Model`` does this). And the blocks of a convolution (``column_blocks``),
-or of a dense layer's outputs, write disjoint parts of the result.
+(``Model`` does this). And within a layer on one large image, the blocks of
+a convolution (``column_blocks``), of a dense layer's outputs and of the
+channels of a ReLU or a pooling layer (``by_channels``) write disjoint parts
+of the result.
 
 NumPy releases the interpreter lock inside its array operations and BLAS
 calls, so such pieces run on separate cores when given to threads. While a
-model pass runs (``session``), the BLAS library is held to one thread: each
-piece already has a core, and BLAS threads on top of ours would compete
-with them (and spin, waiting for work, long after a product ends). The
-number of threads is the BLAS library's own thread count
+model pass that has pieces to share runs (``session``), the BLAS library is
+held to one thread: each piece already has a core, and BLAS threads on top
+of ours would compete with them (and spin, waiting for work, long after a
+product ends). The number of threads is the BLAS library's own thread count
 (``OPENBLAS_NUM_THREADS`` and the like still decide), read with
 ``threadpoolctl``; without it everything runs in the calling thread, as
 plain NumPy does.
