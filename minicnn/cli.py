@@ -16,8 +16,26 @@ import warnings
 from .errors import MinicnnError
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, with "(default: X)" after every option that has a default its text does not name."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if (action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+                and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage mistake reported like every other error: one line, exit status 2."""
+    """argparse, with a usage mistake reported like every other error: one line, exit status 2.
+
+    Every subcommand's ``--help`` shows each option's default (:class:`HelpFormatter`).
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"minicnn: error: {message}; see `{self.prog} --help`\n")
@@ -130,16 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="top-1 accuracy on a labelled image dataset")
     p.add_argument("--model", required=True, help="shipped model name or weights file")
-    p.add_argument("--data", required=True,
-                   help="image folders <split>/<class>/*.jpg, a zip of them, or the CIFAR-10 python archive")
-    p.add_argument("--split", default="test")
-    p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--data", default=None,
+                   help="image folders <split>/<class>/*.jpg, a zip of them, or the CIFAR-10 python archive "
+                        "(cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html) "
+                        "(default: the 300 CIFAR-10 test images shipped in minicnn/data/cifar10)")
+    p.add_argument("--split", default="test", help="which split: a folder of --data, or the archive's test or train")
+    p.add_argument("--batch-size", type=int, default=200, help="images per forward pass")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (default: all)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("convert", help="convert a PyTorch checkpoint to a minicnn weights file (needs torch)")
+    p = sub.add_parser("convert", help="convert a PyTorch checkpoint (needs torch) or a TensorFlow Lite model "
+                                       "(needs tflite) to a minicnn weights file")
     p.add_argument("checkpoint")
-    p.add_argument("--arch", required=True, help="architecture name (e.g. resnet20, vgg16, vgg_cifar)")
+    p.add_argument("--arch", default=None, help="architecture name (e.g. resnet20, vgg16, vgg_cifar); required for "
+                                               "PyTorch checkpoints, read from the file for .tflite models")
+    p.add_argument("--labels", default=None, help="class names, one a line, in output order")
     p.add_argument("--out", required=True, help="the .npz file to write")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolution")
     p.add_argument("--name", default=None, help="model name recorded in the file")
@@ -156,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("explain", help="explain a prediction: Grad-CAM, guided backprop, occlusion, ...")
-    p.add_argument("image")
-    p.add_argument("--model", default="vgg_cifar10")
+    p.add_argument("image", help="the image file to explain (PNG, JPEG, ...; any size: the model's resize rule applies)")
+    p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
     p.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
     p.add_argument("--layer", default=None,
                    help="layer name (default: the last convolutional feature map); methods that work on the input "
@@ -187,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_force_option(p)
     p.add_argument("--quick", action="store_true", help="fewer repetitions, CIFAR models only")
     p.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
-                   help="comma-separated models to time (default: vgg16 and the shipped CIFAR-10 models)")
+                   help="comma-separated models to time (default: vgg16, the shipped CIFAR-10 models and mobilenet_v2)")
     p.add_argument("--reps", type=positive_int, default=None, help="repetitions per operation (default 7; 3 with --quick)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (fresh processes)")
     p.add_argument("--data", default=None,

@@ -11,7 +11,8 @@ to that. :func:`preprocess` turns a list of such arrays into the
      "std": [0.229, 0.224, 0.225],
      "resize": "shorter_then_center_crop",   # or "exact", "shorter", "none"
      "size": [224, 224],                 # [H, W] of the network input
-     "resize_shorter": 256}              # only for "shorter_then_center_crop"
+     "resize_shorter": 256,              # only for "shorter_then_center_crop"
+     "interpolation": "bilinear"}        # optional: Pillow's filter, "bilinear" (default) or "bicubic"
 
 :func:`deprocess` undoes the normalisation for display. The package ships a
 few CIFAR-10 test images (:func:`sample_images`, :func:`load_sample`) and
@@ -55,6 +56,8 @@ DEFAULT_MAX_INPUT_PIXELS = 512 * 512
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("exact", "shorter_then_center_crop", "shorter", "none")
+#: Pillow filters a preprocessing description may name ("interpolation"; default "bilinear").
+INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 _SAMPLES_DIR = DATA_DIR / "cifar10" / "test"
@@ -258,7 +261,7 @@ def _header_size(data: bytes):
 def _refuse_if_too_large(size, name: str, max_pixels: int) -> None:
     w, h = size
     if w * h > max_pixels:
-        raise ImageError(f"{name} is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} pixels "
+        raise ImageError(f"{name} is {w} wide x {h} high = {w * h} pixels, over the limit of {max_pixels} pixels "
                          f"(possible decompression bomb); shrink it, or if you trust the file raise the limit "
                          f"(minicnn explain --max-pixels N; load_image(path, max_pixels=N))")
 
@@ -363,6 +366,9 @@ def check_preprocessing(preprocessing) -> dict:
         p["resize_shorter"] = int(shorter)
     else:
         p.setdefault("resize_shorter", None)
+    if not isinstance(p.setdefault("interpolation", "bilinear"), str) or p["interpolation"] not in INTERPOLATIONS:
+        raise InputError(f"preprocessing interpolation must be one of {', '.join(INTERPOLATIONS)}; "
+                         f"got {p['interpolation']!r}")
     return p
 
 
@@ -376,7 +382,8 @@ def preprocess(images, preprocessing: dict, *, dtype=np.float32,
     preprocessing : dict
         The model's preprocessing description (see :func:`check_preprocessing`).
         ``resize`` is applied to each image with Pillow's bilinear filter
-        (as torchvision's ``Resize`` does on PIL images):
+        (as torchvision's ``Resize`` does on PIL images; ``"interpolation":
+        "bicubic"`` chooses Pillow's bicubic filter instead):
 
         - "exact": to ``size`` (CIFAR models, 32x32);
         - "shorter_then_center_crop": the shorter side to ``resize_shorter``
@@ -497,43 +504,43 @@ def _check_input_size(img: np.ndarray, p: dict, limit: int, which: str) -> None:
     if p["resize"] == "shorter_then_center_crop":      # the resized picture before its crop: uint8, bounded too
         h, w = _shorter_side_to(*img.shape[:2], p["resize_shorter"])
         if h * w > DEFAULT_MAX_PIXELS:
-            raise InputError(f"{which}({img.shape[0]}x{img.shape[1]}) would be resized to {h}x{w} = {h * w} pixels "
+            raise InputError(f"{which}({size_text(img.shape)}) would be resized to {size_text((h, w))} = {h * w} pixels "
                              f"before its centre crop, over the limit of {DEFAULT_MAX_PIXELS}; crop it to a less "
                              f"extreme shape first")
     h, w = network_input_size(img.shape[:2], p)
     if h * w > limit:
         how = {"none": "kept at its own size", "shorter": f"its shorter side resized to {p['resize_shorter']}"}
-        raise InputError(f"{which}({img.shape[0]}x{img.shape[1]}) would enter the network as {h}x{w} = {h * w} "
+        raise InputError(f"{which}({size_text(img.shape)}) would enter the network as {size_text((h, w))} = {h * w} "
                          f"pixels ({how.get(p['resize'], 'resized')}), over the limit of {limit}; crop it to a "
                          f"less extreme shape, or raise the limit (minicnn explain --max-input-pixels N; "
                          f"preprocess(..., max_input_pixels=N))")
 
 
 def _resize_for(img: np.ndarray, p: dict) -> np.ndarray:
-    mode = p["resize"]
+    mode, resample = p["resize"], INTERPOLATIONS[p["interpolation"]]
     if mode == "none":
         return img
     out_h, out_w = p["size"]
     if mode == "exact":
-        return _pil_resize(img, out_h, out_w)
+        return _pil_resize(img, out_h, out_w, resample)
     h, w = img.shape[:2]
     short = p["resize_shorter"]
     new_h, new_w = _shorter_side_to(h, w, short)
-    img = _pil_resize(img, new_h, new_w)
+    img = _pil_resize(img, new_h, new_w, resample)
     if mode == "shorter":
         return img
     if new_h < out_h or new_w < out_w:
-        raise InputError(f"after resizing the shorter side to {short} the image is {new_h}x{new_w}, "
-                         f"smaller than the crop {out_h}x{out_w}")
+        raise InputError(f"after resizing the shorter side to {short} the image is {size_text((new_h, new_w))}, "
+                         f"smaller than the crop {size_text((out_h, out_w))}")
     top = int(round((new_h - out_h) / 2.0))
     left = int(round((new_w - out_w) / 2.0))
     return img[top:top + out_h, left:left + out_w]
 
 
-def _pil_resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+def _pil_resize(img: np.ndarray, h: int, w: int, resample=Image.Resampling.BILINEAR) -> np.ndarray:
     if img.shape[:2] == (h, w):
         return img
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(img).resize((w, h), resample))
 
 
 # ---------------------------------------------------------------------------
@@ -572,3 +579,74 @@ def load_sample(class_name: str, index: int = 0) -> np.ndarray:
         raise InputError(f"sample index must be an integer in 0..{len(samples) - 1} "
                          f"({len(samples)} images of {class_name!r}); got {index!r}")
     return load_image(samples[index][0])
+
+
+# ---------------------------------------------------------------------------
+# Sizes, as people read them
+
+#: The network input is *far* from the size a model was trained on when one of
+#: its sides is more than this factor larger, or smaller, than the training side.
+FAR_FROM_TRAINING = 1.5
+
+
+class InputSizeWarning(ImageWarning):
+    """The network input is far from the size the model was trained on (see :func:`training_size_note`)."""
+
+
+def size_text(hw) -> str:
+    """An (H, W) size as people read it: ``(300, 451)`` -> "451 wide x 300 high".
+
+    Arrays are (H, W) and image viewers say W x H; naming the sides avoids
+    both readings of "300x451".
+    """
+    h, w = (int(s) for s in tuple(hw)[:2])
+    return f"{w} wide x {h} high"
+
+
+def how_resized(image_hw, preprocessing: dict) -> str:
+    """How ``preprocess`` changes an image of size ``image_hw`` (H, W), in a few words.
+
+    "not resized", "squashed: aspect ratio not kept" (resize "exact" to
+    another shape), "resized, aspect ratio kept", "shorter side to 32,
+    aspect ratio kept", or that followed by ", then the central crop".
+    """
+    p = check_preprocessing(preprocessing)
+    h, w = (int(s) for s in tuple(image_hw)[:2])
+    mode = p["resize"]
+    if mode == "none":
+        return "not resized"
+    if mode == "exact":
+        out_h, out_w = p["size"]
+        if (out_h, out_w) == (h, w):
+            return "not resized"
+        if abs(w / h - out_w / out_h) <= 0.01 * out_w / out_h:
+            return "resized, aspect ratio kept"
+        return "squashed: aspect ratio not kept"
+    short = p["resize_shorter"]
+    if mode == "shorter" and min(h, w) == short:
+        return "not resized"
+    text = f"shorter side to {short}, aspect ratio kept"
+    return text + (", then the central crop" if mode == "shorter_then_center_crop" else "")
+
+
+def training_size_note(input_hw, preprocessing: dict, model_name: str = "the model") -> str | None:
+    """One line when the network input (H, W) is far from the training size, else None.
+
+    The training size is the preprocessing's ``size``. Far: a side more than
+    :data:`FAR_FROM_TRAINING` (1.5) times larger, or smaller, than the
+    training side. A fully convolutional model (resize "shorter" or "none")
+    accepts such inputs, but it then sees a field of view, or objects at a
+    scale, it was never trained on. (A model that resizes to exactly its
+    training size, "exact", never gets the note.)
+    """
+    p = check_preprocessing(preprocessing)
+    if p.get("size") is None:
+        return None
+    h, w = (int(s) for s in tuple(input_hw)[:2])
+    th, tw = p["size"]
+    worst = max(h / th, th / h, w / tw, tw / w)
+    if worst <= FAR_FROM_TRAINING:
+        return None
+    return (f"the network input is {size_text((h, w))}, far from the {size_text((th, tw))} images {model_name} "
+            f"was trained on (a side {worst:.1f}x off): it never saw inputs of this size; read its classes and maps "
+            f"with care")

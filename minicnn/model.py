@@ -13,7 +13,10 @@ extractor, "layer3" the output of a ResNet's last stage.
 the class score y^c that is the one-hot vector e_c, and the model returns
 dy^c/dx and fills ``gradients`` with dy^c/d(every layer's output). The ReLU
 backward rule is chosen per call (relu="plain" | "guided" | "deconvnet"),
-never by changing the layers.
+never by changing the layers, and so is any layer's: ``rules={name: rule}``
+replaces the backward of the layers it names by other local rules (a rule
+is ``rule(layer, x, dout) -> dx``; see ``minicnn/layers/base.py``), which is
+how Layer-wise Relevance Propagation runs on the same pass.
 
 A batch of several images goes through the network in chunks of images,
 on every core (``minicnn.parallel``): no layer mixes images, so each chunk
@@ -253,6 +256,11 @@ class Model:
         return self._run.gradients
 
     @property
+    def inputs(self) -> dict[str, np.ndarray]:
+        """Input of every leaf layer in the last forward pass (a pair (a, b) for an Add)."""
+        return self._run.inputs
+
+    @property
     def param_grads(self) -> dict[str, np.ndarray]:
         """d(scalar)/d(parameter) by key, after ``backward(..., param_grads=True)``."""
         return self._run.param_grads
@@ -348,7 +356,7 @@ class Model:
             step = path
         return out
 
-    def backward(self, dlogits, *, relu: str = "plain", param_grads: bool = False,
+    def backward(self, dlogits, *, relu: str = "plain", rules: dict | None = None, param_grads: bool = False,
                  stop_at: str | None = None) -> np.ndarray | None:
         """Backpropagate d(scalar)/d(logits) (N, K) through every layer, last to first.
 
@@ -356,6 +364,11 @@ class Model:
         d(scalar)/dx (N, C, H, W). With ``stop_at=name`` it stops as soon as
         the gradient at that layer's output is known and returns None: the
         cheapest way to get dy^c/dA for Grad-CAM.
+
+        ``rules`` ({layer name: rule(layer, x, dout) -> dx}) runs the same
+        pass with other local rules at the named layers; the others keep their
+        derivative. The signal is then no longer a gradient (LRP's relevance,
+        for instance), but ``gradients`` records it at every layer all the same.
         """
         if self._logits_shape is None:
             raise InputError("call model.forward(x) before model.backward(dlogits)")
@@ -371,6 +384,13 @@ class Model:
         relu_rule(relu)
         if stop_at is not None:
             self[stop_at]
+        if rules:
+            for name, rule in rules.items():
+                if not isinstance(self[name], Layer) or not callable(rule):
+                    raise InputError(f"rules map leaf layer names to functions rule(layer, x, dout); "
+                                     f"got {name!r}: {type(rule).__name__}")
+            if param_grads:
+                raise InputError("param_grads=True needs the gradient at every layer; do not combine it with rules")
         if not self._run.keep:
             raise InputError("the last forward pass kept nothing (keep=False); run model.forward(x) again "
                              "before model.backward")
@@ -382,7 +402,7 @@ class Model:
         def one(piece):
             where, run = piece
             run.gradients, run.param_grads = {}, {}
-            run.relu, run.want_param_grads, run.stop_at = relu, param_grads, stop_at
+            run.relu, run.rules, run.want_param_grads, run.stop_at = relu, rules or None, param_grads, stop_at
             try:
                 return self.root.run_backward(dlogits[where], run, "")
             except StopBackward:

@@ -43,12 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SHIPPED = REPO / "weights"
 
-try:
-    import torch  # noqa: F401
-    HAVE_TORCH = True
-except ImportError:
-    HAVE_TORCH = False
-needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="reading PyTorch checkpoints needs torch")
+needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py), run by CI's torch step
 
 
 # ---------------------------------------------------------------- helpers
@@ -241,22 +236,22 @@ IMAGE_REFUSALS = [
     Case("broken-image-in-a-dataset", _dataset_with_a_broken_image, ImageError,
          ("dog/1.png: the file is truncated or corrupt",)),
     Case("bomb-over-minicnn-limit", image_file("bomb.png", png_claiming(9000, 9000)), ImageError,
-         ("bomb.png is 9000x9000 = 81000000 pixels, over the limit of 64000000 pixels", "decompression bomb",
+         ("bomb.png is 9000 wide x 9000 high = 81000000 pixels, over the limit of 64000000 pixels", "decompression bomb",
           "max_pixels", "minicnn explain --max-pixels N")),
     Case("bomb-carrying-large-xmp", image_file("bomb.png", with_xmp(png_claiming(9000, 9000))), ImageError,
-         ("bomb.png is 9000x9000 = 81000000 pixels, over the limit of 64000000 pixels",)),
+         ("bomb.png is 9000 wide x 9000 high = 81000000 pixels, over the limit of 64000000 pixels",)),
     Case("over-the-max-pixels-flag", _over_max_pixels_flag, ImageError,
-         ("small.png is 20x10 = 200 pixels, over the limit of 100 pixels",)),
+         ("small.png is 20 wide x 10 high = 200 pixels, over the limit of 100 pixels",)),
     Case("dev-zero", _non_regular("/dev/zero"), ImageError,
          ("/dev/zero is not a regular file (a device, pipe or socket); save the image to a file first",)),
     Case("fifo", _fifo, ImageError, ("pipe.png is not a regular file",)),
     Case("network-input-too-wide", _strip(10000, 1), InputError,
-         ("the image (1x10000) would enter the network as 32x320000 = 10240000 pixels "
+         ("the image (10000 wide x 1 high) would enter the network as 320000 wide x 32 high = 10240000 pixels "
           "(its shorter side resized to 32), over the limit of 262144", "--max-input-pixels N")),
     Case("network-input-too-tall", _strip(1, 10000), InputError,
-         ("the image (10000x1) would enter the network as 320000x32 = 10240000 pixels",)),
+         ("the image (1 wide x 10000 high) would enter the network as 32 wide x 320000 high = 10240000 pixels",)),
     Case("bomb-over-pillow-limit", image_file("huge.png", png_claiming(30000, 30000)), ImageError,
-         ("huge.png is 30000x30000 = 900000000 pixels, over the limit of 64000000 pixels",)),
+         ("huge.png is 30000 wide x 30000 high = 900000000 pixels, over the limit of 64000000 pixels",)),
 ]
 
 
@@ -272,7 +267,7 @@ def test_png_with_megabytes_of_xmp_is_read_not_refused(tmp_path, capsys):
     assert path.stat().st_size > 2_000_000
     assert np.array_equal(load_image(path), load_image(_write(tmp_path / "plain.png", _PNG)))
     assert cli.main(["explain", str(path), "--model", "resnet20_cifar10", "--out", str(tmp_path / "x.png")]) == 0
-    assert "(image 20x30)" in capsys.readouterr().out
+    assert "image: 30 wide x 20 high" in capsys.readouterr().out
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -294,7 +289,7 @@ def test_the_network_input_limit_can_be_raised(resnet):
     assert preprocess(strip, resnet.meta["preprocessing"], max_input_pixels=1_100_000).shape == (1, 3, 32, 32000)
     crop = {"mean": [0.5] * 3, "std": [0.5] * 3, "resize": "shorter_then_center_crop", "size": [224, 224],
             "resize_shorter": 256}  # the resize before the crop is bounded too
-    with pytest.raises(InputError, match="would be resized to 256x2560000 = 655360000 pixels before its centre crop"):
+    with pytest.raises(InputError, match="would be resized to 2560000 wide x 256 high = 655360000 pixels before its centre crop"):
         preprocess(np.zeros((1, 10000, 3), np.uint8), crop)
 
 
@@ -340,7 +335,7 @@ def test_images_converted_not_refused(name, data, shape, pixel, tmp_path, capsys
     code = cli.main(["explain", str(path), "--out", str(tmp_path / "out.png")])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert f"(image {shape[0]}x{shape[1]})" in out and (tmp_path / "out.png").is_file()
+    assert f"image: {shape[1]} wide x {shape[0]} high" in out and (tmp_path / "out.png").is_file()
     note = [f"{path} has 3 frames; using the first frame only"] if name.endswith(".gif") else []
     assert err == "".join(f"minicnn: note: {n}\n" for n in note)  # the CLI's one line per warning
     with warnings.catch_warnings(record=True) as caught:
@@ -513,12 +508,12 @@ MODEL_REFUSALS = [
     Case("unknown-model-layers", lambda tmp, _: (["layers", "--model", "resnet21_cifar10"],
                                                  lambda: minicnn.load("resnet21_cifar10")),
          UnknownNameError, ("unknown model 'resnet21_cifar10'; did you mean 'resnet20_cifar10'?",
-                            "valid models: resnet20_cifar10, vgg_cifar10")),
+                            "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-model-explain", _cli_and_api([], lambda: minicnn.load("vgg"), model="vgg"), UnknownNameError,
-         ("unknown model 'vgg'", "valid models: resnet20_cifar10, vgg_cifar10")),
+         ("unknown model 'vgg'", "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-model-evaluate", lambda tmp, _: (["evaluate", "--model", "alexnet", "--data", tmp],
                                                    lambda: minicnn.load("alexnet")),
-         UnknownNameError, ("unknown model 'alexnet'", "valid models: resnet20_cifar10, vgg_cifar10")),
+         UnknownNameError, ("unknown model 'alexnet'", "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-layer", _cli_and_api(["--layer", "features.99"], _api_gradcam("vgg_cifar10", layer="features.99")),
          UnknownNameError, ("unknown layer 'features.99'; did you mean 'features.9'?",
                             "valid layers: features, features.0, features.2", "(22 in all)")),
@@ -1043,6 +1038,8 @@ def test_demo_replaces_its_own_pngs_only_with_force(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
     out = tmp_path / "d" / "e"
     assert run_cli(capsys, "demo", "--out-dir", out)[0] == 0                        # creates its folder
     code, _, err = run_cli(capsys, "demo", "--out-dir", out)
@@ -1057,6 +1054,8 @@ def test_a_failed_demo_removes_the_folder_it_created(tmp_path, monkeypatch, caps
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(Figure, "savefig", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
     code, _, err = run_cli(capsys, "demo", "--out-dir", tmp_path / "new" / "demo")
     assert code == 2 and "No space left" in err and list(tmp_path.iterdir()) == []
@@ -1123,6 +1122,8 @@ def test_demo_pngs_are_written_then_renamed(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
     spy = ReplaceSpy(monkeypatch)
     assert cli.main(["demo", "--out-dir", str(tmp_path / "d")]) == 0
     assert spy.renamed == [tmp_path / "d" / name for name in demo.FILES] and no_temporary_files(tmp_path)
@@ -1175,7 +1176,7 @@ def test_the_installed_command_exits_2_with_one_line():
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("minicnn: error: unknown model 'resnet21_cifar10'; did you mean 'resnet20_cifar10'? "
-                           "valid models: resnet20_cifar10, vgg_cifar10\n")
+                           "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10\n")
 
 
 def test_argument_mistakes_are_one_line_too(capsys):

@@ -21,6 +21,9 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
     gradcam_plus_plus, xgradcam, hirescam, layercam, scorecam, ablationcam,
     eigencam, eigengradcam   (h, w)   the CAM family, at the layer's resolution
     fullgrad           (H, W)     FullGrad's map in [0, 1]
+    input_x_gradient, deconvnet, integrated_gradients, smoothgrad, smoothgrad_squared, vargrad,
+    lrp_epsilon, lrp_epsilon_plus, lrp_epsilon_gamma_box
+                       (C, H, W)  raw attribution or relevance of every input
     logits             (K,)
     layer, target, target_name, model   (strings and an int)
 
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +148,8 @@ def prediction_text(model, logits: np.ndarray, top: int) -> str:
 def explanation_figure(results: dict, picture: np.ndarray, model, image_name: str):
     """One panel for the network's input (as the network saw it) and one per method (at most 4 per row)."""
     from ..figures import Panel, grid_figure, method_panel
-    panels = [Panel("image", picture, f"network input ({picture.shape[0]}x{picture.shape[1]})\n{image_name}")]
+    from ..images import size_text
+    panels = [Panel("image", picture, f"network input: {size_text(picture.shape)}\n{image_name}")]
     panels += [method_panel(r, picture, 0, model_name=model.name) for r in results.values()]
     per_row = 4 if len(panels) > 4 else len(panels)
     rows = [panels[i:i + per_row] for i in range(0, len(panels), per_row)]
@@ -181,6 +186,7 @@ def explain_command(args) -> int:
     from ..explain.target import class_index
     from ..figures import save_figure
     from ..images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, deprocess, load_image, preprocess
+    from ..images import InputSizeWarning, how_resized, size_text, training_size_note
 
     top = getattr(args, "top", 5)
     if not isinstance(top, int) or top < 1:
@@ -201,7 +207,11 @@ def explain_command(args) -> int:
     results = compute(model, x, args.method, target, args.layer, options=options)
     first = next(iter(results.values()))
     logits = first.logits[0]
-    print(f"model: {model.name}  input: {x.shape[2]}x{x.shape[3]} (image {image.shape[0]}x{image.shape[1]})")
+    print(f"model: {model.name}  image: {size_text(image.shape)} -> network input: {size_text(x.shape[2:])} "
+          f"({how_resized(image.shape, prep)})")
+    note = training_size_note(x.shape[2:], prep, model.name)
+    if note:
+        warnings.warn(note, InputSizeWarning, stacklevel=2)      # one "minicnn: note:" line on stderr
     print(f"top {min(top, logits.size)}:")
     print(prediction_text(model, logits, top))
     how = "given" if target is not None else "top-1"
@@ -216,7 +226,7 @@ def explain_command(args) -> int:
         print("layer: none (this method works on the input pixels)")
 
     picture = deprocess(x[0], prep)
-    fig = explanation_figure(results, picture, model, f"{Path(args.image).name} ({image.shape[0]}x{image.shape[1]})")
+    fig = explanation_figure(results, picture, model, f"{Path(args.image).name}: {size_text(image.shape)}")
     arrays = maps_for_saving(results, model, x.shape[2:]) if save else None
     with outputs.writing():                           # the figure and the maps appear together, or neither does
         save_figure(fig, out, outputs=outputs)

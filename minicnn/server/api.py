@@ -31,7 +31,7 @@ from ..explain import registry
 from ..explain.catdog import CAT_DOG, cat_dog_image
 from ..explain.gradcam import weighted_sum
 from ..explain.target import class_index
-from ..images import DEFAULT_MAX_PIXELS, data_path, deprocess, image_from_bytes, preprocess, sample_images
+from ..images import DEFAULT_MAX_PIXELS, data_path, deprocess, image_from_bytes, preprocess, sample_images, size_text
 from . import overlay
 from .models import ModelStore
 
@@ -225,8 +225,8 @@ def check_input_size(model, x: np.ndarray) -> None:
     """Refuse a network input far larger than the model's own (a long thin panorama kept at full width)."""
     size = model.input_size
     if size and x.shape[2] * x.shape[3] > MAX_INPUT_SCALE * size[1] * size[2]:
-        raise InputError(f"the image becomes a {x.shape[2]}x{x.shape[3]} network input, more than {MAX_INPUT_SCALE} "
-                         f"times the {size[1]}x{size[2]} {model.name} was trained on; crop it nearer to a square")
+        raise InputError(f"the image becomes a network input {size_text(x.shape[2:])}, more than {MAX_INPUT_SCALE} "
+                         f"times the {size_text(size[1:])} {model.name} was trained on; crop it nearer to a square")
 
 
 def gradcam_steps(model, x: np.ndarray, r) -> dict:

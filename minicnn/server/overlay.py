@@ -26,7 +26,7 @@ from .. import figures
 
 #: The colour map of each kind of heat panel (the figures'), and one for raw feature maps A^k.
 COLORMAPS = {"heat": figures.HEAT_CMAP, "signed": figures.SIGNED_CMAP, "magnitude": figures.MAGNITUDE_CMAP,
-             "feature": "viridis"}
+             "feature": "viridis", "relevance": figures.SIGNED_CMAP}
 
 
 def _table(name: str) -> np.ndarray:
@@ -81,11 +81,14 @@ def display(result, picture: np.ndarray) -> dict:
 
 
 def heat(m: np.ndarray, kind: str, label: str = "", *, limits: tuple[float, float] | None = None) -> dict:
-    """An (h, w) map coloured for its kind ("heat", "signed", "magnitude", "feature").
+    """An (h, w) map coloured for its kind ("heat", "signed", "relevance", "magnitude", "feature").
 
-    ``limits`` (lo, hi) default to the figures' for that kind (``figures.heat_range``).
+    ``limits`` (lo, hi) default to the figures' for that kind (``figures.heat_range``;
+    ``figures.relevance_range`` for relevance maps).
     """
     m = np.asarray(m, dtype=np.float64)
-    lo, hi = limits if limits is not None else figures.heat_range(m, kind == "signed")
+    if limits is None:
+        limits = figures.relevance_range(m) if kind == "relevance" else figures.heat_range(m, kind == "signed")
+    lo, hi = limits
     return {"display": kind, "png": png_data_url(colourise(m, kind, (lo, hi))), "range": [lo, hi],
             "label": label, "colormap": COLORMAPS[kind], "colors": list(colour_stops(kind))}
