@@ -213,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated models to time (default: vgg16, the shipped CIFAR-10 models and mobilenet_v2)")
     p.add_argument("--reps", type=positive_int, default=None, help="repetitions per operation (default 7; 3 with --quick)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (fresh processes)")
+    p.add_argument("--data", default=None,
+                   help="the CIFAR-10 JPEG test set (zip or folder): also time `minicnn evaluate` on it")
     p.add_argument("--keep-env", action="store_true",
                    help="time in this process even when OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set "
                         "(default: a child process without them)")

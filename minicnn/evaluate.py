@@ -17,11 +17,17 @@ and top-1 = 100 * correct / N_total. A dataset label (the index of its class
 folder, sorted by name) is mapped to the model's class of the same name, so
 the dataset's order does not matter; a model without class names must have
 as many outputs as the dataset has classes, in the same order.
+
+The next batch is decoded and preprocessed in a background thread while
+the model runs on the current one, and the forward passes keep nothing
+but the logits (``keep=False``).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -60,6 +66,27 @@ def label_map(model_classes: list[str], dataset_classes: list[str]) -> np.ndarra
     raise InputError(f"the dataset's class {unknown!r} is not one of the model's classes ({shown})")
 
 
+T = TypeVar("T")
+
+
+def prefetched(items: Iterable[T]) -> Iterator[T]:
+    """The items of ``items``, each next one produced in a background thread while the caller works.
+
+    An exception raised while producing an item is raised here, where that
+    item would have been yielded.
+    """
+    iterator = iter(items)
+    done = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="minicnn-prefetch") as ahead:
+        pending = ahead.submit(next, iterator, done)
+        while True:
+            item = pending.result()
+            if item is done:
+                return
+            pending = ahead.submit(next, iterator, done)
+            yield item
+
+
 def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = None, *,
              progress: bool = False) -> Accuracy:
     """Top-1 accuracy of ``model`` on ``dataset`` (see minicnn.datasets.open_dataset).
@@ -78,12 +105,13 @@ def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = N
     to_model = label_map(model.classes, dataset.classes)
     total = len(dataset) if limit is None else min(limit, len(dataset))
     correct = seen = 0
+    inputs = ((preprocess(images, prep), labels) for images, labels in dataset.batches(batch_size))
     with Progress(total, "evaluating", unit="images", enabled=progress) as bar:
-        for images, labels in dataset.batches(batch_size):
+        for x, labels in prefetched(inputs):
             if seen >= total:
                 break
-            images, labels = images[:total - seen], labels[:total - seen]
-            logits = model.forward(preprocess(images, prep))
+            x, labels = x[:total - seen], labels[:total - seen]
+            logits = model.forward(x, keep=False)
             correct += int((logits.argmax(axis=1) == to_model[labels]).sum())
             seen += len(labels)
             bar.update(len(labels))

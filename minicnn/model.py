@@ -17,17 +17,80 @@ never by changing the layers, and so is any layer's: ``rules={name: rule}``
 replaces the backward of the layers it names by other local rules (a rule
 is ``rule(layer, x, dout) -> dx``; see ``minicnn/layers/base.py``), which is
 how Layer-wise Relevance Propagation runs on the same pass.
+
+A batch of several images goes through the network in chunks of images,
+on every core (``minicnn.parallel``): no layer mixes images, so each chunk
+is a pass of its own and ``activations`` and ``gradients`` join the
+chunks' arrays along the batch axis when read.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Mapping
 
 import numpy as np
 
+from . import parallel
 from .errors import InputError, WeightsError, unknown_name
 from .layers import MODULE_TYPES, Layer, Module, Pass, Sequential, StopBackward, relu_rule
 from .layers.base import join
+from .memory import keep_freed_memory
+
+
+#: Input elements (images x C x H x W) per chunk of a batch: small enough that a chunk's
+#: activations stay in cache from one layer to the next, large enough that the Python
+#: work of a pass is small next to its arithmetic.
+CHUNK_ELEMENTS = 2 ** 16
+
+
+def batch_chunks(n: int, image_elements: int, workers: int) -> list[slice]:
+    """Cut a batch of n images into near-equal chunks: about CHUNK_ELEMENTS input elements
+    each and, unless the batch is small, a multiple of ``workers`` chunks (so that every
+    thread gets as many)."""
+    count = math.ceil(n * image_elements / CHUNK_ELEMENTS)
+    if workers > 1 and n * image_elements >= CHUNK_ELEMENTS // 2:
+        count = workers * math.ceil(max(count, workers) / workers)
+    return parallel.near_equal(n, count)
+
+
+class Joined(Mapping):
+    """name -> the chunks' arrays for that name, concatenated along the batch axis.
+
+    Read-only; each array is joined once, when first read, and names that
+    hold the same arrays in every chunk (a container and its last layer)
+    get the same joined array.
+    """
+
+    def __init__(self, parts: list[dict]) -> None:
+        self._parts, self._joined = parts, {}
+
+    def __getitem__(self, name):
+        arrays = [part[name] for part in self._parts]
+        key = tuple(map(id, arrays))                   # the parts keep the arrays, so ids stay theirs
+        if key not in self._joined:
+            self._joined[key] = np.concatenate(arrays)
+        return self._joined[key]
+
+    def __contains__(self, name) -> bool:
+        return name in self._parts[0]
+
+    def __iter__(self):
+        return iter(self._parts[0])
+
+    def __len__(self) -> int:
+        return len(self._parts[0])
+
+
+class Chunks:
+    """The passes of a batch cut into chunks: (slice of the batch, its Pass) for each."""
+
+    def __init__(self, pieces: list[slice], runs: list[Pass]) -> None:
+        self.pieces, self.runs = pieces, runs
+        self.activations = Joined([run.activations for run in runs])
+        self.gradients, self.param_grads = {}, {}
+        self.keep = runs[0].keep
 
 
 def build(spec: dict) -> Module:
@@ -109,6 +172,7 @@ class Model:
         self._run = Pass()
         self._modules = dict(root.named_modules())
         self._logits_shape: tuple | None = None
+        self._split = False
 
     # ------------------------------------------------------------ description
     @property
@@ -201,23 +265,39 @@ class Model:
         """d(scalar)/d(parameter) by key, after ``backward(..., param_grads=True)``."""
         return self._run.param_grads
 
-    def forward(self, x, *, replace: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    def forward(self, x, *, replace: dict[str, np.ndarray] | None = None, keep: bool = True) -> np.ndarray:
         """Logits (N, K) for the batch x (N, C, H, W), computed in x's dtype.
 
         Keeps every layer's output in ``activations``. Each forward starts a
         new pass: the previous pass's activations and gradients are dropped
         (copy what you want to keep). ``replace={name: A}`` substitutes A for
-        that layer's output and runs the rest from it.
+        that layer's output and runs the rest from it. ``keep=False`` keeps
+        nothing but the logits: ``activations`` stays empty and ``backward``
+        is not possible, but each layer's output is freed as soon as the next
+        layer has read it (the fastest pass, in the least memory: for when
+        only the scores matter).
         """
         self._run, self._logits_shape = Pass(), None   # a forward that fails leaves no pass to go back through
         channels = self.input_size[0] if self.input_size else None
         x = check_input(x, channels)
-        self._run = Pass(replace=check_replace(self, replace))
-        logits = self.root.run_forward(x, self._run, "")
+        replace = check_replace(self, replace)
+        n = len(x)
+        pieces = batch_chunks(n, x[0].size, parallel.threads())
+        keep_freed_memory()                              # the last pass's memory serves this one
+        self._split = len(pieces) > 1 or x[0].size >= CHUNK_ELEMENTS   # work for our threads, not BLAS's
+        with parallel.session(self._split):
+            if len(pieces) > 1 and all(np.shape(a)[:1] == (n,) for a in replace.values()):
+                runs = [Pass(replace={k: a[s] for k, a in replace.items()}, keep=keep) for s in pieces]
+                logits = np.concatenate(parallel.run(
+                    lambda piece: self.root.run_forward(x[piece[0]], piece[1], ""), zip(pieces, runs)))
+                self._run = Chunks(pieces, runs)
+            else:
+                self._run = Pass(replace=replace, keep=keep)
+                logits = self.root.run_forward(x, self._run, "")
         self._logits_shape, self._dtype = logits.shape, x.dtype
         return logits
 
-    def forward_from(self, name: str, A) -> np.ndarray:
+    def forward_from(self, name: str, A, *, keep: bool = True) -> np.ndarray:
         """Logits (N, K) computed from A, the output of layer ``name``, running only the layers after it.
 
         Nothing below ``name`` runs (Ablation-CAM scores K edited copies of a
@@ -225,8 +305,9 @@ class Model:
         feeds the rest of the network: a step of a Sequential chain, or the
         last step of a block ("layer3.2" or "layer3.2.relu", not
         "layer3.2.conv1", whose block still needs its input for the shortcut).
-        ``activations`` then holds A and the outputs of the layers that ran.
-        A forward-only pass: ``backward`` needs a full ``forward`` first.
+        ``activations`` then holds A and the outputs of the layers that ran
+        (nothing with ``keep=False``). A batch goes in chunks on every core, as
+        in ``forward``. A forward-only pass: ``backward`` needs a full ``forward`` first.
         """
         A = np.asarray(A)
         if A.ndim < 2 or A.shape[0] == 0 or A.dtype not in (np.float32, np.float64):
@@ -234,23 +315,45 @@ class Model:
                              f"got dtype {A.dtype}, shape {A.shape}")
         self[name]  # unknown names fail here, with suggestions
         self._run, self._logits_shape = Pass(), None   # a pass that fails leaves nothing to go back through
-        run = Pass()
-        out = run.record_output(name, A)
-        path, step = name.rpartition(".")[0], name
-        while True:
-            container = self.root if not path else self._modules[path]
-            children = container.children()
-            later = children[[join(path, n) for n, _ in children].index(step) + 1:]
+        for (container, later), path in zip(self._after(name), self._enclosing(name)):
             if later and not isinstance(container, Sequential):
                 raise InputError(f"forward_from cannot resume at {name!r}: the block {path!r} also reads its own "
                                  f"input after it; resume at {path!r} or at a layer outside the block")
-            for n, child in later:
-                out = child.run_forward(out, run, join(path, n))
-            if not path:
-                break
-            out = run.record_output(path, out)
-            path, step = path.rpartition(".")[0], path
-        self._run, self._logits_shape = run, None
+
+        def resume(piece):
+            """The layers after ``name``, container by container outwards, on A[piece]."""
+            where, run = piece
+            out = run.record_output(name, A[where])
+            for (container, later), path in zip(self._after(name), self._enclosing(name)):
+                for n, child in later:
+                    out = child.run_forward(out, run, join(path, n))
+                if path:
+                    out = run.record_output(path, out)
+            return out
+
+        pieces = batch_chunks(len(A), A[0].size, parallel.threads())
+        runs = [Pass(keep=keep) for _ in pieces]
+        with parallel.session(len(pieces) > 1):
+            logits = parallel.run(resume, zip(pieces, runs))
+        self._run = Chunks(pieces, runs) if len(pieces) > 1 else runs[0]
+        return logits[0] if len(logits) == 1 else np.concatenate(logits)
+
+    def _enclosing(self, name: str) -> list[str]:
+        """The paths of the containers around ``name``, innermost first, ending with the root ("")."""
+        paths = []
+        while name:
+            name = name.rpartition(".")[0]
+            paths.append(name)
+        return paths
+
+    def _after(self, name: str) -> list[tuple[Module, list]]:
+        """For each container around ``name`` (innermost first): it, and its children after ``name``'s branch."""
+        out, step = [], name
+        for path in self._enclosing(name):
+            container = self.root if not path else self._modules[path]
+            children = container.children()
+            out.append((container, children[[join(path, n) for n, _ in children].index(step) + 1:]))
+            step = path
         return out
 
     def backward(self, dlogits, *, relu: str = "plain", rules: dict | None = None, param_grads: bool = False,
@@ -288,13 +391,31 @@ class Model:
                                      f"got {name!r}: {type(rule).__name__}")
             if param_grads:
                 raise InputError("param_grads=True needs the gradient at every layer; do not combine it with rules")
-        run = self._run
-        run.gradients, run.param_grads = {}, {}
-        run.relu, run.rules, run.want_param_grads, run.stop_at = relu, rules or None, param_grads, stop_at
-        try:
-            return self.root.run_backward(dlogits.astype(self._dtype, copy=False), run, "")
-        except StopBackward:
+        if not self._run.keep:
+            raise InputError("the last forward pass kept nothing (keep=False); run model.forward(x) again "
+                             "before model.backward")
+        dlogits = dlogits.astype(self._dtype, copy=False)
+        chunks = self._run if isinstance(self._run, Chunks) else None
+        pieces = chunks.pieces if chunks else [slice(None)]
+        runs = chunks.runs if chunks else [self._run]
+
+        def one(piece):
+            where, run = piece
+            run.gradients, run.param_grads = {}, {}
+            run.relu, run.rules, run.want_param_grads, run.stop_at = relu, rules or None, param_grads, stop_at
+            try:
+                return self.root.run_backward(dlogits[where], run, "")
+            except StopBackward:
+                return None
+
+        with parallel.session(self._split):
+            dx = parallel.run(one, zip(pieces, runs))
+        if chunks:
+            chunks.gradients = Joined([run.gradients for run in runs])
+            chunks.param_grads = {k: sum(run.param_grads[k] for run in runs) for k in runs[0].param_grads}
+        if any(d is None for d in dx):                 # stopped at ``stop_at``
             return None
+        return dx[0] if len(dx) == 1 else np.concatenate(dx)
 
     def __call__(self, x) -> np.ndarray:
         return self.forward(x)

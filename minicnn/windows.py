@@ -17,9 +17,16 @@ input positions it came from (the gradient of ``im2col``).
 A convolution builds and multiplies its columns a block at a time
 (``column_blocks``): the same product, with a block of columns small
 enough to stay in cache (and the whole matrix never in memory at once).
+
+For stride 1 there is a cheaper gather (``side_by_side`` and
+``shifted_columns``): lay the padded images of a block side by side and read
+each channel as one long line; every tap of every window is then that line
+shifted by one fixed offset, so im2col becomes kh*kw slice copies.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -93,30 +100,35 @@ def im2col(xp: np.ndarray, kernel, stride, dilation=1) -> np.ndarray:
     return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
 
 
-#: Floats in one block of im2col's columns (4 MiB in float32): a convolution builds
+#: Floats in one block of im2col's columns (1 MiB in float32): a convolution builds
 #: and multiplies its columns a block at a time, so the block is still in cache when
 #: the product reads it, and the whole column matrix (115 MB for VGG-16's second
 #: layer) never exists at once...
-COLUMN_BLOCK_FLOATS = 2 ** 20
+COLUMN_BLOCK_FLOATS = 2 ** 18
 #: ...but a block has at least this many columns, so each product stays large.
-MIN_BLOCK_COLUMNS = 2048
+MIN_BLOCK_COLUMNS = 1024
 
 
-def column_blocks(n: int, ho: int, wo: int, rows: int):
+def column_blocks(n: int, ho: int, wo: int, rows: int, parts: int = 1):
     """Split im2col's columns (n, i, j) into blocks: yields (images, output_rows, columns) slices.
 
     ``rows`` is the column matrix's height (C*kh*kw). A block is either
     several whole images or a band of output rows of one image, so its
-    columns are one contiguous range of the N*Ho*Wo columns.
+    columns are one contiguous range of the N*Ho*Wo columns. Blocks have
+    near-equal sizes, and there are at least ``parts`` of them (one per
+    thread) when every one can still have MIN_BLOCK_COLUMNS columns.
     """
     want = max(MIN_BLOCK_COLUMNS, COLUMN_BLOCK_FLOATS // rows)
-    if want >= ho * wo:
-        step = want // (ho * wo)
-        blocks = ((slice(n0, min(n, n0 + step)), slice(0, ho)) for n0 in range(0, n, step))
+    count = -(-n * ho * wo // want)
+    if parts > 1 and n * ho * wo >= parts * MIN_BLOCK_COLUMNS:
+        count = parts * -(-count // parts)
+    if count <= n:
+        bounds = [round(k * n / count) for k in range(count + 1)]
+        blocks = ((slice(a, b), slice(0, ho)) for a, b in zip(bounds, bounds[1:]))
     else:
-        step = max(1, want // wo)
-        blocks = ((slice(image, image + 1), slice(i0, min(ho, i0 + step)))
-                  for image in range(n) for i0 in range(0, ho, step))
+        bands = min(ho, -(-count // n))
+        bounds = [round(k * ho / bands) for k in range(bands + 1)]
+        blocks = ((slice(image, image + 1), slice(a, b)) for image in range(n) for a, b in zip(bounds, bounds[1:]))
     for images, out_rows in blocks:
         first = (images.start * ho + out_rows.start) * wo
         count = (images.stop - images.start) * (out_rows.stop - out_rows.start) * wo
@@ -157,6 +169,109 @@ def col2im(cols: np.ndarray, padded_shape, kernel, stride, dilation=1, out=None)
                 columns = slice(v * dw, v * dw + sw * (wo - 1) + 1, sw)
                 dxp[:, channels, rows, columns] += taps[channels, u, v].transpose(1, 0, 2, 3)
     return dxp
+
+
+# ---------------------------------------------------------------- stride 1: images side by side
+
+def side_by_side(x: np.ndarray, padding, images: slice = slice(None), rows: slice | None = None) -> np.ndarray:
+    """Padded rows of some images of x, laid side by side: (C, R, K, Wp).
+
+    x (N, C, H, W); ``images`` a slice of K images; ``rows`` a slice of the padded
+    height Hp = H + 2ph (default: all of it), R rows. out[c, r, k] is padded row
+    rows.start + r of image k, channel c (Wp = W + 2pw wide): zero in the padding,
+    x elsewhere. Read as one line per channel, (C, R*K*Wp), the taps of
+    stride-1 windows are that line at fixed offsets (``shifted_columns``).
+    Rows past the padded height are zero too.
+    The result is this thread's scratch array "side_by_side" (see ``scratch``).
+    """
+    n, c, h, w = x.shape
+    (ph, pw), images = pair(padding), range(n)[images]
+    rows = rows or slice(0, h + 2 * ph)
+    out = scratch("side_by_side", (c, rows.stop - rows.start, len(images), w + 2 * pw), x.dtype)
+    top, bottom = min(max(rows.start, ph), rows.stop), max(min(rows.stop, ph + h), rows.start)
+    out[:, :top - rows.start] = 0                      # padding rows above and below the image
+    out[:, bottom - rows.start:] = 0
+    out[..., :pw] = 0                                  # padding columns left and right
+    out[..., pw + w:] = 0
+    if top < bottom:
+        block = x[images.start:images.stop:images.step, :, top - ph:bottom - ph]      # K, C, rows, W
+        out[:, top - rows.start:bottom - rows.start, :, pw:pw + w] = block.transpose(1, 2, 0, 3)
+    return out
+
+
+def shifted_columns(xs: np.ndarray, kernel, dilation=1) -> np.ndarray:
+    """im2col for stride 1 by kh*kw slice copies: xs (C, Hs, K, Wp) -> cols (C*kh*kw, Ho*K*Wp).
+
+    xs holds K padded images side by side (``side_by_side``). Flatten it to one
+    line per channel, line[c, (r*K + k)*Wp + s] = xs[c, r, k, s]. Window
+    (i, k, j) starts at q = (i*K + k)*Wp + j and its tap (u, v) is
+    line[c, q + u*dh*K*Wp + v*dw]: one offset per tap, the same for every window, so
+
+        cols[(c, u, v), q] = line[c, q + u*dh*K*Wp + v*dw]
+
+    is one slice copy per tap. Columns (i, k, j) with j >= Wo = Wp - dw(kw - 1)
+    are windows that run off the right edge of an image: they are computed
+    and dropped (the output is cols viewed as (., Ho, K, Wp)[..., :Wo]). The
+    last few, which would run past the end of the line, are set to zero.
+    The result is this thread's scratch array "columns".
+    """
+    (kh, kw), (dh, dw) = pair(kernel), pair(dilation)
+    c, hs, k, wp = xs.shape
+    ho, pitch = hs - dh * (kh - 1), k * wp              # output rows; one row of every image
+    line = xs.reshape(c, hs * pitch)
+    total = ho * pitch                                  # columns (i, k, j), j < Wp
+    valid = total - dw * (kw - 1)                       # up to the last window of the last image
+    cols = scratch("columns", (c, kh, kw, total), xs.dtype)
+    cols[..., valid:] = 0
+    for u in range(kh):
+        for v in range(kw):
+            offset = u * dh * pitch + v * dw
+            cols[:, u, v, :valid] = line[:, offset:offset + valid]
+    return cols.reshape(c * kh * kw, total)
+
+
+def add_shifted_columns(dcols: np.ndarray, out: np.ndarray, kernel, dilation=1) -> np.ndarray:
+    """Adjoint of ``shifted_columns``: out (C, Hs, K, Wp) += each tap's columns at its offset.
+
+    dcols (C*kh*kw, Ho*K*Wp); one slice add per tap (u, v):
+    line[c, q + u*dh*K*Wp + v*dw] += dcols[(c, u, v), q]. The columns of
+    windows that run off an image (j >= Wo) must hold zeros: they would
+    otherwise spill into the neighbouring image. ``out`` must be contiguous
+    (its line is a view of it).
+    """
+    if not out.flags.c_contiguous:
+        raise ValueError("add_shifted_columns adds into a contiguous array only")
+    (kh, kw), (dh, dw) = pair(kernel), pair(dilation)
+    c, hs, k, wp = out.shape
+    ho, pitch = hs - dh * (kh - 1), k * wp
+    line = out.reshape(c, hs * pitch)
+    valid = ho * pitch - dw * (kw - 1)
+    taps = dcols.reshape(c, kh, kw, ho * pitch)
+    for u in range(kh):
+        for v in range(kw):
+            offset = u * dh * pitch + v * dw
+            line[:, offset:offset + valid] += taps[:, u, v, :valid]
+    return out
+
+
+_SCRATCH = threading.local()
+
+
+def scratch(name: str, shape, dtype) -> np.ndarray:
+    """A work array of this thread, reused from call to call (contents undefined).
+
+    The blocks of a convolution need the same large temporaries over and
+    over; taking them from one buffer per name and thread spares an
+    allocation (and the page faults of fresh memory) per block. Only for
+    temporaries: a caller must not return a scratch array or keep it past
+    its next request of the same name.
+    """
+    size, dtype = int(np.prod(shape)), np.dtype(dtype)
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    buf = buffers.get((name, dtype))
+    if buf is None or buf.size < size:
+        buf = buffers[(name, dtype)] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)
 
 
 def unpad(xp: np.ndarray, padding) -> np.ndarray:

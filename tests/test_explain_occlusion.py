@@ -110,7 +110,7 @@ def test_an_image_explained_for_two_classes_is_occluded_once(monkeypatch):
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
     calls = []
     forward = model.forward
-    monkeypatch.setattr(model, "forward", lambda batch: calls.append(len(batch)) or forward(batch))
+    monkeypatch.setattr(model, "forward", lambda batch, **kw: calls.append(len(batch)) or forward(batch, **kw))
     both = explain.occlusion(model, np.repeat(x, 2, axis=0), [3, 5], size=8, stride=4, progress=False)
     assert sum(calls) == 2 + 9                                   # the batch once, then 3x3 positions once
     for i, c in enumerate([3, 5]):

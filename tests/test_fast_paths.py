@@ -5,6 +5,10 @@
 - the forward product and col2im's dx taken a block of columns at a time (whole images
   or bands of output rows): the same sums for any block size;
 - col2im taken a block of channels at a time: the same sums for any block size;
+- stride 1 with the images side by side: the padded images laid side by side,
+  the columns by one slice copy per tap (equal to im2col's where a window
+  lies inside an image), their adjoint (equal to col2im), and the forward and
+  dx built on them, in blocks, on several threads: equal to the reference;
 - float32 in, float32 everywhere: no float64 creeps into activations or gradients.
 """
 
@@ -14,13 +18,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minicnn.windows as windows
-from minicnn import zoo
+from minicnn import parallel, zoo
 from minicnn.gradcheck import relative_error
 from minicnn.layers import conv
+from minicnn.gradcheck import numerical_gradient
 from minicnn.layers.conv import (conv2d_backward, conv2d_backward_reference, conv2d_forward,
-                                 conv2d_forward_reference, conv2d_input_grad_transposed, use_transposed)
+                                 conv2d_forward_reference, conv2d_input_grad_side_by_side,
+                                 conv2d_input_grad_transposed, use_transposed)
 from minicnn.layers.pool import maxpool2d_backward, maxpool2d_backward_reference, maxpool2d_forward
-from minicnn.windows import col2im, im2col, output_size, pad
+from minicnn.windows import (add_shifted_columns, col2im, im2col, output_size, pad, shifted_columns,
+                             side_by_side)
 from strategies import conv_cases
 
 SAME = 1e-10
@@ -74,6 +81,31 @@ def test_both_dx_paths_equal_reference(transposed, case):
         assert relative_error(a, r) < SAME, name
 
 
+@given(case=conv_cases().map(stride_one).filter(fits))
+def test_stride_one_by_im2col_equals_reference(case):
+    # The layers side by side does not pay for (many output channels on small maps) keep im2col and col2im.
+    hyper = (case["stride"], case["padding"], case["dilation"])
+    rng = np.random.default_rng(case["seed"])
+    x, w = arrays(case, rng)
+    out_ref = conv2d_forward_reference(x, w, None, *hyper)
+    dout = rng.standard_normal(out_ref.shape)
+    original = conv.use_side_by_side, conv.use_transposed
+    conv.use_side_by_side, conv.use_transposed = (lambda *args: False), (lambda *args: False)
+    try:
+        out, (dx, _, _) = conv2d_forward(x, w, None, *hyper), conv2d_backward(dout, x, w, *hyper, param_grads=False)
+    finally:
+        conv.use_side_by_side, conv.use_transposed = original
+    assert relative_error(out, out_ref) < SAME
+    assert relative_error(dx, conv2d_backward_reference(dout, x, w, *hyper)[0]) < SAME
+
+
+def test_side_by_side_is_chosen_where_it_pays():
+    assert conv.use_side_by_side((64, 16, 32, 32), (16, 16, 3, 3), 1, 1)          # ResNet-20's first stage
+    assert conv.use_side_by_side((1, 64, 224, 224), (64, 64, 3, 3), 1, 1)        # VGG-16's first block
+    assert not conv.use_side_by_side((1, 512, 14, 14), (512, 512, 3, 3), 1, 1)   # VGG-16's last block
+    assert not conv.use_side_by_side((64, 16, 32, 32), (32, 16, 3, 3), 2, 1)     # stride 2
+
+
 def test_transposed_is_chosen_only_where_it_is_possible_and_cheaper():
     assert use_transposed((1, 64, 224, 224), (64, 64, 3, 3), 1, 1)          # VGG's 64 -> 64 layer
     assert not use_transposed((1, 3, 224, 224), (64, 3, 3, 3), 1, 1)        # more channels out than in
@@ -107,14 +139,17 @@ def test_forward_and_backward_in_column_blocks_equal_reference(case, block_float
     b = rng.standard_normal(case["f"])
     hyper = (case["stride"], case["padding"], case["dilation"])
     dout = rng.standard_normal(conv2d_forward_reference(x, w, b, *hyper).shape)
-    original = windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, conv.use_transposed
+    original = (windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, conv.use_transposed, conv.use_side_by_side,
+                parallel._blas_threads)
     try:
         windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = block_floats, min_columns   # many small blocks
-        conv.use_transposed = lambda *args: False                                         # dx by col2im
+        conv.use_transposed = conv.use_side_by_side = lambda *args: False                 # im2col, dx by col2im
+        parallel._blas_threads = lambda: 3                                                 # blocks on threads
         out = conv2d_forward(x, w, b, *hyper)
         dx, _, _ = conv2d_backward(dout, x, w, *hyper, param_grads=False)
     finally:
-        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, conv.use_transposed = original
+        (windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, conv.use_transposed, conv.use_side_by_side,
+         parallel._blas_threads) = original
     assert relative_error(out, conv2d_forward_reference(x, w, b, *hyper)) < SAME
     assert relative_error(dx, conv2d_backward_reference(dout, x, w, *hyper)[0]) < SAME
 
@@ -161,3 +196,115 @@ def test_maxpool_tiled_and_overlapping_windows_in_float32(seed, hyper):
     assert dx.dtype == np.float32
     # overlapping windows add float32 gradients in another order: rounding ~1e-7 absolute, even on a small sum
     np.testing.assert_allclose(dx, maxpool2d_backward_reference(dout, x, kernel, stride), rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------- stride 1, images side by side
+
+def side_by_side_case(case):
+    """Stride 1, and a padding no wider than the kernel's reach (the layout shares no padding otherwise)."""
+    return stride_one(case)
+
+
+@given(conv_cases(), st.integers(0, 3), st.integers(0, 2))
+def test_side_by_side_lays_the_padded_images_next_to_each_other(case, first, extra_rows):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"] + 2, case["c"], case["h"], case["w"]))
+    ph, pw = case["padding"]
+    xp = pad(x, (ph, pw))
+    images = slice(min(first, case["n"]), case["n"] + 2)
+    top = rng.integers(0, xp.shape[2])
+    rows = slice(int(top), xp.shape[2] + extra_rows)                     # rows past the image: zeros
+    got = side_by_side(x, (ph, pw), images, rows)
+    want = np.zeros((x.shape[0], case["c"], rows.stop, xp.shape[3]))
+    want[:, :, :xp.shape[2]] = xp
+    np.testing.assert_array_equal(got, want[images, :, rows].transpose(1, 2, 0, 3))
+
+
+@given(conv_cases().map(side_by_side_case).filter(fits))
+def test_shifted_columns_are_im2col_where_the_windows_lie_inside_an_image(case):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"]))
+    xp = pad(x, case["padding"])
+    ho, wo = output_size(xp.shape[2], case["kernel"][0], 1, 0, case["dilation"][0]), \
+        output_size(xp.shape[3], case["kernel"][1], 1, 0, case["dilation"][1])
+    cols = shifted_columns(side_by_side(x, case["padding"]), case["kernel"], case["dilation"])
+    taps = case["c"] * case["kernel"][0] * case["kernel"][1]
+    kept = cols.reshape(taps, ho, case["n"], xp.shape[3])[..., :wo]             # taps, i, k, j
+    want = im2col(xp, case["kernel"], 1, case["dilation"]).reshape(taps, case["n"], ho, wo)
+    np.testing.assert_array_equal(kept, want.transpose(0, 2, 1, 3))
+
+
+@given(conv_cases().map(side_by_side_case).filter(fits))
+def test_add_shifted_columns_is_the_adjoint_and_equals_col2im(case):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"]))
+    xs = side_by_side(x, case["padding"]).copy()
+    hp, wp = xs.shape[1], xs.shape[3]
+    (kh, kw), (dh, dw) = case["kernel"], case["dilation"]
+    ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
+    taps = case["c"] * kh * kw
+    dcols = rng.standard_normal((taps, ho, case["n"], wp))
+    dcols[..., wo:] = 0                                            # the dropped columns carry nothing
+    summed = add_shifted_columns(dcols.reshape(taps, -1), np.zeros_like(xs), case["kernel"], case["dilation"])
+    cols = shifted_columns(xs, case["kernel"], case["dilation"])
+    assert abs(np.vdot(cols, dcols.reshape(taps, -1)) - np.vdot(xs, summed)) < 1e-9 * (1 + abs(np.vdot(xs, summed)))
+    by_col2im = col2im(dcols[..., :wo].transpose(0, 2, 1, 3).reshape(taps, -1), (case["n"], case["c"], hp, wp),
+                       case["kernel"], 1, case["dilation"])
+    np.testing.assert_allclose(summed.transpose(2, 0, 1, 3), by_col2im, rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture
+def three_threads(monkeypatch):
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 3)
+
+
+@given(conv_cases().map(side_by_side_case).filter(fits), st.integers(1, 64), st.integers(1, 16))
+def test_side_by_side_forward_and_dx_in_blocks_on_threads_equal_reference(case, block_floats, min_columns):
+    rng = np.random.default_rng(case["seed"])
+    x, w = arrays(case, rng)
+    b = rng.standard_normal(case["f"])
+    hyper = (1, case["padding"], case["dilation"])
+    dout = rng.standard_normal(conv2d_forward_reference(x, w, b, *hyper).shape)
+    original = windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, parallel._blas_threads
+    try:
+        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = block_floats, min_columns   # bands and groups
+        parallel._blas_threads = lambda: 3
+        out = conv2d_forward(x, w, b, *hyper)
+        dx = conv2d_input_grad_side_by_side(dout, x.shape, w, case["padding"], case["dilation"])
+    finally:
+        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS, parallel._blas_threads = original
+    assert relative_error(out, conv2d_forward_reference(x, w, b, *hyper)) < SAME
+    assert relative_error(dx, conv2d_backward_reference(dout, x, w, *hyper)[0]) < SAME
+
+
+@given(conv_cases().map(side_by_side_case).filter(fits))
+def test_side_by_side_dx_matches_finite_differences(case):
+    rng = np.random.default_rng(case["seed"])
+    x, w = arrays(case, rng)
+    hyper = (1, case["padding"], case["dilation"])
+    dout = rng.standard_normal(conv2d_forward(x, w, None, *hyper).shape)
+    dx = conv2d_input_grad_side_by_side(dout, x.shape, w, case["padding"], case["dilation"])
+    numeric = numerical_gradient(lambda v: np.vdot(conv2d_forward(v, w, None, *hyper), dout), x)
+    assert relative_error(dx, numeric) < 1e-7
+
+
+@given(st.integers(1, 5), st.integers(1, 9), st.integers(1, 9), st.integers(1, 50), st.integers(1, 400),
+       st.integers(1, 30), st.integers(1, 4))
+def test_column_blocks_are_near_equal_and_one_per_thread_at_least(n, ho, wo, rows, block_floats, min_columns,
+                                                                  parts):
+    original = windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS
+    try:
+        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = block_floats, min_columns
+        blocks = list(windows.column_blocks(n, ho, wo, rows, parts))
+    finally:
+        windows.COLUMN_BLOCK_FLOATS, windows.MIN_BLOCK_COLUMNS = original
+    assert [i for _, _, c in blocks for i in range(c.start, c.stop)] == list(range(n * ho * wo))
+    if n * ho * wo >= parts * min_columns:
+        assert len(blocks) >= min(parts, n * ho)
+    whole = [b for b in blocks if b[1] == slice(0, ho)]
+    if len(whole) == len(blocks):                                  # groups of images: sizes differ by one image
+        sizes = [im.stop - im.start for im, _, _ in blocks]
+        assert max(sizes) - min(sizes) <= 1
+    else:                                                          # bands: sizes differ by one row
+        sizes = [r.stop - r.start for _, r, _ in blocks]
+        assert max(sizes) - min(sizes) <= 1

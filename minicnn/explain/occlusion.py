@@ -8,7 +8,9 @@ For a patch of size (ph, pw) with its top-left corner at (r, s):
 
 A large positive drop means the covered region supported class c; a negative
 drop means it spoke against it. No gradients are involved: only forward
-passes, many occluded copies of an image per pass (``batch_size``).
+passes, many occluded copies of an image per pass (``batch_size``), each
+keeping nothing but the logits (the model's ``activations`` are empty
+afterwards).
 
 An image that appears more than once in the batch with the same fill (one
 photo explained for several classes) is occluded once: the forward passes
@@ -145,7 +147,7 @@ def occlusion(model, x, target=None, *, size=None, stride=None, fill=0.0, batch_
                 copies = np.repeat(x[i:i + 1], len(chunk), axis=0)
                 for b, (r, s) in enumerate(chunk):
                     copies[b, :, r:r + size[0], s:s + size[1]] = fills[i, :, r:r + size[0], s:s + size[1]]
-                every[start:start + len(chunk)] = model.forward(copies)
+                every[start:start + len(chunk)] = model.forward(copies, keep=False)
                 bar.update(len(chunk))
             grid[i] = base[i] - every[:, targets[i]]
             if keys.count(keys[i]) > 1:

@@ -12,8 +12,8 @@ Ablation-CAM edits the layer's output and resumes the forward pass from the
 layer (``model.forward_from``), so the layers below are not recomputed. The
 copies go through the network ``batch_size`` at a time, with a progress bar
 on stderr once the work has taken 2 s. Afterwards the model's last pass is
-the last batch of copies (call ``model.forward`` again before using its
-activations).
+that of the last batch of copies, which keeps nothing but the logits
+(call ``model.forward`` again before using its activations).
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def scorecam(model, x, target=None, layer: str | None = None, *, relu: bool = Tr
         for i, ((H, _), k) in enumerate(zip(masks, keep)):
             if not len(k):
                 continue                                                 # every map constant: every weight 0
-            scored = batched(model.forward, lambda a, b: x[i] * H[k[a:b], None], len(k), batch_size, bar)
+            scored = batched(lambda masked: model.forward(masked, keep=False), lambda a, b: x[i] * H[k[a:b], None],
+                             len(k), batch_size, bar)
             if authors:
                 alpha[i, k] = softmax(scored)[:, targets[i]]
             else:
@@ -184,7 +185,7 @@ def ablationcam(model, x, target=None, layer: str | None = None, *, relu: bool =
                    after=0.0 if progress else 2.0)
     try:
         for i in range(n):
-            run = lambda copies: model.forward_from(layer, copies)[:, targets[i]]   # noqa: E731
+            run = lambda copies: model.forward_from(layer, copies, keep=False)[:, targets[i]]   # noqa: E731
             ablated[i] = batched(run, lambda a, b: ablated_copies(i, a, b), k, batch_size, bar)
     finally:
         bar.close()

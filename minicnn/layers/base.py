@@ -71,16 +71,19 @@ class Pass:
     want_param_grads: bool = False
     stop_at: str | None = None
     replace: dict[str, np.ndarray] = field(default_factory=dict)
+    keep: bool = True
 
     def record_output(self, path: str, out):
         """Keep the output of ``path``; return it, or the array that replaces it.
 
         ``replace`` lets a caller feed its own activation A at one layer and
         run the rest of the network from there (finite differences of
-        y^c with respect to A use it).
+        y^c with respect to A use it). With ``keep`` false nothing is kept:
+        each output is freed as soon as the next layer has read it.
         """
         out = self.replace.get(path, out)
-        self.activations[path] = out
+        if self.keep:
+            self.activations[path] = out
         return out
 
     def record_gradient(self, path: str, dout: np.ndarray) -> None:
@@ -164,7 +167,8 @@ class Layer(Module):
 
     def run_forward(self, x, run: Pass, path: str):
         out, cache = self.forward(x)
-        run.inputs[path], run.caches[path] = x, cache
+        if run.keep:
+            run.inputs[path], run.caches[path] = x, cache
         return run.record_output(path, out)
 
     def run_backward(self, dout, run: Pass, path: str):

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..windows import col2im, column_blocks, im2col, input_rows, output_hw, pad, pair, unpad
+from .. import parallel
+from ..windows import (add_shifted_columns, col2im, column_blocks, im2col, input_rows, output_hw, pad, pair,
+                       scratch, shifted_columns, side_by_side, unpad)
 from .base import Layer
 from .grouped import check_groups, grouped_conv2d_backward, grouped_conv2d_forward
 
@@ -79,21 +81,63 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     W_mat = w.reshape(F, C*kh*kw), product (F, N*Ho*Wo) -> out (N, F, Ho, Wo).
     The product is taken a block of columns at a time (``column_blocks``:
     whole images, or bands of output rows): W_mat @ cols[:, block] fills
-    out[:, block], the same sums with a block of cols that stays in cache.
+    out[:, block], the same sums with a block of cols that stays in cache;
+    the blocks run on all threads (``parallel``).
+    For stride 1 the columns of a block usually come from its images laid
+    side by side (``conv2d_forward_side_by_side``), a cheaper gather.
     """
+    if use_side_by_side(x.shape, w.shape, stride, padding):
+        return conv2d_forward_side_by_side(x, w, b, padding, dilation)
     n, _, h, wd = x.shape
     f, _, kh, kw = w.shape
     ho, wo = output_hw(h, wd, (kh, kw), stride, padding, dilation)
     xp = pad(x, padding)
     wmat = w.reshape(f, -1)                                # F, C*kh*kw
     out = np.empty((f, n * ho * wo), np.result_type(x, w))
-    for images, rows, columns in column_blocks(n, ho, wo, wmat.shape[1]):
+
+    def block(piece):
+        images, rows, columns = piece
         cols = im2col(xp[images, :, input_rows(rows, (kh, kw), stride, dilation)], (kh, kw), stride, dilation)
         np.matmul(wmat, cols, out=out[:, columns])
+
+    parallel.run(block, column_blocks(n, ho, wo, wmat.shape[1], parallel.threads()))
     if b is not None:
         out += b[:, None]
     out = out.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
     return out if n == 1 else np.ascontiguousarray(out)    # for N = 1 the transpose is free
+
+
+def conv2d_forward_side_by_side(x, w, b=None, padding=0, dilation=1):
+    """The stride-1 forward, a block of images (or of output rows) at a time, side by side.
+
+    For each block: its padded images side by side, xs (C, Hs, K, Wp)
+    (``side_by_side``); their windows as columns by one slice copy per tap,
+    cols (C*kh*kw, Ho*K*Wp) (``shifted_columns``); y = W_mat @ cols, (F, Ho, K, Wp),
+    of which y[..., :Wo] are the outputs (the other columns are windows that
+    run off an image); they go to out[block] (N, F, Ho, Wo), bias added.
+    Each block's arrays stay in cache from the gather to the output, and
+    the blocks run on all threads (``parallel``).
+    """
+    n, _, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    ho, wo = output_hw(h, wd, (kh, kw), 1, padding, dilation)
+    wp = wd + 2 * pair(padding)[1]
+    dtype = np.result_type(x, w)
+    wmat = w.reshape(f, -1)                                # F, C*kh*kw
+    out = np.empty((n, f, ho, wo), dtype)
+
+    def block(piece):
+        images, rows, _ = piece
+        xs = side_by_side(x, padding, images, input_rows(rows, (kh, kw), 1, dilation))
+        cols = shifted_columns(xs, (kh, kw), dilation)
+        y = np.matmul(wmat, cols, out=scratch("product", (f, cols.shape[1]), dtype))
+        y = y.reshape(f, rows.stop - rows.start, images.stop - images.start, wp)[..., :wo]
+        if b is not None:
+            y += b[:, None, None, None]
+        out[images, :, rows] = y.transpose(2, 0, 1, 3)
+
+    parallel.run(block, column_blocks(n, ho, wp, wmat.shape[1], parallel.threads()))
+    return out
 
 
 def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=True):
@@ -102,25 +146,42 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=Tru
     dout (N, F, Ho, Wo) is laid out as dY (F, N*Ho*Wo). dx (N, C, H, W) always;
     dw (F, C, kh, kw) and db (F,) only when ``param_grads`` (else None): they
     need the im2col columns again, which the forward did not keep.
-    dx goes by the forward's column blocks: dcols = W_mat^T @ dY[:, block],
-    added back by col2im into the rows of dxp the block's windows read.
+    dx goes by the forward's column blocks, on all threads: dcols = W_mat^T @ dY[:, block],
+    added back by col2im into the rows of dxp the block's windows read (bands
+    of rows of one image overlap: their gradients are added up one after the other).
     For stride 1 with no more channels out than in, dx is computed as the
-    equivalent transposed convolution (``conv2d_input_grad_transposed``).
+    equivalent transposed convolution (``conv2d_input_grad_transposed``);
+    for stride 1 otherwise the blocks go side by side
+    (``conv2d_input_grad_side_by_side``).
     """
     n, f, ho, wo = dout.shape
     kh, kw = w.shape[2:]
     transposed = use_transposed(x.shape, w.shape, stride, padding, dilation)
-    if param_grads or not transposed:
+    side = not transposed and use_side_by_side(x.shape, w.shape, stride, padding)
+    if param_grads or not (transposed or side):
         dy = dout.transpose(1, 0, 2, 3).reshape(f, n * ho * wo)   # a view for N = 1, else a copy
     if transposed:
         dx = conv2d_input_grad_transposed(dout, w, padding, dilation)
+    elif side:
+        dx = conv2d_input_grad_side_by_side(dout, x.shape, w, padding, dilation)
     else:
         wt = w.reshape(f, -1).T                            # C*kh*kw, F
         hp, wp = pad(x[:1, :1], padding).shape[2:]
         dxp = np.zeros((n, x.shape[1], hp, wp), np.result_type(dout, w))
-        for images, rows, columns in column_blocks(n, ho, wo, wt.shape[0]):
-            band = dxp[images, :, input_rows(rows, (kh, kw), stride, dilation)]
-            col2im(wt @ dy[:, columns], band.shape, (kh, kw), stride, dilation, out=band)
+
+        def block(piece):
+            images, rows, columns = piece
+            in_rows = input_rows(rows, (kh, kw), stride, dilation)
+            band = dxp[images, :, in_rows]
+            if rows.stop - rows.start == ho:               # whole images: their own rows of dxp
+                col2im(wt @ dy[:, columns], band.shape, (kh, kw), stride, dilation, out=band)
+                return None
+            return images, in_rows, col2im(wt @ dy[:, columns], band.shape, (kh, kw), stride, dilation)
+
+        for band in parallel.run(block, column_blocks(n, ho, wo, wt.shape[0], parallel.threads())):
+            if band is not None:
+                images, in_rows, grad = band
+                dxp[images, :, in_rows] += grad
         dx = unpad(dxp, padding)
     if not param_grads:
         return dx, None, None
@@ -128,6 +189,71 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=Tru
     dw = (dy @ cols.T).reshape(w.shape)
     db = dy.sum(axis=1)
     return dx, dw, db
+
+
+def conv2d_input_grad_side_by_side(dout, x_shape, w, padding=0, dilation=1):
+    """dx for stride 1 by the adjoint of the side-by-side forward, a block at a time.
+
+    For each block of the forward: dout's block side by side with zeros
+    where the forward dropped its columns, dY (F, Ho, K, Wp); dcols = W_mat^T @ dY,
+    (C*kh*kw, Ho*K*Wp); each tap's columns added back at its offset
+    (``add_shifted_columns``) into the block's padded input gradient
+    (C, Hs, K, Wp), whose inside is dx[block]. Blocks that are bands of
+    rows of one image overlap by the kernel's reach: their gradients are
+    added up, one band after the other.
+    dout (N, F, Ho, Wo), w (F, C, kh, kw) -> dx (N, C, H, W).
+    """
+    n, f, ho, wo = dout.shape
+    _, c, h, wd = x_shape
+    kh, kw = w.shape[2:]
+    (ph, pw), dtype = pair(padding), np.result_type(dout, w)
+    wp = wd + 2 * pw
+    wt = w.reshape(f, -1).T                                # C*kh*kw, F
+    dx = np.empty((n, c, h, wd), dtype)
+
+    def block(piece):
+        images, rows, _ = piece
+        k, r = images.stop - images.start, rows.stop - rows.start
+        dy = scratch("dout_side_by_side", (f, r, k, wp), dtype)
+        dy[..., :wo] = dout[images, :, rows].transpose(1, 2, 0, 3)
+        dy[..., wo:] = 0
+        dcols = np.matmul(wt, dy.reshape(f, -1), out=scratch("dcolumns", (wt.shape[0], r * k * wp), dtype))
+        in_rows = input_rows(rows, (kh, kw), 1, dilation)
+        shape = (c, in_rows.stop - in_rows.start, k, wp)
+        if r < ho:                                         # a band: returned, so an array of its own
+            dxs = np.zeros(shape, dtype)
+        else:
+            dxs = scratch("dx_side_by_side", shape, dtype)
+            dxs[...] = 0
+        add_shifted_columns(dcols, dxs, (kh, kw), dilation)
+        if r == ho:                                        # whole images: their gradient, unpadded
+            dx[images] = dxs[:, ph:ph + h, :, pw:pw + wd].transpose(2, 0, 1, 3)
+            return None
+        return images, in_rows, dxs.transpose(2, 0, 1, 3)  # a band: added up below
+
+    bands = [band for band in parallel.run(block, column_blocks(n, ho, wp, wt.shape[0], parallel.threads()))
+             if band is not None]
+    if bands:
+        dxp = np.zeros((n, c, h + 2 * ph, wp), dtype)
+        for images, in_rows, grad in bands:
+            dxp[images, :, in_rows] += grad
+        dx[...] = unpad(dxp, padding)
+    return dx
+
+
+def use_side_by_side(x_shape, w_shape, stride=1, padding=0) -> bool:
+    """Whether a stride-1 convolution gathers its columns with the images side by side.
+
+    The slice copies save most of im2col's strided gather, which costs in
+    proportion to C*kh*kw per column; the 2*pw columns per image row that
+    run off an image cost F times as much each, in the product. Measured on
+    VGG and ResNet layers, side by side pays while F*pw <= 8*W (the CIFAR
+    layers up to 64 channels; not 128 channels at 8x8, nor VGG-16's
+    512-channel layers at 28x28 and 14x14).
+    """
+    f = w_shape[0]
+    pw = pair(padding)[1]
+    return pair(stride) == (1, 1) and f * pw <= 8 * x_shape[3]
 
 
 def use_transposed(x_shape, w_shape, stride=1, padding=0, dilation=1) -> bool:

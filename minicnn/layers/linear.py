@@ -10,27 +10,39 @@ Linear, with x (N, D), w (M, D) as in PyTorch, b (M,):
 Flatten reshapes (N, C, H, W) to (N, C*H*W) in C order, as torch.flatten(x, 1);
 its backward reshapes dout back. Dropout is the identity at inference, which
 is the only mode minicnn runs (it trains without dropout).
+
+A large weight matrix (VGG-16's classifier: 25088 x 4096) is read a block of
+its rows (forward) or columns (backward) at a time, on all threads: each
+block of outputs is its own product (``parallel``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
 from ..errors import InputError
 from .base import Layer
 
+def _blocks(size: int, w: np.ndarray) -> list[slice]:
+    """``size`` split into one near-equal slice per thread (one slice for a small w)."""
+    return parallel.near_equal(size, parallel.threads() if w.size >= parallel.SPLIT_ELEMENTS else 1)
+
 
 def linear_forward(x, w, b=None):
-    """out = x @ w.T + b: x (N, D), w (M, D), b (M,) -> (N, M)."""
-    out = x @ w.T
+    """out = x @ w.T + b: x (N, D), w (M, D), b (M,) -> (N, M); out[:, rows] = x @ w[rows].T per block."""
+    out = np.empty((x.shape[0], w.shape[0]), np.result_type(x, w))
+    parallel.run(lambda rows: np.matmul(x, w[rows].T, out=out[:, rows]), _blocks(w.shape[0], w))
     if b is not None:
         out += b
     return out
 
 
 def linear_backward(dout, x, w, param_grads=True):
-    """dx = dout @ w; dw = dout.T @ x; db = dout summed over the batch (None unless param_grads)."""
-    dx = dout @ w
+    """dx = dout @ w (dx[:, cols] = dout @ w[:, cols] per block); dw = dout.T @ x;
+    db = dout summed over the batch (None unless param_grads)."""
+    dx = np.empty((dout.shape[0], w.shape[1]), np.result_type(dout, w))
+    parallel.run(lambda cols: np.matmul(dout, w[:, cols], out=dx[:, cols]), _blocks(w.shape[1], w))
     if not param_grads:
         return dx, None, None
     return dx, dout.T @ x, dout.sum(axis=0)

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from .. import parallel
 from ..windows import output_hw, pad, pair, unpad, windows
 from .base import Layer
 
@@ -71,16 +72,19 @@ def maxpool2d_backward_reference(dout, x, kernel_size, stride=None, padding=0):
     return unpad(dxp, padding)
 
 
-def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
+def maxpool2d_forward(x, kernel_size, stride=None, padding=0, into=None):
     """out = max over the taps (u, v) of every window: one vectorised maximum per tap.
 
     x (N, C, H, W) -> out (N, C, Ho, Wo). ``win[..., u, v]`` (N, C, Ho, Wo) is tap
     (u, v) of every window, a strided view of the padded input; out starts as
     tap (0, 0) and takes the elementwise maximum with each other tap.
+    ``into``: write out there (the layer's blocks of channels, ``parallel.by_channels``).
     """
     (kh, kw), stride = pair(kernel_size), pair(stride or kernel_size)
     win = windows(pad(x, padding, -np.inf), (kh, kw), stride)
-    out = win[..., 0, 0].copy()
+    out = win[..., 0, 0].copy() if into is None else into
+    if into is not None:
+        out[...] = win[..., 0, 0]
     for u in range(kh):
         for v in range(kw):
             if u or v:
@@ -88,7 +92,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
     return out
 
 
-def maxpool2d_backward(dout, x, out, kernel_size, stride=None, padding=0):
+def maxpool2d_backward(dout, x, out, kernel_size, stride=None, padding=0, into=None):
     """dx: each dout goes to the first tap (row-major) of its window that equals the maximum.
 
     dout, out (N, C, Ho, Wo); x (N, C, H, W) -> dx (N, C, H, W). One vectorised
@@ -97,13 +101,14 @@ def maxpool2d_backward(dout, x, out, kernel_size, stride=None, padding=0):
     input and output (the model keeps them anyway). When windows do not
     overlap (stride >= kernel) every input element is read by at most one
     window, so dout * hit is written straight into place; otherwise it is added.
+    ``into``: an array of zeros shaped like x to write dx into (no padding only).
     """
     (kh, kw), stride = pair(kernel_size), pair(stride or kernel_size)
     xp = pad(x, padding, -np.inf)
     win = windows(xp, (kh, kw), stride)
     ho, wo = out.shape[2:]
     overlap = stride[0] < kh or stride[1] < kw
-    dxp = np.zeros(xp.shape, dtype=dout.dtype)
+    dxp = np.zeros(xp.shape, dtype=dout.dtype) if into is None else into
     claimed = np.zeros(out.shape, dtype=bool)
     for u in range(kh):
         for v in range(kw):
@@ -132,15 +137,23 @@ class _WindowPool(Layer):
 
 
 class MaxPool2d(_WindowPool):
-    """torch.nn.MaxPool2d (dilation 1, floor mode)."""
+    """torch.nn.MaxPool2d (dilation 1, floor mode). A large input is pooled a block of
+    channels per thread (``parallel.by_channels``)."""
 
     def forward(self, x):
-        out = maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        hyper = self.kernel_size, self.stride, self.padding
+        out = np.empty((*x.shape[:2], *output_hw(*x.shape[2:], *hyper)), x.dtype)
+        parallel.by_channels(lambda x, into: maxpool2d_forward(x, *hyper, into=into), out, x)
         return out, (x, out)
 
     def backward(self, dout, cache, param_grads=False, relu="plain"):
         x, out = cache
-        return maxpool2d_backward(dout, x, out, self.kernel_size, self.stride, self.padding), {}
+        hyper = self.kernel_size, self.stride, self.padding
+        if self.padding != (0, 0):
+            return maxpool2d_backward(dout, x, out, *hyper), {}
+        dx = np.zeros(x.shape, dout.dtype)
+        parallel.by_channels(lambda d, x, o, into: maxpool2d_backward(d, x, o, *hyper, into=into), dx, dout, x, out)
+        return dx, {}
 
 
 # ---------------------------------------------------------------- average pooling

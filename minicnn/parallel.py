@@ -1,0 +1,146 @@
+"""Work on every core: independent pieces of a pass run in threads.
+
+Two kinds of pieces are independent. In inference mode no layer mixes the
+images of a batch (BatchNorm uses its running statistics), so a batch
+(N, ...) cut along N into chunks can go through the whole network chunk by
+chunk, and the chunks' results joined along N are those of one pass
+(``Model`` does this). And within a layer on one large image, the blocks of
+a convolution (``column_blocks``), of a dense layer's outputs and of the
+channels of a ReLU or a pooling layer (``by_channels``) write disjoint parts
+of the result.
+
+NumPy releases the interpreter lock inside its array operations and BLAS
+calls, so such pieces run on separate cores when given to threads. While a
+model pass that has pieces to share runs (``session``), the BLAS library is
+held to one thread: each piece already has a core, and BLAS threads on top
+of ours would compete with them (and spin, waiting for work, long after a
+product ends). The number of threads is the BLAS library's own thread count
+(``OPENBLAS_NUM_THREADS`` and the like still decide), read with
+``threadpoolctl``; without it everything runs in the calling thread, as
+plain NumPy does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from typing import Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_LOCK = threading.Lock()
+_STATE = threading.local()           # .inside: this thread is running a piece
+_POOL: ThreadPoolExecutor | None = None
+_BLAS = None                         # threadpoolctl's controller of the BLAS libraries, once looked up
+_HELD = {"count": 0, "threads": 1}   # sessions open in any thread; BLAS's thread count before the first
+_CORES = os.cpu_count() or 1
+
+#: Arrays of at least this many elements are worth splitting over the threads.
+SPLIT_ELEMENTS = 2 ** 20
+
+
+def _blas():
+    """threadpoolctl's controller of the loaded BLAS libraries, or None without threadpoolctl."""
+    global _BLAS
+    if _BLAS is None:
+        with _LOCK:
+            if _BLAS is None:
+                try:
+                    from threadpoolctl import ThreadpoolController
+                    _BLAS = ThreadpoolController().select(user_api="blas")
+                except Exception:        # not installed, or no BLAS it can see: run in this thread
+                    _BLAS = False
+    return _BLAS or None
+
+
+def _blas_threads() -> int:
+    blas = _blas()
+    if blas is None or not blas.lib_controllers:
+        return 1
+    with _LOCK:
+        if _HELD["count"]:
+            return _HELD["threads"]
+        return max(1, min(max(c.num_threads for c in blas.lib_controllers), _CORES))
+
+
+def threads() -> int:
+    """How many threads ``run`` uses from here: the BLAS library's thread count, 1 inside a piece."""
+    return 1 if getattr(_STATE, "inside", False) else _blas_threads()
+
+
+@contextmanager
+def session(hold: bool = True):
+    """Hold BLAS to one thread while minicnn's own threads do the work (a model pass).
+
+    ``hold=False``: leave BLAS as it is (a pass too small to be split, whose
+    products are better off with BLAS's own threads).
+    """
+    blas, natural = _blas(), _blas_threads()
+    if not hold or blas is None or natural <= 1 or getattr(_STATE, "inside", False):
+        yield
+        return
+    with _LOCK:
+        if _HELD["count"] == 0:
+            _HELD["threads"] = natural
+        _HELD["count"] += 1
+    try:
+        with blas.limit(limits=1):
+            yield
+    finally:
+        with _LOCK:
+            _HELD["count"] -= 1
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL
+    with _LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minicnn")
+        return _POOL
+
+
+def _piece(fn: Callable[[T], R], item: T) -> R:
+    _STATE.inside = True
+    try:
+        return fn(item)
+    finally:
+        _STATE.inside = False
+
+
+def run(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """[fn(item) for item in items], the items spread over ``threads()`` threads.
+
+    In order; an exception in any piece is raised here once every piece has
+    ended. Runs in the calling thread when there is one item or one thread,
+    and inside a piece (pieces do not nest).
+    """
+    items = list(items)
+    workers = min(threads(), len(items))
+    if workers <= 1:
+        return [fn(item) for item in items]
+    with session():
+        futures = [_pool(workers).submit(_piece, fn, item) for item in items]
+        wait(futures)
+    return [f.result() for f in futures]
+
+
+def near_equal(size: int, parts: int) -> list[slice]:
+    """range(size) cut into ``parts`` (at most ``size``) consecutive slices whose lengths differ by at most one."""
+    parts = max(1, min(parts, size))
+    bounds = [round(k * size / parts) for k in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def by_channels(fn: Callable, result, *arrays):
+    """fn(*(a[:, c] for a in arrays), result[:, c]) for blocks c of the channels; returns ``result``.
+
+    For a function that works channel by channel (elementwise, pooling) and
+    writes its block of ``result`` (N, C, ...): one block per thread when
+    ``result`` has at least SPLIT_ELEMENTS elements, else one call.
+    """
+    parts = threads() if result.size >= SPLIT_ELEMENTS else 1
+    run(lambda c: fn(*(a[:, c] for a in arrays), result[:, c]), near_equal(result.shape[1], parts))
+    return result
