@@ -92,7 +92,7 @@ def _check(x, relevance):
                          f"for {x.shape}")
 
 
-def deletion_curve(score, x: np.ndarray, relevance: np.ndarray, *, steps: int = 16, baseline: float = 0.0,
+def deletion_curve(score, x: np.ndarray, relevance: np.ndarray, *, steps: int = 10, baseline: float = 0.0,
                    seed: int = 0, ends=None) -> np.ndarray:
     """(N, S + 1) scores as the most relevant pixels are replaced by ``baseline``, a fraction 1/S at a time.
 
@@ -104,7 +104,7 @@ def deletion_curve(score, x: np.ndarray, relevance: np.ndarray, *, steps: int = 
     return _curve(score, x, x, empty, ranks, steps, ends)
 
 
-def insertion_curve(score, x: np.ndarray, relevance: np.ndarray, *, steps: int = 16, start: np.ndarray | None = None,
+def insertion_curve(score, x: np.ndarray, relevance: np.ndarray, *, steps: int = 10, start: np.ndarray | None = None,
                     seed: int = 0, ends=None) -> np.ndarray:
     """(N, S + 1) scores as the most relevant pixels are put back into ``start`` (default blur(x)).
 

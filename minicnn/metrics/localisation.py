@@ -57,7 +57,7 @@ def pointing_game(m, mask) -> np.ndarray:
     """Per map (..., H, W): the fraction of its maximal pixels that lie inside ``mask`` (1 or 0 without ties)."""
     m, mask = _check(m, mask)
     top = m == m.max(axis=(-2, -1), keepdims=True)
-    return (top & mask).sum(axis=(-2, -1)) / top.sum(axis=(-2, -1))
+    return np.asarray((top & mask).sum(axis=(-2, -1)) / top.sum(axis=(-2, -1)))
 
 
 def energy_pointing_game(m, mask) -> np.ndarray:
@@ -67,7 +67,7 @@ def energy_pointing_game(m, mask) -> np.ndarray:
     total = positive.sum(axis=(-2, -1))
     inside = (positive * mask).sum(axis=(-2, -1))
     share = mask.mean(axis=(-2, -1))
-    return np.divide(inside, total, out=share.copy(), where=total > 0)
+    return np.where(total > 0, inside / np.where(total > 0, total, 1.0), share)
 
 
 def choose_mosaics(labels, predictions, count: int, seed: int = 0) -> list[tuple[tuple[int, ...], int]]:

@@ -13,7 +13,7 @@ scored the same way. Per image, with the map's pixel ranking
 
 | metric                 | what                                                             | better |
 |------------------------|------------------------------------------------------------------|--------|
-| ``deletion_auc``       | area under p^c as the top-ranked pixels become 0, 1/16 at a time | lower  |
+| ``deletion_auc``       | area under p^c as the top-ranked pixels become 0, 10% at a time  | lower  |
 | ``insertion_auc``      | area under p^c as they return into a blurred copy                | higher |
 | ``road_morf``          | mean p^c over 10..90% removed by noisy linear imputation, most relevant first | lower |
 | ``road_lerf``          | the same, least relevant first                                   | higher |
@@ -23,14 +23,18 @@ scored the same way. Per image, with the map's pixel ranking
 | ``passes``             | forward + backward passes per map (counted)                      |        |
 | ``seconds_per_image``  | wall-clock seconds per map                                       |        |
 
-(p^c: the softmax probability of the explained class.) Each metric is
+(p^c: the softmax probability of the explained class.) Deletion and
+insertion move a tenth of the pixels per step, so their curves are sampled
+at the same fractions as ROAD's percentiles and differ from ROAD only in
+how removed pixels are filled. Each metric is
 reported as its mean over the images with a 95% confidence interval
 (:mod:`minicnn.metrics.intervals`); the two cost metrics are measured once
 over the whole batch and have no interval (``ci95`` is null).
 
 The mosaics: ``images // 4`` of them (at least one), each of four shipped
 test images of four classes that the model classifies correctly alone
-(drawn, seeded, from all 300), the target being the class of tile i mod 4.
+(drawn, seeded, from the shipped test images), the target being the class
+of tile i mod 4.
 Only networks that accept a 64x64 input can be asked; for the others
 (``vgg_cifar10``, whose dense head takes the 2048 features of a 32x32
 image) the two pointing games are reported as not applicable, with the
@@ -99,7 +103,7 @@ class Scorecard:
     curves: dict[str, dict] = field(default_factory=dict)
     examples: dict[str, np.ndarray] = field(default_factory=dict)
     mosaics: int = 0
-    steps: int = 16
+    steps: int = 10
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -174,18 +178,25 @@ def class_probability(model, targets: np.ndarray, *, batch: int = 256, bar: Prog
 
 
 def mosaic_inputs(model, count: int, seed: int):
-    """(mosaics (M, C, 2h, 2w), target classes (M,), target tiles (M,)) from the shipped test images."""
+    """(mosaics (M, C, 2h, 2w), target classes (M,), target tiles (M,)) from the shipped test images.
+
+    The tiles come from the first 8 * count shipped images (class by class in turn, at least 40),
+    all 300 if those do not give ``count`` mosaics; each is classified once, alone.
+    """
     from ..images import preprocess
-    images, labels, _ = shipped_test_images(300)
-    x = preprocess(images, model.meta["preprocessing"])
-    predictions = forward_in_batches(model, x).argmax(axis=1)
-    chosen = choose_mosaics(labels, predictions, count, seed)
+    for pool in sorted({min(300, max(40, 8 * count)), 300}):
+        images, labels, _ = shipped_test_images(pool)
+        x = preprocess(images, model.meta["preprocessing"])
+        predictions = forward_in_batches(model, x).argmax(axis=1)
+        chosen = choose_mosaics(labels, predictions, count, seed)
+        if len(chosen) == count:
+            break
     tiles = np.stack([mosaic([x[i] for i in group]) for group, _ in chosen])
     targets = np.array([labels[group[tile]] for group, tile in chosen])
     return tiles, targets, np.array([tile for _, tile in chosen])
 
 
-def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int = 0, steps: int = 16,
+def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int = 0, steps: int = 10,
               batch: int = 256, chunk: int = 50, examples: int = 4, progress: bool = True, log=None) -> Scorecard:
     """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method."""
     from ..images import deprocess, preprocess

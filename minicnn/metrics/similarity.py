@@ -48,7 +48,7 @@ def pearson(a, b) -> np.ndarray:
     db = b - b.mean(axis=-1, keepdims=True)
     norm = np.sqrt((da * da).sum(axis=-1) * (db * db).sum(axis=-1))
     dot = (da * db).sum(axis=-1)
-    return np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0)
+    return np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), 0.0)
 
 
 def rank(a) -> np.ndarray:
@@ -74,7 +74,7 @@ def scale01(m) -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     lo = m.min(axis=(-2, -1), keepdims=True)
     span = m.max(axis=(-2, -1), keepdims=True) - lo
-    return np.divide(m - lo, span, out=np.zeros_like(m), where=span > 0)
+    return np.where(span > 0, (m - lo) / np.where(span > 0, span, 1.0), 0.0)
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
