@@ -39,10 +39,13 @@ def explain_all(model, image: np.ndarray, targets: list, methods: list[str], *, 
 
 
 def gallery_figure(model, image: np.ndarray, targets: list, methods: list[str], *, layer: str | None = None,
-                   title: str | None = None, options: dict | None = None, results: dict | None = None):
+                   title: str | None = None, options: dict | None = None, results: dict | None = None,
+                   columns: int | None = None):
     """A Figure: a row per target class, the image then one column per method. Returns the Figure.
 
     ``results`` (from :func:`explain_all`) may be passed to draw maps already computed.
+    ``columns`` wraps after that many methods: the rest get another block of
+    rows, one per class again (long galleries of wide images stay readable).
     """
     from .figures import Panel, grid_figure, method_panel
     from .images import deprocess, preprocess
@@ -53,20 +56,22 @@ def gallery_figure(model, image: np.ndarray, targets: list, methods: list[str], 
     if first is None:
         raise InputError("no method in the gallery applies to this model")
     rows, labels = [], []
-    for i in range(len(targets)):
-        name = first.target_names[i]
-        p = softmax(first.logits[i:i + 1])[0, first.targets[i]]
-        row = [Panel("image", picture, f"input\np({name!r})={p:.2f}, y={float(first.scores[i]):.2f}")]
-        for method in methods:
-            m = registry.get(method)
-            r = results[m.name]
-            if isinstance(r, Exception):
-                row.append(Panel("text", title=f"{m.title}\nnot defined here"))
-                continue
-            where = f"\n{r.layer}" if r.layer else "\n(input)"
-            row.append(method_panel(r, picture, i, title=f"{m.title}{where}"))
-        rows.append(row)
-        labels.append(repr(name))
+    step = columns or len(methods)
+    for block in (methods[k:k + step] for k in range(0, len(methods), step)):
+        for i in range(len(targets)):
+            name = first.target_names[i]
+            p = softmax(first.logits[i:i + 1])[0, first.targets[i]]
+            row = [Panel("image", picture, f"input\np({name!r})={p:.2f}, y={float(first.scores[i]):.2f}")]
+            for method in block:
+                m = registry.get(method)
+                r = results[m.name]
+                if isinstance(r, Exception):
+                    row.append(Panel("text", title=f"{m.title}\nnot defined here"))
+                    continue
+                where = f"\n{r.layer}" if r.layer else "\n(input)"
+                row.append(method_panel(r, picture, i, title=f"{m.title}{where}"))
+            rows.append(row)
+            labels.append(repr(name))
     layers = sorted({r.layer for r in results.values() if not isinstance(r, Exception) and r.layer})
     title = title or (f"{model.name}: {len(methods)} methods, raw maps (colour bars in each method's own units)"
                       + (f"; layer {', '.join(layers)}" if layers else ""))

@@ -187,6 +187,41 @@ class Model:
         self._logits_shape, self._dtype = logits.shape, x.dtype
         return logits
 
+    def forward_from(self, name: str, A) -> np.ndarray:
+        """Logits (N, K) computed from A, the output of layer ``name``, running only the layers after it.
+
+        Nothing below ``name`` runs (Ablation-CAM scores K edited copies of a
+        feature map this way). ``name`` must be a layer whose output alone
+        feeds the rest of the network: a step of a Sequential chain, or the
+        last step of a block ("layer3.2" or "layer3.2.relu", not
+        "layer3.2.conv1", whose block still needs its input for the shortcut).
+        ``activations`` then holds A and the outputs of the layers that ran.
+        A forward-only pass: ``backward`` needs a full ``forward`` first.
+        """
+        A = np.asarray(A)
+        if A.ndim < 2 or A.shape[0] == 0 or A.dtype not in (np.float32, np.float64):
+            raise InputError(f"forward_from needs a float32 or float64 batch (N, ...) of layer outputs; "
+                             f"got dtype {A.dtype}, shape {A.shape}")
+        self[name]  # unknown names fail here, with suggestions
+        run = Pass()
+        out = run.record_output(name, A)
+        path, step = name.rpartition(".")[0], name
+        while True:
+            container = self.root if not path else self._modules[path]
+            children = container.children()
+            later = children[[join(path, n) for n, _ in children].index(step) + 1:]
+            if later and not isinstance(container, Sequential):
+                raise InputError(f"forward_from cannot resume at {name!r}: the block {path!r} also reads its own "
+                                 f"input after it; resume at {path!r} or at a layer outside the block")
+            for n, child in later:
+                out = child.run_forward(out, run, join(path, n))
+            if not path:
+                break
+            out = run.record_output(path, out)
+            path, step = path.rpartition(".")[0], path
+        self._run, self._logits_shape = run, None
+        return out
+
     def backward(self, dlogits, *, relu: str = "plain", param_grads: bool = False,
                  stop_at: str | None = None) -> np.ndarray | None:
         """Backpropagate d(scalar)/d(logits) (N, K) through every layer, last to first.

@@ -51,7 +51,10 @@ def test_explain_all_prints_the_prediction_and_writes_the_figure_and_the_raw_map
     assert shapes == {"gradcam": (8, 8), "gradcam_upsampled": (32, 32), "counterfactual": (8, 8),
                       "guided_backprop": (3, 32, 32), "guided_gradcam": (3, 32, 32), "cam": (8, 8),
                       "occlusion": (32, 32), "saliency": (3, 32, 32), "logits": (10,), "layer": (), "target": (),
-                      "target_name": (), "model": ()}
+                      "target_name": (), "model": (),
+                      "gradcam_plus_plus": (8, 8), "xgradcam": (8, 8), "hirescam": (8, 8), "layercam": (8, 8),
+                      "scorecam": (8, 8), "ablationcam": (8, 8), "eigencam": (8, 8), "eigengradcam": (8, 8),
+                      "fullgrad": (32, 32)}
     assert gradcam.max() > 0 and up.shape == (32, 32) and logits.argmax() == 3
     assert list(tmp_path.iterdir()) and all(not p.name.startswith(".") for p in tmp_path.iterdir())
 
@@ -122,11 +125,13 @@ def test_demo_writes_the_figure_1_grid_whose_rows_light_up_different_halves(tmp_
     code, out, _ = run(capsys, "demo", "--out-dir", str(tmp_path / "d"))
     assert code == 0
     paths = out.split()
-    assert paths == [str(tmp_path / "d" / "figure1_cat_dog.png"), str(tmp_path / "d" / "single_images.png")]
+    assert paths == [str(tmp_path / "d" / name) for name in ("figure1_cat_dog.png", "single_images.png",
+                                                             "gallery_cam.png")]
     for p in paths:
         with Image.open(p) as im:
             assert im.format == "PNG" and im.size[0] > 600
-    assert sorted(x.name for x in (tmp_path / "d").iterdir()) == ["figure1_cat_dog.png", "single_images.png"]
+    assert sorted(x.name for x in (tmp_path / "d").iterdir()) == ["figure1_cat_dog.png", "gallery_cam.png",
+                                                                  "single_images.png"]
 
     # the 'cat' row's Grad-CAM maps (VGG-style column and ResNet column) sit on the left, the 'dog' row's on the right
     _, (cat, dog) = made["figure1"]

@@ -742,6 +742,7 @@ def test_demo_pngs_are_written_then_renamed(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "load_models", lambda: (None, None))  # the figures' content is tested elsewhere
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
     spy = ReplaceSpy(monkeypatch)
     assert cli.main(["demo", "--out-dir", str(tmp_path / "d")]) == 0
     assert spy.renamed == [tmp_path / "d" / name for name in demo.FILES] and no_temporary_files(tmp_path)

@@ -106,6 +106,43 @@ def test_stop_at_stops_early_and_returns_none(rng):
     assert "features.6" in model.gradients and "features.5" not in model.gradients
 
 
+@pytest.mark.parametrize("build_model, names", [
+    (tiny_vgg, ["features", "features.3", "features.7", "flatten", "classifier.1", "classifier.3"]),
+    (tiny_resnet, ["relu", "layer1", "layer1.0", "layer1.0.relu", "layer2", "avgpool", "linear"]),
+])
+def test_forward_from_runs_only_the_layers_after_the_name(rng, build_model, names):
+    model = build_model()
+    x = rng.standard_normal((2, *model.input_size))
+    logits = model.forward(x)
+    kept = dict(model.activations)
+    order = model.layer_names
+    for name in names:
+        A = kept[name] * rng.uniform(0.5, 1.5, kept[name].shape)        # an edited layer output
+        np.testing.assert_allclose(model.forward_from(name, kept[name]), logits, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(model.forward_from(name, A), model.forward(x, replace={name: A}),
+                                   rtol=1e-13, atol=1e-13)
+        model.forward_from(name, A)
+        ran = set(model.activations) - {name}
+        assert all(order.index(n) > order.index(name) or name.startswith(n + ".") for n in ran), (name, ran)
+
+
+def test_forward_from_refuses_a_layer_inside_a_block_and_a_backward_after_it(rng):
+    model = tiny_resnet()
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    model.forward(x)
+    A = model.activations["layer2.0.conv1"]
+    with pytest.raises(InputError, match=r"cannot resume at 'layer2.0.conv1': the block 'layer2.0' also reads"):
+        model.forward_from("layer2.0.conv1", A)
+    with pytest.raises(UnknownNameError, match="did you mean 'layer2'"):
+        model.forward_from("layer_2", A)
+    with pytest.raises(InputError, match="float32 or float64 batch"):
+        model.forward_from("layer2", A.astype(np.int32))
+    model.forward(x)
+    model.forward_from("layer2", model.activations["layer2"])
+    with pytest.raises(InputError, match=r"call model.forward\(x\) before model.backward"):
+        model.backward(np.ones((1, 3), np.float32))
+
+
 def test_guided_mode_is_per_call_and_masks_negative_gradients(rng):
     model = tiny_vgg()
     x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)

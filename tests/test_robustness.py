@@ -556,6 +556,7 @@ def test_demo_failing_on_its_second_png_leaves_each_file_whole(tmp_path, monkeyp
     monkeypatch.setattr(demo, "load_models", lambda: ("vgg", "resnet"))
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
     real, calls = Figure.savefig, []
 
     def second_fails(fig, f, **kw):

@@ -18,6 +18,9 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
     cam                (h, w)     networks ending GAP -> Linear only
     occlusion          (H, W)     mean score drop of the patches covering each pixel
     saliency           (C, H, W)  dy^c/dx
+    gradcam_plus_plus, xgradcam, hirescam, layercam, scorecam, ablationcam,
+    eigencam, eigengradcam   (h, w)   the CAM family, at the layer's resolution
+    fullgrad           (H, W)     FullGrad's map in [0, 1]
     logits             (K,)
     layer, target, target_name, model   (strings and an int)
 

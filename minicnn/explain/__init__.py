@@ -13,6 +13,18 @@
 | ``cam``               | sum_k W[c, k] A^k (GAP -> one Linear networks only)   | (N, h, w)     |
 | ``occlusion``         | y^c(x) - y^c(x with a patch covered)                  | (N, H, W)     |
 | ``saliency``          | dy^c/dx (``channel_max_abs`` for display)             | (N, C, H, W)  |
+| ``gradcam_plus_plus`` | w_k = sum_ij a_ij ReLU(g), a = g^2/(2g^2 + S_k g^3)   | (N, h, w)     |
+| ``xgradcam``          | w_k = sum_ij (A^k_ij / sum_ab A^k_ab) g^k_ij          | (N, h, w)     |
+| ``hirescam``          | ReLU(sum_k g^k * A^k), element-wise                   | (N, h, w)     |
+| ``layercam``          | ReLU(sum_k ReLU(g^k) * A^k), element-wise             | (N, h, w)     |
+| ``scorecam``          | w_k = softmax(f(x * mask from A^k))_c                 | (N, h, w)     |
+| ``ablationcam``       | w_k = (y^c - y^c with A^k = 0) / y^c                  | (N, h, w)     |
+| ``eigencam``          | first principal component of A over its positions     | (N, h, w)     |
+| ``eigengradcam``      | the same for g * A                                    | (N, h, w)     |
+| ``fullgrad``          | psi(dy^c/dx * x) + sum over biases psi(g_l * b_l)     | (N, H, W)     |
+
+(g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
+ReLU(sum_k w_k A^k).)
 
 ``minicnn.explain.registry.METHODS`` lists every method with its name on the
 command line, its save key, the kind of map it returns and how figures show it.
@@ -31,6 +43,10 @@ from .gradcam import GradCAM, counterfactual, gradcam
 from .guided import GuidedGradCAM, guided_backprop, guided_gradcam
 from .occlusion import Occlusion, occlusion
 from .resize import resize_bilinear
+from .eigen_cams import EigenCAM, eigencam, eigengradcam
+from .fullgrad import FullGrad, fullgrad
+from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, hirescam, layercam, xgradcam
+from .perturbation_cams import AblationCAM, ScoreCAM, ablationcam, scorecam
 from .saliency import channel_max_abs, saliency
 from .target import Explanation, choose_targets, class_index, default_layer, onehot
 
@@ -38,4 +54,7 @@ __all__ = [
     "CAT_DOG", "Explanation", "GradCAM", "GuidedGradCAM", "Occlusion", "cam", "cam_head", "cat_dog_image",
     "channel_max_abs", "choose_targets", "class_index", "counterfactual", "default_layer", "gradcam",
     "guided_backprop", "guided_gradcam", "occlusion", "onehot", "registry", "resize_bilinear", "saliency",
+    # the CAM family
+    "AblationCAM", "EigenCAM", "ElementwiseCAM", "FullGrad", "GradCAMPlusPlus", "ScoreCAM", "ablationcam",
+    "eigencam", "eigengradcam", "fullgrad", "gradcam_plus_plus", "hirescam", "layercam", "scorecam", "xgradcam",
 ]

@@ -27,6 +27,10 @@ from .gradcam import counterfactual, gradcam
 from .guided import guided_backprop, guided_gradcam
 from .occlusion import occlusion
 from .saliency import saliency
+from .eigen_cams import eigencam, eigengradcam
+from .fullgrad import fullgrad
+from .gradient_cams import gradcam_plus_plus, hirescam, layercam, xgradcam
+from .perturbation_cams import ablationcam, scorecam
 
 #: What a map is over: a layer's positions (N, h, w), the input's pixels (N, H, W), or the input (N, C, H, W).
 KINDS = ("layer", "pixels", "input")
@@ -92,6 +96,12 @@ class Method:
         return self.function(model, x, target, **options)
 
 
+#: Score-CAM's and Ablation-CAM's copies per forward pass.
+CAM_BATCH = Option("--batch-size", "batch_size", int, None,
+                   "masked or ablated copies per forward pass (default: about 2^18 input elements)")
+SCORECAM_VARIANT = Option("--scorecam-variant", "variant", str, None,
+                          "authors (their released code, the default) or pytorch-grad-cam")
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gradcam", gradcam, "Grad-CAM", "layer", "heat", "ReLU(sum_k alpha_k A^k), raw", "cam",
            cost="1 forward + backward to the layer"),
@@ -107,6 +117,25 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "perturbation", uses_layer=False, cost="1 + positions forward"),
     Method("saliency", saliency, "Saliency |dy/dx|", "input", "magnitude", "max over channels |dy^c/dx|",
            "gradient", uses_layer=False, cost="1 forward + 1 backward"),
+    # the CAM family
+    Method("gradcam-plus-plus", gradcam_plus_plus, "Grad-CAM++", "layer", "heat",
+           "ReLU(sum_k w_k A^k), raw", "cam", cost="1 forward + backward to the layer"),
+    Method("xgradcam", xgradcam, "XGrad-CAM", "layer", "heat", "ReLU(sum_k w_k A^k), raw", "cam",
+           cost="1 forward + backward to the layer"),
+    Method("hirescam", hirescam, "HiResCAM", "layer", "heat", "ReLU(sum_k g^k A^k), raw", "cam",
+           cost="1 forward + backward to the layer"),
+    Method("layercam", layercam, "LayerCAM", "layer", "heat", "ReLU(sum_k ReLU(g^k) A^k), raw", "cam",
+           cost="1 forward + backward to the layer"),
+    Method("scorecam", scorecam, "Score-CAM", "layer", "heat", "ReLU(sum_k p_k A^k), raw", "cam",
+           options=(CAM_BATCH, SCORECAM_VARIANT), cost="1 + K forward (K maps at the layer)"),
+    Method("ablationcam", ablationcam, "Ablation-CAM", "layer", "heat", "ReLU(sum_k w_k A^k), raw",
+           "cam", options=(CAM_BATCH,), cost="1 forward + K forward from the layer"),
+    Method("eigencam", eigencam, "Eigen-CAM", "layer", "heat", "ReLU(1st component of A), raw", "cam",
+           cost="1 forward (+ one SVD)"),
+    Method("eigengradcam", eigengradcam, "Eigen-Grad-CAM", "layer", "heat", "ReLU(1st component of gA), raw",
+           "cam", cost="1 forward + backward to the layer (+ one SVD)"),
+    Method("fullgrad", fullgrad, "FullGrad", "pixels", "heat", "sum of scaled terms, in [0, 1]", "cam",
+           uses_layer=False, cost="1 forward + 1 backward"),
 )}
 
 

@@ -34,8 +34,7 @@ from ..layers import Conv2d, ReLU
 class Explanation:
     """One method's raw result for a batch of N images.
 
-    method   : "gradcam", "counterfactual", "guided-backprop", "guided-gradcam",
-               "cam", "occlusion" or "saliency"
+    method   : the method's name in ``registry.METHODS`` ("gradcam", "occlusion", ...)
     map      : the raw map; (N, h, w) for maps over a layer or the pixels,
                (N, C, H, W) for gradients with respect to the input
     targets  : (N,) int, the class c explained in each image
