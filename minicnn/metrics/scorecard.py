@@ -63,7 +63,7 @@ from .baselines import BASELINES, baseline_maps
 from .deletion import auc, blur, deletion_curve, insertion_curve
 from .intervals import mean_ci95, summary
 from .localisation import choose_mosaics, energy_pointing_game, mosaic, pointing_game, tile_mask
-from .road import road_curves
+from .road import PERCENTILES, road_curves
 from .runs import MethodRun, forward_in_batches, run_method, selected_methods, shipped_test_images
 
 #: The metrics of the JSON, in table order, with the direction that is better (None: a cost).
@@ -191,13 +191,15 @@ def mosaic_inputs(model, count: int, seed: int):
         chosen = choose_mosaics(labels, predictions, count, seed)
         if len(chosen) == count:
             break
+    if not chosen:
+        raise InputError(f"{model.name} classifies no four shipped test images of four classes correctly")
     tiles = np.stack([mosaic([x[i] for i in group]) for group, _ in chosen])
     targets = np.array([labels[group[tile]] for group, tile in chosen])
     return tiles, targets, np.array([tile for _, tile in chosen])
 
 
 def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int = 0, steps: int = 10,
-              batch: int = 256, chunk: int = 50, examples: int = 4, progress: bool = True, log=None) -> Scorecard:
+              batch: int = 256, chunk: int = 50, examples: int = 4, progress: bool = True) -> Scorecard:
     """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method."""
     from ..images import deprocess, preprocess
     began = time.perf_counter()
@@ -240,7 +242,7 @@ def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int
     else:
         occ_map = occ.raw
     start = blur(x)
-    per_set = 2 * (steps - 1) + 2 * 9
+    per_set = 2 * (steps - 1) + 2 * len(PERCENTILES)
     bar = Progress(len(pixel_maps) * n * per_set + 2 * n, "faithfulness", unit="forwards", enabled=progress)
     score = class_probability(model, targets, batch=batch, bar=bar)
     p_zero = score(np.zeros_like(x), np.arange(n))
@@ -258,13 +260,16 @@ def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int
 
     # 3. localisation on mosaics
     count = max(1, n // 4)
-    tiles = None
     try:
         tiles, tile_targets, target_tiles = mosaic_inputs(model, count, seed)
-        model.forward(tiles[:1])
     except InputError as e:
-        card.localisation_note = (f"{model.name} does not accept a {2 * size[0]}x{2 * size[1]} mosaic: {e}")
-    if tiles is not None and card.localisation_note is None:
+        card.localisation_note = str(e)
+    else:
+        try:
+            model.forward(tiles[:1])
+        except InputError as e:
+            card.localisation_note = f"{model.name} does not accept a {2 * size[0]}x{2 * size[1]} mosaic: {e}"
+    if card.localisation_note is None:
         card.mosaics = len(tiles)
         masks = np.stack([tile_mask(tiles.shape[2:], t) for t in target_tiles])
         bar = Progress(len(tiles) * len(rows), "mosaics", unit="maps", enabled=progress)
