@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 
@@ -40,10 +41,12 @@ def sanity_command(args) -> int:
     for path in filter(None, [args.json, args.out, args.out and curves_path(args.out)]):
         check_writable(path, force=True)
     model = load(args.model)
+    cpu = time.process_time()
     result = sanity(model, methods=args.methods, images=args.images, mode=args.mode, seed=args.seed)
     print(result.tables())
     print(f"\n{result.model}: {len(result.steps)} {result.mode} steps, {result.images} images, "
-          f"{len(result.methods)} methods, {result.seconds:.0f} s", file=sys.stderr)
+          f"{len(result.methods)} methods, {result.seconds:.0f} s ({time.process_time() - cpu:.0f} s of CPU)",
+          file=sys.stderr)
     if args.json:
         print(f"json: {write_json(args.json, result.json())}")
     if args.out:

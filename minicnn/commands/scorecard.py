@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from ..errors import OutputError
@@ -45,10 +46,12 @@ def scorecard_command(args) -> int:
         paths = figure_paths(args.out_dir, model.name)
         for path in paths.values():
             check_writable(path, force=True)
+    cpu = time.process_time()
     card = scorecard(model, methods=args.methods, images=args.images, seed=args.seed)
     print(card.table())
     print(f"\n{card.model}: {card.images} images, {card.mosaics} mosaics, {len(card.methods)} methods and 3 baselines, "
-          f"{card.seconds:.0f} s", file=sys.stderr)
+          f"{card.seconds:.0f} s ({time.process_time() - cpu:.0f} s of CPU; "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in card.phases.items()) + ")", file=sys.stderr)
     if args.json:
         print(f"json: {write_json(args.json, card.json())}")
     if paths:

@@ -44,7 +44,9 @@ Speed: the model's forward pass of the images is done once (targets,
 p^c(x)) and reused as the first point of every deletion and the last of
 every insertion curve; the all-zero and blurred images, the same for every
 method, are scored once; every perturbed copy goes through the network in
-batches of ``batch`` images.
+batches of ``batch`` images (32: on ResNet-20, 32 copies per pass took 3.8 ms
+of CPU per image and 256 took 4.7, a small batch's activations staying in the
+processor's caches; on the VGG model the size made no difference).
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ def _number(v):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def class_probability(model, targets: np.ndarray, *, batch: int = 256, bar: Progress | None = None):
+def class_probability(model, targets: np.ndarray, *, batch: int = 32, bar: Progress | None = None):
     """score(copies, rows): p^c of each copy, c = targets[rows[i]], ``batch`` copies per forward pass."""
     def score(copies, rows):
         out = np.empty(len(copies))
@@ -199,7 +201,7 @@ def mosaic_inputs(model, count: int, seed: int):
 
 
 def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int = 0, steps: int = 10,
-              batch: int = 256, chunk: int = 50, examples: int = 4, progress: bool = True) -> Scorecard:
+              batch: int = 32, chunk: int = 50, examples: int = 4, progress: bool = True) -> Scorecard:
     """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method."""
     from ..images import deprocess, preprocess
     began = time.perf_counter()
