@@ -52,6 +52,6 @@ def sanity_command(args) -> int:
     if args.out:
         from ..figures import save_png
         from ..metrics.figures import sanity_curves, sanity_grid
-        print(f"figure: {save_png(sanity_grid(result), args.out)}")
-        print(f"figure: {save_png(sanity_curves(result), curves_path(args.out))}")
+        print(f"figure: {save_png(sanity_grid(result), args.out, dpi=80)}")        # a panel per method and step
+        print(f"figure: {save_png(sanity_curves(result), curves_path(args.out), dpi=100)}")
     return 0

@@ -57,6 +57,6 @@ def scorecard_command(args) -> int:
     if paths:
         from ..figures import save_png
         from ..metrics.figures import deletion_insertion_curves, example_maps
-        print(f"figure: {save_png(deletion_insertion_curves(card), paths['curves'])}")
-        print(f"figure: {save_png(example_maps(card), paths['maps'])}")
+        print(f"figure: {save_png(deletion_insertion_curves(card), paths['curves'], dpi=100)}")
+        print(f"figure: {save_png(example_maps(card), paths['maps'], dpi=90)}")
     return 0

@@ -61,7 +61,7 @@ def sanity_grid(result, *, most_columns: int = 10) -> Figure:
             _off(ax)
     axes[0, 0].set_title("input", fontsize=7)
     if image is not None:
-        fig.colorbar(image, ax=axes[:, 1:], shrink=0.6, label="|map|, scaled to [0, 1] per panel")
+        fig.colorbar(image, ax=axes[:, 1:], shrink=min(0.6, 3.0 / len(keys)), label="|map|, scaled to [0, 1] per panel")
     thinned = "" if len(cols) == len(labels) else f", {len(cols)} of {len(labels)} steps shown"
     fig.suptitle(f"{result.model}: {result.mode} randomisation from the logits down, image 0 of "
                  f"{result.images}{thinned}", fontsize=9)
@@ -139,7 +139,7 @@ def example_maps(card) -> Figure:
             _off(ax)
     axes[0, 0].set_title("input", fontsize=7)
     if shown is not None:
-        fig.colorbar(shown, ax=axes[:, 1:], shrink=0.6, label="pixel map as ranked, scaled to [0, 1]")
+        fig.colorbar(shown, ax=axes[:, 1:], shrink=0.6, label="pixel map as ranked,\nscaled to [0, 1]")
     fig.suptitle(f"{card.model}: the pixel maps the scorecard ranks (input maps: sum over channels of |map|)",
                  fontsize=9)
     return fig
