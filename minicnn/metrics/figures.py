@@ -68,54 +68,72 @@ def sanity_grid(result, *, most_columns: int = 10) -> Figure:
     return fig
 
 
-def sanity_curves(result) -> Figure:
-    """Spearman (|map|), Spearman (signed) and SSIM against the step, one line per method with its 95% band."""
+def _style(i: int) -> dict:
+    """Line style of the i-th method: 20 colours, each with its own marker, so no two lines look alike."""
+    from matplotlib import colormaps
+    markers = "osv^D<>ph*"
+    return {"color": colormaps["tab20"](i % 20), "marker": markers[(i + i // 20) % len(markers)]}
+
+
+def sanity_curves(result, *, columns: int = 4) -> Figure:
+    """A panel per method: its three similarities to the trained map against the randomisation step,
+    with their 95% intervals over the images."""
     keys = [k for k in result.methods if k not in result.skipped]
     labels = ["original", *result.steps]
-    stacked = len(labels) > 12                      # many steps: one panel per row, full width
-    fig = Figure(figsize=(max(8.0, 0.45 * len(labels)), 10.5) if stacked else (13, 4.4), layout="constrained")
-    axes = fig.subplots(3, 1, sharex=True) if stacked else fig.subplots(1, 3)
+    rows = -(-len(keys) // columns)
+    named = len(labels) <= 10                          # few steps: name them; many: number them
+    fig = Figure(figsize=(3.3 * columns, 2.3 * rows + (1.3 if named else 0.9)), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
     x = np.arange(len(labels))
-    for ax, s in zip(axes, LABELS):
-        for key in keys:
+    colours = {"spearman_abs": "tab:blue", "spearman": "tab:orange", "ssim": "tab:green"}
+    for ax, key in zip(axes.flat, keys):
+        for s, label in LABELS.items():
             stats = np.array([mean_ci95(v) for v in result.values[key][s]])
-            line, = ax.plot(x, stats[:, 0], marker="o", ms=3, label=result.titles[key])
-            ax.fill_between(x, stats[:, 1], stats[:, 2], color=line.get_color(), alpha=0.15, lw=0)
-        ax.axhline(0, color="grey", lw=0.8, ls="--")
-        ax.set_xticks(x, labels, rotation=90, fontsize=7)
+            ax.plot(x, stats[:, 0], marker=".", ms=4, lw=1.3, color=colours[s], label=label)
+            ax.fill_between(x, stats[:, 1], stats[:, 2], color=colours[s], alpha=0.18, lw=0)
+        ax.axhline(0, color="grey", lw=0.7, ls="--")
+        ax.set_title(result.titles[key], fontsize=9)
         ax.set_ylim(-0.5, 1.05)
-        ax.set_title(LABELS[s], fontsize=10)
-        ax.set_ylabel("similarity to the\ntrained network's map", fontsize=8)
-        if ax is axes[-1] or not stacked:
-            ax.set_xlabel("layers randomised, from the logits down (each step adds one)" if result.mode == "cascading"
-                          else "the one layer randomised", fontsize=8)
-    axes[-1 if not stacked else 0].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"{result.model}: does the map change when the weights are randomised? "
-                 f"(mean over {result.images} images, 95% intervals)", fontsize=10)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(keys):]:
+        ax.set_axis_off()
+    for ax in axes[-1]:
+        if named:
+            ax.set_xticks(x, labels, rotation=90, fontsize=7)
+        else:
+            ax.set_xticks(x[::2], [str(i) for i in x[::2]], fontsize=7)
+    steps = ("layers randomised from the logits down, one more at each step" if result.mode == "cascading"
+             else "one layer randomised at each step, the rest trained")
+    if not named:
+        steps += f" (0: trained; 1: {labels[1]}; 2: {labels[2]}; ...; {len(labels) - 1}: {labels[-1]})"
+    fig.supylabel("similarity to the trained network's map", fontsize=9)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    fig.suptitle(f"{result.model}: {result.mode} randomisation, mean over {result.images} images "
+                 f"(bands: 95% intervals)\n{steps}", fontsize=10)
     return fig
 
 
 def deletion_insertion_curves(card) -> Figure:
     """Mean p^c against the fraction of pixels deleted (left) and inserted (right); baselines dashed."""
-    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    fig = Figure(figsize=(14, 5.2), layout="constrained")
     axes = fig.subplots(1, 2)
     keys = [k for k in card.methods if k in card.curves] + [b for b in BASELINES if b in card.curves]
     dashes = dict(zip(BASELINES, ("--", ":", "-.")))
     for ax, which in zip(axes, ("deletion", "insertion")):
-        for key in keys:
+        for i, key in enumerate(keys):
             curve = card.curves[key][which]
             frac = np.linspace(0, 1, len(curve))
             area = np.mean(card.values[key][f"{which}_auc"])
-            baseline = key in BASELINES
-            ax.plot(frac, curve, ls=dashes.get(key, "-"), color="black" if baseline else None,
-                    marker=None if baseline else ".", lw=1.2, alpha=0.7 if baseline else 1.0,
-                    label=f"{card.titles[key]} ({area:.3f})")
+            style = {"color": "black", "ls": dashes[key], "alpha": 0.8} if key in BASELINES else _style(i)
+            ax.plot(frac, curve, lw=1.2, ms=4, label=f"{card.titles[key]} ({area:.3f})", **style)
         ax.set_xlabel(f"fraction of pixels {'deleted (set to 0)' if which == 'deletion' else 'inserted into a blur'}"
                       f", most relevant first")
         ax.set_ylabel("mean class probability p^c")
         ax.set_ylim(0, 1)
-        ax.set_title(f"{which} (area: {'lower' if which == 'deletion' else 'higher'} is better)", fontsize=10)
-        ax.legend(fontsize=7)
+        ax.set_title(f"{which} (area in brackets: {'lower' if which == 'deletion' else 'higher'} is better)",
+                     fontsize=10)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(f"{card.model}: deletion and insertion, mean over {card.images} images", fontsize=11)
     return fig
 
