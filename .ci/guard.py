@@ -2,6 +2,7 @@
 """Run a test command and fail unless pytest finished with every collected test accounted for.
 
     python3 .ci/guard.py -- 'python3 -m venv .venv && ... && .venv/bin/python -m pytest -q'
+    python3 .ci/guard.py --no-skips -- '... && .venv/bin/python -m pytest -q -m torch'
 
 The command runs in a shell, unchanged; its output is passed through line by
 line. The guard adds its plugin (``pytest_guard_plugin.py``, beside this file)
@@ -14,7 +15,9 @@ and, at the very end of the session, what happened. The guard exits 0 only if
 - the output ends with pytest's summary line ("N passed, M skipped in T s")
   and its counts equal the plugin's;
 - no test failed or errored, and passed + skipped + xfailed + xpassed equals
-  the number collected.
+  the number collected;
+- with ``--no-skips``, no test was skipped either (a stage whose every test
+  must run, such as CI's torch step: a broken install would skip them all).
 
 Otherwise it prints one line ``ci guard: FAILED: why`` and exits 1.
 Standard library only (it runs before any virtual environment exists).
@@ -46,8 +49,8 @@ def parse_summary(line: str) -> dict[str, int] | None:
     return counts
 
 
-def check(returncode: int, output_lines: list[str], folder: str) -> tuple[bool, str]:
-    """(ok, message) for one finished run of the command."""
+def check(returncode: int, output_lines: list[str], folder: str, *, allow_skips: bool = True) -> tuple[bool, str]:
+    """(ok, message) for one finished run of the command; ``allow_skips=False`` fails a run that skipped a test."""
     def read(name):
         try:
             with open(os.path.join(folder, name), encoding="utf-8") as f:
@@ -79,11 +82,13 @@ def check(returncode: int, output_lines: list[str], folder: str) -> tuple[bool, 
         return False, f"pytest collected {n} tests but accounted for {accounted}: {counts}"
     if printed.get("passed", 0) != counts.get("passed", 0):
         return False, f"the summary line says {printed.get('passed', 0)} passed, the session recorded {counts}"
+    if not allow_skips and counts.get("skipped", 0):
+        return False, f"{counts['skipped']} of the {n} tests were skipped, and this stage must run every one"
     return True, (f"pytest ran all {n} collected tests: {counts.get('passed', 0)} passed, "
                   f"{counts.get('skipped', 0)} skipped")
 
 
-def run(command: str) -> int:
+def run(command: str, *, allow_skips: bool = True) -> int:
     with tempfile.TemporaryDirectory(prefix="ci-guard-") as folder:
         env = dict(os.environ)
         env["CI_GUARD_DIR"] = folder
@@ -96,16 +101,18 @@ def run(command: str) -> int:
                 sys.stdout.write(line)
                 sys.stdout.flush()
                 lines.append(line.rstrip("\n"))
-        ok, message = check(proc.returncode, lines, folder)
+        ok, message = check(proc.returncode, lines, folder, allow_skips=allow_skips)
     print(f"ci guard: {'ok' if ok else 'FAILED'}: {message}", flush=True)
     return 0 if ok else 1
 
 
 def main(argv: list[str]) -> int:
+    no_skips = argv[:1] == ["--no-skips"]
+    argv = argv[1:] if no_skips else argv
     if len(argv) != 2 or argv[0] != "--":
-        print("usage: guard.py -- 'COMMAND'", file=sys.stderr)
+        print("usage: guard.py [--no-skips] -- 'COMMAND'", file=sys.stderr)
         return 2
-    return run(argv[1])
+    return run(argv[1], allow_skips=not no_skips)
 
 
 if __name__ == "__main__":

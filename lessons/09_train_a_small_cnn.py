@@ -17,8 +17,8 @@
 # networks learn: it gives $\partial L / \partial W$ for a loss $L$, and
 # gradient descent moves $W$ a small step against it. This lesson trains a
 # small CNN from random weights on 2,000 CIFAR-10 images, with nothing but
-# the hand-written layers of lesson 2, for about a minute on two CPU cores,
-# and checks that it learned something: the loss falls, and accuracy on 300
+# the hand-written layers of lesson 2, in 600 steps (it prints how long
+# they took), and checks that it learned something: the loss falls, and accuracy on 300
 # held-out images rises well above the 10% of guessing.
 #
 # One training step is four lines:
@@ -280,9 +280,10 @@ assert final_loss < 0.5 * first_loss
 print(f"worst batch loss during training: {max(step_losses):.3f}")
 assert max(step_losses) < 1.5 * first_loss
 assert test_acc > 0.35
+assert train_acc_eval > test_acc + 0.15            # the gap discussed below (about 90% against 56% measured)
 
 # %% [markdown]
-# The gap between training accuracy (about 90%) and test accuracy is
+# The gap between training accuracy (about 90% measured) and test accuracy is
 # overfitting: 2,000 images are few for 26,000 parameters, and by the last
 # epochs the network is memorising its training images. More data, more
 # augmentation (random crops), weight decay or batch normalisation would

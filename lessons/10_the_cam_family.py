@@ -191,7 +191,7 @@ library = explain.gradcam_plus_plus(resnet64, x_cd, ["cat", "dog"], eps=1e-6)
 change = np.abs(library.a - literal.a).max() / np.abs(literal.a).max()
 print(f"layer3: median |g| = {np.median(np.abs(g3)):.1e}; eps = 1e-6 changes a by up to {change:.0%} of its "
       f"largest value and the map by {np.abs(library.map - literal.map).max() / literal.map.max():.1%}")
-assert change > 0.1
+assert 0.3 < change < 0.4                                          # 35% measured
 
 # %% [markdown]
 # ## 2. Where the methods must agree: a GAP head
@@ -256,6 +256,8 @@ for m, row in zip(METHODS, rank):
 pair = {(p, q): rank[METHODS.index(p), METHODS.index(q)] for p in METHODS for q in METHODS}
 assert pair["gradcam", "hirescam"] < 0.9 and pair["gradcam", "xgradcam"] < 0.9     # equal on ResNet-20, not here
 assert max(pair["eigencam", m] for m in LAYER_METHODS if m != "eigencam") < 0.8
+off_diagonal = rank[~np.eye(len(METHODS), dtype=bool)]
+assert abs(off_diagonal.min() - 0.2) < 0.05 and abs(off_diagonal.max() - 0.8) < 0.05     # 0.21 and 0.81 measured
 
 # %% [markdown]
 # No two methods agree closely here (the largest off-diagonal correlation is
@@ -275,6 +277,7 @@ for m, r in cd_results.items():
 assert all(min(share[m]) > 0.5 for m in METHODS if m != "eigencam")
 assert np.array_equal(cd_results["eigencam"].map[0], cd_results["eigencam"].map[1])   # one map for both classes
 assert min(share["eigencam"]) < 0.1
+assert min(share["fullgrad"]) < min(min(share[m]) for m in METHODS if m not in ("eigencam", "fullgrad"))
 
 # %% [markdown]
 # Eigen-CAM draws the first principal component of $A$, which knows nothing
@@ -327,7 +330,8 @@ for ax, m in zip(axes[1:], METHODS):
     ax.imshow(picture, interpolation="bilinear")
     im = ax.imshow(heat, cmap="jet", alpha=0.5, interpolation="bilinear", vmin=0)
     ax.set_title(TITLES[m], fontsize=10)
-    top.colorbar(im, ax=ax, orientation="horizontal", shrink=0.9, pad=0.02)
+    bar = top.colorbar(im, ax=ax, orientation="horizontal", shrink=0.9, pad=0.02)
+    bar.set_label(registry.get(m).value, fontsize=7)             # what the raw numbers are
 for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])
@@ -357,7 +361,7 @@ order = sorted(METHODS, key=timings.get)
 far.barh(range(len(order)), [1000 * timings[m] for m in order])
 far.set_yticks(range(len(order)), [f"{TITLES[m]}\n{passes[m]}" for m in order], fontsize=8)
 far.set_xscale("log")
-far.set_xlabel("ms per 32x64 image")
+far.set_xlabel("ms per cat|dog image (64 wide x 32 high)")
 far.set_title("resnet20_cifar10, layer3: time per method", fontsize=11)
 fig.savefig(FIGURES / "10_cam_family.png", dpi=100)
 print("wrote", FIGURES / "10_cam_family.png")

@@ -7,7 +7,9 @@ What is timed, at batch 1 unless said otherwise:
   input, Guided Grad-CAM;
 - each shipped CIFAR-10 model (``minicnn.load``): the same four, an
   occlusion map (the explain defaults: 8x8 patch, stride 2) and the forward
-  pass of a batch of 64 images.
+  pass of a batch of 64 images;
+- the shipped ImageNet model ``mobilenet_v2`` at 224x224 (depthwise
+  convolutions, ReLU6, inverted residuals): the first four.
 
 When PyTorch is importable, the same operations run in PyTorch in the same
 process, on a twin of the model built layer by layer from ``model.spec()``
@@ -62,7 +64,7 @@ from typing import Callable
 import numpy as np
 
 from . import explain
-from .atomic import atomic_output, check_writable
+from .atomic import Outputs
 from .errors import MinicnnError
 from .explain import default_layer
 from .explain.occlusion import offsets
@@ -81,7 +83,8 @@ OPERATIONS = ("forward", "gradcam", "guided_backprop", "guided_gradcam", "occlus
 PAUSE_S = 0.3
 
 #: The issue's targets: (what, limit).
-TARGETS = {"vgg16/gradcam": 1.10, "vgg16/guided_backprop": 1.25, "cifar gradcam": 2.0}
+TARGETS = {"vgg16/gradcam": 1.10, "vgg16/guided_backprop": 1.25, "cifar gradcam": 2.0,
+           "mobilenet_v2/forward": 1.5, "mobilenet_v2/gradcam": 1.5, "mobilenet_v2/guided_backprop": 1.5}
 
 
 def say(message: str) -> None:
@@ -250,6 +253,52 @@ def torch_twin(model, torch):
         def forward(self, x):
             return torch.flatten(x, 1)
 
+    class GuidedReLU6(torch.autograd.Function):
+        """Forward clamp(x, 0, 6); backward g * (0 < x < 6) * (g > 0)."""
+
+        @staticmethod
+        def forward(ctx, x):
+            out = x.clamp(0, 6)
+            ctx.save_for_backward(out)
+            return out
+
+        @staticmethod
+        def backward(ctx, g):
+            (out,) = ctx.saved_tensors
+            return g * ((out > 0) & (out < 6) & (g > 0))
+
+    class ReLU6(ReLU):
+        def forward(self, x):
+            return GuidedReLU6.apply(x) if self.guided else F.relu6(x)
+
+    class ZeroPad2d(nn.Module):
+        def __init__(self, padding):
+            super().__init__()
+            self.padding = tuple(padding)               # (left, right, top, bottom), F.pad's order
+
+        def forward(self, x):
+            return F.pad(x, self.padding)
+
+    class InvertedResidual(nn.Module):
+        def __init__(self, in_channels, out_channels, stride=1, expand_ratio=6, padding="symmetric"):
+            super().__init__()
+            from collections import OrderedDict
+            hidden = in_channels * expand_ratio
+
+            def conv_relu6(c_in, c_out, k, s=1, groups=1):
+                pad = padding == "tf_same" and s == 2 and k == 3
+                layers = [("pad", ZeroPad2d((0, 1, 0, 1)))] if pad else []
+                layers += [("0", nn.Conv2d(c_in, c_out, k, s, 0 if pad else (k - 1) // 2, groups=groups)),
+                           ("2", ReLU6())]
+                return nn.Sequential(OrderedDict(layers))
+            layers = [conv_relu6(in_channels, hidden, 1)] if expand_ratio != 1 else []
+            layers += [conv_relu6(hidden, hidden, 3, stride, hidden), nn.Conv2d(hidden, out_channels, 1)]
+            self.conv = nn.Sequential(*layers)
+            self.use_residual = stride == 1 and in_channels == out_channels
+
+        def forward(self, x):
+            return x + self.conv(x) if self.use_residual else self.conv(x)
+
     def build(spec):
         kind, kw = spec["type"], {k: v for k, v in spec.items() if k != "type"}
         if kind == "Sequential":
@@ -261,7 +310,8 @@ def torch_twin(model, torch):
         if kind in simple:
             return simple[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
         others = {"ReLU": ReLU, "Flatten": Flatten, "BasicBlock": BasicBlock,
-                  "OptionAShortcut": lambda pad_channels, stride: OptionA(pad_channels, stride)}
+                  "OptionAShortcut": lambda pad_channels, stride: OptionA(pad_channels, stride),
+                  "ReLU6": ReLU6, "ZeroPad2d": ZeroPad2d, "InvertedResidual": InvertedResidual}
         if kind not in others:
             raise MinicnnError(f"the PyTorch twin has no {kind} layer")
         return others[kind](**kw)
@@ -456,7 +506,7 @@ class Settings:
     min_sample_s: float = 0.1           # inner calls per sample: enough for this long (1 for slow calls)
     memory: bool = True
     use_torch: bool = True
-    case_names: tuple = ("vgg16", *CIFAR_MODELS)      # zoo architectures (random weights) or shipped models
+    case_names: tuple = ("vgg16", *CIFAR_MODELS, "mobilenet_v2")   # zoo architectures (random weights) or shipped models
     notes: list = field(default_factory=list)
 
 
@@ -530,12 +580,13 @@ def run(settings: Settings) -> tuple[dict, dict[str, dict]]:
 def targets(results: dict) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for each of the issue's targets that this run measured."""
     rows = []
-    for key in ("vgg16/gradcam", "vgg16/guided_backprop"):
+    for key in ("vgg16/gradcam", "vgg16/guided_backprop", "mobilenet_v2/forward", "mobilenet_v2/gradcam",
+                "mobilenet_v2/guided_backprop"):
         r = results.get(key, {})
         if "ratio" in r:
             rows.append((f"{key} <= {TARGETS[key]:.2f}x PyTorch", f"{r['ratio']:.2f}x", r["ratio"] <= TARGETS[key]))
     for key, r in results.items():
-        if key.endswith("/gradcam") and not key.startswith("vgg16/") and "ratio" in r:
+        if key.endswith("/gradcam") and not key.startswith(("vgg16/", "mobilenet_v2/")) and "ratio" in r:
             limit = TARGETS["cifar gradcam"]
             rows.append((f"{key} <= {limit:.1f}x PyTorch", f"{r['ratio']:.2f}x", r["ratio"] <= limit))
     both = [(k, r) for k, r in results.items() if "minicnn_peak_mib" in r and "torch_peak_mib" in r]
@@ -573,12 +624,12 @@ def table(info: dict, results: dict) -> str:
     def span(r, side):
         if f"{side}_s" not in r:
             return "-"
-        return (f"{_ms(r[side + '_s'])} ({_ms(r[side + '_min_s'], False)}-{_ms(r[side + '_max_s'], False)})")
+        return _ms(r[side + '_s'], r[side + '_min_s'], r[side + '_max_s'])
 
     def mem(r, side):
         if f"{side}_peak_mib" not in r:
             return "-"
-        return f"{r[side + '_peak_mib']:.0f} (+{r[side + '_op_mib']:.0f})"
+        return f"{r[side + '_peak_mib']:.0f} (+{max(0.0, r[side + '_op_mib']):.0f})"   # below 0: noise, not memory
 
     for key, r in results.items():
         rows.append((key, span(r, "minicnn"), span(r, "torch"),
@@ -598,10 +649,17 @@ def table(info: dict, results: dict) -> str:
     return "\n".join(lines)
 
 
-def _ms(seconds: float, unit: bool = True) -> str:
-    if seconds >= 1:
-        return f"{seconds:.2f}" + (" s" if unit else "")
-    return f"{seconds * 1e3:.1f}" + (" ms" if unit else "") if seconds < 0.1 else f"{seconds * 1e3:.0f}" + (" ms" if unit else "")
+def _ms(seconds: float, low: float | None = None, high: float | None = None) -> str:
+    """A time in the unit that suits it, and its range in brackets in that same unit.
+
+    "4.5 ms (3.1-21.7)", "592 ms (421-1520)", "1.29 s (0.85-2.10)": ms with one
+    decimal below 0.1 s, whole ms below 1 s, s with two decimals from 1 s up.
+    """
+    scale, digits, unit = (1.0, 2, "s") if seconds >= 1 else (1e3, 1 if seconds < 0.1 else 0, "ms")
+    text = f"{seconds * scale:.{digits}f} {unit}"
+    if low is not None and high is not None:
+        text += f" ({low * scale:.{digits}f}-{high * scale:.{digits}f})"
+    return text
 
 
 def to_json(info: dict, results: dict) -> dict:
@@ -624,6 +682,7 @@ def bench_argv(args) -> list[str]:
     argv += ["--models", ",".join(args.models)] if getattr(args, "models", None) else []
     argv += ["--reps", str(args.reps)] if getattr(args, "reps", None) else []
     argv += ["--no-memory"] if getattr(args, "no_memory", False) else []
+    argv += ["--force"] if getattr(args, "force", False) else []
     return argv
 
 
@@ -641,8 +700,9 @@ def run_without_slow_blas(argv: list[str]) -> int:
 
 
 def bench_command(args) -> int:
+    outputs = Outputs(force=getattr(args, "force", False))  # every command's overwrite rule
     if args.json:
-        check_writable(args.json, force=True)          # refuse now, not after minutes of timing
+        outputs.output(args.json, "--json")            # refuse now, not after minutes of timing
     slow = any(k in os.environ for k in SLOW_BLAS_VARIABLES)
     if slow and _DROPPED not in os.environ and not getattr(args, "keep_env", False):
         return run_without_slow_blas(bench_argv(args))
@@ -659,7 +719,7 @@ def bench_command(args) -> int:
     text = table(info, results)
     print(text)
     if args.json:
-        with atomic_output(args.json, force=True) as f:
+        with outputs.writing(), outputs.open(args.json) as f:
             f.write((json.dumps(to_json(info, results), indent=2) + "\n").encode("utf-8"))
         say(f"wrote {args.json}")
     return 0

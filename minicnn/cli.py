@@ -16,8 +16,26 @@ import warnings
 from .errors import MinicnnError
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, with "(default: X)" after every option that has a default its text does not name."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if (action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+                and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage mistake reported like every other error: one line, exit status 2."""
+    """argparse, with a usage mistake reported like every other error: one line, exit status 2.
+
+    Every subcommand's ``--help`` shows each option's default (:class:`HelpFormatter`).
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"minicnn: error: {message}; see `{self.prog} --help`\n")
@@ -84,6 +102,18 @@ def cmd_bench(args) -> int:
     return bench_command(args)
 
 
+def add_force_option(p: argparse.ArgumentParser) -> None:
+    """``--force``, the one overwrite rule of every command that writes files (see minicnn.atomic.Outputs)."""
+    p.add_argument("--force", action="store_true",
+                   help="replace output files that already exist (never an input file, never two outputs "
+                        "on one file; without it an existing output is refused before any work)")
+
+
+def cmd_serve(args) -> int:
+    from .commands.serve import serve_command
+    return serve_command(args)
+
+
 def cmd_sanity(args) -> int:
     from .commands.sanity import sanity_command
     return sanity_command(args)
@@ -112,7 +142,9 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.")
+        prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.",
+        epilog="Commands that write files (explain, convert, fetch, demo, bench --json) replace an existing file "
+               "only with --force, never write over their own input files, and check every output before any work.")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"minicnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -126,21 +158,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="top-1 accuracy on a labelled image dataset")
     p.add_argument("--model", required=True, help="shipped model name or weights file")
-    p.add_argument("--data", required=True,
-                   help="image folders <split>/<class>/*.jpg, a zip of them, or the CIFAR-10 python archive")
-    p.add_argument("--split", default="test")
-    p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--data", default=None,
+                   help="image folders <split>/<class>/*.jpg, a zip of them, or the CIFAR-10 python archive "
+                        "(cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html) "
+                        "(default: the 300 CIFAR-10 test images shipped in minicnn/data/cifar10)")
+    p.add_argument("--split", default="test", help="which split: a folder of --data, or the archive's test or train")
+    p.add_argument("--batch-size", type=int, default=200, help="images per forward pass")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (default: all)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("convert", help="convert a PyTorch checkpoint to a minicnn weights file (needs torch)")
+    p = sub.add_parser("convert", help="convert a PyTorch checkpoint (needs torch) or a TensorFlow Lite model "
+                                       "(needs tflite) to a minicnn weights file")
     p.add_argument("checkpoint")
-    p.add_argument("--arch", required=True, help="architecture name (e.g. resnet20, vgg16, vgg_cifar)")
+    p.add_argument("--arch", default=None, help="architecture name (e.g. resnet20, vgg16, vgg_cifar); required for "
+                                               "PyTorch checkpoints, read from the file for .tflite models")
+    p.add_argument("--labels", default=None, help="class names, one a line, in output order")
     p.add_argument("--out", required=True, help="the .npz file to write")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolution")
     p.add_argument("--name", default=None, help="model name recorded in the file")
     p.add_argument("--meta", default=None, help="JSON file with extra metadata (licence, provenance, accuracy)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    add_force_option(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("fetch", help="download an official checkpoint, verify it and convert it (needs torch)")
@@ -148,35 +185,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="the converted .npz file (default: NAME.npz)")
     p.add_argument("--url", default=None, help="download from this address instead of the official one")
     p.add_argument("--checkpoint", default=None, help="use this already-downloaded checkpoint file")
-    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    add_force_option(p)
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("explain", help="explain a prediction: Grad-CAM, guided backprop, occlusion, ...")
-    p.add_argument("image")
-    p.add_argument("--model", default="vgg_cifar10")
+    p.add_argument("image", help="the image file to explain (PNG, JPEG, ...; any size: the model's resize rule applies)")
+    p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
     p.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
-    p.add_argument("--layer", default=None, help="layer name (default: the last convolutional feature map)")
+    p.add_argument("--layer", default=None,
+                   help="layer name (default: the last convolutional feature map); methods that work on the input "
+                        "pixels ignore it, with a note")
     add_method_options(p)
-    p.add_argument("--out", default=None, help="figure to write (PNG)")
-    p.add_argument("--save", default=None, help="raw maps to write (.npz)")
+    p.add_argument("--out", default=None,
+                   help="figure to write; its extension picks the format: .png, .jpg, .jpeg, .pdf or .svg "
+                        "(default: IMAGE_NAME.METHOD.png in the current folder)")
+    p.add_argument("--save", default=None, help="raw maps to write (a file name ending .npz)")
     p.add_argument("--top", type=int, default=5, help="how many top classes to print")
+    add_force_option(p)
+    from .images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse image files of more pixels than this, before decoding (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--max-input-pixels", type=positive_int, default=DEFAULT_MAX_INPUT_PIXELS,
+                   help="refuse a network input (the image after the model's resize rule) of more pixels than this, "
+                        f"before the forward pass (default {DEFAULT_MAX_INPUT_PIXELS} = 512x512)")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("demo", help="reproduce the Grad-CAM paper's Figure 1 on the shipped models, offline")
-    p.add_argument("--out-dir", default="minicnn-demo")
+    p.add_argument("--out-dir", default="minicnn-demo", help="folder for the PNGs (created if missing)")
+    add_force_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="time minicnn (and PyTorch, if installed) on VGG-16 and the shipped models")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_force_option(p)
     p.add_argument("--quick", action="store_true", help="fewer repetitions, CIFAR models only")
     p.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
-                   help="comma-separated models to time (default: vgg16 and the shipped CIFAR-10 models)")
+                   help="comma-separated models to time (default: vgg16, the shipped CIFAR-10 models and mobilenet_v2)")
     p.add_argument("--reps", type=positive_int, default=None, help="repetitions per operation (default 7; 3 with --quick)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (fresh processes)")
     p.add_argument("--keep-env", action="store_true",
                    help="time in this process even when OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set "
                         "(default: a child process without them)")
     p.set_defaults(func=cmd_bench)
+
+    from .commands.serve import byte_size
+    p = sub.add_parser("serve", help="the explorer in the browser: pick an image, a class, a layer, a method")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    p.add_argument("--max-upload", type=byte_size, default=10 * 1024 * 1024,
+                   help="largest image upload in bytes, e.g. 10MiB (the default) or 512KiB")
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="explanations computed at the same time (default: 2); more requests wait their turn")
+    p.add_argument("--quiet", action="store_true", help="no request log on stderr")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("sanity", help="do the maps change when the weights are randomised? (Adebayo et al. 2018)")
     p.add_argument("--model", required=True, help="shipped model name or weights file")

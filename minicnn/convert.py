@@ -66,7 +66,7 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
     """The checkpoint's state_dict as float NumPy arrays, keys as saved (bare or unwrapped)."""
     path = Path(os.fspath(path))
     if not path.is_file():
-        raise WeightsError(f"checkpoint not found: {path}")
+        raise WeightsError(not_a_checkpoint(path))
     torch = import_torch()
     check_checkpoint_file(path)
     try:
@@ -85,6 +85,15 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
             t = t.float()  # float16, bfloat16: NumPy lacks bfloat16
         arrays[str(key)] = t.numpy()
     return arrays
+
+
+def not_a_checkpoint(path: Path) -> str:
+    """Why ``path`` (not a regular file) cannot be read as a checkpoint: missing, a folder, or a device."""
+    if path.is_dir():
+        return f"{path} is a folder, not a checkpoint file; give the .pth file inside it"
+    if path.exists():
+        return f"{path} is not a regular file (a device, pipe or socket), not a checkpoint file"
+    return f"checkpoint not found: {path}"
 
 
 def check_checkpoint_file(path: Path) -> None:
@@ -285,6 +294,14 @@ def converted_meta(arch: str, model: Model, fold_bn: bool, meta: dict | None) ->
             pass
     if fold_bn:
         out["bn_folded"] = True
+    return with_user_meta(out, meta, n_classes, "the checkpoint's classifier")
+
+
+def with_user_meta(out: dict, meta: dict | None, n_classes: int, what: str) -> dict:
+    """``out`` updated by the user's ``meta`` (provenance entries merged), its class list checked against the outputs.
+
+    ``what`` names the outputs in the one-line error ("the checkpoint's classifier", "the model").
+    """
     meta = dict(meta or {})
     provenance = {**(out.get("provenance") or {}), **(meta.pop("provenance", None) or {})}
     out.update(meta)
@@ -293,7 +310,7 @@ def converted_meta(arch: str, model: Model, fold_bn: bool, meta: dict | None) ->
     classes = out.get("classes")
     if not isinstance(classes, list) or len(classes) != n_classes:
         raise InputError(f"the metadata lists {len(classes) if isinstance(classes, list) else classes!r} class "
-                         f"names but the checkpoint's classifier has {n_classes} outputs")
+                         f"names but {what} has {n_classes} outputs")
     out["classes"] = [str(c) for c in classes]
     return out
 
@@ -317,6 +334,12 @@ def convert_checkpoint(path, arch: str, *, fold_bn: bool = False, meta: dict | N
     return convert_state_dict(state, arch, fold_bn=fold_bn, meta=meta)
 
 
+def tflite_model(path) -> bool:
+    """Whether ``path`` is a TensorFlow Lite model (``.tflite``, or the flatbuffer identifier "TFL3")."""
+    from .convert_tflite import is_tflite
+    return str(path).lower().endswith(".tflite") or is_tflite(path)
+
+
 def read_meta_argument(text) -> dict:
     """``--meta``: a JSON file, or JSON text starting with '{'."""
     if text is None:
@@ -336,15 +359,29 @@ def read_meta_argument(text) -> dict:
 
 def convert_command(args) -> int:
     """``minicnn convert CHECKPOINT --arch NAME --out FILE [--fold-bn] [--name] [--meta] [--force]``."""
-    from .atomic import check_writable
+    from .atomic import Outputs
     from .weights import save, sha256_file
-    out = check_writable(args.out, force=args.force)  # refuse before the slow part
-    if args.arch not in ARCHITECTURES:
+    outputs = Outputs(force=args.force)               # the overwrite rule of every command; refuse before the slow part
+    outputs.input(args.checkpoint, "CHECKPOINT")
+    out = outputs.output(args.out, "--out")
+    if getattr(args, "labels", None):
+        outputs.input(args.labels, "--labels")
+    tflite = tflite_model(args.checkpoint)
+    if not tflite and args.arch is None:
+        raise InputError("--arch is required for a PyTorch checkpoint (e.g. --arch resnet20); supported: "
+                         + ", ".join(SUPPORTED))
+    if not tflite and args.arch not in ARCHITECTURES:
         raise unknown_name("architecture", args.arch, SUPPORTED)
     meta = read_meta_argument(args.meta)
     if args.name:
         meta["name"] = args.name
     meta.setdefault("name", out.stem if out.suffix == ".npz" else out.name)
+    if getattr(args, "labels", None):
+        from .convert_tflite import read_labels
+        meta["classes"] = read_labels(args.labels)
+    if tflite:
+        from .convert_tflite import convert_tflite_command
+        return convert_tflite_command(args, meta)
     model = convert_checkpoint(args.checkpoint, args.arch, fold_bn=args.fold_bn, meta=meta)
     save(model, out, force=args.force)
     print(f"wrote {out} ({model.meta['arch']}{', BatchNorm folded' if args.fold_bn else ''}: "

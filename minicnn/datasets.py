@@ -39,7 +39,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .errors import ImageError, InputError, unknown_name
-from .images import DATA_DIR, image_from_bytes, load_image
+from .images import DATA_DIR, image_from_bytes, load_image, size_text
 
 __all__ = ["IMAGE_EXTENSIONS", "Dataset", "open_dataset", "class_names", "CIFAR_SPLITS"]
 
@@ -511,7 +511,7 @@ def _stack(images: list[np.ndarray], names: list[str], ds: Dataset) -> np.ndarra
     if len(shapes) > 1:
         first = images[0].shape
         odd = next(n for n, img in zip(names, images) if img.shape != first)
-        raise ImageError(f"images in {ds.path} differ in size ({names[0]} is {first[0]}x{first[1]}, {odd} is "
+        raise ImageError(f"images in {ds.path} differ in size ({names[0]} is {size_text(first)}, {odd} is "
                          f"not); iterate over the dataset one image at a time and preprocess each")
     return np.stack(images)
 

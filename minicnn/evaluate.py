@@ -4,6 +4,9 @@
     ...
     top-1 accuracy: 81.03% (10000 images)
 
+Without ``--data`` the 300 CIFAR-10 test images shipped in
+``minicnn/data/cifar10`` are used.
+
 For each batch of uint8 images (N, H, W, 3) with labels (N,):
 
     x      = preprocess(images, model.meta["preprocessing"])      (N, 3, H', W')
@@ -88,11 +91,18 @@ def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = N
 
 
 def evaluate_command(args) -> int:
-    """``minicnn evaluate --model NAME --data PATH [--split test] [--batch-size] [--limit]``."""
+    """``minicnn evaluate --model NAME [--data PATH] [--split test] [--batch-size] [--limit]``.
+
+    Without ``--data``: the 300 CIFAR-10 test images shipped in ``minicnn/data/cifar10``.
+    """
     from . import load
     from .datasets import open_dataset
+    from .images import DATA_DIR
     model = load(args.model)
-    dataset = open_dataset(args.data, args.split)
+    dataset = open_dataset(DATA_DIR / "cifar10" if args.data is None else args.data, args.split)
+    if args.data is None:
+        print(f"data: the {len(dataset)} shipped CIFAR-10 {args.split} images (minicnn/data/cifar10); "
+              f"--data names the full test set")
     result = evaluate(model, dataset, args.batch_size, args.limit, progress=True)
     print(result)
     return 0

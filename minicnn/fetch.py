@@ -22,8 +22,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .atomic import atomic_output, check_writable
-from .errors import ChecksumError, DownloadError, InputError, unknown_name
+from .atomic import Outputs, atomic_output, check_writable, same_file
+from .errors import ChecksumError, DownloadError, InputError, OutputError, unknown_name
 from .progress import Progress
 from .weights import sha256_file
 
@@ -121,16 +121,23 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
         raise unknown_name("checkpoint", name, list(CHECKPOINTS))
     file_name, arch = CHECKPOINTS[name]
     expected = (expected_sha256 or hash_prefix(file_name)).lower()
-    out = check_writable(out if out is not None else f"{name}.npz", force=force)  # before any download
+    outputs = Outputs(force=force)                   # the overwrite rule of every command; before any download
+    if checkpoint is not None:
+        outputs.input(checkpoint, "--checkpoint")
+    out = outputs.output(out if out is not None else f"{name}.npz", "--out")
     if checkpoint is not None:
         ckpt = Path(os.fspath(checkpoint))
         if not ckpt.is_file():
-            raise InputError(f"checkpoint not found: {ckpt}")
+            from .convert import not_a_checkpoint
+            raise InputError(not_a_checkpoint(ckpt))
         check_digest(sha256_file(ckpt), expected, ckpt)
         source_url = url
     else:
         source_url = url or BASE_URL + file_name
         ckpt = out.parent / file_name
+        if same_file(ckpt, out):
+            raise OutputError(f"--out {out} is where the checkpoint {file_name} is downloaded to; "
+                              f"choose another name")
         if ckpt.exists() and not force:
             if not sha256_file(ckpt).startswith(expected):
                 raise ChecksumError(f"{ckpt} exists but its sha256 does not start with {expected}; "

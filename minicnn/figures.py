@@ -9,13 +9,21 @@ display, normalised and coloured:
   (0 .. max for maps that cannot be negative, -m .. m with a diverging map
   for signed ones such as occlusion drops) and the colour bar is labelled
   in the map's raw units;
+- relevance and attribution maps (LRP, Integrated Gradients, Input x
+  Gradient) are signed too, but a few pixels carry extreme values: they are
+  coloured between -a and a with a the 98th percentile of |m| (captum's
+  ``visualize_image_attr`` default, outlier_perc=2), beyond it saturated;
 - gradient images (Guided Backprop, Guided Grad-CAM, saliency) are
   (C, H, W) arrays shown as RGB after :func:`gradient_to_rgb`;
 - small images (CIFAR-10, 32x32) are drawn with bilinear interpolation
-  at the figure's resolution, so they are pictures, not dots.
+  at the figure's resolution, so they are pictures, not dots;
+- a caption under the panels says what y and p are and what the colours
+  mean where a colour bar cannot (occlusion's red and blue, gradient
+  pictures): each panel's ``notes``, from the method's registry row.
 
 Figures are ``matplotlib.figure.Figure`` objects built without pyplot (no
-global state, no window); :func:`save_png` writes one atomically.
+global state, no window); :func:`save_figure` writes one atomically, in the
+format its file name says (PNG, JPEG, PDF or SVG).
 """
 
 from __future__ import annotations
@@ -38,13 +46,27 @@ from matplotlib.cm import ScalarMappable             # noqa: E402
 from matplotlib.colors import Normalize              # noqa: E402
 from matplotlib.figure import Figure                 # noqa: E402
 
-from .atomic import atomic_output                    # noqa: E402
-from .errors import InputError                       # noqa: E402
+from .atomic import atomic_output, refuse_folder_or_device  # noqa: E402
+from .errors import InputError, OutputError          # noqa: E402
 from .explain.resize import resize_bilinear          # noqa: E402
 
 #: Colour maps: the paper's jet for class maps, a diverging map for signed drops.
 HEAT_CMAP, SIGNED_CMAP, MAGNITUDE_CMAP = "jet", "RdBu_r", "inferno"
-KINDS = ("image", "heat", "signed", "magnitude", "gradient", "text")
+KINDS = ("image", "heat", "signed", "relevance", "magnitude", "gradient", "text")
+#: The line under every figure whose titles show a score y or a probability p.
+Y_AND_P = "y: the class's score before the softmax (a logit); p: its softmax probability"
+#: A line per way of drawing a map, under figures that show one, for methods whose registry row has no caption.
+DISPLAY_CAPTIONS = {
+    "heat": "heat maps: raw values over the input, each in its own units (see its colour bar): compare where, "
+            "not how much, across methods",
+    "signed": "red: positive, blue: negative, white: zero",
+    "relevance": "red: relevance for the class, blue: against it, white: none; colours saturate at the 98th "
+                 "percentile of |value|",
+    "gradient": "gradient pictures: grey = 0; colours show the sign and size of each input channel's gradient "
+                "(no units)",
+}
+#: Relevance maps are coloured up to this percentile of |m| (captum's outlier_perc=2).
+RELEVANCE_PERCENTILE = 98.0
 
 
 # ---------------------------------------------------------------- arrays for display
@@ -79,6 +101,12 @@ def to_display(image: np.ndarray) -> np.ndarray:
     return image / 255.0 if image.dtype == np.uint8 else np.clip(image.astype(np.float64), 0, 1)
 
 
+def relevance_range(m: np.ndarray) -> tuple[float, float]:
+    """(-a, a) with a the RELEVANCE_PERCENTILE-th percentile of |m| (max |m| if that is 0)."""
+    a = float(np.percentile(np.abs(m), RELEVANCE_PERCENTILE)) or float(np.abs(m).max()) or 1.0
+    return -a, a
+
+
 def heat_range(m: np.ndarray, signed: bool) -> tuple[float, float]:
     """Colour limits: (-a, a) with a = max|m| for signed maps, else (min(0, min m), max m)."""
     if signed:
@@ -101,6 +129,8 @@ class Panel:
     title : text above the panel
     image : the background of a heat panel, (H, W, 3)
     label : what the colour bar's numbers are (e.g. "score drop y^c(x) - y^c(occluded)")
+    notes : lines for the figure's caption (what y, p and the colours mean); a figure
+            prints each different line once, under its panels
     """
 
     kind: str
@@ -109,6 +139,7 @@ class Panel:
     image: np.ndarray | None = None
     alpha: float = 0.5
     label: str = ""
+    notes: tuple[str, ...] = ()
 
 
 def _extent(shape) -> tuple[float, float, float, float]:
@@ -126,7 +157,7 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(panel.title, fontsize=fontsize)
-    if cax is not None and panel.kind not in ("heat", "signed", "magnitude"):
+    if cax is not None and panel.kind not in ("heat", "signed", "relevance", "magnitude"):
         cax.set_axis_off()
     if panel.kind == "text":
         for side in ax.spines.values():
@@ -147,15 +178,16 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
     shape = panel.image.shape if panel.image is not None else m.shape
     if panel.image is not None:
         ax.imshow(to_display(panel.image), interpolation="bilinear", extent=_extent(shape))
-    cmap = {"heat": HEAT_CMAP, "signed": SIGNED_CMAP, "magnitude": MAGNITUDE_CMAP}[panel.kind]
-    vmin, vmax = heat_range(m, panel.kind == "signed")
+    cmap = {"heat": HEAT_CMAP, "signed": SIGNED_CMAP, "relevance": SIGNED_CMAP,
+            "magnitude": MAGNITUDE_CMAP}[panel.kind]
+    vmin, vmax = relevance_range(m) if panel.kind == "relevance" else heat_range(m, panel.kind == "signed")
     ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="bilinear", extent=_extent(shape),
               alpha=panel.alpha if panel.image is not None else 1.0)
     ax.set_xlim(0, shape[1])
     ax.set_ylim(shape[0], 0)
     if cax is not None:
-        bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), colormaps[cmap]), cax=cax,
-                           orientation="horizontal")
+        bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), colormaps[cmap]), cax=cax, orientation="horizontal",
+                           extend="both" if panel.kind == "relevance" else "neither")
         bar.ax.tick_params(labelsize=fontsize - 1, length=2, pad=1)
         if panel.label:
             bar.set_label(panel.label, fontsize=fontsize - 2, labelpad=1)
@@ -172,7 +204,8 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
     Every panel has the same cell, as wide as the first image's aspect asks
     (32x64 images get wide panels), with a thin colour-bar strip under it
     that heat panels use: colour bars below, not beside, keep wide figures
-    readable at page width.
+    readable at page width. The panels' ``notes`` (each different line
+    once, in order) are the caption under the figure.
     """
     if not rows or not rows[0]:
         raise InputError("a figure needs at least one panel")
@@ -186,9 +219,16 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
     panel_height = max(panel_height, max(map(len, lines)) * fontsize * 0.0078 / aspect)
     bar = 0.09 * min(1.0, 2.0 / aspect)
     width = (panel_height * aspect + 0.2) * ncols + (0.35 if row_labels else 0.0)
-    height = (panel_height * (1 + bar) + 0.35 + 0.19 * title_lines) * len(rows) + (0.3 if title else 0.0)
+    if any(p.notes for row in rows for p in row):
+        width = max(width, 4.0)                                      # inches: room for a caption's lines
+    notes = caption_lines(rows, width, fontsize - 1)
+    caption = 0.17 * (fontsize - 1) / 9 * len(notes)                 # inches: 1.3 lines of the caption's font
+    height = ((panel_height * (1 + bar) + 0.35 + 0.19 * title_lines) * len(rows) + (0.4 if title else 0.0)
+              + (caption + 0.1 if notes else 0.0))
     fig = Figure(figsize=(width, height), layout="constrained")
-    grid = fig.add_gridspec(2 * len(rows), ncols, height_ratios=[1, bar] * len(rows))
+    fig.get_layout_engine().set(h_pad=0.06)                          # inches: titles clear of the one above
+    grid = fig.add_gridspec(2 * len(rows) + bool(notes), ncols,
+                            height_ratios=[1, bar] * len(rows) + ([caption / panel_height] if notes else []))
     for r, row in enumerate(rows):
         for c in range(ncols):
             ax = fig.add_subplot(grid[2 * r, c])
@@ -202,14 +242,63 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
                 ax.set_ylabel(row_labels[r], fontsize=fontsize + 1, fontweight="bold")
     if title:
         fig.suptitle(title, fontsize=fontsize + 1)
+    if notes:
+        ax = fig.add_subplot(grid[-1, :])
+        ax.set_axis_off()
+        text = ax.text(0, 1, "\n".join(notes), transform=ax.transAxes, ha="left", va="top", fontsize=fontsize - 1,
+                       linespacing=1.3)
+        text.set_in_layout(False)                                    # its row is sized for it; the panels keep theirs
     return fig
 
 
-def save_png(fig: Figure, path, *, dpi: int = 120) -> str:
-    """Write ``fig`` as a PNG, atomically (temporary file, then os.replace); returns the path."""
-    with atomic_output(path, force=True) as f:
-        fig.savefig(f, format="png", dpi=dpi)
+def caption_lines(rows: list[list[Panel]], width: float, fontsize: float) -> list[str]:
+    """The panels' notes, each different one once, wrapped to a figure ``width`` inches wide."""
+    import textwrap
+    notes = dict.fromkeys(line for row in rows for p in row for line in p.notes if line)
+    chars = int(width * 72 / (0.55 * fontsize))                      # about 0.55 em per character
+    return [wrapped for line in notes for wrapped in textwrap.wrap(line, chars, subsequent_indent="  ")]
+
+
+#: The figure formats, by file extension (matplotlib writes them; JPEG through Pillow).
+FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+
+
+def figure_format(path) -> str:
+    """The format a figure file's extension names ("png", "jpeg", "pdf", "svg"); a one-line OutputError otherwise."""
+    suffix = os.path.splitext(os.fspath(path))[1]
+    if suffix.lower() not in FIGURE_FORMATS:
+        problem = f"'{suffix}' is not a format for a figure" if suffix else "the name has no extension to say " \
+                                                                             "the format of a figure"
+        names = ", ".join(list(FIGURE_FORMATS)[:-1]) + " or " + list(FIGURE_FORMATS)[-1]
+        raise OutputError(f"{os.fspath(path)}: {problem}; name it {names}")
+    return FIGURE_FORMATS[suffix.lower()]
+
+
+def save_figure(fig: Figure, path, *, dpi: int = 120, outputs=None) -> str:
+    """Write ``fig`` in the format its extension names (.png, .jpg, .jpeg, .pdf, .svg); returns the path.
+
+    Alone, the file is written atomically (temporary file, then os.replace)
+    and an existing one replaced; with ``outputs`` (a ``minicnn.atomic.Outputs``
+    inside its ``writing()`` block) it is one of that run's all-or-nothing
+    outputs, under that run's overwrite rule.
+    """
+    refuse_folder_or_device(path)
+    fmt = figure_format(path)
+    if outputs is not None:
+        with outputs.open(path) as f:
+            fig.savefig(f, format=fmt, dpi=dpi)
+    else:
+        with atomic_output(path, force=True) as f:
+            fig.savefig(f, format=fmt, dpi=dpi)
     return os.fspath(path)
+
+
+def save_png(fig: Figure, path, *, dpi: int = 120, outputs=None) -> str:
+    """Write ``fig`` as a PNG (the name must end .png); see :func:`save_figure`."""
+    refuse_folder_or_device(path)
+    if figure_format(path) != "png":
+        raise OutputError(f"{os.fspath(path)}: save_png writes PNG; name the file .png, or use save_figure")
+    return save_figure(fig, path, dpi=dpi, outputs=outputs)
 
 
 def upsample_for(m: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -248,9 +337,10 @@ def method_panel(result, image: np.ndarray, i: int = 0, *, model_name: str | Non
     method = _method(result)
     kind = method.display
     title = describe(result, i, model_name) if title is None else title
+    notes = (Y_AND_P, method.caption or DISPLAY_CAPTIONS.get(kind, ""))
     m = result.map[i]
     if kind == "gradient":
-        return Panel("gradient", m, title, image=image)
+        return Panel("gradient", m, title, image=image, notes=notes)
     if m.ndim == 3:                                   # (C, H, W) shown as one number per pixel
         m = channel_max_abs(m) if kind == "magnitude" else m.sum(axis=0)
-    return Panel(kind, upsample_for(m, image), title, image=image, label=method.value)
+    return Panel(kind, upsample_for(m, image), title, image=image, label=method.value, notes=notes)

@@ -11,7 +11,8 @@ to that. :func:`preprocess` turns a list of such arrays into the
      "std": [0.229, 0.224, 0.225],
      "resize": "shorter_then_center_crop",   # or "exact", "shorter", "none"
      "size": [224, 224],                 # [H, W] of the network input
-     "resize_shorter": 256}              # only for "shorter_then_center_crop"
+     "resize_shorter": 256,              # only for "shorter_then_center_crop"
+     "interpolation": "bilinear"}        # optional: Pillow's filter, "bilinear" (default) or "bicubic"
 
 :func:`deprocess` undoes the normalisation for display. The package ships a
 few CIFAR-10 test images (:func:`sample_images`, :func:`load_sample`) and
@@ -23,6 +24,7 @@ from __future__ import annotations
 import io
 import numbers
 import os
+import stat
 import struct
 import threading
 import warnings
@@ -35,7 +37,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageError, InputError, one_line, unknown_name
 
 __all__ = [
-    "ImageWarning", "DEFAULT_MAX_PIXELS", "IMAGENET_MEAN", "IMAGENET_STD", "RESIZE_MODES",
+    "ImageWarning", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_INPUT_PIXELS", "IMAGENET_MEAN",
+    "IMAGENET_STD", "RESIZE_MODES", "network_input_size",
     "load_image", "image_from_bytes", "to_rgb", "check_preprocessing", "preprocess", "deprocess",
     "side_by_side", "data_path", "sample_images", "load_sample",
 ]
@@ -43,10 +46,18 @@ __all__ = [
 #: Images with more pixels than this are refused before they are decoded
 #: (64 megapixels, 192 MB as RGB uint8).
 DEFAULT_MAX_PIXELS = 64_000_000
+#: Image files larger than this many bytes are refused before they are read (512 MiB).
+DEFAULT_MAX_BYTES = 512 * 2**20
+#: Network inputs (after the model's resize rule) with more pixels than this are refused
+#: before the forward pass: 512x512. Grad-CAM on resnet20_cifar10 at 32x8192 (this many
+#: pixels) takes about 0.7 GB and 5 s; memory and time grow in proportion.
+DEFAULT_MAX_INPUT_PIXELS = 512 * 512
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("exact", "shorter_then_center_crop", "shorter", "none")
+#: Pillow filters a preprocessing description may name ("interpolation"; default "bilinear").
+INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 _SAMPLES_DIR = DATA_DIR / "cifar10" / "test"
@@ -67,7 +78,7 @@ class ImageWarning(UserWarning):
 # Loading
 
 
-def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Read an image file as an ``(H, W, 3)`` uint8 RGB array.
 
     Conversions (never refusals):
@@ -89,22 +100,36 @@ def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
       :class:`ImageWarning` naming the number of frames.
 
     Refused with a one-line :class:`~minicnn.errors.ImageError`: a missing
-    file, a directory, an empty file, a file Pillow cannot identify, a
-    truncated or corrupt file, and an image of more than ``max_pixels``
-    pixels (checked from the header, before anything is decoded). Pillow's
-    own limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels)
-    still applies when ``max_pixels`` is set above it.
+    file, a directory, anything that is not a regular file (``/dev/zero``, a
+    pipe, a socket: never opened), a file of more than ``max_bytes`` bytes,
+    an empty file, a file Pillow cannot identify, a truncated or corrupt
+    file, and an image of more than ``max_pixels`` pixels (checked from the
+    header, before anything is decoded). Pillow's own limit
+    (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels) still applies
+    when ``max_pixels`` is set above it. Text metadata in a PNG (XMP, comments,
+    of any size) is skipped, not refused: it is not pixels.
     """
     max_pixels = _check_max_pixels(max_pixels)
+    max_bytes = _check_max_pixels(max_bytes, "max_bytes")
     path = Path(os.fspath(path))
-    if not path.exists():
-        raise ImageError(f"image file not found: {path}")
-    if path.is_dir():
-        raise ImageError(f"{path} is a directory, not an image file")
     try:
-        data = path.read_bytes()
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ImageError(f"image file not found: {path}") from None
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"{path} is a directory, not an image file")
+    if not stat.S_ISREG(mode):
+        raise ImageError(f"{path} is not a regular file (a device, pipe or socket); save the image to a file first")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) > max_bytes:
+        raise ImageError(f"{path} is larger than the limit of {max_bytes} bytes for an image file; "
+                         f"shrink it first, or raise the limit (load_image(path, max_bytes=N))")
     return image_from_bytes(data, name=str(path), max_pixels=max_pixels)
 
 
@@ -116,7 +141,7 @@ def image_from_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DE
     max_pixels = _check_max_pixels(max_pixels)
     if len(data) == 0:
         raise ImageError(f"{name} is empty (0 bytes), not an image")
-    with _open(data, name, max_pixels) as im:
+    with _open(_without_png_text(data), name, max_pixels) as im:
         _refuse_if_too_large(im.size, name, max_pixels)
         try:
             frames = getattr(im, "n_frames", 1)
@@ -183,6 +208,42 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
             raise ImageError(f"cannot read {name}: the file is truncated or corrupt ({one_line(e)})") from None
 
 
+#: PNG chunks that hold text (comments, XMP, ...), never pixels.
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+#: A text chunk that may hold EXIF (ImageMagick's "Raw profile type exif"): kept, for the orientation.
+_PNG_EXIF_TEXT = b"Raw profile type exif\0"
+
+
+def _without_png_text(data: bytes) -> bytes:
+    """A PNG's bytes without its text chunks (anything else as it was).
+
+    Pillow refuses compressed text over 1 MB (``MAX_TEXT_CHUNK``) as if the
+    file were corrupt; a photo's XMP can be larger, and it is not pixels.
+    Each chunk carries its own CRC, so dropping ancillary chunks keeps the
+    file valid. Pixel data is untouched: its size is still checked from the
+    header against ``max_pixels``.
+    """
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data
+    kept, pos, dropped = [data[:8]], 8, False
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, end = data[pos + 4:pos + 8], pos + 12 + length
+        if end > len(data):
+            break                       # cut short: Pillow says so
+        if kind in _PNG_TEXT_CHUNKS and not data[pos + 8:end].startswith(_PNG_EXIF_TEXT):
+            dropped = True
+        else:
+            kept.append(data[pos:end])
+        pos = end
+        if kind == b"IEND":
+            break
+    if not dropped:
+        return data
+    kept.append(data[pos:])
+    return b"".join(kept)
+
+
 def _header_size(data: bytes):
     """Width and height from the header of an image Pillow refused as too large."""
     with _PIL_LIMIT_LOCK:
@@ -200,13 +261,14 @@ def _header_size(data: bytes):
 def _refuse_if_too_large(size, name: str, max_pixels: int) -> None:
     w, h = size
     if w * h > max_pixels:
-        raise ImageError(f"{name} is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} pixels "
-                         f"(possible decompression bomb); pass a larger max_pixels to read it")
+        raise ImageError(f"{name} is {w} wide x {h} high = {w * h} pixels, over the limit of {max_pixels} pixels "
+                         f"(possible decompression bomb); shrink it, or if you trust the file raise the limit "
+                         f"(minicnn explain --max-pixels N; load_image(path, max_pixels=N))")
 
 
-def _check_max_pixels(max_pixels) -> int:
+def _check_max_pixels(max_pixels, what: str = "max_pixels") -> int:
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
-        raise InputError(f"max_pixels must be a positive integer; got {max_pixels!r}")
+        raise InputError(f"{what} must be a positive integer; got {max_pixels!r}")
     return int(max_pixels)
 
 
@@ -304,10 +366,14 @@ def check_preprocessing(preprocessing) -> dict:
         p["resize_shorter"] = int(shorter)
     else:
         p.setdefault("resize_shorter", None)
+    if not isinstance(p.setdefault("interpolation", "bilinear"), str) or p["interpolation"] not in INTERPOLATIONS:
+        raise InputError(f"preprocessing interpolation must be one of {', '.join(INTERPOLATIONS)}; "
+                         f"got {p['interpolation']!r}")
     return p
 
 
-def preprocess(images, preprocessing: dict, *, dtype=np.float32) -> np.ndarray:
+def preprocess(images, preprocessing: dict, *, dtype=np.float32,
+               max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
     """Turn uint8 RGB images into a normalised ``(N, 3, H, W)`` batch.
 
     Parameters
@@ -316,7 +382,8 @@ def preprocess(images, preprocessing: dict, *, dtype=np.float32) -> np.ndarray:
     preprocessing : dict
         The model's preprocessing description (see :func:`check_preprocessing`).
         ``resize`` is applied to each image with Pillow's bilinear filter
-        (as torchvision's ``Resize`` does on PIL images):
+        (as torchvision's ``Resize`` does on PIL images; ``"interpolation":
+        "bicubic"`` chooses Pillow's bicubic filter instead):
 
         - "exact": to ``size`` (CIFAR models, 32x32);
         - "shorter_then_center_crop": the shorter side to ``resize_shorter``
@@ -329,6 +396,11 @@ def preprocess(images, preprocessing: dict, *, dtype=np.float32) -> np.ndarray:
         - "none": the image keeps its size (for fully convolutional use,
           e.g. the 32x64 cat|dog image); all images must then share a size.
     dtype : np.float32 or np.float64
+    max_input_pixels : int
+        An image whose network input (after ``resize``) would have more
+        pixels than this is refused with a one-line InputError before it is
+        resized (a 1x10000 strip for a model that resizes the shorter side to
+        32 would become 32x320000).
 
     Returns
     -------
@@ -338,7 +410,11 @@ def preprocess(images, preprocessing: dict, *, dtype=np.float32) -> np.ndarray:
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise InputError(f"preprocess dtype must be float32 or float64; got {dtype}")
-    batch = [_resize_for(_check_image(img, i), p) for i, img in enumerate(_image_list(images))]
+    limit = _check_max_pixels(max_input_pixels, "max_input_pixels")
+    images = [_check_image(img, i) for i, img in enumerate(_image_list(images))]
+    for i, img in enumerate(images):
+        _check_input_size(img, p, limit, f"image {i} " if len(images) > 1 else "the image ")
+    batch = [_resize_for(img, p) for img in images]
     shapes = sorted({b.shape for b in batch})
     if len(shapes) > 1:
         raise InputError(f"images differ in size after preprocessing ({shapes[0][:2]} and {shapes[1][:2]}); "
@@ -404,34 +480,67 @@ def _check_image(img, index: int) -> np.ndarray:
     return img
 
 
-def _resize_for(img: np.ndarray, p: dict) -> np.ndarray:
+def network_input_size(image_hw, preprocessing: dict) -> tuple[int, int]:
+    """(H, W) of the network input that an image of ``image_hw`` = (h, w) becomes under ``preprocessing``."""
+    p = check_preprocessing(preprocessing)
     mode = p["resize"]
+    h, w = (int(v) for v in image_hw)
+    if mode == "none":
+        return h, w
+    if mode == "exact":
+        return tuple(p["size"])
+    new_h, new_w = _shorter_side_to(h, w, p["resize_shorter"])
+    return (new_h, new_w) if mode == "shorter" else tuple(p["size"])
+
+
+def _shorter_side_to(h: int, w: int, short: int) -> tuple[int, int]:
+    """The size after resizing the shorter side to ``short`` with the aspect ratio kept (torchvision's rule)."""
+    if w <= h:
+        return int(short * h / w), short
+    return short, int(short * w / h)
+
+
+def _check_input_size(img: np.ndarray, p: dict, limit: int, which: str) -> None:
+    if p["resize"] == "shorter_then_center_crop":      # the resized picture before its crop: uint8, bounded too
+        h, w = _shorter_side_to(*img.shape[:2], p["resize_shorter"])
+        if h * w > DEFAULT_MAX_PIXELS:
+            raise InputError(f"{which}({size_text(img.shape)}) would be resized to {size_text((h, w))} = {h * w} pixels "
+                             f"before its centre crop, over the limit of {DEFAULT_MAX_PIXELS}; crop it to a less "
+                             f"extreme shape first")
+    h, w = network_input_size(img.shape[:2], p)
+    if h * w > limit:
+        how = {"none": "kept at its own size", "shorter": f"its shorter side resized to {p['resize_shorter']}"}
+        raise InputError(f"{which}({size_text(img.shape)}) would enter the network as {size_text((h, w))} = {h * w} "
+                         f"pixels ({how.get(p['resize'], 'resized')}), over the limit of {limit}; crop it to a "
+                         f"less extreme shape, or raise the limit (minicnn explain --max-input-pixels N; "
+                         f"preprocess(..., max_input_pixels=N))")
+
+
+def _resize_for(img: np.ndarray, p: dict) -> np.ndarray:
+    mode, resample = p["resize"], INTERPOLATIONS[p["interpolation"]]
     if mode == "none":
         return img
     out_h, out_w = p["size"]
     if mode == "exact":
-        return _pil_resize(img, out_h, out_w)
+        return _pil_resize(img, out_h, out_w, resample)
     h, w = img.shape[:2]
     short = p["resize_shorter"]
-    if w <= h:
-        new_w, new_h = short, int(short * h / w)
-    else:
-        new_h, new_w = short, int(short * w / h)
-    img = _pil_resize(img, new_h, new_w)
+    new_h, new_w = _shorter_side_to(h, w, short)
+    img = _pil_resize(img, new_h, new_w, resample)
     if mode == "shorter":
         return img
     if new_h < out_h or new_w < out_w:
-        raise InputError(f"after resizing the shorter side to {short} the image is {new_h}x{new_w}, "
-                         f"smaller than the crop {out_h}x{out_w}")
+        raise InputError(f"after resizing the shorter side to {short} the image is {size_text((new_h, new_w))}, "
+                         f"smaller than the crop {size_text((out_h, out_w))}")
     top = int(round((new_h - out_h) / 2.0))
     left = int(round((new_w - out_w) / 2.0))
     return img[top:top + out_h, left:left + out_w]
 
 
-def _pil_resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+def _pil_resize(img: np.ndarray, h: int, w: int, resample=Image.Resampling.BILINEAR) -> np.ndarray:
     if img.shape[:2] == (h, w):
         return img
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(img).resize((w, h), resample))
 
 
 # ---------------------------------------------------------------------------
@@ -470,3 +579,74 @@ def load_sample(class_name: str, index: int = 0) -> np.ndarray:
         raise InputError(f"sample index must be an integer in 0..{len(samples) - 1} "
                          f"({len(samples)} images of {class_name!r}); got {index!r}")
     return load_image(samples[index][0])
+
+
+# ---------------------------------------------------------------------------
+# Sizes, as people read them
+
+#: The network input is *far* from the size a model was trained on when one of
+#: its sides is more than this factor larger, or smaller, than the training side.
+FAR_FROM_TRAINING = 1.5
+
+
+class InputSizeWarning(ImageWarning):
+    """The network input is far from the size the model was trained on (see :func:`training_size_note`)."""
+
+
+def size_text(hw) -> str:
+    """An (H, W) size as people read it: ``(300, 451)`` -> "451 wide x 300 high".
+
+    Arrays are (H, W) and image viewers say W x H; naming the sides avoids
+    both readings of "300x451".
+    """
+    h, w = (int(s) for s in tuple(hw)[:2])
+    return f"{w} wide x {h} high"
+
+
+def how_resized(image_hw, preprocessing: dict) -> str:
+    """How ``preprocess`` changes an image of size ``image_hw`` (H, W), in a few words.
+
+    "not resized", "squashed: aspect ratio not kept" (resize "exact" to
+    another shape), "resized, aspect ratio kept", "shorter side to 32,
+    aspect ratio kept", or that followed by ", then the central crop".
+    """
+    p = check_preprocessing(preprocessing)
+    h, w = (int(s) for s in tuple(image_hw)[:2])
+    mode = p["resize"]
+    if mode == "none":
+        return "not resized"
+    if mode == "exact":
+        out_h, out_w = p["size"]
+        if (out_h, out_w) == (h, w):
+            return "not resized"
+        if abs(w / h - out_w / out_h) <= 0.01 * out_w / out_h:
+            return "resized, aspect ratio kept"
+        return "squashed: aspect ratio not kept"
+    short = p["resize_shorter"]
+    if mode == "shorter" and min(h, w) == short:
+        return "not resized"
+    text = f"shorter side to {short}, aspect ratio kept"
+    return text + (", then the central crop" if mode == "shorter_then_center_crop" else "")
+
+
+def training_size_note(input_hw, preprocessing: dict, model_name: str = "the model") -> str | None:
+    """One line when the network input (H, W) is far from the training size, else None.
+
+    The training size is the preprocessing's ``size``. Far: a side more than
+    :data:`FAR_FROM_TRAINING` (1.5) times larger, or smaller, than the
+    training side. A fully convolutional model (resize "shorter" or "none")
+    accepts such inputs, but it then sees a field of view, or objects at a
+    scale, it was never trained on. (A model that resizes to exactly its
+    training size, "exact", never gets the note.)
+    """
+    p = check_preprocessing(preprocessing)
+    if p.get("size") is None:
+        return None
+    h, w = (int(s) for s in tuple(input_hw)[:2])
+    th, tw = p["size"]
+    worst = max(h / th, th / h, w / tw, tw / w)
+    if worst <= FAR_FROM_TRAINING:
+        return None
+    return (f"the network input is {size_text((h, w))}, far from the {size_text((th, tw))} images {model_name} "
+            f"was trained on (a side {worst:.1f}x off): it never saw inputs of this size; read its classes and maps "
+            f"with care")

@@ -13,7 +13,10 @@ extractor, "layer3" the output of a ResNet's last stage.
 the class score y^c that is the one-hot vector e_c, and the model returns
 dy^c/dx and fills ``gradients`` with dy^c/d(every layer's output). The ReLU
 backward rule is chosen per call (relu="plain" | "guided" | "deconvnet"),
-never by changing the layers.
+never by changing the layers, and so is any layer's: ``rules={name: rule}``
+replaces the backward of the layers it names by other local rules (a rule
+is ``rule(layer, x, dout) -> dx``; see ``minicnn/layers/base.py``), which is
+how Layer-wise Relevance Propagation runs on the same pass.
 """
 
 from __future__ import annotations
@@ -72,6 +75,29 @@ def check_input(x, channels: int | None = None) -> np.ndarray:
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
         raise InputError(f"input contains NaN or infinity (first at index {bad})")
     return x
+
+
+def check_replace(model: "Model", replace) -> dict[str, np.ndarray]:
+    """``forward``'s ``replace``: {known layer name: float array of finite values}, or a one-line InputError."""
+    if replace is None:
+        return {}
+    if not isinstance(replace, dict):
+        raise InputError(f"replace must be a dict {{layer name: array}}; got {type(replace).__name__}")
+    checked = {}
+    for name, A in replace.items():
+        model[name]  # unknown names fail here, with suggestions
+        try:
+            a = np.asarray(A) if isinstance(A, (list, tuple)) else A
+        except ValueError:  # a ragged list
+            a = None
+        if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or a.ndim == 0:
+            what = f"dtype {a.dtype} array" if isinstance(a, np.ndarray) else type(A).__name__
+            raise InputError(f"replace[{name!r}] must be a floating-point array (the output that layer {name!r} "
+                             f"should have); got a {what}")
+        if not np.isfinite(a).all():
+            raise InputError(f"replace[{name!r}] contains NaN or infinity")
+        checked[name] = a
+    return checked
 
 
 class Model:
@@ -166,6 +192,11 @@ class Model:
         return self._run.gradients
 
     @property
+    def inputs(self) -> dict[str, np.ndarray]:
+        """Input of every leaf layer in the last forward pass (a pair (a, b) for an Add)."""
+        return self._run.inputs
+
+    @property
     def param_grads(self) -> dict[str, np.ndarray]:
         """d(scalar)/d(parameter) by key, after ``backward(..., param_grads=True)``."""
         return self._run.param_grads
@@ -178,11 +209,10 @@ class Model:
         (copy what you want to keep). ``replace={name: A}`` substitutes A for
         that layer's output and runs the rest from it.
         """
+        self._run, self._logits_shape = Pass(), None   # a forward that fails leaves no pass to go back through
         channels = self.input_size[0] if self.input_size else None
         x = check_input(x, channels)
-        for name in replace or {}:
-            self[name]  # unknown names fail here, with suggestions
-        self._run = Pass(replace=dict(replace or {}))
+        self._run = Pass(replace=check_replace(self, replace))
         logits = self.root.run_forward(x, self._run, "")
         self._logits_shape, self._dtype = logits.shape, x.dtype
         return logits
@@ -203,6 +233,7 @@ class Model:
             raise InputError(f"forward_from needs a float32 or float64 batch (N, ...) of layer outputs; "
                              f"got dtype {A.dtype}, shape {A.shape}")
         self[name]  # unknown names fail here, with suggestions
+        self._run, self._logits_shape = Pass(), None   # a pass that fails leaves nothing to go back through
         run = Pass()
         out = run.record_output(name, A)
         path, step = name.rpartition(".")[0], name
@@ -222,7 +253,7 @@ class Model:
         self._run, self._logits_shape = run, None
         return out
 
-    def backward(self, dlogits, *, relu: str = "plain", param_grads: bool = False,
+    def backward(self, dlogits, *, relu: str = "plain", rules: dict | None = None, param_grads: bool = False,
                  stop_at: str | None = None) -> np.ndarray | None:
         """Backpropagate d(scalar)/d(logits) (N, K) through every layer, last to first.
 
@@ -230,18 +261,36 @@ class Model:
         d(scalar)/dx (N, C, H, W). With ``stop_at=name`` it stops as soon as
         the gradient at that layer's output is known and returns None: the
         cheapest way to get dy^c/dA for Grad-CAM.
+
+        ``rules`` ({layer name: rule(layer, x, dout) -> dx}) runs the same
+        pass with other local rules at the named layers; the others keep their
+        derivative. The signal is then no longer a gradient (LRP's relevance,
+        for instance), but ``gradients`` records it at every layer all the same.
         """
         if self._logits_shape is None:
             raise InputError("call model.forward(x) before model.backward(dlogits)")
         dlogits = np.asarray(dlogits)
+        if dlogits.dtype.kind not in "biuf":
+            raise InputError(f"dlogits must be real numbers (e.g. the one-hot e_c); got dtype {dlogits.dtype}")
         if dlogits.shape != self._logits_shape:
             raise InputError(f"dlogits must have the logits' shape {self._logits_shape}, got {dlogits.shape}")
+        if not np.isfinite(dlogits).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(dlogits))[0])
+            raise InputError(f"dlogits contains NaN or infinity (first at index {bad}); the seed must be finite, "
+                             f"e.g. the one-hot e_c")
         relu_rule(relu)
         if stop_at is not None:
             self[stop_at]
+        if rules:
+            for name, rule in rules.items():
+                if not isinstance(self[name], Layer) or not callable(rule):
+                    raise InputError(f"rules map leaf layer names to functions rule(layer, x, dout); "
+                                     f"got {name!r}: {type(rule).__name__}")
+            if param_grads:
+                raise InputError("param_grads=True needs the gradient at every layer; do not combine it with rules")
         run = self._run
         run.gradients, run.param_grads = {}, {}
-        run.relu, run.want_param_grads, run.stop_at = relu, param_grads, stop_at
+        run.relu, run.rules, run.want_param_grads, run.stop_at = relu, rules or None, param_grads, stop_at
         try:
             return self.root.run_backward(dlogits.astype(self._dtype, copy=False), run, "")
         except StopBackward:

@@ -22,6 +22,15 @@ The ``__meta__`` JSON object::
 The architecture is rebuilt from ``spec`` (``minicnn.model.build``), then
 every array is checked against it (name and shape) before it is read.
 
+Quantised arrays. A converted 8-bit model (TensorFlow Lite) keeps its
+original integers: the array under the parameter's key holds q (uint8, int8
+or int32) and ``__meta__["quantization"][key]`` says how to read it,
+
+    {"scale": s, "zero_point": z}            one (s, z) for the whole array, or
+    {"scale": [...], "zero_point": [...], "axis": 0}    one per index along ``axis``
+
+and the loader hands the model w = s * (q - z) in float32 (``dequantize``).
+
 Shipped models live in the repository's top-level ``weights/`` folder (or
 ``$MINICNN_WEIGHTS_DIR``); a shipped model's name is its file name without
 ``.npz``. ``weights/manifest.json`` records each shipped file's sha256, size,
@@ -48,7 +57,8 @@ FORMAT, VERSION = "minicnn-weights", 1
 META_KEY = "__meta__"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "minicnn-manifest"
-_FILE_KEYS = ("format", "version", "spec")  # describe the file, not the model
+_FILE_KEYS = ("format", "version", "spec", "quantization")  # describe the file, not the model
+QUANTIZED_DTYPES = (np.uint8, np.int8, np.int32)
 
 # What a damaged zip or .npy member can raise while being read (RuntimeError: a member flagged as
 # encrypted; zlib.error: a compressed member whose data is damaged).
@@ -137,7 +147,7 @@ def locate(name_or_path) -> tuple[Path, str | None]:
             raise WeightsError(f"weights file not found: {path}")
         raise unknown_name("model", text, sorted(models) or ["(none shipped)"])
     if not path.is_file():
-        raise WeightsError(f"{path} is a folder, not a weights file")
+        raise WeightsError(_not_a_file(path))
     # a shipped file given by its path is checked too
     for name, entry in models.items():
         shipped = folder / entry.get("file", f"{name}.npz")
@@ -176,6 +186,9 @@ def read_weights(path) -> Model:
             raise WeightsError(f"{path}: the architecture entry ('spec') is not usable: {one_line(e)}") from None
         model = Model(root, {k: v for k, v in meta.items() if k not in _FILE_KEYS})
         expected = model.state_dict()
+        quantization = meta.get("quantization") or {}
+        if not isinstance(quantization, dict):
+            raise WeightsError(f"{path}: {META_KEY} 'quantization' must be a table {{key: {{scale, zero_point}}}}")
         arrays = {}
         for key in npz.files:
             if key == META_KEY:
@@ -191,6 +204,8 @@ def read_weights(path) -> Model:
                     f"{path}: layer {layer!r} ({type(model[layer]).__name__}) does not fit: {param} has shape "
                     f"{shape} in the file, the architecture needs {tuple(expected[key].shape)}")
             arrays[key] = _read_member(npz, key, path)
+            if key in quantization:
+                arrays[key] = dequantize(arrays[key], quantization[key], f"{path}: array {key!r}")
         try:
             model.load_state_dict(arrays)
         except WeightsError as e:
@@ -209,9 +224,16 @@ def read_meta(path) -> dict:
         npz.close()
 
 
+def _not_a_file(path: Path) -> str:
+    """Why an existing ``path`` cannot be a weights file: a folder, or not a regular file."""
+    if path.is_dir():
+        return f"{path} is a folder, not a weights file"
+    return f"{path} is not a regular file (a device, pipe or socket), not a weights file"
+
+
 def _open_npz(path: Path):
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        raise WeightsError(_not_a_file(path) if path.exists() else f"weights file not found: {path}")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path} is empty (0 bytes), not a weights file; was a download or copy cut short?")
     try:
@@ -331,6 +353,40 @@ def _check_meta_fields(meta: dict, path: Path) -> None:
                            f"got {size!r:.60}")
 
 
+# ---------------------------------------------------------------- quantised arrays
+
+def dequantize(q: np.ndarray, entry, where: str = "array") -> np.ndarray:
+    """w = scale * (q - zero_point) as float32, for an integer array q and its quantization entry.
+
+    ``entry`` is {"scale": s, "zero_point": z} (one pair for all of q) or, with
+    "axis": a, lists of q.shape[a] scales and zero points (one per index along a).
+    The product is taken in float64 and rounded to float32 (for 8-bit q it is exact
+    before that one rounding: q - z has at most 9 bits, s 24).
+    """
+    if not isinstance(entry, dict) or "scale" not in entry or "zero_point" not in entry:
+        raise WeightsError(f"{where}: its quantization entry needs 'scale' and 'zero_point'; got {entry!r:.80}")
+    if q.dtype not in QUANTIZED_DTYPES:
+        raise WeightsError(f"{where} is marked as quantised but has dtype {q.dtype}; expected uint8, int8 or int32")
+    try:
+        scale = np.asarray(entry["scale"], np.float64).astype(np.float32)
+        zero = np.asarray(entry["zero_point"], np.float64)
+        axis = entry.get("axis")
+        if scale.ndim == 0 and zero.ndim == 0 and axis is None:
+            shape = ()
+        elif (scale.ndim == 1 and zero.ndim == 1 and isinstance(axis, int) and not isinstance(axis, bool)
+              and 0 <= axis < q.ndim and len(scale) == len(zero) == q.shape[axis]):
+            shape = [1] * q.ndim
+            shape[axis] = q.shape[axis]
+        else:
+            raise ValueError("scale and zero_point must be two numbers, or two lists as long as q's axis 'axis'")
+        if not (np.all(np.isfinite(scale)) and np.all(scale > 0) and np.all(zero == np.round(zero))):
+            raise ValueError("scales must be positive finite numbers and zero points integers")
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"{where}: bad quantization entry: {one_line(e)}") from None
+    centred = (q.astype(np.int64) - zero.reshape(shape).astype(np.int64)).astype(np.float64)
+    return (centred * scale.reshape(shape).astype(np.float64)).astype(np.float32)
+
+
 # ---------------------------------------------------------------- writing
 
 def encode_meta(meta: dict) -> np.ndarray:
@@ -342,10 +398,13 @@ def encode_meta(meta: dict) -> np.ndarray:
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
 
-def save(model: Model, path, *, force: bool = False) -> Path:
+def save(model: Model, path, *, force: bool = False, quantized: dict | None = None) -> Path:
     """Write ``model`` as a weights file, atomically; refuse to overwrite unless ``force``.
 
     The metadata is ``model.meta`` plus the format, version and ``model.spec()``.
+    ``quantized`` ({key: (q, entry)}) stores those parameters as their integers q
+    with their quantization entries (see ``dequantize``) instead of as float32; each
+    must dequantise to exactly the model's array.
     Returns the path written. A missing or unwritable folder, or an existing
     file without ``force``, is a one-line OutputError and nothing is written.
     """
@@ -353,6 +412,15 @@ def save(model: Model, path, *, force: bool = False) -> Path:
             **{k: v for k, v in model.meta.items() if k not in _FILE_KEYS},
             "spec": model.spec()}
     arrays = model.state_dict()
+    if quantized:
+        meta["quantization"] = {}
+        for key, (q, entry) in quantized.items():
+            if key not in arrays:
+                raise WeightsError(f"quantised array {key!r} is not a parameter of the model")
+            if not np.array_equal(dequantize(np.asarray(q), entry, f"quantised array {key!r}"), arrays[key]):
+                raise WeightsError(f"quantised array {key!r} does not dequantise to the model's {key}")
+            arrays[key] = np.asarray(q)
+            meta["quantization"][key] = entry
     if META_KEY in arrays:
         raise WeightsError(f"a layer may not be called {META_KEY!r}")
     packed = encode_meta(meta)
@@ -376,6 +444,7 @@ def manifest_entry(path) -> dict:
         "input_size": meta.get("input_size"),
         "num_classes": len(model.classes),
         "classes": model.classes if len(model.classes) <= 20 else None,
+        **({"first_classes": model.classes[:4]} if len(model.classes) > 20 else {}),
         "parameters": model.num_parameters(),
         "accuracy": meta.get("accuracy"),
         "licence": (meta.get("licence") or {}).get("name") if isinstance(meta.get("licence"), dict)
@@ -404,6 +473,8 @@ def register(path, folder=None) -> dict:
 
 
 def _accuracy_text(acc) -> str:
+    if isinstance(acc, dict) and acc.get("top1") is None and acc.get("note"):
+        return "- (not measured here)"
     if not isinstance(acc, dict) or acc.get("top1") is None:
         return "-"
     on = [str(acc["dataset"])] if acc.get("dataset") else []
@@ -419,7 +490,7 @@ def models_table() -> str:
         return f"no shipped models in {weights_dir()}"
     rows = [("name", "classes", "input", "top-1 accuracy", "parameters")]
     for name, e in sorted(models.items()):
-        classes = e.get("classes")
+        classes = e.get("classes") or [repr(c) for c in e.get("first_classes") or []]
         n = e.get("num_classes")
         what = f"{n}" + (f" ({', '.join(classes[:3])}, ...)" if classes and len(classes) > 3 else
                          f" ({', '.join(classes)})" if classes else "")
@@ -435,4 +506,4 @@ def models_table() -> str:
 
 __all__ = ["FORMAT", "VERSION", "META_KEY", "load", "read_weights", "read_meta", "save", "weights_dir",
            "read_manifest", "shipped_models", "sha256_file", "verify_checksum", "locate", "manifest_entry",
-           "register", "models_table", "encode_meta"]
+           "register", "models_table", "encode_meta", "dequantize"]

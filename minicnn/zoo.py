@@ -7,7 +7,12 @@
   pool-128-128-pool, dense 2048-256-10), only conv, ReLU, max pooling and
   dense layers once its BatchNorm is folded;
 - ``resnet20``: the CIFAR ResNet-20 of He et al. (2015) with option A
-  shortcuts, names as in its public checkpoints (conv1, layer1.0.conv1, ...).
+  shortcuts, names as in its public checkpoints (conv1, layer1.0.conv1, ...);
+- ``mobilenet_v2``: MobileNetV2 (Sandler et al. 2018) with its BatchNorm
+  folded, torchvision's names (features.0 .. features.18), TensorFlow's SAME
+  padding and a 1x1 convolution as classifier, as in the TensorFlow Lite
+  model it is converted from (``minicnn/convert_tflite.py``). Not in
+  ``ARCHITECTURES``: it is made by the TFLite converter, not from PyTorch checkpoints.
 
 Builders return a Model with random weights (He initialisation, seeded).
 Folding BatchNorm (``fold_bn=True``) drops the BN layers but keeps the
@@ -20,8 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import unknown_name
-from .layers import (AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Dropout, Flatten,
+from .layers import (AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Dropout, Flatten, InvertedResidual,
                      Linear, MaxPool2d, ReLU, Sequential)
+from .layers.inverted_residual import conv_relu6
 from .model import Model
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -109,6 +115,43 @@ def resnet20(*, num_classes=10, seed=0) -> Model:
     meta = {"name": "resnet20", "arch": "resnet20", "input_size": [3, 32, 32], "classes": list(CIFAR10_CLASSES),
             "preprocessing": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "resize": "shorter", "resize_shorter": 32,
                               "size": [32, 32]}}
+    return init_weights(Model(root, meta), seed)
+
+
+#: MobileNetV2's bottleneck stages (t expansion, c channels, n blocks, s first stride), Table 2 of the paper.
+MOBILENET_V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                         (6, 160, 3, 2), (6, 320, 1, 1))
+#: Its input: RGB pixels p in 0..255 as (p - 128) / 128, i.e. (p/255 - mean) / std with mean = std = 128/255,
+#: resized (bicubic, as the figures quoted for this model were made) to exactly 224x224.
+MOBILENET_V2_PREPROCESSING = {"mean": [128 / 255] * 3, "std": [128 / 255] * 3, "resize": "exact",
+                              "size": [224, 224], "interpolation": "bicubic", "formula": "(pixel - 128) / 128"}
+
+
+def mobilenet_v2(*, num_classes=1001, settings=MOBILENET_V2_SETTINGS, first_channels=32, last_channels=1280,
+                 padding="tf_same", seed=0) -> Model:
+    """MobileNetV2, BatchNorm folded: features.0 .. features.N, avgpool, classifier (1x1 conv), flatten.
+
+    features.0 is the 3x3 stride-2 stem (conv, ReLU6), then one InvertedResidual
+    per block of ``settings`` (features.1 .. features.17 for the paper's), then
+    the 1x1 convolution to ``last_channels`` with its ReLU6 (features.18): the
+    feature map Grad-CAM and CAM explain, 1280x7x7 at 224x224. Global average
+    pooling and a 1x1 convolution give the logits (as the TensorFlow model;
+    torchvision uses flatten and a Linear layer instead). Smaller ``settings``
+    make the tiny networks of the tests.
+    """
+    features = [("0", conv_relu6(3, first_channels, 3, 2, padding=padding))]
+    c = first_channels
+    for t, out, n, s in settings:
+        for i in range(n):
+            features.append((str(len(features)), InvertedResidual(c, out, s if i == 0 else 1, t, padding)))
+            c = out
+    features.append((str(len(features)), conv_relu6(c, last_channels, 1)))
+    root = Sequential([
+        ("features", Sequential(features)),
+        ("avgpool", AdaptiveAvgPool2d(1)), ("classifier", Conv2d(last_channels, num_classes, 1)), ("flatten", Flatten()),
+    ])
+    meta = {"name": "mobilenet_v2", "arch": "mobilenet_v2", "input_size": [3, 224, 224],
+            "classes": [str(i) for i in range(num_classes)], "preprocessing": dict(MOBILENET_V2_PREPROCESSING)}
     return init_weights(Model(root, meta), seed)
 
 

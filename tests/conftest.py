@@ -1,17 +1,25 @@
 """Shared test settings, and guards that keep every test independent of the caller's environment.
 
 - A bounded hypothesis profile so the suite stays fast on 2 cores.
-- Every test starts without the variables through which a user steers
-  minicnn (``MINICNN_*``: another weights folder, lesson figures, ...), so a
-  developer's shell cannot turn tests into skips or failures.
+- Every test, and every fixture of any scope, runs without the variables
+  through which a user steers minicnn (``MINICNN_*``: another weights folder,
+  lesson figures, ...), so a developer's shell cannot turn tests into skips
+  or failures. (Code that runs at collection, before any fixture, must not
+  read them either; ``MINICNN_LESSON_TIME_LIMIT``, a setting of the lesson
+  tests themselves, is the one read there on purpose.)
 - Every test must leave the process as it found it: the working folder,
   NumPy's floating-point error settings and the hypothesis profile are
   checked after each test.
 - The whole session must leave the checkout as it found it: no file is
   created, changed or deleted outside the test's own tmp_path (``git status``
   before and after, ignored files included).
+- Tests that need PyTorch carry the ``torch`` marker: they skip where torch
+  is not installed (CI's main test step) and CI's torch step runs exactly them
+  (``pytest -m torch``). A test that skips for want of torch without the
+  marker fails, so that none is left out of that stage.
 """
 
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -36,6 +44,22 @@ def rng():
     return np.random.default_rng(1234)
 
 
+def _pop_minicnn_variables() -> dict[str, str]:
+    return {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("MINICNN_")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_without_minicnn_variables():
+    """Clear MINICNN_* for the whole session, so module- and session-scoped fixtures run without them too.
+
+    (Set up before any narrower fixture; restored when the session ends.)
+    """
+    saved = _pop_minicnn_variables()
+    yield
+    _pop_minicnn_variables()
+    os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True)
 def isolated_process():
     """Clear MINICNN_* variables; fail a test that changes the cwd, NumPy's error settings or the profile.
@@ -43,11 +67,10 @@ def isolated_process():
     Uses no other fixture, so it is set up before and torn down after the
     test's own ``monkeypatch`` (whose chdir and setenv are undone by then).
     """
-    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("MINICNN_")}
+    saved = _pop_minicnn_variables()
     cwd, errors, profile = os.getcwd(), np.geterr(), settings._current_profile
     yield
-    for name in [n for n in os.environ if n.startswith("MINICNN_")]:
-        del os.environ[name]
+    _pop_minicnn_variables()
     os.environ.update(saved)
     assert os.getcwd() == cwd, f"the test changed the working folder to {os.getcwd()} and left it"
     assert np.geterr() == errors, f"the test changed NumPy's error settings to {np.geterr()}"
@@ -74,3 +97,24 @@ def checkout_left_unchanged():
     if before is not None and after is not None and before != after:
         changed = sorted(after ^ before)
         pytest.fail(f"the tests changed the checkout ({len(changed)} entries): {changed[:5]}", pytrace=False)
+
+
+def _torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("torch") and not _torch_installed():
+        pytest.skip("needs PyTorch (pip install torch==2.13.0); CI's torch step runs these tests")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not item.get_closest_marker("torch") and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        if "torch" in reason.lower():
+            report.outcome = "failed"
+            report.longrepr = (f"{item.nodeid} skipped ({reason}) but is not marked @pytest.mark.torch: mark it, "
+                               f"so that CI's torch step runs it")

@@ -148,6 +148,7 @@ def test_memory_probe_runs_in_a_fresh_process():
     assert m is not None and 0 < m["op_mib"] <= m["peak_mib"]
 
 
+@pytest.mark.torch
 def test_pytorch_twin_does_the_same_work():
     torch = pytest.importorskip("torch")
     case = small_case("tiny")
@@ -161,3 +162,17 @@ def test_pytorch_twin_does_the_same_work():
     with torch.no_grad():
         logits = bench.torch_twin(resnet, torch)(torch.from_numpy(x))
     assert bench.relative_difference(resnet.forward(x), logits) < 1e-5
+
+
+@pytest.mark.torch
+def test_pytorch_twin_of_a_mobilenet_v2_does_the_same_work():
+    torch = pytest.importorskip("torch")
+    model = zoo.mobilenet_v2(num_classes=5, settings=((1, 4, 1, 1), (2, 6, 2, 2)), first_channels=4,
+                             last_channels=8)
+    rng = np.random.default_rng(0)
+    case = bench.Case("tiny_mobilenet", model, rng.standard_normal((1, 3, 32, 32), np.float32))
+    case.target, case.layer = int(np.argmax(model.forward(case.x)[0])), bench.default_layer(model)
+    twin = bench.torch_twin(model, torch)
+    mine, theirs = bench.minicnn_operations(case), bench.torch_operations(case, twin, torch)
+    for op in ("forward", "gradcam", "guided_backprop", "guided_gradcam"):
+        assert bench.relative_difference(mine[op](), theirs[op]()) < 1e-4, op

@@ -6,6 +6,7 @@ interpreter's pytest: a suite that passes, and suites where one test ends
 would pass a plain ``pytest && echo ok``.
 """
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +27,10 @@ ENDERS = {
 }
 
 
-def run_guard(folder: Path) -> subprocess.CompletedProcess:
+def run_guard(folder: Path, *options: str) -> subprocess.CompletedProcess:
     command = f"'{sys.executable}' -m pytest -q -p no:cacheprovider --rootdir '{folder}' '{folder}'"
-    return subprocess.run([sys.executable, str(GUARD), "--", command], capture_output=True, text=True, timeout=120,
-                          cwd=folder)
+    return subprocess.run([sys.executable, str(GUARD), *options, "--", command], capture_output=True, text=True,
+                          timeout=120, cwd=folder)
 
 
 def test_a_suite_that_finishes_passes(tmp_path):
@@ -55,6 +56,14 @@ def test_a_failing_test_fails_the_guard(tmp_path):
     assert "ci guard: FAILED: the command exited with status 1" in done.stdout
 
 
+def test_no_skips_fails_a_stage_that_skipped_a_test(tmp_path):
+    (tmp_path / "test_ok.py").write_text(PASSING + "\n\ndef test_skipped():\n    import pytest\n    pytest.skip('no')\n")
+    assert run_guard(tmp_path).returncode == 0
+    done = run_guard(tmp_path, "--no-skips")
+    assert done.returncode == 1
+    assert "ci guard: FAILED: 1 of the 3 tests were skipped, and this stage must run every one" in done.stdout
+
+
 def test_summary_lines_are_parsed():
     assert guard.parse_summary("546 passed, 19 skipped in 83.80s (0:01:23)") == {"passed": 546, "skipped": 19}
     assert guard.parse_summary("===== 3 passed, 1 warning in 0.01s =====") == {"passed": 3, "warnings": 1}
@@ -78,3 +87,26 @@ def test_ci_runs_the_readme_command_under_the_guard():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python3 .ci/guard.py -- " in ci
     assert "set -euo pipefail" in ci
+
+
+def test_ci_then_runs_the_torch_tests_with_exactly_the_pinned_cpu_torch():
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 .ci/guard.py")]
+    assert len(lines) == 2 and "pytest -q'" in lines[0]                 # the README's command comes first
+    torch_stage = lines[1]
+    assert torch_stage.startswith("python3 .ci/guard.py --no-skips -- ")
+    installs = re.findall(r"pip install -q (\S+)", torch_stage)
+    assert installs == ["torch==2.13.0"], "install exactly torch==2.13.0 (the CPU wheel on local disk), nothing else"
+    assert torch_stage.rstrip().endswith(".venv/bin/python -m pytest -q -m torch'")
+
+
+def test_a_skip_for_want_of_torch_needs_the_torch_marker(tmp_path):
+    # tests/conftest.py fails an unmarked test that skips because torch is missing: it would never run in CI.
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    torch: needs torch\n")
+    (tmp_path / "test_t.py").write_text(
+        "import pytest\n\n\n@pytest.mark.torch\ndef test_marked():\n    pytest.skip('needs torch')\n\n\n"
+        "def test_unmarked():\n    pytest.skip('reading checkpoints needs torch')\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "1 failed, 1 skipped" in done.stdout, done.stdout
+    assert "test_unmarked skipped (Skipped: reading checkpoints needs torch) but is not marked" in done.stdout

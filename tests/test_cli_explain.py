@@ -34,7 +34,7 @@ def run(capsys, *argv):
 def test_explain_all_prints_the_prediction_and_writes_the_figure_and_the_raw_maps(tmp_path, capsys, cat_path):
     fig, npz = tmp_path / "cat.png", tmp_path / "cat.npz"
     code, out, err = run(capsys, "explain", cat_path, "--model", "resnet20_cifar10", "--method", "all",
-                         "--out", str(fig), "--save", str(npz), "--top", "3")
+                         "--out", str(fig), "--save", str(npz), "--top", "3", "--steps", "8", "--samples", "4")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[1] == "top 3:" and lines[2].split()[:2] == ["1.", "cat"] and "p=" in lines[2] and "y=" in lines[2]
@@ -54,7 +54,10 @@ def test_explain_all_prints_the_prediction_and_writes_the_figure_and_the_raw_map
                       "target_name": (), "model": (),
                       "gradcam_plus_plus": (8, 8), "xgradcam": (8, 8), "hirescam": (8, 8), "layercam": (8, 8),
                       "scorecam": (8, 8), "ablationcam": (8, 8), "eigencam": (8, 8), "eigengradcam": (8, 8),
-                      "fullgrad": (32, 32)}
+                      "fullgrad": (32, 32),
+                      **{key: (3, 32, 32) for key in ("input_x_gradient", "deconvnet", "integrated_gradients",
+                                                      "smoothgrad", "smoothgrad_squared", "vargrad", "lrp_epsilon",
+                                                      "lrp_epsilon_plus", "lrp_epsilon_gamma_box")}}
     assert gradcam.max() > 0 and up.shape == (32, 32) and logits.argmax() == 3
     assert list(tmp_path.iterdir()) and all(not p.name.startswith(".") for p in tmp_path.iterdir())
 
@@ -83,12 +86,41 @@ def test_explain_a_chosen_layer_of_the_cat_dog_image(tmp_path, capsys):
 
 def test_explain_all_on_a_dense_head_skips_cam_with_a_note(tmp_path, capsys, vgg_path, cat_path):
     code, out, _ = run(capsys, "explain", cat_path, "--model", vgg_path, "--method", "all",
-                       "--out", str(tmp_path / "v.png"), "--save", str(tmp_path / "v.npz"))
+                       "--out", str(tmp_path / "v.png"), "--save", str(tmp_path / "v.npz"), "--steps", "4",
+                       "--samples", "2")
     assert code == 0
     assert "cam: skipped: CAM needs a network that ends in global average pooling" in out
     assert "layer: features.19 (128x8x8)" in out
     with np.load(tmp_path / "v.npz", allow_pickle=False) as f:
         assert "cam" not in f.files and f["gradcam"].shape == (8, 8)
+
+
+def test_explain_attribution_methods_take_their_options(tmp_path, capsys, cat_path):
+    code, out, _ = run(capsys, "explain", "--help")
+    for flag in ("--steps", "--quadrature", "--baseline", "--samples", "--noise-level", "--seed", "--base",
+                 "--epsilon", "--gamma"):
+        assert flag in out
+    assert "default 50" in out and "gausslegendre" in out and "default 0.15" in out
+    npz = tmp_path / "a.npz"
+    code, out, err = run(capsys, "explain", cat_path, "--model", "resnet20_cifar10", "--out", str(tmp_path / "a.png"),
+                         "--method", "integrated-gradients,vargrad,lrp-epsilon-gamma-box,deconvnet", "--steps", "6",
+                         "--quadrature", "riemann_middle", "--baseline", "blur", "--samples", "3", "--base",
+                         "input-x-gradient", "--noise-level", "0.2", "--seed", "4", "--gamma", "0.5",
+                         "--save", str(npz))
+    assert code == 0, err
+    assert "layer: none (this method works on the input pixels)" in out
+    with np.load(npz, allow_pickle=False) as f:
+        maps = {k: f[k] for k in ("integrated_gradients", "vargrad", "lrp_epsilon_gamma_box", "deconvnet")}
+    from minicnn import load
+    from minicnn.images import load_image, preprocess
+    model = load("resnet20_cifar10")
+    x = preprocess(load_image(cat_path), model.meta["preprocessing"])
+    ig = explain.integrated_gradients(model, x, steps=6, quadrature="riemann_middle", baseline="blur")
+    np.testing.assert_allclose(maps["integrated_gradients"], ig.map[0], rtol=1e-5, atol=1e-7)
+    v = explain.vargrad(model, x, samples=3, base="input-x-gradient", noise_level=0.2, seed=4)
+    np.testing.assert_allclose(maps["vargrad"], v.map[0], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(maps["lrp_epsilon_gamma_box"], explain.lrp_epsilon_gamma_box(model, x, gamma=0.5).map[0],
+                               rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -98,6 +130,9 @@ def test_explain_all_on_a_dense_head_skips_cam_with_a_note(tmp_path, capsys, vgg
     (["--target", "doge"], "unknown class 'doge'; did you mean 'dog'?"),
     (["--target", "10"], "target class 10 is out of range; this model has classes 0..9"),
     (["--top", "0"], "--top must be a positive integer"),
+    (["--method", "integrated-gradients", "--quadrature", "simpson"], "unknown quadrature 'simpson'"),
+    (["--method", "smoothgrad", "--base", "gradcam"], "SmoothGrad needs a base method with a map over the input"),
+    (["--method", "lrp-epsilon", "--epsilon", "-1"], "LRP epsilon must be a number >= 0"),
 ])
 def test_explain_errors_are_one_line_with_status_2(tmp_path, capsys, vgg_path, cat_path, extra, message):
     code, out, err = run(capsys, "explain", cat_path, "--model", vgg_path, "--out", str(tmp_path / "x.png"), *extra)
@@ -117,20 +152,23 @@ def test_demo_writes_the_figure_1_grid_whose_rows_light_up_different_halves(tmp_
     shipped("resnet20_cifar10")
     monkeypatch.setattr(demo, "SAMPLES", (("horse", 0),))            # one single image keeps the test short
     monkeypatch.setattr(demo, "OCCLUSION", {"size": 8, "stride": 8, "fill": 0.0})
+    monkeypatch.setattr(demo, "IMAGENET", "no_imagenet_model")       # the ImageNet figures: tests/test_mobilenet_v2.py
+    monkeypatch.setattr(demo, "ATTRIBUTION_OPTIONS", {"steps": 4, "samples": 2})     # the gallery's wiring only
     made = {}
     save_png = figures.save_png
-    monkeypatch.setattr(figures, "save_png", lambda fig, path: save_png(fig, path, dpi=72))   # quicker to draw
+    monkeypatch.setattr(figures, "save_png", lambda fig, path, **kw: save_png(fig, path, dpi=72, **kw))  # quicker
     figure1 = demo.figure1
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: made.setdefault("figure1", figure1(vgg, resnet)))
     code, out, _ = run(capsys, "demo", "--out-dir", str(tmp_path / "d"))
     assert code == 0
     paths = out.split()
     assert paths == [str(tmp_path / "d" / name) for name in ("figure1_cat_dog.png", "single_images.png",
-                                                             "gallery_cam.png")]
+                                                             "gallery_cam.png", "gallery_attribution.png")]
     for p in paths:
         with Image.open(p) as im:
             assert im.format == "PNG" and im.size[0] > 600
-    assert sorted(x.name for x in (tmp_path / "d").iterdir()) == ["figure1_cat_dog.png", "gallery_cam.png",
+    assert sorted(x.name for x in (tmp_path / "d").iterdir()) == ["figure1_cat_dog.png", "gallery_attribution.png",
+                                                                  "gallery_cam.png",
                                                                   "single_images.png"]
 
     # the 'cat' row's Grad-CAM maps (VGG-style column and ResNet column) sit on the left, the 'dog' row's on the right

@@ -178,6 +178,7 @@ def fixture_logits(name, case="random64"):
         return z[f"{case}.x"], z[f"{case}.logits"]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("ckpt,arch,fold,fixture", [
     ("vgg11_small.pth", "vgg11", False, "vgg11_small"),             # zip format, bare state_dict
     ("vgg11_bn_small.pth", "vgg11_bn", False, "vgg11_bn_small"),    # legacy format, wrapped, module. keys
@@ -199,6 +200,7 @@ def test_small_vgg_checkpoint_converts_and_matches_pytorch(tmp_path, capsys, ckp
     assert cli.main(argv + ["--force"]) == 0
 
 
+@pytest.mark.torch
 def test_unreadable_checkpoints(tmp_path):
     torch = pytest.importorskip("torch")
     good = (FIXTURES / "vgg11_small.pth").read_bytes()

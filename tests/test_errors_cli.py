@@ -43,12 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SHIPPED = REPO / "weights"
 
-try:
-    import torch  # noqa: F401
-    HAVE_TORCH = True
-except ImportError:
-    HAVE_TORCH = False
-needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="reading PyTorch checkpoints needs torch")
+needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py), run by CI's torch step
 
 
 # ---------------------------------------------------------------- helpers
@@ -187,6 +182,44 @@ def _dataset_with_a_broken_image(tmp, _):
             lambda: list(open_dataset(tmp / "pets", "test").batches(200)))
 
 
+def with_xmp(png: bytes, compressed_bytes: int = 2_000_000) -> bytes:
+    """``png`` with an iTXt chunk after IHDR holding about ``compressed_bytes`` of zlib-compressed XMP text."""
+    text = np.random.default_rng(5).bytes(compressed_bytes).hex().encode()  # hex: compresses to about half
+    data = b"XML:com.adobe.xmp\0" + b"\x01\x00" + b"\0" + b"\0" + zlib.compress(text, 1)
+    chunk = struct.pack(">I", len(data)) + b"iTXt" + data + struct.pack(">I", zlib.crc32(b"iTXt" + data))
+    end_of_ihdr = 8 + 4 + 4 + 13 + 4
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
+
+
+def _non_regular(path):
+    def make(tmp, _):
+        return explain_argv(path, tmp), lambda: load_image(path)
+    return make
+
+
+def _fifo(tmp, _):
+    os.mkfifo(tmp / "pipe.png")  # reading it would wait for a writer forever
+    return explain_argv(tmp / "pipe.png", tmp), lambda: load_image(tmp / "pipe.png")
+
+
+def _strip(width, height):
+    """A 1x10000 image: resnet20_cifar10 resizes its shorter side to 32, so it would enter as 32x320000."""
+    def make(tmp, _):
+        path = tmp / "strip.png"
+        path.write_bytes(png_bytes(Image.new("RGB", (width, height), (9, 9, 9))))
+
+        def api():
+            return preprocess(load_image(path), minicnn.load("resnet20_cifar10").meta["preprocessing"])
+        return explain_argv(path, tmp, model="resnet20_cifar10"), api
+    return make
+
+
+def _over_max_pixels_flag(tmp, _):
+    path = tmp / "small.png"
+    path.write_bytes(png_bytes(Image.new("RGB", (20, 10), (9, 9, 9))))
+    return explain_argv(path, tmp, "--max-pixels", 100), lambda: load_image(path, max_pixels=100)
+
+
 _PNG = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)))
 _JPEG = png_bytes(Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)), "JPEG")
 
@@ -203,16 +236,61 @@ IMAGE_REFUSALS = [
     Case("broken-image-in-a-dataset", _dataset_with_a_broken_image, ImageError,
          ("dog/1.png: the file is truncated or corrupt",)),
     Case("bomb-over-minicnn-limit", image_file("bomb.png", png_claiming(9000, 9000)), ImageError,
-         ("bomb.png is 9000x9000 = 81000000 pixels, over the limit of 64000000 pixels", "decompression bomb",
-          "max_pixels")),
+         ("bomb.png is 9000 wide x 9000 high = 81000000 pixels, over the limit of 64000000 pixels", "decompression bomb",
+          "max_pixels", "minicnn explain --max-pixels N")),
+    Case("bomb-carrying-large-xmp", image_file("bomb.png", with_xmp(png_claiming(9000, 9000))), ImageError,
+         ("bomb.png is 9000 wide x 9000 high = 81000000 pixels, over the limit of 64000000 pixels",)),
+    Case("over-the-max-pixels-flag", _over_max_pixels_flag, ImageError,
+         ("small.png is 20 wide x 10 high = 200 pixels, over the limit of 100 pixels",)),
+    Case("dev-zero", _non_regular("/dev/zero"), ImageError,
+         ("/dev/zero is not a regular file (a device, pipe or socket); save the image to a file first",)),
+    Case("fifo", _fifo, ImageError, ("pipe.png is not a regular file",)),
+    Case("network-input-too-wide", _strip(10000, 1), InputError,
+         ("the image (10000 wide x 1 high) would enter the network as 320000 wide x 32 high = 10240000 pixels "
+          "(its shorter side resized to 32), over the limit of 262144", "--max-input-pixels N")),
+    Case("network-input-too-tall", _strip(1, 10000), InputError,
+         ("the image (1 wide x 10000 high) would enter the network as 32 wide x 320000 high = 10240000 pixels",)),
     Case("bomb-over-pillow-limit", image_file("huge.png", png_claiming(30000, 30000)), ImageError,
-         ("huge.png is 30000x30000 = 900000000 pixels, over the limit of 64000000 pixels",)),
+         ("huge.png is 30000 wide x 30000 high = 900000000 pixels, over the limit of 64000000 pixels",)),
 ]
 
 
 @pytest.mark.parametrize("case", params(IMAGE_REFUSALS))
 def test_images_refused(case, tmp_path, monkeypatch, capsys):
     check_refusal(case, tmp_path, monkeypatch, capsys)
+
+
+def test_png_with_megabytes_of_xmp_is_read_not_refused(tmp_path, capsys):
+    """2 MB of compressed XMP in an iTXt chunk: Pillow alone calls it corrupt (MAX_TEXT_CHUNK); it is not pixels."""
+    path = tmp_path / "xmp.png"
+    path.write_bytes(with_xmp(_PNG))
+    assert path.stat().st_size > 2_000_000
+    assert np.array_equal(load_image(path), load_image(_write(tmp_path / "plain.png", _PNG)))
+    assert cli.main(["explain", str(path), "--model", "resnet20_cifar10", "--out", str(tmp_path / "x.png")]) == 0
+    assert "image: 30 wide x 20 high" in capsys.readouterr().out
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_image_files_over_the_byte_limit_are_refused_before_reading(tmp_path):
+    path = _write(tmp_path / "a.png", _PNG)
+    assert load_image(path, max_bytes=len(_PNG)).shape == (20, 30, 3)
+    with pytest.raises(ImageError, match=rf"a.png is larger than the limit of {len(_PNG) - 1} bytes"):
+        load_image(path, max_bytes=len(_PNG) - 1)
+
+
+def test_the_network_input_limit_can_be_raised(resnet):
+    strip = np.zeros((1, 1000, 3), np.uint8)  # 32x32000 = 1024000 pixels after the resize
+    with pytest.raises(InputError, match="over the limit of 262144"):
+        preprocess(strip, resnet.meta["preprocessing"])
+    assert preprocess(strip, resnet.meta["preprocessing"], max_input_pixels=1_100_000).shape == (1, 3, 32, 32000)
+    crop = {"mean": [0.5] * 3, "std": [0.5] * 3, "resize": "shorter_then_center_crop", "size": [224, 224],
+            "resize_shorter": 256}  # the resize before the crop is bounded too
+    with pytest.raises(InputError, match="would be resized to 2560000 wide x 256 high = 655360000 pixels before its centre crop"):
+        preprocess(np.zeros((1, 10000, 3), np.uint8), crop)
 
 
 def _exif_rotated():
@@ -257,7 +335,7 @@ def test_images_converted_not_refused(name, data, shape, pixel, tmp_path, capsys
     code = cli.main(["explain", str(path), "--out", str(tmp_path / "out.png")])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert f"(image {shape[0]}x{shape[1]})" in out and (tmp_path / "out.png").is_file()
+    assert f"image: {shape[1]} wide x {shape[0]} high" in out and (tmp_path / "out.png").is_file()
     note = [f"{path} has 3 frames; using the first frame only"] if name.endswith(".gif") else []
     assert err == "".join(f"minicnn: note: {n}\n" for n in note)  # the CLI's one line per warning
     with warnings.catch_warnings(record=True) as caught:
@@ -318,6 +396,48 @@ def test_a_dense_head_refuses_another_image_size(caller, vgg):
         CALLERS[caller](vgg, _x((1, 3, 64, 64)))
     assert "a Linear layer with in_features=2048 got an input of shape (1, 8192)" in str(e.value)
     assert "model.input_size" in str(e.value) and "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- the API used out of order or with odd values
+
+def test_backward_after_a_forward_that_raised_asks_for_a_forward(vgg):
+    fresh = minicnn.load("vgg_cifar10")
+    with pytest.raises(InputError) as never:
+        fresh.backward(np.eye(10)[:1])
+    vgg.forward(_x((1, 3, 32, 32)))
+    with pytest.raises(InputError):
+        vgg.forward(_x((1, 3, 64, 64)))                # the dense head refuses 64x64, half way through the pass
+    with pytest.raises(InputError) as after:
+        vgg.backward(np.eye(10)[:1])
+    assert str(after.value) == str(never.value) == "call model.forward(x) before model.backward(dlogits)"
+
+
+@pytest.mark.parametrize("value, words", [
+    ("x", "replace['layer3'] must be a floating-point array (the output that layer 'layer3' should have); got a str"),
+    (None, "got a NoneType"),
+    (np.zeros((1, 64, 8, 8), np.int64), "got a dtype int64 array"),
+    (np.full((1, 64, 8, 8), np.nan, np.float32), "replace['layer3'] contains NaN or infinity"),
+])
+def test_forward_replace_must_be_a_float_array(value, words, resnet):
+    with pytest.raises(InputError) as e:
+        resnet.forward(_x((1, 3, 32, 32)), replace={"layer3": value})
+    assert words in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(InputError, match="replace must be a dict"):
+        resnet.forward(_x((1, 3, 32, 32)), replace=[("layer3", value)])
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_backward_refuses_a_seed_that_is_not_finite(value, resnet):
+    resnet.forward(_x((2, 3, 32, 32)))
+    seed = np.zeros((2, 10))
+    seed[1, 4] = value
+    with pytest.raises(InputError) as e:
+        resnet.backward(seed)
+    assert str(e.value) == ("dlogits contains NaN or infinity (first at index (1, 4)); the seed must be finite, "
+                            "e.g. the one-hot e_c")
+    with pytest.raises(InputError, match="dlogits must be real numbers"):
+        resnet.backward(np.full((2, 10), "1"))
+    assert resnet.backward(np.eye(10)[[3, 5]]).shape == (2, 3, 32, 32)  # the pass is still there
 
 
 IMAGE_ARRAY_REFUSALS = [
@@ -388,12 +508,12 @@ MODEL_REFUSALS = [
     Case("unknown-model-layers", lambda tmp, _: (["layers", "--model", "resnet21_cifar10"],
                                                  lambda: minicnn.load("resnet21_cifar10")),
          UnknownNameError, ("unknown model 'resnet21_cifar10'; did you mean 'resnet20_cifar10'?",
-                            "valid models: resnet20_cifar10, vgg_cifar10")),
+                            "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-model-explain", _cli_and_api([], lambda: minicnn.load("vgg"), model="vgg"), UnknownNameError,
-         ("unknown model 'vgg'", "valid models: resnet20_cifar10, vgg_cifar10")),
+         ("unknown model 'vgg'", "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-model-evaluate", lambda tmp, _: (["evaluate", "--model", "alexnet", "--data", tmp],
                                                    lambda: minicnn.load("alexnet")),
-         UnknownNameError, ("unknown model 'alexnet'", "valid models: resnet20_cifar10, vgg_cifar10")),
+         UnknownNameError, ("unknown model 'alexnet'", "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10")),
     Case("unknown-layer", _cli_and_api(["--layer", "features.99"], _api_gradcam("vgg_cifar10", layer="features.99")),
          UnknownNameError, ("unknown layer 'features.99'; did you mean 'features.9'?",
                             "valid layers: features, features.0, features.2", "(22 in all)")),
@@ -536,6 +656,19 @@ def _cut_checkpoint(tmp):
     return tmp / "cut.pth"
 
 
+def _convert_a_folder(tmp, _):
+    (tmp / "checkpoints").mkdir()
+    return (["convert", tmp / "checkpoints", "--arch", "vgg11", "--out", tmp / "out.npz"],
+            lambda: convert.convert_checkpoint(tmp / "checkpoints", "vgg11"))
+
+
+def _fetch_a_folder(tmp, _):
+    (tmp / "checkpoints").mkdir()
+    out = tmp / "vgg11.npz"
+    return (["fetch", "vgg11", "--checkpoint", tmp / "checkpoints", "--out", out],
+            lambda: fetch.fetch("vgg11", checkpoint=tmp / "checkpoints", out=out))
+
+
 def _wrong_digest(tmp, _):
     out = tmp / "vgg11.npz"
     return (["fetch", "vgg11", "--checkpoint", FIXTURES / "vgg11_small.pth", "--out", out],
@@ -560,6 +693,13 @@ WEIGHTS_REFUSALS = [
     Case("pickle-file", weights_file(_raw_pickle), WeightsError,
          ("evil.pkl holds pickled Python objects", "minicnn never unpickles", "minicnn convert")),
     Case("no-metadata", weights_file(_no_meta), WeightsError, ("bare.npz has no __meta__ entry",)),
+    Case("a-device", lambda tmp, _: (["layers", "--model", "/dev/null"], lambda: minicnn.load("/dev/null")),
+         WeightsError, ("/dev/null is not a regular file (a device, pipe or socket), not a weights file",)),
+    Case("a-folder", weights_file(lambda tmp: tmp), WeightsError, ("is a folder, not a weights file",)),
+    Case("convert-a-folder", _convert_a_folder, WeightsError,
+         ("checkpoints is a folder, not a checkpoint file; give the .pth file inside it",)),
+    Case("fetch-checkpoint-is-a-folder", _fetch_a_folder, InputError,
+         ("checkpoints is a folder, not a checkpoint file",)),
     Case("convert-unsupported-arch", _unsupported_arch, UnknownNameError,
          ("unknown architecture 'resnet50'", "valid architectures: resnet20, vgg11, vgg11_bn")),
     Case("convert-checkpoint-of-another-arch", _other_arch, WeightsError,
@@ -703,6 +843,245 @@ def test_writing_refused(case, tmp_path, monkeypatch, capsys):
     check_refusal(case, tmp_path, monkeypatch, capsys)
 
 
+# ================================================================ one file, one role
+# An output is never an input (the image, the weights, a checkpoint) nor another output, whatever
+# the spelling (symbolic link, hard link), not even with --force; an existing file is replaced
+# only with --force, by every command; a file's extension says what it holds.
+
+def _users_files(tmp):
+    """The user's photo and weights file (the model is never loaded: every refusal comes first)."""
+    photo = tmp / "photo.jpg"
+    photo.write_bytes(CAT.read_bytes())
+    return photo, weights.save(tiny_model(), tmp / "my.npz")
+
+
+def _symlink(link: Path, target: Path) -> Path:
+    link.symlink_to(target)
+    return link
+
+
+def _hardlink(link: Path, target: Path) -> Path:
+    os.link(target, link)
+    return link
+
+
+def _via_subfolder(tmp: Path, name: str) -> Path:
+    (tmp / "sub").mkdir()
+    return tmp / "sub" / ".." / name
+
+
+def _explain_files(out=None, save=None, force=False):
+    """explain photo.jpg --model my.npz --out OUT [--save SAVE] [--force]; ``out(tmp, photo, weights)`` names OUT."""
+    def make(tmp, _):
+        photo, mine = _users_files(tmp)
+        o = out(tmp, photo, mine) if out else tmp / "fig.png"
+        s = save(tmp, photo, mine) if save else None
+        argv = ["explain", photo, "--model", mine, "--method", "saliency", "--out", o]
+        argv += (["--save", s] if s is not None else []) + (["--force"] if force else [])
+        return argv, lambda: explain_cli.declare_outputs(photo, mine, o, s, method="saliency", force=force)
+    return make
+
+
+def _shipped_weights_as_out(tmp, monkeypatch):
+    folder = tmp / "shipped"
+    folder.mkdir()
+    for name in ("manifest.json", "vgg_cifar10.npz"):
+        shutil.copy(SHIPPED / name, folder)
+    monkeypatch.setenv("MINICNN_WEIGHTS_DIR", str(folder))
+    out = folder / "vgg_cifar10.npz"
+    return (["explain", CAT, "--model", "vgg_cifar10", "--out", out, "--force"],
+            lambda: explain_cli.declare_outputs(CAT, "vgg_cifar10", out, force=True))
+
+
+def _demo_exists(tmp, _):
+    (tmp / "d").mkdir()
+    (tmp / "d" / demo.FILES[0]).write_bytes(b"keep me")
+    return ["demo", "--out-dir", tmp / "d"], lambda: demo.run_demo(tmp / "d")
+
+
+def _bench_json_exists(tmp, monkeypatch):
+    import argparse
+    from minicnn import bench
+    for name in bench.SLOW_BLAS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    out = _existing("bench.json")(tmp)
+    return (["bench", "--quick", "--json", out],
+            lambda: bench.bench_command(argparse.Namespace(json=str(out), quick=True)))
+
+
+def _convert_over_its_checkpoint(tmp, _):
+    import argparse
+    ckpt = tmp / "small.pth"
+    shutil.copy(FIXTURES / "vgg11_small.pth", ckpt)
+    args = argparse.Namespace(checkpoint=str(ckpt), arch="vgg11", out=str(ckpt), force=True, meta=None, name=None,
+                              fold_bn=False)
+    return ["convert", ckpt, "--arch", "vgg11", "--out", ckpt, "--force"], lambda: convert.convert_command(args)
+
+
+def _fetch_over_its_checkpoint(tmp, _):
+    ckpt = tmp / "vgg11.pth"
+    shutil.copy(FIXTURES / "vgg11_small.pth", ckpt)
+    link = _symlink(tmp / "vgg11.npz", ckpt)
+    return (["fetch", "vgg11", "--checkpoint", ckpt, "--out", link, "--force"],
+            lambda: fetch.fetch("vgg11", checkpoint=ckpt, out=link, force=True))
+
+
+_INPUT = "an output never replaces an input, not even with --force: choose another name"
+_FIGURE_NAMES = "name it .png, .jpg, .jpeg, .pdf or .svg"
+
+ROLE_REFUSALS = [
+    Case("out-is-the-image", _explain_files(out=lambda t, photo, w: photo), OutputError,
+         ("--out", "photo.jpg is the same file as IMAGE", _INPUT)),
+    Case("out-is-the-image-with-force", _explain_files(out=lambda t, photo, w: photo, force=True), OutputError,
+         ("photo.jpg is the same file as IMAGE", _INPUT)),
+    Case("out-is-a-symlink-to-the-image",
+         _explain_files(out=lambda t, photo, w: _symlink(t / "link.png", photo), force=True), OutputError,
+         ("link.png is the same file as IMAGE", "through a link or another spelling of its path")),
+    Case("out-is-a-hard-link-to-the-image",
+         _explain_files(out=lambda t, photo, w: _hardlink(t / "copy.png", photo), force=True), OutputError,
+         ("copy.png is the same file as IMAGE", _INPUT)),
+    Case("out-spells-the-image-another-way", _explain_files(out=lambda t, photo, w: _via_subfolder(t, photo.name)),
+         OutputError, ("sub/../photo.jpg is the same file as IMAGE",)),
+    Case("save-is-the-image", _explain_files(save=lambda t, photo, w: photo), OutputError,
+         ("--save", "photo.jpg is the same file as IMAGE", _INPUT)),
+    Case("save-is-the-weights-file", _explain_files(save=lambda t, p, weights_file: weights_file, force=True),
+         OutputError, ("--save", "my.npz is the same file as --model", _INPUT)),
+    Case("out-is-a-symlink-to-the-weights-file",
+         _explain_files(out=lambda t, p, w: _symlink(t / "fig.png", w), force=True), OutputError,
+         ("fig.png is the same file as --model",)),
+    Case("out-is-a-shipped-weights-file", _shipped_weights_as_out, OutputError,
+         ("vgg_cifar10.npz is the same file as --model", _INPUT)),
+    Case("out-and-save-are-one-file", _explain_files(out=lambda t, p, w: t / "same.png",
+                                                     save=lambda t, p, w: t / "same.png"), OutputError,
+         ("--save", "same.png and --out", "same.png are the same file; give each output its own name")),
+    Case("save-is-a-symlink-to-out", _explain_files(out=lambda t, p, w: t / "fig.png",
+                                                    save=lambda t, p, w: _symlink(t / "maps.npz", t / "fig.png")),
+         OutputError, ("are the same file",)),
+    Case("out-unknown-extension", _explain_files(out=lambda t, p, w: t / "fig.txt"), OutputError,
+         ("--out", "fig.txt: '.txt' is not a format for a figure", _FIGURE_NAMES)),
+    Case("out-no-extension", _explain_files(out=lambda t, p, w: t / "fig"), OutputError,
+         ("fig: the name has no extension to say the format of a figure", _FIGURE_NAMES)),
+    Case("out-bin", _explain_files(out=lambda t, p, w: t / "same.bin", save=lambda t, p, w: t / "same.bin"),
+         OutputError, ("same.bin: '.bin' is not a format for a figure",)),
+    Case("save-not-npz", _explain_files(save=lambda t, p, w: t / "maps.json"), OutputError,
+         ("--save", "maps.json: '.json' is not a format for the raw maps (an .npz archive); name it .npz",)),
+    Case("explain-would-overwrite", _explain_files(out=lambda t, p, w: _existing("fig.png")(t)), OutputError,
+         ("fig.png already exists; pass --force (force=True) to overwrite it",)),
+    Case("explain-save-would-overwrite", _explain_files(save=lambda t, p, w: _existing("maps.npz")(t)), OutputError,
+         ("maps.npz already exists; pass --force",)),
+    Case("out-is-a-device", _explain_files(out=lambda t, p, w: Path("/dev/null"), force=True), OutputError,
+         ("cannot write /dev/null: it is not a regular file (a device, pipe or socket)",)),
+    Case("demo-would-overwrite", _demo_exists, OutputError,
+         ("figure1_cat_dog.png already exists; pass --force",)),
+    Case("bench-json-would-overwrite", _bench_json_exists, OutputError, ("bench.json already exists; pass --force",)),
+    Case("convert-over-its-checkpoint", _convert_over_its_checkpoint, OutputError,
+         ("--out", "small.pth is the same file as CHECKPOINT", _INPUT)),
+    Case("fetch-over-its-checkpoint", _fetch_over_its_checkpoint, OutputError,
+         ("vgg11.npz is the same file as --checkpoint",)),
+]
+if sys.platform.startswith("linux") and os.path.isdir("/proc/self"):
+    ROLE_REFUSALS.append(Case("save-where-files-cannot-be-created",
+                              _explain_files(save=lambda t, p, w: Path("/proc/maps.npz")), OutputError,
+                              ("cannot write /proc/maps.npz",)))
+
+
+@pytest.mark.parametrize("case", params(ROLE_REFUSALS))
+def test_outputs_keep_to_their_role(case, tmp_path, monkeypatch, capsys):
+    check_refusal(case, tmp_path, monkeypatch, capsys)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A weights file explain can run in milliseconds: 8x8 inputs, random weights, a preprocessing rule."""
+    model = tiny_model()
+    rng = np.random.default_rng(0)
+    model.load_state_dict({k: rng.standard_normal(a.shape).astype(np.float32) + k.endswith("var")
+                           for k, a in model.state_dict().items()})
+    model.meta["preprocessing"] = {"mean": [0.5] * 3, "std": [0.25] * 3, "resize": "exact", "size": [8, 8]}
+    return weights.save(model, tmp_path_factory.mktemp("tiny") / "tiny.npz")
+
+
+def run_cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("name, check", [
+    ("fig.png", lambda data: Image.open(io.BytesIO(data)).format == "PNG"),
+    ("fig.PNG", lambda data: Image.open(io.BytesIO(data)).format == "PNG"),
+    ("fig.jpg", lambda data: Image.open(io.BytesIO(data)).format == "JPEG"),
+    ("fig.jpeg", lambda data: Image.open(io.BytesIO(data)).format == "JPEG"),
+    ("fig.pdf", lambda data: data.startswith(b"%PDF-")),
+    ("fig.svg", lambda data: b"<svg" in data[:2000]),
+])
+def test_the_figure_is_in_the_format_its_name_says(name, check, tmp_path, capsys, tiny_weights):
+    code, out, err = run_cli(capsys, "explain", CAT, "--model", tiny_weights, "--method", "saliency",
+                             "--out", tmp_path / name)
+    assert code == 0 and err == "", err
+    assert f"figure: {tmp_path / name}" in out and check((tmp_path / name).read_bytes())
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_force_replaces_both_outputs_and_nothing_else(tmp_path, capsys, tiny_weights):
+    fig, maps = _existing("fig.png")(tmp_path), _existing("maps.npz")(tmp_path)
+    argv = ["explain", CAT, "--model", tiny_weights, "--method", "saliency", "--out", fig, "--save", maps]
+    assert run_cli(capsys, *argv)[0] == 2 and fig.read_bytes() == maps.read_bytes() == b"keep me"
+    assert run_cli(capsys, *argv, "--force")[0] == 0
+    assert fig.read_bytes().startswith(b"\x89PNG") and maps.read_bytes().startswith(b"PK")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "maps.npz"]
+
+
+def test_demo_replaces_its_own_pngs_only_with_force(tmp_path, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+    monkeypatch.setattr(demo, "load_models", lambda: (None, None))  # the figures' content is tested elsewhere
+    monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
+    monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    out = tmp_path / "d" / "e"
+    assert run_cli(capsys, "demo", "--out-dir", out)[0] == 0                        # creates its folder
+    code, _, err = run_cli(capsys, "demo", "--out-dir", out)
+    assert code == 2 and "figure1_cat_dog.png already exists; pass --force" in err
+    assert run_cli(capsys, "demo", "--out-dir", out, "--force")[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(demo.FILES)
+
+
+def test_a_failed_demo_removes_the_folder_it_created(tmp_path, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+    monkeypatch.setattr(demo, "load_models", lambda: (None, None))
+    monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
+    monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(Figure, "savefig", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
+    code, _, err = run_cli(capsys, "demo", "--out-dir", tmp_path / "new" / "demo")
+    assert code == 2 and "No space left" in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("method, note", [
+    ("saliency", "--layer conv is ignored by saliency (none of the chosen methods works at a layer)"),
+    ("occlusion,guided-backprop", "--layer conv is ignored by occlusion, guided-backprop (none of the chosen "
+                                  "methods works at a layer)"),
+    ("gradcam,saliency", "--layer conv is ignored by saliency"),
+    ("all", "--layer conv is ignored by " + ", ".join(explain_cli.ignoring_layer("all"))),
+    ("gradcam", None),
+])
+def test_layer_with_methods_that_have_none_is_a_note(method, note, tmp_path, capsys, tiny_weights):
+    code, out, err = run_cli(capsys, "explain", CAT, "--model", tiny_weights, "--method", method, "--layer", "conv",
+                             "--out", tmp_path / "f.png")
+    assert code == 0, err
+    assert err == (f"minicnn: note: {note}\n" if note else "")
+
+
+def test_a_note_never_joins_an_error_line(tmp_path, capsys, tiny_weights):
+    code, _, err = run_cli(capsys, "explain", CAT, "--model", tiny_weights, "--method", "saliency", "--layer", "conv",
+                           "--target", "zebra", "--out", tmp_path / "f.png")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("minicnn: error: unknown class 'zebra'")
+
+
 class ReplaceSpy:
     """Records every os.replace(temporary, final) and checks the temporary file sits beside the final one."""
 
@@ -743,6 +1122,8 @@ def test_demo_pngs_are_written_then_renamed(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
     spy = ReplaceSpy(monkeypatch)
     assert cli.main(["demo", "--out-dir", str(tmp_path / "d")]) == 0
     assert spy.renamed == [tmp_path / "d" / name for name in demo.FILES] and no_temporary_files(tmp_path)
@@ -795,7 +1176,7 @@ def test_the_installed_command_exits_2_with_one_line():
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("minicnn: error: unknown model 'resnet21_cifar10'; did you mean 'resnet20_cifar10'? "
-                           "valid models: resnet20_cifar10, vgg_cifar10\n")
+                           "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10\n")
 
 
 def test_argument_mistakes_are_one_line_too(capsys):

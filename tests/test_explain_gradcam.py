@@ -39,6 +39,38 @@ def test_dy_dA_matches_finite_differences_on_a_small_cnn(rng):
     np.testing.assert_allclose(r.map, np.einsum("nk,nkij->nij", fd.mean(axis=(2, 3)), A), rtol=1e-6, atol=1e-9)
 
 
+def test_dy_dA_matches_finite_differences_at_a_layer_with_relus_and_pooling_downstream(rng):
+    # features.1 (the first ReLU's output, 4 x 8 x 8) reaches y^c through max pooling, a conv and the
+    # ReLU features.4: Grad-CAM's backward must take the true derivative through both (a guided or
+    # deconvnet rule there would change dy^c/dA; only a layer with ReLUs downstream shows it).
+    model = small_cnn(1)
+    x = rng.standard_normal((2, 3, 8, 8))
+    r = explain.gradcam(model, x, [0, 2], "features.1", relu=False)
+    A, dA = model.activations["features.1"].copy(), model.gradients["features.1"].copy()
+    assert np.any(dA < 0) and np.any(model.gradients["features.4"] < 0)
+    # Finite differences only where y^c is differentiable: not at a zero tied with zeros in its 2x2
+    # pooling window (max pooling has a kink there); elsewhere off kinks (random weights and input).
+    n, k, h, w = A.shape
+    window_max = A.reshape(n, k, h // 2, 2, w // 2, 2).max(axis=(3, 5)).repeat(2, axis=2).repeat(2, axis=3)
+    smooth = np.flatnonzero((A > 0) | (window_max > 0))
+    seed = explain.onehot(r.targets, r.logits.shape[1], np.float64)
+    fd = numerical_gradient(lambda a: model.forward(x, replace={"features.1": a}), A.copy(), seed,
+                            indices=smooth)
+    assert compare("dy^c/dA at features.1", dA, fd) < 1e-7
+    # alpha_k is the mean of dy^c/dA^k over the map: all of it, so the tied zeros are handled as the
+    # derivative along a uniform shift of each map (max pooling is smooth along it: max(a + t) = max(a) + t).
+    h_step, Z = 1e-6, h * w
+    alpha_fd = np.zeros((n, k))
+    for c in range(k):
+        shift = np.zeros_like(A)
+        shift[:, c] = h_step
+        plus = model.forward(x, replace={"features.1": A + shift})
+        minus = model.forward(x, replace={"features.1": A - shift})
+        alpha_fd[:, c] = ((plus - minus) * seed).sum(axis=1) / (2 * h_step * Z)
+    assert compare("alpha at features.1", r.alpha, alpha_fd) < 1e-7
+    np.testing.assert_allclose(r.map, np.einsum("nk,nkij->nij", alpha_fd, A), rtol=1e-6, atol=1e-9)
+
+
 def test_dy_dA_matches_finite_differences_through_residual_blocks(rng):
     model = zoo.resnet20(seed=3).astype(np.float64)
     x = rng.standard_normal((1, 3, 16, 16))

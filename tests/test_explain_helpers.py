@@ -1,4 +1,4 @@
-"""Small models for the explanation tests, and the shipped models when they are installed.
+"""Small models for the explanation tests, and the shipped models.
 
 ``gap_model`` and ``dense_model`` are tiny networks whose Grad-CAM, CAM,
 guided and plain gradients the tests work out by hand; ``small_cnn`` is a
@@ -6,7 +6,6 @@ random float64 network for finite differences and properties.
 """
 
 import numpy as np
-import pytest
 
 from minicnn.layers import AdaptiveAvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from minicnn.model import Model
@@ -70,10 +69,7 @@ def small_cnn(seed=0, *, dense=False, classes=3, dtype=np.float64):
 
 
 def shipped(name):
-    """A shipped model, or skip the test when its weights are not installed."""
-    from minicnn.weights import shipped_models
-    if name not in shipped_models():
-        pytest.skip(f"{name} is not installed")
+    """A shipped model. A checkout without its weights fails the test (one-line WeightsError), never skips."""
     import minicnn
     return minicnn.load(name)
 

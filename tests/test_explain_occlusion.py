@@ -102,3 +102,17 @@ def test_progress_bar_goes_to_stderr_only_when_asked_or_slow(rng, capsys):
 def test_bad_arguments_are_refused_in_one_line(rng, kwargs, message):
     with pytest.raises(InputError, match=message):
         explain.occlusion(small_cnn(0), rng.standard_normal((1, 3, 8, 8)), **kwargs)
+
+
+def test_an_image_explained_for_two_classes_is_occluded_once(monkeypatch):
+    from minicnn import load
+    model = load("resnet20_cifar10")
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    calls = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda batch: calls.append(len(batch)) or forward(batch))
+    both = explain.occlusion(model, np.repeat(x, 2, axis=0), [3, 5], size=8, stride=4, progress=False)
+    assert sum(calls) == 2 + 9                                   # the batch once, then 3x3 positions once
+    for i, c in enumerate([3, 5]):
+        alone = explain.occlusion(model, x, c, size=8, stride=4, progress=False)
+        np.testing.assert_allclose(both.grid[i], alone.grid[0], atol=1e-5)

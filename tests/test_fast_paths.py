@@ -159,4 +159,5 @@ def test_maxpool_tiled_and_overlapping_windows_in_float32(seed, hyper):
     dout = rng.standard_normal(out.shape).astype(np.float32)
     dx = maxpool2d_backward(dout, x, out, kernel, stride)
     assert dx.dtype == np.float32
-    np.testing.assert_allclose(dx, maxpool2d_backward_reference(dout, x, kernel, stride), rtol=1e-6)
+    # overlapping windows add float32 gradients in another order: rounding ~1e-7 absolute, even on a small sum
+    np.testing.assert_allclose(dx, maxpool2d_backward_reference(dout, x, kernel, stride), rtol=1e-6, atol=1e-6)

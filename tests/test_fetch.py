@@ -109,6 +109,7 @@ def test_fetch_wrong_hash_from_a_mirror(server, tmp_path, small_entry, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.torch
 def test_fetch_downloads_and_converts(server, tmp_path, small_entry, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "v.npz"
@@ -129,6 +130,7 @@ def test_fetch_downloads_and_converts(server, tmp_path, small_entry, capsys):
     assert Handler.hits.count("/vgg11_small.pth") == 2
 
 
+@pytest.mark.torch
 def test_fetch_local_checkpoint(tmp_path, small_entry):
     pytest.importorskip("torch")
     out = fetch.fetch("vgg11_small", checkpoint=SMALL, out=tmp_path / "v.npz", progress=False)
@@ -140,6 +142,7 @@ def test_fetch_local_checkpoint(tmp_path, small_entry):
     assert not (tmp_path / "w.npz").exists()
 
 
+@pytest.mark.torch
 def test_already_downloaded_checkpoint_is_reused_only_if_verified(tmp_path, small_entry, capsys):
     pytest.importorskip("torch")
     ckpt = tmp_path / f"vgg11_small-{SMALL_SHA[:8]}.pth"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import weights
+from minicnn import explain, weights
 from minicnn.images import data_path, load_image, preprocess
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -26,8 +26,8 @@ MODELS = {
     str(FIXTURES / "vgg11_small.npz"): "vgg11_small",          # converted test checkpoints
     str(FIXTURES / "vgg11_bn_small_folded.npz"): "vgg11_bn_small",
 }
-for _name in weights.shipped_models():
-    MODELS.setdefault(_name, _name)
+for _name in weights.read_manifest(Path(__file__).resolve().parent.parent / "weights")["models"]:
+    MODELS.setdefault(_name, _name)          # the checkout's models, whatever MINICNN_WEIGHTS_DIR says
 
 
 def rel_err(a, b) -> float:
@@ -35,9 +35,11 @@ def rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
-def cases(fixture: str) -> list[str]:
+def cases(fixture: str, *, recording: str | None = None) -> list[str]:
+    """The fixture's cases (those that record the array ``recording``, if given)."""
     with np.load(FIXTURES / f"{fixture}_torch.npz") as z:
-        return sorted({k.split(".", 1)[0] for k in z.files if k != "info"})
+        return sorted({k.split(".", 1)[0] for k in z.files
+                       if k != "info" and (recording is None or k.endswith(f".{recording}"))})
 
 
 def test_every_shipped_model_has_a_fixture():
@@ -74,6 +76,32 @@ def test_matches_pytorch(model_ref, fixture, case):
         if key.startswith("grad:"):
             assert rel_err(model.gradients[key[5:]], want) < TOL, key
     assert info["gradients"] and info["activations"]
+
+
+GUIDED = [(m, f, c) for m, f in MODELS.items() if (FIXTURES / f"{f}_torch.npz").exists()
+          for c in cases(f, recording="guided_input_grad")]
+
+
+def test_resnet20_fixture_records_guided_backprop_through_its_residual_blocks():
+    assert {c for _, f, c in GUIDED if f == "resnet20_cifar10"} == {"batch", "catdog"}
+
+
+@pytest.mark.parametrize("model_ref,fixture,case", GUIDED, ids=[f"{f}-{c}" for _, f, c in GUIDED])
+def test_guided_backprop_and_guided_gradcam_match_pytorch(model_ref, fixture, case):
+    # PyTorch's side: every ReLU module's backward replaced by dout * (x > 0) * (dout > 0)
+    # (an autograd Function in the recipe; captum's GuidedBackprop gives the same arrays).
+    model = minicnn.load(model_ref)
+    with np.load(FIXTURES / f"{fixture}_torch.npz") as z:
+        rec = {k.split(".", 1)[1]: z[k] for k in z.files if k.startswith(case + ".")}
+    x, target = rec["x"], rec["target"]
+    guided = explain.guided_backprop(model, x, target)
+    assert rel_err(guided.map, rec["guided_input_grad"]) < TOL
+    layer = next(k.split(":", 1)[1] for k in rec if k.startswith("guided_gradcam:"))
+    result = explain.guided_gradcam(model, x, target, layer=layer)
+    assert rel_err(result.gradcam.map, rec[f"gradcam:{layer}"]) < TOL
+    assert rel_err(result.map, rec[f"guided_gradcam:{layer}"]) < TOL
+    # the guided picture differs from the gradient: the rule matters at these inputs
+    assert rel_err(rec["guided_input_grad"], rec["input_grad"]) > 0.1
 
 
 @pytest.mark.parametrize("case", ["batch", "catdog"])

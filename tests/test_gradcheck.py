@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from minicnn.errors import GradientCheckError
-from minicnn.gradcheck import check_function, check_layer, numerical_gradient, relative_error
-from minicnn.layers import Conv2d, Linear, MaxPool2d, ReLU
+from minicnn.gradcheck import check_function, check_layer, check_model, numerical_gradient, relative_error
+from minicnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from minicnn.layers.conv import conv2d_forward
+from minicnn.model import Model
 from minicnn.windows import unpad
 
 
@@ -35,13 +36,20 @@ class UnflippedKernelConv(Conv2d):
         return unpad(dx, self.padding), {}
 
 
+class UpstreamFlippedConv(Conv2d):
+    """dx computed from dout mirrored in (i, j): right for a constant upstream gradient, wrong for any other."""
+
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        return super().backward(dout[:, :, ::-1, ::-1], cache, param_grads, relu)
+
+
 class ReluWithoutMask(ReLU):
     def backward(self, dout, cache, param_grads=False, relu="plain"):
         return dout, {}
 
 
-class MaxPoolToLastMaximum(MaxPool2d):
-    """Routes the gradient to every tap (as if all were maxima): wrong away from ties too."""
+class MaxPoolToEveryTap(MaxPool2d):
+    """Routes each window's gradient to all four taps of its 2x2 window, as if every one were the maximum."""
 
     def backward(self, dout, cache, param_grads=False, relu="plain"):
         x, out = cache
@@ -57,7 +65,8 @@ def test_correct_backward_passes_with_tiny_error(rng):
     (lambda rng: _with_weights(SignFlippedLinear(4, 3), rng), (2, 4)),
     (lambda rng: random_conv_cls(UnflippedKernelConv, rng), (1, 2, 5, 5)),
     (lambda rng: ReluWithoutMask(), (2, 3, 4)),
-    (lambda rng: MaxPoolToLastMaximum(2), (1, 1, 4, 4)),
+    (lambda rng: random_conv_cls(UpstreamFlippedConv, rng), (1, 2, 5, 5)),
+    (lambda rng: MaxPoolToEveryTap(2), (1, 1, 4, 4)),
 ])
 def test_checker_fails_on_a_wrong_backward(layer_factory, x_shape, rng):
     layer = layer_factory(rng)
@@ -66,6 +75,30 @@ def test_checker_fails_on_a_wrong_backward(layer_factory, x_shape, rng):
     message = str(info.value)
     assert type(layer).__name__ in message and "worst at index" in message
     assert "analytic" in message and "finite differences" in message
+
+
+def test_only_a_random_upstream_gradient_exposes_a_backward_that_mirrors_dout(rng):
+    # With dout = 1 everywhere, mirroring dout changes nothing: a checker that used a constant
+    # upstream gradient would pass this layer. The checker's random dout must catch it.
+    layer = random_conv_cls(UpstreamFlippedConv, rng)
+    x = rng.standard_normal((1, 2, 5, 5))
+    out, cache = layer.forward(x)
+    ones = np.ones(out.shape)
+    assert check_function(lambda v: layer.forward(v)[0], x, layer.backward(ones, cache)[0], dout=ones) < 1e-8
+    with pytest.raises(GradientCheckError, match="UpstreamFlippedConv dx"):
+        check_layer(layer, x, params=False)
+
+
+def test_check_model_also_uses_a_random_upstream_gradient(rng):
+    # The same wrong layer inside a model: a constant gradient on the logits would reach it constant.
+    def conv_then_flatten(cls):
+        conv = random_conv_cls(cls, np.random.default_rng(7))
+        return Model(Sequential([("conv", conv), ("flatten", Flatten())]), {"name": cls.__name__, "input_size": [2, 4, 4]})
+
+    x = rng.standard_normal((1, 2, 4, 4))
+    assert check_model(conv_then_flatten(Conv2d), x, params=False)["x"] < 1e-8
+    with pytest.raises(GradientCheckError, match="UpstreamFlippedConv dx"):
+        check_model(conv_then_flatten(UpstreamFlippedConv), x, params=False)
 
 
 def _with_weights(layer, rng):
@@ -89,6 +122,34 @@ def test_checker_fails_on_a_wrong_parameter_gradient(rng):
 
     with pytest.raises(GradientCheckError, match="HalfWeightGradient dweight"):
         check_layer(_with_weights(HalfWeightGradient(3, 2), rng), rng.standard_normal((2, 3)))
+
+
+def test_checker_fails_on_a_backward_wrong_by_one_part_in_ten_thousand(rng):
+    # The tolerance is the proof: an error far below what a plot would show (1e-4) must still fail.
+    class SlightlyScaledLinear(Linear):
+        def backward(self, dout, cache, param_grads=False, relu="plain"):
+            dx, grads = super().backward(dout, cache, param_grads, relu)
+            return dx * (1 + 1e-4), grads
+
+    layer = _with_weights(SlightlyScaledLinear(4, 3), rng)
+    with pytest.raises(GradientCheckError, match="SlightlyScaledLinear dx: relative error"):
+        check_layer(layer, rng.standard_normal((2, 4)), params=False)
+
+
+def test_check_model_fails_on_a_wrong_parameter_gradient(rng):
+    class HalfWeightGradient(Linear):
+        def backward(self, dout, cache, param_grads=False, relu="plain"):
+            dx, grads = super().backward(dout, cache, param_grads, relu)
+            if param_grads:
+                grads["weight"] = grads["weight"] * 0.5
+            return dx, grads
+
+    model = Model(Sequential([("flatten", Flatten()), ("fc", _with_weights(HalfWeightGradient(8, 3), rng))]),
+                  {"name": "half", "input_size": [2, 2, 2]})
+    x = rng.standard_normal((2, 2, 2, 2))
+    assert check_model(model, x, params=False)["x"] < 1e-8            # dx is right
+    with pytest.raises(GradientCheckError, match="fc.weight"):
+        check_model(model, x, params=True)
 
 
 def test_relative_error_has_a_floor():
@@ -122,3 +183,51 @@ def test_the_package_level_gradcheck_also_carries_the_module_helpers():
     import minicnn
     assert minicnn.gradcheck.check_function is check_function
     assert minicnn.gradcheck.check_layer is check_layer
+
+
+# ---------------------------------------------------------------- MobileNetV2's layers: wrong backwards fail too
+
+from minicnn.layers import ReLU6, ZeroPad2d  # noqa: E402
+
+
+class Relu6WithReluMask(ReLU6):
+    """Forgets the cap: passes the gradient for x > 6 too (ReLU's mask)."""
+
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        return dout * (cache > 0), {}
+
+
+class DepthwiseWithUnflippedKernel(Conv2d):
+    """dx of a depthwise convolution as a correlation with the kernel unflipped."""
+
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        from minicnn.layers.grouped import depthwise_conv2d_forward
+        kh, kw = self.kernel_size
+        dx = depthwise_conv2d_forward(dout, self.params["weight"], None, 1, (kh - 1, kw - 1))
+        return unpad(dx, self.padding), {}
+
+
+class PadBackwardFromTheWrongCorner(ZeroPad2d):
+    """Crops dout from the top-left corner instead of skipping the (top, left) border."""
+
+    def backward(self, dout, cache, param_grads=False, relu="plain"):
+        left, right, top, bottom = self.padding
+        return dout[:, :, :dout.shape[2] - top - bottom, :dout.shape[3] - left - right], {}
+
+
+@pytest.mark.parametrize("make, x_of", [
+    (lambda rng: Relu6WithReluMask(), lambda rng: rng.uniform(0.5, 9.0, (2, 3, 4))),
+    (lambda rng: _depthwise(rng), lambda rng: rng.standard_normal((1, 3, 5, 5))),
+    (lambda rng: PadBackwardFromTheWrongCorner((2, 1, 1, 0)), lambda rng: rng.standard_normal((1, 2, 4, 4))),
+])
+def test_checker_fails_on_a_wrong_backward_of_the_mobilenet_layers(make, x_of, rng):
+    layer = make(rng)
+    with pytest.raises(GradientCheckError) as info:
+        check_layer(layer, x_of(rng), params=False)
+    assert type(layer).__name__ in str(info.value) and "worst at index" in str(info.value)
+
+
+def _depthwise(rng):
+    layer = DepthwiseWithUnflippedKernel(3, 3, 3, padding=1, bias=False, groups=3)
+    layer.params["weight"] = rng.standard_normal(layer.params["weight"].shape)
+    return layer

@@ -269,13 +269,13 @@ def bad_truncated_header(tmp):
 
 def bad_bomb_huge(tmp):
     (tmp / "bomb.png").write_bytes(_png_header(100_000, 100_000))
-    return tmp / "bomb.png", "100000x100000 = 10000000000 pixels, over the limit of 64000000"
+    return tmp / "bomb.png", "100000 wide x 100000 high = 10000000000 pixels, over the limit of 64000000"
 
 
 def bad_bomb_between_limits(tmp):
     # over minicnn's 64 MP limit, under Pillow's own error threshold
     (tmp / "bomb2.png").write_bytes(_png_header(9000, 8000))
-    return tmp / "bomb2.png", "9000x8000 = 72000000 pixels, over the limit"
+    return tmp / "bomb2.png", "9000 wide x 8000 high = 72000000 pixels, over the limit"
 
 
 BAD = [bad_missing, bad_directory, bad_empty, bad_random_bytes, bad_text, bad_truncated_png, bad_truncated_jpeg,
@@ -297,7 +297,7 @@ def test_refusal(case, tmp_path):
 
 def test_refusal_happens_before_decoding(tmp_path):
     path, _ = case_rgb_png(tmp_path)  # 6 x 9 = 54 pixels
-    with pytest.raises(ImageError, match="9x6 = 54 pixels, over the limit of 50"):
+    with pytest.raises(ImageError, match="9 wide x 6 high = 54 pixels, over the limit of 50"):
         load_image(path, max_pixels=50)
     assert load_image(path, max_pixels=54).shape == (6, 9, 3)
 

@@ -206,8 +206,8 @@ def test_unknown_layer_suggests_the_closest():
     with pytest.raises(UnknownNameError, match=r"did you mean 'features\.6'") as info:
         model["features.66"]
     assert isinstance(info.value, LookupError)
-    with pytest.raises(UnknownNameError):
-        model.forward(np.zeros((1, 3, 8, 8), np.float32))
+    model.forward(np.zeros((1, 3, 8, 8), np.float32))
+    with pytest.raises(UnknownNameError, match="unknown layer 'nope'"):
         model.backward(np.ones((1, 5), np.float32), stop_at="nope")
 
 

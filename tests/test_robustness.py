@@ -6,12 +6,16 @@
   line: never IndexError, zlib.error, struct.error, ... from deep inside a parser.
 - Pickled payloads that would create a file when unpickled leave no file, whichever loader gets them.
 - A failure in the middle of a write (the disk fills, the rename fails, Ctrl-C) leaves the previous
-  file as it was and no temporary file behind.
+  file as it was and no temporary file behind; a run with several outputs leaves all or none.
+- Any combination of output paths (the input image, the weights file, links to them, folders,
+  existing files, the other output) is either refused in one line with every file unchanged, or
+  written as asked.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import io
 import json
@@ -30,7 +34,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import minicnn
-from minicnn import cli, convert, demo, fetch, weights
+from minicnn import atomic, cli, convert, demo, fetch, weights
 from minicnn.commands import explain as explain_cli
 from minicnn.datasets import open_dataset
 from minicnn.errors import (ChecksumError, DownloadError, ImageError, MinicnnError, OutputError, UnknownNameError,
@@ -43,7 +47,7 @@ try:
     import torch
 except ImportError:
     torch = None
-needs_torch = pytest.mark.skipif(torch is None, reason="reading PyTorch checkpoints needs torch")
+needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py), run by CI's torch step
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 CAT = sample_images("cat")[0][0]
@@ -416,7 +420,8 @@ CARRIERS = {"weights: a pickle file": _weights_pickle, "weights: an object array
             "convert: a legacy pickle": _legacy_checkpoint}
 
 
-@pytest.mark.parametrize("carrier", list(CARRIERS))
+@pytest.mark.parametrize("carrier", [pytest.param(c, marks=needs_torch) if c.startswith("convert") else c
+                                     for c in CARRIERS])
 def test_pickled_payloads_are_refused_and_never_run(tmp_path, carrier):
     """Every payload, in every pickle protocol (0-5), through every loader that could meet a pickle."""
     tried = 0
@@ -492,7 +497,7 @@ def _previous(path: pathlib.Path, content: bytes = b"the previous version") -> b
 
 def explain_argv(tmp_path):
     return ["explain", str(CAT), "--method", "saliency", "--out", str(tmp_path / "cat.png"),
-            "--save", str(tmp_path / "cat.npz")]
+            "--save", str(tmp_path / "cat.npz"), "--force"]
 
 
 @pytest.mark.parametrize("what", ["figure", "maps"])
@@ -507,19 +512,15 @@ def test_explain_failing_mid_write_keeps_previous_files(tmp_path, monkeypatch, c
     assert cli.main(explain_argv(tmp_path)) == 2
     out, err = capsys.readouterr()
     assert err.startswith("minicnn: error: writing ") and "No space left on device" in err and err.count("\n") == 1
-    written = {"cat.png": b"old figure", "cat.npz": b"old maps"}
-    after = entries(tmp_path)
-    if what == "maps":  # the figure was complete, and replaced, before the maps failed
-        assert after["cat.png"].startswith(b"\x89PNG")
-        written["cat.png"] = after["cat.png"]
-    assert after == written
+    # the figure and the maps are renamed together at the end: a failure in either keeps both old files
+    assert entries(tmp_path) == {"cat.png": b"old figure", "cat.npz": b"old maps"}
 
 
 @pytest.mark.parametrize("fail", ["os.replace", "os.fsync"])
 def test_a_failed_rename_or_flush_keeps_the_previous_file(tmp_path, monkeypatch, capsys, fail):
     _previous(tmp_path / "cat.png", b"old figure")
     monkeypatch.setattr(os, fail.split(".")[1], fails_with(OSError(18, "Invalid cross-device link")))
-    assert cli.main(["explain", str(CAT), "--method", "saliency", "--out", str(tmp_path / "cat.png")]) == 2
+    assert cli.main(["explain", str(CAT), "--method", "saliency", "--out", str(tmp_path / "cat.png"), "--force"]) == 2
     err = capsys.readouterr().err
     assert "Invalid cross-device link" in err and err.count("\n") == 1
     assert entries(tmp_path) == {"cat.png": b"old figure"}
@@ -535,8 +536,60 @@ def test_ctrl_c_mid_write_keeps_the_previous_file(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(np, "savez", interrupted)
     assert cli.main(explain_argv(tmp_path)) == 130
     assert capsys.readouterr().err == "minicnn: interrupted\n"
-    after = entries(tmp_path)
-    assert after["cat.npz"] == b"old maps" and set(after) == {"cat.png", "cat.npz"}
+    assert entries(tmp_path) == {"cat.npz": b"old maps"}  # nor is the figure of the interrupted run left
+
+
+def test_explain_failing_on_its_second_output_leaves_neither(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(np, "savez", disk_full_after(100, np.savez))
+    assert cli.main(explain_argv(tmp_path)) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert entries(tmp_path) == {} and list(tmp_path.iterdir()) == []  # no figure, no maps, no temporary file
+
+
+@pytest.mark.parametrize("old", [True, False])
+def test_a_failed_rename_of_the_second_output_rolls_the_first_back(tmp_path, monkeypatch, capsys, old):
+    if old:
+        _previous(tmp_path / "cat.png", b"old figure")
+        _previous(tmp_path / "cat.npz", b"old maps")
+    real, calls = os.replace, []
+
+    def second_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_fails)
+    assert cli.main(explain_argv(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err == f"minicnn: error: writing {tmp_path / 'cat.npz'} failed: Input/output error\n"
+    assert entries(tmp_path) == ({"cat.png": b"old figure", "cat.npz": b"old maps"} if old else {})
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_outputs_writes_all_three_or_restores_all_three(tmp_path, monkeypatch):
+    paths = [tmp_path / f"{k}.bin" for k in "abc"]
+    for p in paths[:2]:
+        p.write_bytes(b"old " + p.name.encode())
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError(28, "No space left"))
+                        if pathlib.Path(dst) == paths[2] else real(src, dst))
+    outputs = atomic.Outputs(force=True)
+    for p in paths:
+        outputs.output(p)
+    with pytest.raises(OutputError, match=r"writing .*c.bin failed: No space left"):
+        with outputs.writing():
+            for p in paths:
+                with outputs.open(p) as f:
+                    f.write(b"new")
+    assert entries(tmp_path) == {"a.bin": b"old a.bin", "b.bin": b"old b.bin"}
+    monkeypatch.setattr(os, "replace", real)
+    outputs = atomic.Outputs(force=True)
+    with outputs.writing():
+        for p in paths:
+            with outputs.open(outputs.output(p)) as f:
+                f.write(b"new")
+    assert entries(tmp_path) == {p.name: b"new" for p in paths}
 
 
 def test_save_maps_failing_mid_write_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -547,7 +600,7 @@ def test_save_maps_failing_mid_write_keeps_the_previous_file(tmp_path, monkeypat
     assert entries(tmp_path) == {"m.npz": b"old maps"}
 
 
-def test_demo_failing_on_its_second_png_leaves_each_file_whole(tmp_path, monkeypatch, capsys):
+def test_demo_failing_on_its_second_png_keeps_both_previous_files(tmp_path, monkeypatch, capsys):
     from matplotlib.figure import Figure
     out = tmp_path / "d"
     out.mkdir()
@@ -557,6 +610,8 @@ def test_demo_failing_on_its_second_png_leaves_each_file_whole(tmp_path, monkeyp
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
+    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
     real, calls = Figure.savefig, []
 
     def second_fails(fig, f, **kw):
@@ -566,11 +621,9 @@ def test_demo_failing_on_its_second_png_leaves_each_file_whole(tmp_path, monkeyp
         real(fig, f, **kw)
 
     monkeypatch.setattr(Figure, "savefig", second_fails)
-    assert cli.main(["demo", "--out-dir", str(out)]) == 2
+    assert cli.main(["demo", "--out-dir", str(out), "--force"]) == 2
     assert "No space left on device" in capsys.readouterr().err
-    after = entries(out)
-    assert after[demo.FILES[0]].startswith(b"\x89PNG") and after[demo.FILES[1]] == b"old " + demo.FILES[1].encode()
-    assert set(after) == set(demo.FILES)
+    assert entries(out) == {name: b"old " + name.encode() for name in demo.FILES}  # both PNGs, or neither
 
 
 @needs_torch
@@ -621,3 +674,120 @@ def test_errors_are_minicnn_errors_that_keep_their_builtin_kind():
     for cls in (WeightsError, ImageError, OutputError, DownloadError, UnknownNameError):
         assert issubclass(cls, MinicnnError)
     assert json.dumps(str(UnknownNameError("unknown layer 'x'"))) == '"unknown layer \'x\'"'
+
+
+# ---------------------------------------------------------------- output paths, generated
+
+#: What an output path can be, next to the user's photo.jpg and tiny.npz.
+ROLES = ("fresh", "existing", "folder", "image", "image-symlink", "image-hardlink", "image-respelled", "weights",
+         "weights-symlink", "other", "other-symlink")
+
+
+def _place(folder: pathlib.Path, role: str, name: str, other: pathlib.Path | None) -> pathlib.Path:
+    """Make ``folder / name`` (or another path) play ``role``; returns the path to give the command."""
+    photo, model = folder / "photo.jpg", folder / "tiny.npz"
+    path = folder / name
+    if role == "existing":
+        path.write_bytes(b"keep me")
+    elif role == "folder":
+        path.mkdir()
+    elif role == "image":
+        return photo
+    elif role == "image-symlink":
+        path.symlink_to(photo)
+    elif role == "image-hardlink":
+        os.link(photo, path)
+    elif role == "image-respelled":
+        return folder / "." / ".." / folder.name / "photo.jpg"
+    elif role == "weights":
+        return model
+    elif role == "weights-symlink":
+        path.symlink_to(model)
+    elif role == "other":
+        return other
+    elif role == "other-symlink":
+        path.symlink_to(other.name)
+    return path
+
+
+def _snapshot(folder: pathlib.Path) -> dict:
+    return {p.name: ("link", os.readlink(p)) if p.is_symlink() else ("dir",) if p.is_dir() else p.read_bytes()
+            for p in sorted(folder.iterdir())}
+
+
+def _expected_refusal(role: str, ext: str, force: bool, kind: str, first: bool) -> str | None:
+    """The words of the refusal the rule promises for one output (None: it is written)."""
+    if role.startswith("image"):
+        return "is the same file as IMAGE"
+    if role.startswith("weights"):
+        return "is the same file as --model"
+    if role.startswith("other") and not first:
+        return "are the same file"
+    if role == "folder":
+        return "it is a folder; give a file name"
+    if ext not in ((".png", ".svg", ".PDF") if kind == "figure" else (".npz",)):
+        return f"'{ext}' is not a format for" if ext else "the name has no extension to say the format"
+    if role == "existing" and not force:
+        return "already exists; pass --force"
+    return None
+
+
+@settings(max_examples=40)
+@given(out_role=st.sampled_from([r for r in ROLES if not r.startswith("other")]),
+       out_ext=st.sampled_from([".png", ".svg", ".PDF", ".txt", ""]),
+       save_role=st.none() | st.sampled_from(ROLES), save_ext=st.sampled_from([".npz", ".png"]),
+       force=st.booleans())
+def test_any_output_paths_are_refused_in_one_line_or_written(tmp_path_factory, tiny_npz, out_role, out_ext,
+                                                            save_role, save_ext, force):
+    folder = tmp_path_factory.mktemp("paths")
+    (folder / "photo.jpg").write_bytes(CAT.read_bytes())
+    (folder / "tiny.npz").write_bytes(tiny_npz)
+    out = _place(folder, out_role, "fig" + out_ext, None)
+    save = None if save_role is None else _place(folder, save_role, "maps" + save_ext, out)
+    expected = _expected_refusal(out_role, out_ext, force, "figure", True)
+    if expected is None and save_role is not None:
+        expected = _expected_refusal(save_role, save_ext, force, "maps", False)
+    argv = ["explain", str(folder / "photo.jpg"), "--model", str(folder / "tiny.npz"), "--method", "saliency",
+            "--out", str(out)] + (["--save", str(save)] if save is not None else []) + (["--force"] if force else [])
+    before = _snapshot(folder)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    real_figure = explain_cli.explanation_figure
+    explain_cli.explanation_figure = lambda *a, **k: _small_figure()   # the figure's content is tested elsewhere
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = cli.main(argv)
+    finally:
+        explain_cli.explanation_figure = real_figure
+    err = stderr.getvalue()
+    after = _snapshot(folder)
+    assert after["photo.jpg"] == CAT.read_bytes() and after["tiny.npz"] == tiny_npz  # inputs, always untouched
+    if expected is not None:
+        assert code == 2 and err.startswith("minicnn: error: ") and err.count("\n") == 1, err
+        assert expected in err, (expected, err)
+        assert after == before                                                 # nothing written, nothing left
+        return
+    assert code == 0 and err == "", err
+    written = [out] + ([save] if save is not None else [])
+    for path in written:
+        data = path.read_bytes()
+        assert data != b"keep me" and len(data) > 100
+    assert out.read_bytes()[:4] in (b"\x89PNG", b"<?xm", b"%PDF")
+    if save is not None:
+        assert save.read_bytes()[:2] == b"PK"
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    changed = {k for k in set(after) | set(before) if after.get(k) != before.get(k)}
+    assert changed <= {p.name for p in written}                                 # nothing else touched
+
+
+def _small_figure():
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(1, 1))
+    fig.add_subplot().plot([0, 1])
+    return fig
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory):
+    model = tiny_model()
+    model.meta["preprocessing"] = {"mean": [0.5] * 3, "std": [0.25] * 3, "resize": "exact", "size": [8, 8]}
+    return weights.save(model, tmp_path_factory.mktemp("tiny") / "tiny.npz").read_bytes()

@@ -21,15 +21,31 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
     gradcam_plus_plus, xgradcam, hirescam, layercam, scorecam, ablationcam,
     eigencam, eigengradcam   (h, w)   the CAM family, at the layer's resolution
     fullgrad           (H, W)     FullGrad's map in [0, 1]
+    input_x_gradient, deconvnet, integrated_gradients, smoothgrad, smoothgrad_squared, vargrad,
+    lrp_epsilon, lrp_epsilon_plus, lrp_epsilon_gamma_box
+                       (C, H, W)  raw attribution or relevance of every input
     logits             (K,)
     layer, target, target_name, model   (strings and an int)
 
 only the keys of the methods computed are written.
+
+Files: the figure's extension picks its format (.png, .jpg/.jpeg, .pdf,
+.svg); ``--save`` must end .npz. Like every command (``minicnn.atomic.Outputs``),
+``explain`` replaces an existing file only with ``--force``, never writes
+over its own image or weights file (links included) nor both outputs to one
+file, checks all of that before loading the model, and writes the figure and
+the maps together at the end: both, or neither.
+
+``--layer`` means something to the methods that work at a layer; the others
+(guided-backprop, occlusion, saliency; CAM under ``--method all``, which
+uses its own layer) ignore it, with one ``minicnn: note:`` line on stderr.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +70,7 @@ def compute(model, x, method: str, target=None, layer: str | None = None, *, log
         m = registry.get(name)
         own = {k: v for k, v in options.items() if k in {o.param for o in m.options}}
         try:
-            r = m.run(model, x, target, layer if m.uses_layer and not (m.optional and method == "all") else None,
-                      **own)
+            r = m.run(model, x, target, layer if takes_layer(m, method) else None, **own)
         except InputError as e:
             if not (m.optional and method == "all"):
                 raise
@@ -66,6 +81,20 @@ def compute(model, x, method: str, target=None, layer: str | None = None, *, log
         out[name] = r
     order = list(registry.METHODS)
     return {m: out[m] for m in sorted(out, key=order.index)}
+
+
+def takes_layer(m, method: str) -> bool:
+    """Whether method row ``m``, chosen by ``method`` ("all" or names), is given the user's ``layer``.
+
+    Methods without a layer (``uses_layer`` false) never are; an optional one
+    (CAM) under "all" finds its own layer.
+    """
+    return m.uses_layer and not (m.optional and method == "all")
+
+
+def ignoring_layer(method: str) -> list[str]:
+    """The chosen methods to which ``--layer`` means nothing."""
+    return [n for n in registry.names(method) if not takes_layer(registry.get(n), method)]
 
 
 def maps_for_saving(results: dict, model, input_hw) -> dict[str, np.ndarray]:
@@ -86,31 +115,41 @@ def maps_for_saving(results: dict, model, input_hw) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save_maps(path, arrays: dict[str, np.ndarray]) -> str:
-    """Write the arrays as an .npz, atomically (temporary file, then os.replace)."""
+def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:
+    """Write the arrays as an .npz, atomically (temporary file, then os.replace).
+
+    With ``outputs`` (a ``minicnn.atomic.Outputs`` inside ``writing()``) it
+    is one of that run's all-or-nothing outputs.
+    """
     from ..atomic import atomic_output
     for k, v in arrays.items():
         if v.dtype == object:
             raise InputError(f"refusing to save {k!r}: object arrays would need pickle")
-    with atomic_output(path, force=True) as f:
+    with (outputs.open(path) if outputs is not None else atomic_output(path, force=True)) as f:
         np.savez(f, **arrays)
     return os.fspath(path)
 
 
-def prediction_text(model, logits: np.ndarray, top: int) -> str:
-    """The top classes of one image: rank, name, softmax probability, pre-softmax score."""
+def top_predictions(model, logits: np.ndarray, top: int) -> list[tuple[int, str, float, float]]:
+    """The top classes of one image, best first: (index, name, softmax probability, pre-softmax score y)."""
     p = softmax(logits[None])[0]
     order = np.argsort(-logits, kind="stable")[:top]
-    names = [model.classes[k] if k < len(model.classes) else str(k) for k in order]
-    width = max(len(n) for n in names)
-    lines = [f"  {r + 1}. {n:<{width}}  p={p[k]:.3f}  y={logits[k]:.3f}" for r, (k, n) in enumerate(zip(order, names))]
-    return "\n".join(lines)
+    return [(int(k), model.classes[k] if k < len(model.classes) else str(k), float(p[k]), float(logits[k]))
+            for k in order]
+
+
+def prediction_text(model, logits: np.ndarray, top: int) -> str:
+    """The top classes of one image: rank, name, softmax probability, pre-softmax score."""
+    rows = top_predictions(model, logits, top)
+    width = max(len(n) for _, n, _, _ in rows)
+    return "\n".join(f"  {r + 1}. {n:<{width}}  p={p:.3f}  y={y:.3f}" for r, (_, n, p, y) in enumerate(rows))
 
 
 def explanation_figure(results: dict, picture: np.ndarray, model, image_name: str):
     """One panel for the network's input (as the network saw it) and one per method (at most 4 per row)."""
     from ..figures import Panel, grid_figure, method_panel
-    panels = [Panel("image", picture, f"network input ({picture.shape[0]}x{picture.shape[1]})\n{image_name}")]
+    from ..images import size_text
+    panels = [Panel("image", picture, f"network input: {size_text(picture.shape)}\n{image_name}")]
     panels += [method_panel(r, picture, 0, model_name=model.name) for r in results.values()]
     per_row = 4 if len(panels) > 4 else len(panels)
     rows = [panels[i:i + per_row] for i in range(0, len(panels), per_row)]
@@ -119,36 +158,60 @@ def explanation_figure(results: dict, picture: np.ndarray, model, image_name: st
     return grid_figure(rows, title=title, panel_height=1.6)
 
 
+def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam", force: bool = False):
+    """(Outputs, figure path, maps path or None) for one ``explain`` run, every check done.
+
+    The inputs are the image and the weights file (a shipped model's too);
+    the figure (default ``IMAGE_STEM.METHOD.png``) must end in a figure
+    format, the maps in .npz; neither may be an input or the other, and an
+    existing file is replaced only with ``force``. Nothing is loaded.
+    """
+    from ..atomic import Outputs
+    from ..figures import FIGURE_FORMATS
+    from ..weights import locate
+    chosen = registry.names(method)
+    outputs = Outputs(force=force)
+    outputs.input(image, "IMAGE")
+    outputs.input(locate(model)[0], "--model")
+    stem = Path(os.fspath(image)).stem or "image"
+    out = outputs.output(out or f"{stem}.{'all' if method == 'all' else '_'.join(chosen)}.png", "--out",
+                         suffixes=tuple(FIGURE_FORMATS), kind="a figure")
+    if save is not None:
+        save = outputs.output(save, "--save", suffixes=(".npz",), kind="the raw maps (an .npz archive)")
+    return outputs, out, save
+
+
 def explain_command(args) -> int:
     from .. import load
-    from ..atomic import check_writable
     from ..explain.target import class_index
-    from ..figures import save_png
-    from ..images import deprocess, load_image, preprocess
+    from ..figures import save_figure
+    from ..images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, deprocess, load_image, preprocess
+    from ..images import InputSizeWarning, how_resized, size_text, training_size_note
 
     top = getattr(args, "top", 5)
     if not isinstance(top, int) or top < 1:
         raise InputError(f"--top must be a positive integer; got {top!r}")
-    registry.names(args.method)                      # unknown method names fail before any work
-    stem = Path(args.image).stem or "image"
-    out = args.out or f"{stem}.{args.method.replace(',', '_')}.png"
-    check_writable(out, force=True)
-    if args.save:
-        check_writable(args.save, force=True)
-
+    chosen = registry.names(args.method)              # unknown method names fail before any work
+    # every output is checked against every input and against each other before the model is loaded
+    outputs, out, save = declare_outputs(args.image, args.model, args.out, args.save or None, method=args.method,
+                                         force=getattr(args, "force", False))
     model = load(args.model)
-    image = load_image(args.image)
+    image = load_image(args.image, max_pixels=getattr(args, "max_pixels", None) or DEFAULT_MAX_PIXELS)
     prep = model.meta.get("preprocessing")
     if not prep:
         raise InputError(f"{model.name} records no preprocessing (mean, std, resize); cannot prepare an image for it")
-    x = preprocess(image, prep)
+    x = preprocess(image, prep, max_input_pixels=getattr(args, "max_input_pixels", None) or DEFAULT_MAX_INPUT_PIXELS)
     target = None if args.target is None else class_index(model, args.target)
 
     options = {o.param: getattr(args, o.param, None) for m in registry.METHODS.values() for o in m.options}
     results = compute(model, x, args.method, target, args.layer, options=options)
     first = next(iter(results.values()))
     logits = first.logits[0]
-    print(f"model: {model.name}  input: {x.shape[2]}x{x.shape[3]} (image {image.shape[0]}x{image.shape[1]})")
+    print(f"model: {model.name}  image: {size_text(image.shape)} -> network input: {size_text(x.shape[2:])} "
+          f"({how_resized(image.shape, prep)})")
+    note = training_size_note(x.shape[2:], prep, model.name)
+    if note:
+        warnings.warn(note, InputSizeWarning, stacklevel=2)      # one "minicnn: note:" line on stderr
     print(f"top {min(top, logits.size)}:")
     print(prediction_text(model, logits, top))
     how = "given" if target is not None else "top-1"
@@ -163,8 +226,18 @@ def explain_command(args) -> int:
         print("layer: none (this method works on the input pixels)")
 
     picture = deprocess(x[0], prep)
-    fig = explanation_figure(results, picture, model, f"{Path(args.image).name} ({image.shape[0]}x{image.shape[1]})")
-    print(f"figure: {save_png(fig, out)}")
-    if args.save:
-        print(f"maps: {save_maps(args.save, maps_for_saving(results, model, x.shape[2:]))}")
+    fig = explanation_figure(results, picture, model, f"{Path(args.image).name}: {size_text(image.shape)}")
+    arrays = maps_for_saving(results, model, x.shape[2:]) if save else None
+    with outputs.writing():                           # the figure and the maps appear together, or neither does
+        save_figure(fig, out, outputs=outputs)
+        if save:
+            save_maps(save, arrays, outputs=outputs)
+    print(f"figure: {out}")
+    if save:
+        print(f"maps: {save}")
+    ignored = ignoring_layer(args.method) if args.layer is not None else []
+    if ignored:  # said last, so that a run that fails prints its one error line only
+        print(f"minicnn: note: --layer {args.layer} is ignored by {', '.join(ignored)}"
+              f"{'' if len(ignored) < len(chosen) else ' (none of the chosen methods works at a layer)'}",
+              file=sys.stderr)
     return 0

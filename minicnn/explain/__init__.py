@@ -22,6 +22,13 @@
 | ``eigencam``          | first principal component of A over its positions     | (N, h, w)     |
 | ``eigengradcam``      | the same for g * A                                    | (N, h, w)     |
 | ``fullgrad``          | psi(dy^c/dx * x) + sum over biases psi(g_l * b_l)     | (N, H, W)     |
+| ``input_x_gradient``  | x * dy^c/dx                                           | (N, C, H, W)  |
+| ``deconvnet``         | dy^c/dx with the deconvnet ReLU backward              | (N, C, H, W)  |
+| ``integrated_gradients`` | (x - x') * mean of dy^c/dx on the path x' -> x     | (N, C, H, W)  |
+| ``smoothgrad``        | mean of a map over noisy copies of x (also             | (N, C, H, W)  |
+|                       | ``smoothgrad_squared``, ``vargrad``)                  |               |
+| ``lrp``               | relevance R_i, from R = y^c by local rules (also      | (N, C, H, W)  |
+|                       | ``lrp_epsilon``, ``lrp_epsilon_plus``, ...)           |               |
 
 (g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
 ReLU(sum_k w_k A^k).)
@@ -38,23 +45,30 @@ map after its ReLU). Maps are raw: not normalised, not coloured
 
 from . import registry
 from .cam import cam, cam_head
-from .catdog import CAT_DOG, cat_dog_image
+from .catdog import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
 from .gradcam import GradCAM, counterfactual, gradcam
-from .guided import GuidedGradCAM, guided_backprop, guided_gradcam
+from .guided import GuidedGradCAM, deconvnet, guided_backprop, guided_gradcam
+from .integrated_gradients import IntegratedGradients, integrated_gradients
+from .lrp import LRP, lrp, lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
 from .occlusion import Occlusion, occlusion
 from .resize import resize_bilinear
 from .eigen_cams import EigenCAM, eigencam, eigengradcam
 from .fullgrad import FullGrad, fullgrad
 from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, hirescam, layercam, xgradcam
 from .perturbation_cams import AblationCAM, ScoreCAM, ablationcam, scorecam
-from .saliency import channel_max_abs, saliency
+from .saliency import channel_max_abs, input_x_gradient, saliency
+from .smoothgrad import SmoothGrad, smoothgrad, smoothgrad_squared, vargrad
 from .target import Explanation, choose_targets, class_index, default_layer, onehot
 
 __all__ = [
     "CAT_DOG", "Explanation", "GradCAM", "GuidedGradCAM", "Occlusion", "cam", "cam_head", "cat_dog_image",
     "channel_max_abs", "choose_targets", "class_index", "counterfactual", "default_layer", "gradcam",
     "guided_backprop", "guided_gradcam", "occlusion", "onehot", "registry", "resize_bilinear", "saliency",
+    "imagenet_cat_dog_image",
     # the CAM family
     "AblationCAM", "EigenCAM", "ElementwiseCAM", "FullGrad", "GradCAMPlusPlus", "ScoreCAM", "ablationcam",
     "eigencam", "eigengradcam", "fullgrad", "gradcam_plus_plus", "hirescam", "layercam", "scorecam", "xgradcam",
+    # attribution by modified backward passes
+    "IntegratedGradients", "LRP", "SmoothGrad", "deconvnet", "input_x_gradient", "integrated_gradients", "lrp",
+    "lrp_epsilon", "lrp_epsilon_gamma_box", "lrp_epsilon_plus", "smoothgrad", "smoothgrad_squared", "vargrad",
 ]

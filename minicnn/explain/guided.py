@@ -18,6 +18,10 @@ upsampled to the input size (bilinear, half-pixel centres):
 
 L^c is the raw map (after its ReLU, not normalised), as in the paper's
 original code. The product is fine-grained *and* class-discriminative.
+
+The DeconvNet (Zeiler and Fergus, ECCV 2014) is the same pass with the third
+ReLU rule, dx = dout * (dout > 0): it ignores the forward pass at every ReLU
+(``model.backward(e_c, relu="deconvnet")``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ def guided_backprop(model, x, target=None) -> Explanation:
     targets = choose_targets(model, logits, target)
     grad = model.backward(onehot(targets, logits.shape[1], logits.dtype), relu="guided")
     return Explanation(method="guided-backprop", map=grad, targets=targets, scores=scores_of(logits, targets),
+                       logits=logits, layer=None, classes=model.classes)
+
+
+def deconvnet(model, x, target=None) -> Explanation:
+    """The deconvnet's signal at the input for the batch x (N, C, H, W): ``map`` is (N, C, H, W), raw."""
+    logits = model.forward(x)
+    targets = choose_targets(model, logits, target)
+    signal = model.backward(onehot(targets, logits.shape[1], logits.dtype), relu="deconvnet")
+    return Explanation(method="deconvnet", map=signal, targets=targets, scores=scores_of(logits, targets),
                        logits=logits, layer=None, classes=model.classes)
 
 

@@ -10,6 +10,10 @@ A large positive drop means the covered region supported class c; a negative
 drop means it spoke against it. No gradients are involved: only forward
 passes, many occluded copies of an image per pass (``batch_size``).
 
+An image that appears more than once in the batch with the same fill (one
+photo explained for several classes) is occluded once: the forward passes
+give every class's score, and each copy reads its own class from them.
+
 Patch positions: top-left offsets 0, stride, 2*stride, ... along each axis,
 plus a last one flush with the border when the stride does not reach it, so
 every pixel is covered. Two maps come back:
@@ -122,17 +126,30 @@ def occlusion(model, x, target=None, *, size=None, stride=None, fill=0.0, batch_
     rows, cols = offsets(h, size[0], stride[0]), offsets(w, size[1], stride[1])
     positions = [(r, s) for r in rows for s in cols]
     grid = np.empty((n, len(rows) * len(cols)), dtype=logits.dtype)
+    scores: dict[int, np.ndarray] = {}                             # kept only for images that come again
+    keys = [x[i].tobytes() + np.ascontiguousarray(fills[i]).tobytes() for i in range(n)] if n > 1 else [b""]
+    first = {}                                                     # image (pixels and fill) -> its first index
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
     bar = Progress(n * len(positions), "occlusion", unit="patches", enabled=progress is not False,
                    after=0.0 if progress else 2.0)
     try:
         for i in range(n):
+            if first[keys[i]] != i:                                # occluded already: read class c_i from its passes
+                grid[i] = base[i] - scores[first[keys[i]]][:, targets[i]]
+                bar.update(len(positions))
+                continue
+            every = np.empty((len(positions), logits.shape[1]), dtype=logits.dtype)   # y^k(x occluded), all k
             for start in range(0, len(positions), batch_size):
                 chunk = positions[start:start + batch_size]
                 copies = np.repeat(x[i:i + 1], len(chunk), axis=0)
                 for b, (r, s) in enumerate(chunk):
                     copies[b, :, r:r + size[0], s:s + size[1]] = fills[i, :, r:r + size[0], s:s + size[1]]
-                grid[i, start:start + len(chunk)] = base[i] - model.forward(copies)[:, targets[i]]
+                every[start:start + len(chunk)] = model.forward(copies)
                 bar.update(len(chunk))
+            grid[i] = base[i] - every[:, targets[i]]
+            if keys.count(keys[i]) > 1:
+                scores[i] = every
     finally:
         bar.close()
     grid = grid.reshape(n, len(rows), len(cols))

@@ -24,18 +24,22 @@ from typing import Any, Callable
 from ..errors import InputError, unknown_name
 from .cam import cam
 from .gradcam import counterfactual, gradcam
-from .guided import guided_backprop, guided_gradcam
+from .guided import deconvnet, guided_backprop, guided_gradcam
+from .integrated_gradients import BASELINES, QUADRATURES, integrated_gradients
+from .lrp import lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
 from .occlusion import occlusion
-from .saliency import saliency
 from .eigen_cams import eigencam, eigengradcam
 from .fullgrad import fullgrad
 from .gradient_cams import gradcam_plus_plus, hirescam, layercam, xgradcam
 from .perturbation_cams import ablationcam, scorecam
+from .saliency import input_x_gradient, saliency
+from .smoothgrad import smoothgrad, smoothgrad_squared, vargrad
 
 #: What a map is over: a layer's positions (N, h, w), the input's pixels (N, H, W), or the input (N, C, H, W).
 KINDS = ("layer", "pixels", "input")
-#: How a figure draws it: a heat map >= 0, a signed map, a magnitude, or a gradient picture (no colour bar).
-DISPLAYS = ("heat", "signed", "magnitude", "gradient")
+#: How a figure draws it: a heat map >= 0, a signed map, a signed map with outliers (relevance, coloured to the
+#: 98th percentile of |m|), a magnitude, or a gradient picture (no colour bar).
+DISPLAYS = ("heat", "signed", "relevance", "magnitude", "gradient")
 
 
 @dataclass(frozen=True)
@@ -57,14 +61,16 @@ class Method:
     function : the function in ``minicnn.explain`` that computes it
     title    : how figures name it ("Grad-CAM++")
     kind     : "layer", "pixels" or "input" (see KINDS): the shape of ``result.map``
-    display  : "heat", "signed", "magnitude" or "gradient" (see DISPLAYS)
+    display  : "heat", "signed", "relevance", "magnitude" or "gradient" (see DISPLAYS)
     value    : what one raw value is, for colour-bar labels ("sum_k alpha_k A^k")
-    family   : "cam", "gradient" or "perturbation": where a gallery groups it
+    family   : "cam", "gradient", "relevance" or "perturbation": where a gallery groups it
     uses_layer : whether ``layer`` means something to it
     in_all   : whether ``--method all`` includes it
     optional : whether ``--method all`` skips it (with a note) on a network it does not apply to
     options  : command-line options it accepts
     cost     : passes per image, in words ("1 forward + 1 backward")
+    caption  : a line under figures that show it, where the colour bar alone cannot say what the colours mean
+               (figures fall back on a line per display, ``minicnn.figures.DISPLAY_CAPTIONS``)
     """
 
     name: str
@@ -79,6 +85,7 @@ class Method:
     optional: bool = False
     options: tuple[Option, ...] = field(default=())
     cost: str = ""
+    caption: str = ""
 
     @property
     def key(self) -> str:
@@ -102,19 +109,42 @@ CAM_BATCH = Option("--batch-size", "batch_size", int, None,
 SCORECAM_VARIANT = Option("--scorecam-variant", "variant", str, None,
                           "authors (their released code, the default) or pytorch-grad-cam")
 
+# Options of the attribution methods (shared objects, so each flag is declared once).
+STEPS = Option("--steps", "steps", int, None, "integrated gradients: points of the path integral (default 50)")
+QUADRATURE = Option("--quadrature", "quadrature", str, None,
+                    f"integrated gradients: {', '.join(QUADRATURES)} (default gausslegendre)")
+BASELINE = Option("--baseline", "baseline", str, None,
+                  f"integrated gradients: the baseline x', {', '.join(BASELINES)} (default zeros, in the "
+                  f"network's input space)")
+BASE = Option("--base", "base", str, None, "SmoothGrad: the method averaged over noisy copies (default saliency)")
+SAMPLES = Option("--samples", "samples", int, None, "SmoothGrad: noisy copies per image (default 50)")
+NOISE_LEVEL = Option("--noise-level", "noise_level", float, None,
+                     "SmoothGrad: noise standard deviation as a fraction of max(x) - min(x) (default 0.15)")
+SEED = Option("--seed", "seed", int, None, "seed of the SmoothGrad noise and the uniform baseline (default 0)")
+EPSILON = Option("--epsilon", "epsilon", float, None, "LRP: epsilon of the epsilon rule (default 1e-6)")
+GAMMA = Option("--gamma", "gamma", float, None, "LRP: gamma of the gamma rule (default 0.25)")
+SMOOTHING = (BASE, SAMPLES, NOISE_LEVEL, SEED)
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gradcam", gradcam, "Grad-CAM", "layer", "heat", "ReLU(sum_k alpha_k A^k), raw", "cam",
            cost="1 forward + backward to the layer"),
     Method("counterfactual", counterfactual, "Counterfactual", "layer", "heat", "ReLU(-sum_k alpha_k A^k), raw",
-           "cam", cost="1 forward + backward to the layer"),
+           "cam", cost="1 forward + backward to the layer",
+           caption="Counterfactual: Grad-CAM with the gradients negated: regions whose removal would raise y "
+                   "(evidence against the class)"),
     Method("guided-backprop", guided_backprop, "Guided Backprop", "input", "gradient",
-           "guided dy^c/dx (shown as RGB)", "gradient", uses_layer=False, cost="1 forward + 1 backward"),
+           "guided dy^c/dx (shown as RGB)", "gradient", uses_layer=False, cost="1 forward + 1 backward",
+           caption="Guided Backprop: dy/dx through guided ReLUs, one colour channel per input channel; grey = 0, "
+                   "no units (scaled by its standard deviation)"),
     Method("guided-gradcam", guided_gradcam, "Guided Grad-CAM", "input", "gradient",
-           "guided dy^c/dx x Grad-CAM (shown as RGB)", "gradient", cost="2 forward + 2 backward"),
+           "guided dy^c/dx x Grad-CAM (shown as RGB)", "gradient", cost="2 forward + 2 backward",
+           caption="Guided Grad-CAM: Guided Backprop times the upsampled Grad-CAM, drawn like Guided Backprop"),
     Method("cam", cam, "CAM", "layer", "heat", "sum_k W[c,k] A^k, raw", "cam", optional=True,
            cost="1 forward"),
     Method("occlusion", occlusion, "Occlusion", "pixels", "signed", "score drop y^c(x) - y^c(occluded)",
-           "perturbation", uses_layer=False, cost="1 + positions forward"),
+           "perturbation", uses_layer=False, cost="1 + positions forward",
+           caption="Occlusion: a patch slid over the image; red: covering it lowers y (evidence for the class), "
+                   "blue: covering it raises y"),
     Method("saliency", saliency, "Saliency |dy/dx|", "input", "magnitude", "max over channels |dy^c/dx|",
            "gradient", uses_layer=False, cost="1 forward + 1 backward"),
     # the CAM family
@@ -136,6 +166,28 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "cam", cost="1 forward + backward to the layer (+ one SVD)"),
     Method("fullgrad", fullgrad, "FullGrad", "pixels", "heat", "sum of scaled terms, in [0, 1]", "cam",
            uses_layer=False, cost="1 forward + 1 backward"),
+    Method("input-x-gradient", input_x_gradient, "Input x Gradient", "input", "relevance",
+           "sum over channels x dy^c/dx", "gradient", uses_layer=False, cost="1 forward + 1 backward"),
+    Method("deconvnet", deconvnet, "DeconvNet", "input", "gradient", "deconvnet signal at x (shown as RGB)",
+           "gradient", uses_layer=False, cost="1 forward + 1 backward"),
+    Method("integrated-gradients", integrated_gradients, "Integrated Gradients", "input", "relevance",
+           "sum over channels of IG (sums to y^c(x) - y^c(x'))", "gradient", uses_layer=False,
+           options=(STEPS, QUADRATURE, BASELINE, SEED), cost="1 + steps forward, steps backward"),
+    Method("smoothgrad", smoothgrad, "SmoothGrad", "input", "magnitude", "max over channels |mean of noisy maps|",
+           "gradient", uses_layer=False, options=SMOOTHING, cost="samples x the base method"),
+    Method("smoothgrad-squared", smoothgrad_squared, "SmoothGrad-squared", "input", "magnitude",
+           "max over channels of the mean squared map", "gradient", uses_layer=False, options=SMOOTHING,
+           cost="samples x the base method"),
+    Method("vargrad", vargrad, "VarGrad", "input", "magnitude", "max over channels of the variance of the map",
+           "gradient", uses_layer=False, options=SMOOTHING, cost="samples x the base method"),
+    Method("lrp-epsilon", lrp_epsilon, "LRP epsilon", "input", "relevance", "relevance, sum over channels",
+           "relevance", uses_layer=False, options=(EPSILON,), cost="1 forward + 1 backward (2 forward per layer)"),
+    Method("lrp-epsilon-plus", lrp_epsilon_plus, "LRP epsilon-plus", "input", "relevance",
+           "relevance, sum over channels", "relevance", uses_layer=False, options=(EPSILON,),
+           cost="1 forward + 1 backward (3 forward per convolution)"),
+    Method("lrp-epsilon-gamma-box", lrp_epsilon_gamma_box, "LRP epsilon-gamma-box", "input", "relevance",
+           "relevance, sum over channels", "relevance", uses_layer=False, options=(EPSILON, GAMMA),
+           cost="1 forward + 1 backward (5 forward per convolution)"),
 )}
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError, unknown_name
-from ..layers import Conv2d, ReLU
+from ..layers import Conv2d, ReLU, ReLU6
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -135,15 +135,15 @@ def outermost_alias(model, name: str) -> str:
 def default_layer(model) -> str:
     """The last convolutional feature map after its ReLU, by its outermost name.
 
-    Read from the last forward pass: the last ReLU whose output is a 4-D map
-    (N, K, h, w) (VGG-16: "features.29", the VGG-style CIFAR model:
-    "features.19", ResNet-20: "layer3"); without such a ReLU, the last
-    Conv2d's output. Call ``model.forward`` first.
+    Read from the last forward pass: the last ReLU (or ReLU6) whose output is a
+    4-D map (N, K, h, w) (VGG-16: "features.29", the VGG-style CIFAR model:
+    "features.19", ResNet-20: "layer3", MobileNetV2: "features", 1280 x 7 x 7);
+    without such a ReLU, the last Conv2d's output. Call ``model.forward`` first.
     """
     if not model.activations:
         raise InputError("call model.forward(x) before choosing the default layer")
     acts = model.activations
-    for kinds in ((ReLU,), (Conv2d,)):
+    for kinds in ((ReLU, ReLU6), (Conv2d,)):
         found = [name for name, layer in model.layers()
                  if isinstance(layer, kinds) and getattr(acts.get(name), "ndim", 0) == 4]
         if found:

@@ -8,11 +8,15 @@ from .loss import softmax, softmax_cross_entropy
 from .norm import BatchNorm2d
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .residual import Add, BasicBlock, OptionAShortcut
+from .relu6 import ReLU6
+from .pad import ZeroPad2d
+from .inverted_residual import InvertedResidual
 
 #: Every module type a weights file may name, by its "type" entry.
 MODULE_TYPES = {cls.__name__: cls for cls in (
     Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout,
     BatchNorm2d, Identity, Add, OptionAShortcut, BasicBlock, Sequential,
+    ReLU6, ZeroPad2d, InvertedResidual,
 )}
 
 __all__ = [
@@ -20,4 +24,5 @@ __all__ = [
     "Flatten", "Identity", "Layer", "Linear", "MaxPool2d", "Module", "MODULE_TYPES",
     "OptionAShortcut", "Pass", "ReLU", "RELU_RULES", "Sequential", "StopBackward",
     "relu_rule", "softmax", "softmax_cross_entropy",
+    "InvertedResidual", "ReLU6", "ZeroPad2d",
 ]

@@ -11,6 +11,21 @@ a parameter name ("weight", "bias") to dL/d(parameter); it is empty unless
 and they cost as much as the rest of the backward. ``relu`` chooses the
 backward rule of ReLU layers (see ``activation.py``); other layers ignore it.
 
+A backward pass is a chain of local rules: each layer, last to first, maps
+the signal at its output to a signal at its input. The gradient is one
+choice of rules, every layer's own ``backward`` (its derivative); other
+choices give other explanations. ``relu`` swaps the rule of every ReLU
+(guided backpropagation, the deconvnet); ``Pass.rules``, a mapping
+``{layer name: rule}`` (``Model.backward(seed, rules=...)``), swaps any
+layer's, where a rule is a function of the layer, its input in the forward
+pass and the signal at its output:
+
+    dx = rule(layer, x, dout)
+
+(Layer-wise Relevance Propagation is such a mapping: see
+``minicnn/explain/lrp_rules.py``). A layer the mapping does not name keeps
+its own backward, so a new kind of layer works under every set of rules.
+
 Layers compute in the dtype of their input: float32 weights are cast to
 float64 on the fly when the input is float64, so a gradient check runs in
 float64 on any model.
@@ -47,10 +62,12 @@ class Pass:
     """What one forward pass keeps for its backward pass, by layer name."""
 
     activations: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
     caches: dict[str, Any] = field(default_factory=dict)
     gradients: dict[str, np.ndarray] = field(default_factory=dict)
     param_grads: dict[str, np.ndarray] = field(default_factory=dict)
     relu: str = "plain"
+    rules: dict[str, Any] | None = None
     want_param_grads: bool = False
     stop_at: str | None = None
     replace: dict[str, np.ndarray] = field(default_factory=dict)
@@ -147,11 +164,13 @@ class Layer(Module):
 
     def run_forward(self, x, run: Pass, path: str):
         out, cache = self.forward(x)
-        run.caches[path] = cache
+        run.inputs[path], run.caches[path] = x, cache
         return run.record_output(path, out)
 
     def run_backward(self, dout, run: Pass, path: str):
         run.record_gradient(path, dout)
+        if run.rules and path in run.rules:
+            return run.rules[path](self, run.inputs[path], dout)
         dx, grads = self.backward(dout, run.caches[path],
                                   param_grads=run.want_param_grads, relu=run.relu)
         for name, g in grads.items():

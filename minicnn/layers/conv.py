@@ -28,6 +28,7 @@ import numpy as np
 
 from ..windows import col2im, column_blocks, im2col, input_rows, output_hw, pad, pair, unpad
 from .base import Layer
+from .grouped import check_groups, grouped_conv2d_backward, grouped_conv2d_forward
 
 
 # ---------------------------------------------------------------- reference tier
@@ -165,18 +166,25 @@ def conv2d_input_grad_transposed(dout, w, padding=0, dilation=1):
 
 
 class Conv2d(Layer):
-    """torch.nn.Conv2d: zero padding, stride, dilation, optional bias (groups=1).
+    """torch.nn.Conv2d: zero padding, stride, dilation, optional bias, groups.
+
+    With ``groups`` > 1 (weights (F, C/groups, kh, kw), as in PyTorch) the
+    work goes to ``grouped.py``: depthwise convolution (groups = C) as einsums
+    over a strided view of the windows, other groupings one ordinary convolution per group.
 
     The parameters start at zero: load them (``Model.load_state_dict``,
     ``minicnn.load``) or initialise them (``minicnn.zoo.init_weights``).
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True,
+                 groups=1):
         super().__init__()
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride = pair(kernel_size), pair(stride)
         self.padding, self.dilation = pair(padding), pair(dilation)
-        self.params["weight"] = np.zeros((self.out_channels, self.in_channels, *self.kernel_size), np.float32)
+        self.groups = check_groups(self.in_channels, self.out_channels, groups)
+        self.params["weight"] = np.zeros((self.out_channels, self.in_channels // self.groups, *self.kernel_size),
+                                         np.float32)
         if bias:
             self.params["bias"] = np.zeros(self.out_channels, np.float32)
 
@@ -184,16 +192,22 @@ class Conv2d(Layer):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": list(self.padding), "dilation": list(self.dilation),
-                "bias": "bias" in self.params}
+                "bias": "bias" in self.params, **({"groups": self.groups} if self.groups != 1 else {})}
 
     def forward(self, x):
         w, b = self.param("weight", x.dtype), self.param("bias", x.dtype)
+        if self.groups != 1:
+            return grouped_conv2d_forward(x, w, b, self.stride, self.padding, self.dilation, self.groups), x
         return conv2d_forward(x, w, b, self.stride, self.padding, self.dilation), x
 
     def backward(self, dout, cache, param_grads=False, relu="plain"):
         x = cache
         w = self.param("weight", dout.dtype)
-        dx, dw, db = conv2d_backward(dout, x, w, self.stride, self.padding, self.dilation, param_grads)
+        if self.groups != 1:
+            dx, dw, db = grouped_conv2d_backward(dout, x, w, self.stride, self.padding, self.dilation, self.groups,
+                                                 param_grads)
+        else:
+            dx, dw, db = conv2d_backward(dout, x, w, self.stride, self.padding, self.dilation, param_grads)
         if not param_grads:
             return dx, {}
         grads = {"weight": dw}

@@ -11,6 +11,12 @@ loads the original checkpoint, runs a few inputs and writes, into
     <case>.input_grad        float32 (N, 3, H, W)   d(sum_n y[n, target[n]]) / dx
     <case>.act:<layer>       float32                the output of module <layer> (PyTorch path)
     <case>.grad:<layer>      float32                d(sum_n y[n, target[n]]) / d(that output)
+    <case>.guided_input_grad float32 (N, 3, H, W)   the same backward pass with every ReLU's guided rule
+                                                    dx = dout * (x > 0) * (dout > 0) (Guided Backprop)
+    <case>.gradcam:<layer>   float32 (N, h, w)      Grad-CAM at the recorded gradient layer: ReLU(sum_k alpha_k A^k),
+                                                    alpha_k = mean_ij dy^c/dA^k_ij (raw, not normalised)
+    <case>.guided_gradcam:<layer> float32 (N, 3, H, W)  guided_input_grad * that map upsampled bilinearly to
+                                                    (H, W) (F.interpolate, align_corners=False)
     info                     uint8                  UTF-8 JSON: sources, torch version, cases
 
 Cases: "batch" (one random N(0, 1) input and shipped CIFAR-10 test images
@@ -42,7 +48,8 @@ differences from that repository's code, neither changing any number for a
 (so recorded activations are not overwritten), and the final pooling is
 global average pooling, where akamaster's ``F.avg_pool2d(out, out.size()[3])``
 uses a square kernel as wide as the map, the same thing for square maps but
-undefined for the 32x64 input.
+undefined for the 32x64 input. ReLUs are modules of the class ``ReLU`` below, which
+switches to the guided backward rule while Guided Backprop is recorded.
 """
 
 from __future__ import annotations
@@ -76,6 +83,30 @@ VGG_CIFAR_CFG = [32, 32, "M", 64, 64, "M", 128, 128, "M"]
 
 # --------------------------------------------------------------------------- networks
 
+class GuidedReLUFunction(torch.autograd.Function):
+    """max(x, 0) whose backward is Guided Backprop's rule: dx = dout * (x > 0) * (dout > 0)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clamp(min=0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        (out,) = ctx.saved_tensors
+        return dout * (out > 0) * (dout > 0)
+
+
+class ReLU(nn.ReLU):
+    """nn.ReLU (not in place); with ``guided = True`` its backward follows the guided rule."""
+
+    guided = False
+
+    def forward(self, x):
+        return GuidedReLUFunction.apply(x) if self.guided else F.relu(x)
+
+
 class OptionA(nn.Module):
     """x[:, :, ::2, ::2], then planes // 4 zero channels on each side."""
 
@@ -95,11 +126,12 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = OptionA(planes) if stride != 1 or in_planes != planes else nn.Sequential()
+        self.relu1, self.relu = ReLU(), ReLU()
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return self.relu(out + self.shortcut(x))
 
 
 class ResNetCifar(nn.Module):
@@ -109,6 +141,7 @@ class ResNetCifar(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
+        self.relu = ReLU()
         in_planes = 16
         for i, (planes, stride) in enumerate([(16, 1), (32, 2), (64, 2)]):
             blocks = []
@@ -119,7 +152,7 @@ class ResNetCifar(nn.Module):
         self.linear = nn.Linear(64, num_classes)
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.linear(out)
@@ -134,7 +167,7 @@ def make_features(cfg, batch_norm: bool) -> nn.Sequential:
             layers.append(nn.Conv2d(c, v, 3, padding=1))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(v))
-            layers.append(nn.ReLU())
+            layers.append(ReLU())
             c = v
     return nn.Sequential(*layers)
 
@@ -148,8 +181,8 @@ class VGG(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         c = [v for v in cfg if v != "M"][-1]
         self.classifier = nn.Sequential(
-            nn.Linear(c * 49, hidden[0]), nn.ReLU(), nn.Dropout(0.5),
-            nn.Linear(hidden[0], hidden[1]), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(c * 49, hidden[0]), ReLU(), nn.Dropout(0.5),
+            nn.Linear(hidden[0], hidden[1]), ReLU(), nn.Dropout(0.5),
             nn.Linear(hidden[1], num_classes))
 
     def forward(self, x):
@@ -162,7 +195,7 @@ class VGGCifar(nn.Module):
     def __init__(self, batch_norm: bool = True, num_classes: int = 10):
         super().__init__()
         self.features = make_features(VGG_CIFAR_CFG, batch_norm)
-        self.classifier = nn.Sequential(nn.Linear(128 * 16, 256), nn.ReLU(), nn.Dropout(0.5),
+        self.classifier = nn.Sequential(nn.Linear(128 * 16, 256), ReLU(), nn.Dropout(0.5),
                                         nn.Linear(256, num_classes))
 
     def forward(self, x):
@@ -262,7 +295,7 @@ def layers_to_record(arch: str, net: nn.Module) -> tuple[list[str], list[str]]:
     if arch == "resnet20":
         return ["layer1.0.conv1", "layer2.0", "layer3"], ["layer3"]
     names = [n for n, m in net.features.named_children()]
-    relus = [f"features.{n}" for n in names if isinstance(net.features[int(n)], nn.ReLU)]
+    relus = [f"features.{n}" for n in names if isinstance(net.features[int(n)], ReLU)]
     pools = [f"features.{n}" for n in names if isinstance(net.features[int(n)], nn.MaxPool2d)]
     if arch == "vgg_cifar":
         return [pools[1], relus[-1], "features", "classifier.1"], [relus[-1]]
@@ -272,6 +305,26 @@ def layers_to_record(arch: str, net: nn.Module) -> tuple[list[str], list[str]]:
 def skipped(case: dict, acts: list[str]) -> list[str]:
     """The case's "skip" list with "first pool" resolved to a layer name."""
     return [acts[0] if s == "first pool" else s for s in case.get("skip", [])]
+
+
+def guided_input_grad(net: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """d^guided(sum_n y[n, target[n]]) / dx: the backward pass with every ReLU's guided rule."""
+    relus = [m for m in net.modules() if isinstance(m, ReLU)]
+    for m in relus:
+        m.guided = True
+    try:
+        x = x.clone().requires_grad_(True)
+        net(x).gather(1, target[:, None]).sum().backward()
+    finally:
+        for m in relus:
+            m.guided = False
+    return x.grad
+
+
+def gradcam_map(A: torch.Tensor, dA: torch.Tensor) -> torch.Tensor:
+    """ReLU(sum_k alpha_k A^k) with alpha_k = mean_ij dA^k_ij: (N, K, h, w) twice -> (N, h, w)."""
+    alpha = dA.mean(dim=(2, 3))
+    return F.relu((alpha[:, :, None, None] * A).sum(dim=1))
 
 
 def record(net: nn.Module, case: dict, acts: list[str], grads: list[str]) -> dict[str, np.ndarray]:
@@ -292,6 +345,13 @@ def record(net: nn.Module, case: dict, acts: list[str], grads: list[str]) -> dic
         out[f"{c}.x"] = case["x"].numpy()
     if case.get("input_grad", True):
         out[f"{c}.input_grad"] = x.grad.numpy()
+        layer = grads[0]
+        cam = gradcam_map(seen[layer].detach(), seen[layer].grad)
+        guided = guided_input_grad(net, case["x"], target)
+        heat = F.interpolate(cam[:, None], size=tuple(x.shape[2:]), mode="bilinear", align_corners=False)[:, 0]
+        out[f"{c}.guided_input_grad"] = guided.numpy()
+        out[f"{c}.gradcam:{layer}"] = cam.numpy()
+        out[f"{c}.guided_gradcam:{layer}"] = (guided * heat[:, None]).numpy()
     if "images" in case:
         out[f"{c}.images"] = case["images"]
     if "crop_channel_sums" in case:
@@ -320,6 +380,8 @@ def write_fixture(name: str, arch: str, checkpoint: Path, out_dir: Path) -> Path
     info = {"model": name, "arch": arch, "checkpoint": checkpoint.name, "checkpoint_sha256": sha256(checkpoint),
             "torch": torch.__version__, "cases": {c["case"]: c["sources"] for c in cases},
             "activations": acts, "gradients": grads,
+            "guided": "guided_input_grad: every ReLU's backward dx = dout * (x > 0) * (dout > 0); "
+                      f"gradcam and guided_gradcam at {grads[0]}, bilinear upsampling, align_corners=False",
             "target": "top-1 class of each input; gradients are of sum_n logits[n, target[n]]"}
     arrays["info"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
     path = out_dir / f"{name}_torch.npz"

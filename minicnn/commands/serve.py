@@ -1,0 +1,79 @@
+"""``minicnn serve``: the explorer in the browser, on this machine.
+
+    minicnn serve                      # http://127.0.0.1:8000/
+    minicnn serve --port 0 --open      # a free port, and open the page in the default browser
+
+The first line printed (stdout, flushed at once) is ``minicnn serving on
+http://HOST:PORT/`` with the port actually bound. Bound to an address other
+than loopback, a warning follows on stderr: anyone who can reach that
+address can use the server. Ctrl-C (or SIGTERM) stops it: the server
+finishes, prints ``minicnn: stopped`` on stderr, and the exit status is 0.
+A request log goes to stderr unless ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import threading
+
+from ..errors import InputError
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2, "mib": 1024 ** 2,
+          "g": 1000 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3}
+
+
+def byte_size(text: str) -> int:
+    """An argparse type: a number of bytes, "10485760", "10MiB", "512k", "2MB"."""
+    import argparse
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size such as 10485760, 512KiB or 10MiB; got {text!r}")
+    value = int(float(m.group(1)) * _UNITS[unit])
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a size of at least 1 byte; got {text!r}")
+    return value
+
+
+def serve_command(args) -> int:
+    from ..server import is_loopback, make_server
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if args.workers < 1:
+        raise InputError(f"--workers must be at least 1; got {args.workers}")
+    server = make_server(args.host, args.port, max_upload=args.max_upload, workers=args.workers,
+                         log=None if args.quiet else log)
+    print(f"minicnn serving on {server.url}", flush=True)
+    if not is_loopback(args.host):
+        log(f"minicnn: warning: bound to {args.host}, not a loopback address: anyone who can reach this machine "
+            f"can use the server (and the Host check is off); use --host 127.0.0.1 to keep it local")
+    for name, why in server.store.skipped.items():
+        log(f"minicnn: note: {name} is not served: {why}")
+    if args.open:
+        import webbrowser
+        url = server.url.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
+        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+    return run(server)
+
+
+def run(server) -> int:
+    """Serve until Ctrl-C or SIGTERM; close the socket; 0."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def stop(signum, frame):
+            raise KeyboardInterrupt
+        previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    print("minicnn: stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,272 @@
+"""The JSON API: what each endpoint answers, independent of HTTP.
+
+    GET  /api/models             every served model: classes, layers (name, type, output shape), default layer
+    GET  /api/methods            every registered method (minicnn.explain.registry), with its display
+    GET  /api/samples            the shipped sample images
+    GET  /api/samples/NAME       one of them, as its image file
+    POST /api/explain?model=M&method=M1,M2&target=T&layer=L    body: an image file
+
+Each function returns plain JSON-able data or raises: a ``MinicnnError``
+for bad input (answered 400 with its one line) or an :class:`ApiError`
+carrying its own status (404 for an unknown sample).
+
+The explanation reuses the command line's own steps
+(``minicnn.commands.explain.compute`` and ``maps_for_saving``), so the
+method names, the map keys and the raw values are those of ``minicnn
+explain --save``.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from ..commands.explain import compute, maps_for_saving, top_predictions
+from ..errors import ImageError, InputError, unknown_name
+from ..explain import registry
+from ..explain.catdog import CAT_DOG, cat_dog_image
+from ..explain.gradcam import weighted_sum
+from ..explain.target import class_index
+from ..images import DEFAULT_MAX_PIXELS, data_path, deprocess, image_from_bytes, preprocess, sample_images, size_text
+from . import overlay
+from .models import ModelStore
+
+#: The query parameters of /api/explain besides the methods' own options.
+EXPLAIN_PARAMS = ("model", "method", "target", "layer")
+#: How many predictions /api/explain lists.
+TOP = 5
+#: How many feature maps the Grad-CAM steps show: those adding most to sum_k alpha_k A^k (largest
+#: alpha_k * mean A^k), and those taking most away.
+STEPS_FOR, STEPS_AGAINST = 6, 2
+#: The network input may have at most this many times the pixels of the model's own input size
+#: (a 32x32 model: 32x512 at most); a panorama stretched further would cost memory, not insight.
+MAX_INPUT_SCALE = 16
+#: The model the page starts with, and /api/explain uses when a request names none: ResNet-20 is fully
+#: convolutional up to its global average pooling, so it sees an image in its own shape (cat|dog: 32x64).
+DEFAULT_MODEL = "resnet20_cifar10"
+
+
+class ApiError(Exception):
+    """A refusal with its own HTTP status (the message is one line)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------- GET /api/models, /api/methods
+
+def models_info(store: ModelStore) -> dict:
+    """{"models": [...]} in the store's order; "default" names the model the page starts with."""
+    out = []
+    for name in store.names:
+        m = store.shared(name)
+        prep = m.meta.get("preprocessing") or {}
+        out.append({
+            "name": name,
+            "arch": m.meta.get("arch"),
+            "classes": m.classes,
+            "input_size": list(m.input_size or []),
+            "resize": prep.get("resize"),
+            "parameters": m.num_parameters(),
+            "accuracy": (m.meta.get("accuracy") or {}).get("top1"),
+            "default_layer": store.default_layers[name],
+            "layers": [{"name": li.name, "type": li.type, "shape": list(li.shape), "depth": li.depth,
+                        "spatial": li.spatial} for li in store.layers[name]],
+        })
+    return {"models": out, "default": default_model(store)}
+
+
+def default_model(store: ModelStore) -> str:
+    """The model the page starts with and /api/explain uses without ``model`` (DEFAULT_MODEL if served)."""
+    return DEFAULT_MODEL if DEFAULT_MODEL in store.names else store.names[0]
+
+
+def methods_info() -> dict:
+    """Every registered method, in the registry's order, as the page needs it."""
+    out = []
+    for m in registry.METHODS.values():
+        row = {"name": m.name, "key": m.key, "title": m.title, "kind": m.kind, "display": m.display,
+               "value": m.value, "family": m.family, "uses_layer": m.uses_layer, "in_all": m.in_all,
+               "optional": m.optional, "cost": m.cost,
+               "options": [{"param": o.param, "flag": o.flag, "type": getattr(o.type, "__name__", "str"),
+                            "default": o.default if isinstance(o.default, (int, float, str, bool)) else None,
+                            "help": o.help} for o in m.options]}
+        if m.display in overlay.COLORMAPS:
+            row["colormap"] = overlay.COLORMAPS[m.display]
+            row["colors"] = list(overlay.colour_stops(m.display))
+        out.append(row)
+    return {"methods": out, "default": "gradcam"}
+
+
+# ---------------------------------------------------------------- GET /api/samples
+
+@lru_cache(maxsize=None)
+def _samples() -> dict[str, dict]:
+    """name -> {"title", "group", "class", "bytes" or "path", "type"}: the cat|dog image, two photos, CIFAR-10."""
+    (cat, i), (dog, j) = CAT_DOG
+    out = {"cat_dog": {"title": "cat | dog", "group": "featured", "class": None, "type": "image/png",
+                       "about": f"CIFAR-10 test images {cat} #{i} and {dog} #{j} side by side (32x64), "
+                                f"as in Figure 1 of the Grad-CAM paper", "make": _cat_dog_png}}
+    for stem, about in (("chelsea", "Chelsea the cat, a photograph (451x300, scikit-image, CC0)"),
+                        ("coffee", "a cup of coffee, a photograph (600x400, scikit-image, CC0)")):
+        try:
+            out[stem] = {"title": stem, "group": "featured", "class": None, "type": "image/png",
+                         "about": about, "path": data_path("images", f"{stem}.png")}
+        except ImageError:
+            pass
+    for path, cls in sample_images():
+        out[f"{cls}_{path.stem}"] = {"title": f"{cls} {path.stem}", "group": "CIFAR-10 test", "class": cls,
+                                      "type": "image/jpeg", "about": f"CIFAR-10 test image {cls}/{path.name}",
+                                      "path": path}
+    return out
+
+
+@lru_cache(maxsize=None)
+def _cat_dog_png() -> bytes:
+    """The cat|dog image as a lossless PNG: decoding it gives ``cat_dog_image()`` exactly."""
+    buf = io.BytesIO()
+    Image.fromarray(cat_dog_image()).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def samples_info() -> dict:
+    """{"samples": [{"name", "title", "group", "class", "about", "url"}]}, featured first."""
+    return {"samples": [{"name": name, "title": s["title"], "group": s["group"], "class": s["class"],
+                         "about": s["about"], "url": f"/api/samples/{name}"} for name, s in _samples().items()]}
+
+
+def sample_file(name: str) -> tuple[bytes, str]:
+    """(the file's bytes, its content type) of sample ``name``; 404 for an unknown name."""
+    samples = _samples()
+    if name not in samples:
+        raise ApiError(404, str(unknown_name("sample", name, list(samples))))
+    s = samples[name]
+    data = s["make"]() if "make" in s else s["path"].read_bytes()
+    return data, s["type"]
+
+
+# ---------------------------------------------------------------- POST /api/explain
+
+def explain_options(query: dict[str, str]) -> dict:
+    """The methods' own options from the query (e.g. occlusion's size), converted by their declared type."""
+    declared = {o.param: o for m in registry.METHODS.values() for o in m.options}
+    unknown = sorted(set(query) - set(EXPLAIN_PARAMS) - set(declared))
+    if unknown:
+        raise InputError(f"unknown query parameter {unknown[0]!r}; /api/explain takes: "
+                         f"{', '.join([*EXPLAIN_PARAMS, *declared])}")
+    options = {}
+    for param, text in query.items():
+        if param in declared:
+            o = declared[param]
+            try:
+                options[param] = o.type(text)
+            except (TypeError, ValueError):
+                raise InputError(f"{param} must be a {getattr(o.type, '__name__', 'value')}; got {text!r}") from None
+    return options
+
+
+def explain(store: ModelStore, query: dict[str, str], body: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
+    """Explain the image in ``body`` with the methods, model, target and layer of ``query``."""
+    started = time.perf_counter()
+    options = explain_options(query)
+    name = query.get("model") or default_model(store)
+    shared = store.shared(name)
+    method = query.get("method") or "gradcam"
+    registry.names(method)                                # an unknown method fails before any work
+    layer = query.get("layer") or None
+    if layer is not None:
+        shared[layer]                                     # an unknown layer, with a suggestion
+    target = query.get("target") or None
+    if target is not None:
+        target = class_index(shared, target)
+    with store.turn():
+        image = image_from_bytes(body, name="the uploaded image", max_pixels=max_pixels)
+        prep = shared.meta["preprocessing"]
+        x = preprocess(image, prep)
+        check_input_size(shared, x)
+        model = store.view(name)
+        notes: list[str] = []
+        results = compute(model, x, method, target, layer, log=notes.append, options=options)
+        arrays = maps_for_saving(results, model, x.shape[2:])
+        picture = deprocess(x[0], prep)
+        first = next(iter(results.values()))
+        maps = {}
+        for key, a in arrays.items():
+            m = registry.get(key.removesuffix("_upsampled")) if a.ndim >= 2 else None  # maps, not logits
+            if m is None:
+                continue
+            r = results[m.name]
+            maps[key] = {"method": m.name, "title": m.title + (" (upsampled)" if key.endswith("_upsampled") else ""),
+                         "shape": list(a.shape), "data": json_floats(a), **overlay.display(r, picture)}
+        answer = {
+            "model": name,
+            "layer": arrays["layer"].item() or None,
+            "target": {"index": int(first.targets[0]), "name": first.target_names[0],
+                       "score": float(first.scores[0]), "given": target is not None},
+            "predictions": [{"index": k, "name": n, "logit": y, "probability": p}
+                            for k, n, p, y in top_predictions(model, first.logits[0], TOP)],
+            "maps": maps,
+            "input": {"shape": list(x.shape[2:]), "png": overlay.picture_png(picture)},
+            "image": {"shape": list(image.shape[:2])},
+            "notes": notes,
+        }
+        if "gradcam" in results:
+            answer["gradcam_steps"] = gradcam_steps(model, x, results["gradcam"])
+    answer["seconds"] = round(time.perf_counter() - started, 4)
+    return answer
+
+
+def check_input_size(model, x: np.ndarray) -> None:
+    """Refuse a network input far larger than the model's own (a long thin panorama kept at full width)."""
+    size = model.input_size
+    if size and x.shape[2] * x.shape[3] > MAX_INPUT_SCALE * size[1] * size[2]:
+        raise InputError(f"the image becomes a network input {size_text(x.shape[2:])}, more than {MAX_INPUT_SCALE} "
+                         f"times the {size_text(size[1:])} {model.name} was trained on; crop it nearer to a square")
+
+
+def gradcam_steps(model, x: np.ndarray, r) -> dict:
+    """The pieces of Grad-CAM for image 0, from the engine: A^k, alpha_k, sum_k alpha_k A^k, its ReLU.
+
+    Runs one more forward pass on the request's own model to read A at the
+    result's layer (the methods computed after Grad-CAM ran passes of their own).
+    """
+    model.forward(x)
+    A = model.activations[r.layer][:1]                         # (1, K, h, w)
+    alpha = r.alpha[:1]                                        # (1, K)
+    S = weighted_sum(alpha, A)[0]                              # (h, w): sum_k alpha_k A^k
+    relu = np.maximum(S, 0)
+    A, alpha = A[0], alpha[0]
+    contribution = alpha * A.mean(axis=(1, 2))                 # alpha_k mean_ij A^k_ij: map k's share of mean(S)
+    order = np.argsort(-contribution, kind="stable")
+    chosen = [(k, "for") for k in order[:STEPS_FOR] if contribution[k] > 0]
+    chosen += [(k, "against") for k in order[::-1][:STEPS_AGAINST] if contribution[k] < 0]
+    maps = [{"k": int(k), "side": side, "alpha": float(alpha[k]), "mean": float(A[k].mean()),
+             "max": float(A[k].max()), "contribution": float(contribution[k]), "shape": list(A[k].shape),
+             "data": json_floats(A[k]), **overlay.heat(A[k], "feature", "A^k")} for k, side in chosen]
+    return {
+        "layer": r.layer, "K": int(A.shape[0]), "shape": list(A.shape[1:]),
+        "alpha": json_floats(alpha), "contribution": json_floats(contribution),
+        "maps": maps,
+        "weighted_sum": {"shape": list(S.shape), "data": json_floats(S),
+                         **overlay.heat(S, "signed", "sum_k alpha_k A^k")},
+        "relu": {"shape": list(relu.shape), "data": json_floats(relu),
+                 **overlay.heat(relu, "heat", registry.get("gradcam").value)},
+        "equal_to_gradcam": bool(np.array_equal(relu, r.map[0])),
+    }
+
+
+def json_floats(a: np.ndarray) -> list:
+    """An array's values in row-major order as Python floats (non-finite values as None: JSON has no NaN).
+
+    A float32 value becomes the float64 of the same value, whose shortest
+    decimal form reads back as that float32 exactly.
+    """
+    values = np.asarray(a).ravel().tolist()
+    if not np.isfinite(a).all():
+        values = [v if np.isfinite(v) else None for v in values]
+    return values
