@@ -9,15 +9,22 @@ named by the environment variable CI_GUARD_DIR:
 
 A test that ends or replaces the pytest process (os._exit, os.execv, a
 signal) leaves the first file without the second; guard.py then fails.
-Standard library only.
+
+Only the pytest process that guard.py started writes them: the plugin takes
+CI_GUARD_DIR out of the environment as soon as it is loaded, so a test that
+runs pytest itself (tests/test_ci_guard.py does) cannot overwrite the outer
+run's records with its own counts. Standard library only.
 """
 
 import json
 import os
 
+# Read once, at import, and removed: child processes started by the tests never see it.
+_FOLDER = os.environ.pop("CI_GUARD_DIR", None)
+
 
 def _write(name: str, data: dict) -> None:
-    folder = os.environ.get("CI_GUARD_DIR")
+    folder = _FOLDER
     if not folder:
         return
     path = os.path.join(folder, name)

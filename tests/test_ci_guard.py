@@ -49,6 +49,23 @@ def test_a_test_that_ends_or_replaces_pytest_fails_the_guard(tmp_path, how):
     assert "ci guard: FAILED: pytest collected 3 tests but its session never ended" in done.stdout
 
 
+NESTED = ("import subprocess, sys\n\n\ndef test_runs_pytest_itself(tmp_path):\n"
+          "    (tmp_path / 'test_inner.py').write_text('def test_inner():\\n    pass\\n')\n"
+          "    done = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', str(tmp_path)],\n"
+          "                          capture_output=True, text=True, cwd=tmp_path)\n"
+          "    assert '1 passed' in done.stdout, done.stdout\n")
+
+
+def test_a_test_that_runs_pytest_itself_does_not_overwrite_the_outer_counts(tmp_path):
+    # The nested run inherits the environment; were CI_GUARD_DIR still in it, the inner
+    # run's "collected 1" would replace the outer "collected 3" and fail a good run.
+    (tmp_path / "test_ok.py").write_text(PASSING)
+    (tmp_path / "test_zz_nested.py").write_text(NESTED)
+    done = run_guard(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ci guard: ok: pytest ran all 3 collected tests: 3 passed, 0 skipped" in done.stdout
+
+
 def test_a_failing_test_fails_the_guard(tmp_path):
     (tmp_path / "test_bad.py").write_text("def test_bad():\n    assert False\n")
     done = run_guard(tmp_path)
