@@ -373,7 +373,11 @@ def test_every_method_runs_from_the_command_line_and_saves_under_its_key(tmp_pat
     from minicnn.images import load_image
     x = preprocess(load_image(image), model.meta["preprocessing"])
     np.testing.assert_array_equal(saved["gradcam_plus_plus"], explain.gradcam_plus_plus(model, x, "dog", "layer2").map[0])
-    np.testing.assert_allclose(saved["ablationcam"], explain.ablationcam(model, x, "dog", "layer2").map[0], rtol=1e-6)
+    # Ablation-CAM's weights are differences of float32 logits, and the CLI ran the ablated copies in
+    # batches of 7: BLAS kernels that block by batch size (OPENBLAS_CORETYPE=Haswell) move them by
+    # about 1e-6 of the map's largest value, so compare at that scale rather than element by element.
+    ablation = explain.ablationcam(model, x, "dog", "layer2").map[0]
+    np.testing.assert_allclose(saved["ablationcam"], ablation, rtol=1e-5, atol=1e-5 * np.abs(ablation).max())
 
 
 def test_score_cam_variant_from_the_command_line(tmp_path, capsys):
