@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     p.add_argument("--json", default=None, help="write the similarities to this JSON file")
     p.add_argument("--out", default=None, help="figure of the maps step by step (PNG); curves go to FIG_curves.png")
+    add_force_option(p)
     p.set_defaults(func=cmd_sanity)
 
     p = sub.add_parser("scorecard", help="faithfulness, localisation and cost of every method, against baselines")
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline, tie-breaking, noise, mosaics")
     p.add_argument("--json", default=None, help="write the scorecard to this JSON file")
     p.add_argument("--out-dir", default=None, help="folder for the figures (created if missing)")
+    add_force_option(p)
     p.set_defaults(func=cmd_scorecard)
     return parser
 

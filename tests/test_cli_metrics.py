@@ -83,3 +83,30 @@ def test_scorecard_says_which_methods_and_games_do_not_apply(tmp_path, capsys):
 def test_bad_arguments_are_one_line_errors_before_any_work(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and message in err and err.startswith("minicnn: error:") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["sanity", "scorecard"])
+def test_existing_files_are_replaced_only_with_force_and_all_outputs_are_written_together(tmp_path, capsys, command):
+    # The one overwrite rule of every command (minicnn.atomic.Outputs): refused before any work, one line.
+    shipped("vgg_cifar10")
+    js = tmp_path / "r.json"
+    figure = ["--out", str(tmp_path / "r.png")] if command == "sanity" else ["--out-dir", str(tmp_path / "figs")]
+    js.write_text("keep me")
+    argv = [command, "--model", "vgg_cifar10", "--images", "1", "--methods", "gradcam", "--json", str(js), *figure]
+    code, out, err = run(capsys, *argv)
+    assert code != 0 and "already exists" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert js.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    code, out, err = run(capsys, *argv, "--force")
+    assert code == 0, err
+    assert json.loads(js.read_text())["images"] == 1
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
+    assert written == (["r.png", "r_curves.png"] if command == "sanity" else
+                       ["figs/scorecard_vgg_cifar10_curves.png", "figs/scorecard_vgg_cifar10_maps.png"])
+
+
+def test_an_output_that_names_the_weights_is_refused(tmp_path, capsys):
+    weights = tmp_path / "m.npz"
+    from minicnn.weights import locate
+    weights.write_bytes(locate("vgg_cifar10")[0].read_bytes())
+    code, out, err = run(capsys, "sanity", "--model", str(weights), "--images", "1", "--json", str(weights), "--force")
+    assert code != 0 and "same file" in err and len(err.strip().splitlines()) == 1

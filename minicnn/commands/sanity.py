@@ -7,7 +7,9 @@ prints one Markdown table per similarity (a row per method, a column per
 randomisation step), and writes the JSON of ``minicnn.metrics.Sanity.json``
 (``--json``) and two figures (``--out FIG.png``: the maps step by step, in
 the style of Adebayo et al.'s Figure 2, and ``FIG_curves.png``: similarity
-against depth).
+against depth). Like every command (``minicnn.atomic.Outputs``), it
+replaces an existing file only with ``--force``, checks every output before
+the work, and writes them all or none.
 """
 
 from __future__ import annotations
@@ -24,22 +26,28 @@ def curves_path(out) -> Path:
     return out.with_name(f"{out.stem}_curves{out.suffix or '.png'}")
 
 
-def write_json(path, data) -> str:
-    from ..atomic import atomic_output
-    with atomic_output(path, force=True) as f:
+def write_json(path, data, outputs) -> str:
+    """``data`` as JSON into ``path``, one of ``outputs`` (inside its ``writing()``)."""
+    with outputs.open(path) as f:
         f.write((json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
     return str(path)
 
 
 def sanity_command(args) -> int:
     from .. import load
-    from ..atomic import check_writable
+    from ..atomic import Outputs
     from ..metrics import sanity
     from ..metrics.runs import selected_methods
+    from ..weights import locate
 
     selected_methods(args.methods)                        # unknown names fail before any work
-    for path in filter(None, [args.json, args.out, args.out and curves_path(args.out)]):
-        check_writable(path, force=True)
+    outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
+    outputs.input(locate(args.model)[0], "--model")
+    if args.json:
+        outputs.output(args.json, "--json", suffixes=(".json",), kind="JSON")
+    if args.out:
+        outputs.output(args.out, "--out", suffixes=(".png",), kind="a PNG figure")
+        outputs.output(curves_path(args.out), "the curves figure")
     model = load(args.model)
     cpu = time.process_time()
     result = sanity(model, methods=args.methods, images=args.images, mode=args.mode, seed=args.seed)
@@ -47,11 +55,15 @@ def sanity_command(args) -> int:
     print(f"\n{result.model}: {len(result.steps)} {result.mode} steps, {result.images} images, "
           f"{len(result.methods)} methods, {result.seconds:.0f} s ({time.process_time() - cpu:.0f} s of CPU)",
           file=sys.stderr)
-    if args.json:
-        print(f"json: {write_json(args.json, result.json())}")
-    if args.out:
-        from ..figures import save_png
-        from ..metrics.figures import sanity_curves, sanity_grid
-        print(f"figure: {save_png(sanity_grid(result), args.out, dpi=80)}")        # a panel per method and step
-        print(f"figure: {save_png(sanity_curves(result), curves_path(args.out), dpi=100)}")
+    written = []
+    with outputs.writing():                              # the JSON and both figures appear together, or none does
+        if args.json:
+            written.append(f"json: {write_json(args.json, result.json(), outputs)}")
+        if args.out:
+            from ..figures import save_png
+            from ..metrics.figures import sanity_curves, sanity_grid
+            grid = save_png(sanity_grid(result), args.out, dpi=80, outputs=outputs)    # a panel per method and step
+            curves = save_png(sanity_curves(result), curves_path(args.out), dpi=100, outputs=outputs)
+            written += [f"figure: {grid}", f"figure: {curves}"]
+    print("\n".join(written)) if written else None
     return 0
