@@ -114,6 +114,16 @@ def cmd_serve(args) -> int:
     return serve_command(args)
 
 
+def cmd_sanity(args) -> int:
+    from .commands.sanity import sanity_command
+    return sanity_command(args)
+
+
+def cmd_scorecard(args) -> int:
+    from .commands.scorecard import scorecard_command
+    return scorecard_command(args)
+
+
 def add_method_options(p: argparse.ArgumentParser) -> None:
     """--method, and every option a registered method takes (each flag once)."""
     from .explain import registry
@@ -231,6 +241,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explanations computed at the same time (default: 2); more requests wait their turn")
     p.add_argument("--quiet", action="store_true", help="no request log on stderr")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("sanity", help="do the maps change when the weights are randomised? (Adebayo et al. 2018)")
+    p.add_argument("--model", required=True, help="shipped model name or weights file")
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered method)")
+    p.add_argument("--images", type=positive_int, default=50, help="shipped test images to explain (default 50)")
+    p.add_argument("--mode", choices=["cascading", "independent"], default="cascading",
+                   help="randomise from the logits down, one more layer each step, or one layer at a time")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    p.add_argument("--json", default=None, help="write the similarities to this JSON file")
+    p.add_argument("--out", default=None, help="figure of the maps step by step (PNG); curves go to FIG_curves.png")
+    add_force_option(p)
+    p.set_defaults(func=cmd_sanity)
+
+    p = sub.add_parser("scorecard", help="faithfulness, localisation and cost of every method, against baselines")
+    p.add_argument("--model", required=True, help="shipped model name or weights file")
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered method)")
+    p.add_argument("--images", type=positive_int, default=200, help="shipped test images to explain (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random baseline, tie-breaking, noise, mosaics")
+    p.add_argument("--json", default=None, help="write the scorecard to this JSON file")
+    p.add_argument("--out-dir", default=None, help="folder for the figures (created if missing)")
+    add_force_option(p)
+    p.set_defaults(func=cmd_scorecard)
     return parser
 
 

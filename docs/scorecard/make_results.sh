@@ -1,0 +1,20 @@
+#!/bin/sh
+# Regenerate the results shown in README.md ("Which explanation can be trusted?"):
+# the scorecard of both shipped models on 200 shipped test images and the cascading
+# sanity check on 50, for every method in the registry at the time of running.
+#
+#   sh docs/scorecard/make_results.sh            # from the repository root, minicnn installed
+#
+# Writes into docs/scorecard/: scorecard_<model>.md (the table), .json and the two
+# figures; sanity_<model>.md (the tables), .json, sanity_<model>.png and
+# sanity_<model>_curves.png. Progress and timings go to the terminal (stderr).
+set -eu
+cd "$(dirname "$0")/../.."
+PYTHON=${PYTHON:-python3}
+out=docs/scorecard
+for model in vgg_cifar10 resnet20_cifar10; do
+    $PYTHON -m minicnn.cli scorecard --model "$model" --images 200 --seed 0 \
+        --json "$out/scorecard_$model.json" --out-dir "$out" --force > "$out/scorecard_$model.md"
+    $PYTHON -m minicnn.cli sanity --model "$model" --images 50 --mode cascading --seed 0 \
+        --json "$out/sanity_$model.json" --out "$out/sanity_$model.png" --force > "$out/sanity_$model.md"
+done

@@ -1,0 +1,69 @@
+"""``minicnn sanity``: do the maps change when the network's weights are randomised?
+
+    minicnn sanity --model vgg_cifar10 --images 50 --json sanity.json --out sanity.png
+    minicnn sanity --model resnet20_cifar10 --methods gradcam,guided-backprop --mode independent
+
+prints one Markdown table per similarity (a row per method, a column per
+randomisation step), and writes the JSON of ``minicnn.metrics.Sanity.json``
+(``--json``) and two figures (``--out FIG.png``: the maps step by step, in
+the style of Adebayo et al.'s Figure 2, and ``FIG_curves.png``: similarity
+against depth). Like every command (``minicnn.atomic.Outputs``), it
+replaces an existing file only with ``--force``, checks every output before
+the work, and writes them all or none.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def curves_path(out) -> Path:
+    """FIG.png -> FIG_curves.png, beside it."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_curves{out.suffix or '.png'}")
+
+
+def write_json(path, data, outputs) -> str:
+    """``data`` as JSON into ``path``, one of ``outputs`` (inside its ``writing()``)."""
+    with outputs.open(path) as f:
+        f.write((json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
+    return str(path)
+
+
+def sanity_command(args) -> int:
+    from .. import load
+    from ..atomic import Outputs
+    from ..metrics import sanity
+    from ..metrics.runs import selected_methods
+    from ..weights import locate
+
+    selected_methods(args.methods)                        # unknown names fail before any work
+    outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
+    outputs.input(locate(args.model)[0], "--model")
+    if args.json:
+        outputs.output(args.json, "--json", suffixes=(".json",), kind="JSON")
+    if args.out:
+        outputs.output(args.out, "--out", suffixes=(".png",), kind="a PNG figure")
+        outputs.output(curves_path(args.out), "the curves figure")
+    model = load(args.model)
+    cpu = time.process_time()
+    result = sanity(model, methods=args.methods, images=args.images, mode=args.mode, seed=args.seed)
+    print(result.tables())
+    print(f"\n{result.model}: {len(result.steps)} {result.mode} steps, {result.images} images, "
+          f"{len(result.methods)} methods, {result.seconds:.0f} s ({time.process_time() - cpu:.0f} s of CPU)",
+          file=sys.stderr)
+    written = []
+    with outputs.writing():                              # the JSON and both figures appear together, or none does
+        if args.json:
+            written.append(f"json: {write_json(args.json, result.json(), outputs)}")
+        if args.out:
+            from ..figures import save_png
+            from ..metrics.figures import sanity_curves, sanity_grid
+            grid = save_png(sanity_grid(result), args.out, dpi=80, outputs=outputs)    # a panel per method and step
+            curves = save_png(sanity_curves(result), curves_path(args.out), dpi=100, outputs=outputs)
+            written += [f"figure: {grid}", f"figure: {curves}"]
+    print("\n".join(written)) if written else None
+    return 0

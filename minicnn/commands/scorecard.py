@@ -1,0 +1,63 @@
+"""``minicnn scorecard``: faithfulness, localisation and cost of every method, against baselines.
+
+    minicnn scorecard --model resnet20_cifar10 --images 200 --json card.json --out-dir card/
+    minicnn scorecard --model vgg_cifar10 --methods gradcam,saliency --images 20
+
+prints a Markdown table (a row per method and baseline, mean and 95%
+confidence interval per metric), and writes the JSON of
+``minicnn.metrics.Scorecard.json`` (``--json``) and, with ``--out-dir``
+(created if missing), two figures: ``scorecard_<model>_curves.png``
+(deletion and insertion curves) and ``scorecard_<model>_maps.png`` (a grid
+of example maps). Like every command (``minicnn.atomic.Outputs``), it
+replaces an existing file only with ``--force``, checks every output before
+the work, and writes them all or none.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from .sanity import write_json
+
+
+def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
+    out = Path(os.fspath(out_dir))
+    return {"curves": out / f"scorecard_{model_name}_curves.png", "maps": out / f"scorecard_{model_name}_maps.png"}
+
+
+def scorecard_command(args) -> int:
+    from .. import load
+    from ..atomic import Outputs
+    from ..metrics import scorecard
+    from ..metrics.runs import selected_methods
+    from ..weights import locate
+
+    selected_methods(args.methods)                        # unknown names fail before any work
+    outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
+    outputs.input(locate(args.model)[0], "--model")
+    if args.json:
+        outputs.output(args.json, "--json", suffixes=(".json",), kind="JSON")
+    model = load(args.model)
+    paths = figure_paths(args.out_dir, model.name) if args.out_dir else {}
+    for what, path in paths.items():
+        outputs.output(path, f"the {what} figure", create_folder=True)     # --out-dir is created if missing
+    cpu = time.process_time()
+    card = scorecard(model, methods=args.methods, images=args.images, seed=args.seed)
+    print(card.table())
+    print(f"\n{card.model}: {card.images} images, {card.mosaics} mosaics, {len(card.methods)} methods and 3 baselines, "
+          f"{card.seconds:.0f} s ({time.process_time() - cpu:.0f} s of CPU; "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in card.phases.items()) + ")", file=sys.stderr)
+    written = []
+    with outputs.writing():                              # the JSON and the figures appear together, or none does
+        if args.json:
+            written.append(f"json: {write_json(args.json, card.json(), outputs)}")
+        if paths:
+            from ..figures import save_png
+            from ..metrics.figures import deletion_insertion_curves, example_maps
+            written.append(f"figure: {save_png(deletion_insertion_curves(card), paths['curves'], dpi=100, outputs=outputs)}")
+            written.append(f"figure: {save_png(example_maps(card), paths['maps'], dpi=90, outputs=outputs)}")
+    print("\n".join(written)) if written else None
+    return 0

@@ -1,0 +1,30 @@
+"""Which explanation can be trusted? Sanity checks, faithfulness and localisation, in NumPy.
+
+One concept per module, each a short function that reads like its definition:
+
+| module           | what                                                                  |
+|------------------|-----------------------------------------------------------------------|
+| ``similarity``   | Spearman (signed, of absolute values), SSIM (Wang et al. 2004)         |
+| ``maps``         | every method's map as one number per input pixel (the documented rule) |
+| ``randomisation``| PyTorch's default initialisation per layer; cascading / independent steps |
+| ``deletion``     | deletion and insertion curves and their areas (Petsiuk et al. 2018)    |
+| ``road``         | ROAD with noisy linear imputation (Rong et al. 2022)                   |
+| ``agreement``    | rank correlation with the occlusion map (Selvaraju et al. 2019)        |
+| ``localisation`` | 2x2 mosaics, pointing game, energy-based pointing game                 |
+| ``baselines``    | a seeded random map, a centred Gaussian, the image's edges             |
+| ``cost``         | forward and backward passes, counted by wrapping the model             |
+| ``intervals``    | the mean and its 95% confidence interval                               |
+| ``runs``         | every registered method run on a batch: chunked, counted, timed        |
+| ``sanity``       | ``minicnn sanity``: the randomisation tests of Adebayo et al. (2018)    |
+| ``scorecard``    | ``minicnn scorecard``: every metric, every method, against baselines   |
+
+    import minicnn
+    from minicnn.metrics import sanity, scorecard
+    card = scorecard(minicnn.load("resnet20_cifar10"), images=200)
+    print(card.table())
+"""
+
+from .sanity import Sanity, sanity
+from .scorecard import Scorecard, scorecard
+
+__all__ = ["Sanity", "Scorecard", "sanity", "scorecard"]

@@ -1,0 +1,37 @@
+"""The mean of a metric over images, with its 95% confidence interval.
+
+For values v_1 .. v_n (one per image) with mean m and sample standard
+deviation s (divided by n - 1), the interval is Student's t interval
+
+    m -/+ t_{0.975, n-1} * s / sqrt(n)
+
+the range that covers the mean over all images like these in 95% of
+samples, if the per-image values are independent and their mean is about
+normally distributed (true for n of a hundred or more, whatever the values'
+own distribution). With one value, or values all equal, the interval is
+[m, m]. Values that are NaN are left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import t as student_t
+
+
+def mean_ci95(values) -> tuple[float, float, float]:
+    """(mean, low, high) of the finite values; (nan, nan, nan) when there are none."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(v.mean())
+    if v.size == 1:
+        return m, m, m
+    half = float(student_t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return m, m - half, m + half
+
+
+def summary(values) -> dict:
+    """{"mean": m, "ci95": [low, high]}, the form of every metric in the scorecard's JSON."""
+    m, lo, hi = mean_ci95(values)
+    return {"mean": m, "ci95": [lo, hi]}

@@ -1,0 +1,107 @@
+"""Running every registered method on a batch: in chunks, counted, timed, refusals kept.
+
+    images, labels = shipped_test_images(200)            # (200, 32, 32, 3) uint8, 20 per class
+    run = run_method(model, registry.get("gradcam"), x, targets)
+    run.pixels        # (N, H, W) pixel map for ranking (minicnn.metrics.maps)
+    run.passes        # forward + backward passes per image, counted
+    run.seconds       # wall-clock seconds per image
+    run.skipped       # None, or why the method does not apply to this model
+
+Methods run ``chunk`` images at a time (as many images per call as the
+method batches internally), on the targets given (the class the trained
+network predicts), at their default layer and options. A method the
+registry marks ``optional`` (CAM) that refuses the model with an
+InputError is recorded as not applicable, with the refusal's message;
+other errors propagate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..explain import registry
+from .cost import counting_passes
+from .maps import pixel_map
+
+
+@dataclass
+class MethodRun:
+    """One method's maps of a batch and what they cost."""
+
+    name: str
+    key: str
+    title: str
+    kind: str
+    raw: np.ndarray | None = None                # the raw maps, (N, ...) as the method returns them
+    pixels: np.ndarray | None = None             # (N, H, W) pixel map, channels="abs"
+    signed: np.ndarray | None = None             # (N, H, W) pixel map, channels="sum"
+    passes: float = float("nan")
+    seconds: float = float("nan")
+    skipped: str | None = None
+    layer: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def shipped_test_images(count: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``count`` of the 300 shipped CIFAR-10 test images, class by class in turn (image 0 of each class,
+    then image 1 of each, ...): (images (count, 32, 32, 3) uint8, labels (count,), class names)."""
+    from ..images import load_image, sample_images
+    samples = sample_images()
+    classes = sorted({c for _, c in samples})
+    if not 1 <= count <= len(samples):
+        raise InputError(f"the number of images must be between 1 and {len(samples)} (the shipped test images); "
+                         f"got {count}")
+    by_class = {c: [p for p, k in samples if k == c] for c in classes}
+    order = [(by_class[c][i], c) for i in range(max(map(len, by_class.values())))
+             for c in classes if i < len(by_class[c])]
+    chosen = order[:count]
+    images = np.stack([load_image(p) for p, _ in chosen])
+    return images, np.array([classes.index(c) for _, c in chosen]), classes
+
+
+def selected_methods(selection: str | None) -> list[registry.Method]:
+    """Registry rows: every method of the registry (None or "all"), or a comma-separated list of names."""
+    if selection in (None, "all"):
+        return list(registry.METHODS.values())
+    return [registry.get(n) for n in registry.names(selection)]
+
+
+def run_method(model, method: registry.Method, x: np.ndarray, targets: np.ndarray, *, chunk: int = 50,
+               bar=None) -> MethodRun:
+    """The method's maps of the batch x (N, C, H, W) for ``targets`` (N,), with their cost (module docstring)."""
+    run = MethodRun(method.name, method.key, method.title, method.kind)
+    raws, forwards, backwards, seconds = [], 0, 0, 0.0
+    for start in range(0, len(x), chunk):
+        part = slice(start, start + chunk)
+        try:
+            with counting_passes(model) as count:
+                began = time.perf_counter()
+                result = method.run(model, x[part], targets[part])
+                seconds += time.perf_counter() - began
+        except InputError as e:
+            if not method.optional:
+                raise
+            run.skipped = str(e)
+            return run
+        forwards, backwards = forwards + count.forwards, backwards + count.backwards
+        raws.append(np.asarray(result.map))
+        run.layer = result.layer
+        if bar is not None:
+            bar.update(len(x[part]))
+    run.raw = np.concatenate(raws)
+    size = x.shape[2:]
+    run.pixels = pixel_map(run.raw, method.kind, size, channels="abs")
+    run.signed = pixel_map(run.raw, method.kind, size, channels="sum")
+    run.passes = (forwards + backwards) / len(x)
+    run.seconds = seconds / len(x)
+    run.extra = {"forwards": forwards / len(x), "backwards": backwards / len(x)}
+    return run
+
+
+def forward_in_batches(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Logits (N, K) of x, ``batch`` images per forward pass."""
+    return np.concatenate([model.forward(x[i:i + batch]) for i in range(0, len(x), batch)])

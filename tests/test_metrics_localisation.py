@@ -1,0 +1,115 @@
+"""Pointing games on mosaics, the baselines, agreement with occlusion, pixel maps and pass counting."""
+
+import numpy as np
+import pytest
+
+from minicnn import explain
+from minicnn.errors import InputError
+from minicnn.explain import registry
+from minicnn.explain.resize import resize_bilinear
+from minicnn.metrics.agreement import occlusion_spearman
+from minicnn.metrics.baselines import baseline_maps, centre_map, edge_map, random_map
+from minicnn.metrics.cost import counting_passes
+from minicnn.metrics.localisation import (choose_mosaics, energy_pointing_game, mosaic, pointing_game,
+                                          tile_mask)
+from minicnn.metrics.maps import pixel_map
+
+from test_explain_helpers import small_cnn
+
+
+def test_mosaic_puts_tiles_zero_to_three_in_reading_order():
+    tiles = [np.full((1, 2, 3), float(i)) for i in range(4)]
+    m = mosaic(tiles)
+    assert m.shape == (1, 4, 6)
+    assert m[0, :, :].tolist() == [[0, 0, 0, 1, 1, 1]] * 2 + [[2, 2, 2, 3, 3, 3]] * 2
+    assert tile_mask((4, 6), 3).sum() == 6 and tile_mask((4, 6), 3)[3, 5] and not tile_mask((4, 6), 3)[0, 0]
+    assert (mosaic(tiles)[0][tile_mask((4, 6), 1)] == 1).all()
+
+
+def test_a_map_equal_to_the_tile_mask_scores_one_in_both_games():
+    for tile in range(4):
+        mask = tile_mask((8, 8), tile)
+        assert pointing_game(mask.astype(float), mask) == 1.0
+        assert energy_pointing_game(mask.astype(float), mask) == 1.0
+        assert pointing_game(~mask * 1.0, mask) == 0.0 and energy_pointing_game(~mask * 1.0, mask) == 0.0
+
+
+def test_the_documented_tie_rules():
+    mask = tile_mask((8, 8), 0)
+    # a constant map: every pixel is a maximum, a quarter of them in the tile: chance, 1/4
+    assert pointing_game(np.ones((8, 8)), mask) == 0.25
+    assert energy_pointing_game(np.ones((8, 8)), mask) == 0.25
+    # two tied maxima, one inside: a half
+    m = np.zeros((8, 8))
+    m[0, 0] = m[7, 7] = 5.0
+    assert pointing_game(m, mask) == 0.5
+    # no positive mass at all: the tile's share; negative values never count
+    assert energy_pointing_game(-np.ones((8, 8)), mask) == 0.25
+    m = -np.ones((8, 8))
+    m[0, 0], m[7, 7] = 3.0, 1.0
+    assert energy_pointing_game(m, mask) == pytest.approx(0.75)
+    with pytest.raises(InputError, match="same"):
+        pointing_game(np.zeros((4, 4)), mask)
+
+
+def test_choose_mosaics_takes_four_classes_classified_correctly_and_cycles_the_target_tile():
+    labels = np.repeat(np.arange(10), 6)
+    predictions = labels.copy()
+    predictions[::5] = (labels[::5] + 1) % 10                  # some mistakes, never used
+    chosen = choose_mosaics(labels, predictions, 7, seed=3)
+    assert len(chosen) == 7 and [t for _, t in chosen] == [0, 1, 2, 3, 0, 1, 2]
+    used = [i for group, _ in chosen for i in group]
+    assert len(used) == len(set(used))
+    for group, _ in chosen:
+        assert len(set(labels[list(group)])) == 4 and np.all(labels[list(group)] == predictions[list(group)])
+    assert choose_mosaics(labels, predictions, 7, seed=3) == chosen
+    assert len(choose_mosaics(np.array([0, 0, 1, 1, 2]), np.array([0, 0, 1, 1, 2]), 3)) == 0   # 3 classes only
+
+
+def test_baselines():
+    r = random_map(2, (4, 5), seed=7)
+    assert r.shape == (2, 4, 5) and np.array_equal(r, random_map(2, (4, 5), seed=7)) and 0 <= r.min() < r.max() < 1
+    c = centre_map(1, (8, 8))[0]
+    assert np.isclose(c.max(), np.exp(-0.5 / 2 / 4)) and c[3:5, 3:5].min() == c.max()        # four central pixels tie
+    assert c[0, 0] == pytest.approx(np.exp(-(3.5 ** 2 * 2) / 8))
+    step = np.zeros((1, 3, 6, 6))
+    step[..., 3:] = 1.0                                       # a vertical edge between columns 2 and 3
+    e = edge_map(step)[0]
+    assert e[:, 2:4].min() > 0 and np.all(e[:, [0, 5]] == 0)
+    assert set(baseline_maps(step)) == {"random", "centre", "edges"}
+
+
+def test_pixel_maps_follow_the_documented_rule(rng):
+    layer = rng.standard_normal((2, 4, 4))
+    np.testing.assert_allclose(pixel_map(layer, "layer", (8, 8)), resize_bilinear(layer, (8, 8)))
+    g = rng.standard_normal((2, 3, 8, 8))
+    np.testing.assert_allclose(pixel_map(g, "input", (8, 8)), np.abs(g).sum(axis=1))
+    np.testing.assert_allclose(pixel_map(g, "input", (8, 8), channels="sum"), g.sum(axis=1))
+    np.testing.assert_allclose(pixel_map(g[:, 0], "pixels", (8, 8)), g[:, 0])
+    with pytest.raises(InputError, match="cannot have shape"):
+        pixel_map(g, "pixels", (8, 8))
+    with pytest.raises(InputError, match="channels"):
+        pixel_map(g, "input", (8, 8), channels="max")
+
+
+def test_occlusion_agrees_with_itself_and_not_with_its_negative(rng):
+    o = rng.standard_normal((3, 6, 6))
+    np.testing.assert_allclose(occlusion_spearman(o, o), 1.0)
+    np.testing.assert_allclose(occlusion_spearman(-o, o), -1.0)
+
+
+def test_passes_are_counted_per_image_and_the_model_is_left_as_it_was():
+    model = small_cnn(0)
+    x = np.random.default_rng(0).standard_normal((5, 3, 8, 8))
+    with counting_passes(model) as gradcam_passes:
+        registry.get("gradcam").run(model, x)
+    assert (gradcam_passes.forwards, gradcam_passes.backwards) == (5, 5)
+    with counting_passes(model) as outer:
+        with counting_passes(model) as inner:
+            explain.guided_gradcam(model, x[:2])
+        model.forward(x)
+    assert (inner.forwards, inner.backwards) == (4, 4) and (outer.forwards, outer.backwards) == (9, 4)
+    with counting_passes(model) as occ:
+        explain.occlusion(model, x[:1], size=4, stride=4)
+    assert occ.forwards == 1 + 4 and occ.total == 5
+    assert not {"forward", "backward", "forward_from"} & set(vars(model))
