@@ -8,6 +8,8 @@
 # Writes into docs/scorecard/: scorecard_<model>.md (the table), .json and the two
 # figures; sanity_<model>.md (the tables), .json, sanity_<model>.png and
 # sanity_<model>_curves.png. Progress and timings go to the terminal (stderr).
+# The two large grids of maps per model are then kept as JPEG (quality 85, a
+# fifth of the PNG's size); the curves stay PNG.
 set -eu
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
@@ -18,3 +20,14 @@ for model in vgg_cifar10 resnet20_cifar10; do
     $PYTHON -m minicnn.cli sanity --model "$model" --images 50 --mode cascading --seed 0 \
         --json "$out/sanity_$model.json" --out "$out/sanity_$model.png" --force > "$out/sanity_$model.md"
 done
+$PYTHON - "$out" <<'EOF'
+import sys
+from pathlib import Path
+from PIL import Image
+for png in sorted(Path(sys.argv[1]).glob("*.png")):
+    if png.stem.startswith("sanity_") and not png.stem.endswith("_curves") or png.stem.endswith("_maps"):
+        Image.open(png).convert("RGB").save(png.with_suffix(".jpg"), quality=85, optimize=True)
+        png.unlink()
+        for md in Path(sys.argv[1]).glob("*.md"):       # the tables name the figures they wrote
+            md.write_text(md.read_text().replace(png.name, png.with_suffix(".jpg").name))
+EOF
