@@ -63,6 +63,17 @@ def shipped_test_images(count: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return images, np.array([classes.index(c) for _, c in chosen]), classes
 
 
+def model_inputs(model, count: int) -> tuple[np.ndarray, dict]:
+    """The first ``count`` shipped test images (``shipped_test_images``) as the model's input
+    (count, C, H, W), and its preprocessing; a one-line error for a model that records none."""
+    from ..images import preprocess
+    prep = model.meta.get("preprocessing")
+    if not prep:
+        raise InputError(f"{model.name} records no preprocessing; cannot prepare the test images for it")
+    pictures, _, _ = shipped_test_images(count)
+    return preprocess(pictures, prep), prep
+
+
 def selected_methods(selection: str | None) -> list[registry.Method]:
     """Registry rows: every method of the registry (None or "all"), or a comma-separated list of names."""
     if selection in (None, "all"):

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress
 from .randomisation import MODES, randomised, steps as randomisation_steps
-from .runs import forward_in_batches, run_method, selected_methods, shipped_test_images
+from .runs import forward_in_batches, model_inputs, run_method, selected_methods
 from .similarity import scale01, spearman, ssim
 
 SIMILARITIES = ("spearman_abs", "spearman", "ssim")
@@ -102,16 +102,12 @@ def similarities(original, randomised_run) -> dict[str, np.ndarray]:
 def sanity(model, *, methods: str | None = None, images: int = 50, mode: str = "cascading", seed: int = 0,
            chunk: int = 50, progress: bool = True) -> Sanity:
     """Randomise ``model`` step by step and compare every method's maps with the trained ones (module docstring)."""
-    from ..images import deprocess, preprocess
+    from ..images import deprocess
     if mode not in MODES:
         raise InputError(f"randomisation mode must be one of {', '.join(MODES)}; got {mode!r}")
     began = time.perf_counter()
     rows = selected_methods(methods)
-    prep = model.meta.get("preprocessing")
-    if not prep:
-        raise InputError(f"{model.name} records no preprocessing; cannot prepare the test images for it")
-    pictures, _, _ = shipped_test_images(images)
-    x = preprocess(pictures, prep)
+    x, prep = model_inputs(model, images)
     targets = forward_in_batches(model, x).argmax(axis=1)
     plan = randomisation_steps(model, mode)
     result = Sanity(model=model.name, mode=mode, images=len(x), steps=[label for label, _ in plan],

@@ -66,7 +66,7 @@ from .deletion import auc, blur, deletion_curve, insertion_curve
 from .intervals import mean_ci95, summary
 from .localisation import choose_mosaics, energy_pointing_game, mosaic, pointing_game, tile_mask
 from .road import PERCENTILES, road_curves
-from .runs import MethodRun, forward_in_batches, run_method, selected_methods, shipped_test_images
+from .runs import MethodRun, forward_in_batches, model_inputs, run_method, selected_methods, shipped_test_images
 
 #: The metrics of the JSON, in table order, with the direction that is better (None: a cost).
 METRICS = {
@@ -203,14 +203,10 @@ def mosaic_inputs(model, count: int, seed: int):
 def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int = 0, steps: int = 10,
               batch: int = 32, chunk: int = 50, examples: int = 4, progress: bool = True) -> Scorecard:
     """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method."""
-    from ..images import deprocess, preprocess
+    from ..images import deprocess
     began = time.perf_counter()
     rows = selected_methods(methods)
-    prep = model.meta.get("preprocessing")
-    if not prep:
-        raise InputError(f"{model.name} records no preprocessing; cannot prepare the test images for it")
-    pictures, _, _ = shipped_test_images(images)
-    x = preprocess(pictures, prep)
+    x, prep = model_inputs(model, images)
     n, size = len(x), x.shape[2:]
     logits = forward_in_batches(model, x, batch)
     targets = logits.argmax(axis=1)
