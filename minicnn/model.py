@@ -39,10 +39,11 @@ from .layers.base import join
 from .memory import keep_freed_memory
 
 
-#: Input elements (images x C x H x W) per chunk of a batch: small enough that a chunk's
-#: activations stay in cache from one layer to the next, large enough that the Python
-#: work of a pass is small next to its arithmetic.
-CHUNK_ELEMENTS = 2 ** 16
+#: Input elements (images x C x H x W) per chunk of a batch (about 43 CIFAR images): large
+#: enough that the Python work of a pass, which holds the interpreter lock while the other
+#: threads wait for it, is small next to its arithmetic (2^16 was 10-25% slower on two
+#: threads, benchmarks/README.md).
+CHUNK_ELEMENTS = 2 ** 17
 
 
 def batch_chunks(n: int, image_elements: int, workers: int) -> list[slice]:
@@ -172,7 +173,6 @@ class Model:
         self._run = Pass()
         self._modules = dict(root.named_modules())
         self._logits_shape: tuple | None = None
-        self._split = False
 
     # ------------------------------------------------------------ description
     @property
@@ -284,8 +284,7 @@ class Model:
         n = len(x)
         pieces = batch_chunks(n, x[0].size, parallel.threads())
         keep_freed_memory()                              # the last pass's memory serves this one
-        self._split = len(pieces) > 1 or x[0].size >= CHUNK_ELEMENTS   # work for our threads, not BLAS's
-        with parallel.session(self._split):
+        with parallel.session():
             if len(pieces) > 1 and all(np.shape(a)[:1] == (n,) for a in replace.values()):
                 runs = [Pass(replace={k: a[s] for k, a in replace.items()}, keep=keep) for s in pieces]
                 logits = np.concatenate(parallel.run(
@@ -333,7 +332,7 @@ class Model:
 
         pieces = batch_chunks(len(A), A[0].size, parallel.threads())
         runs = [Pass(keep=keep) for _ in pieces]
-        with parallel.session(len(pieces) > 1):
+        with parallel.session():
             logits = parallel.run(resume, zip(pieces, runs))
         self._run = Chunks(pieces, runs) if len(pieces) > 1 else runs[0]
         return logits[0] if len(logits) == 1 else np.concatenate(logits)
@@ -408,7 +407,7 @@ class Model:
             except StopBackward:
                 return None
 
-        with parallel.session(self._split):
+        with parallel.session():
             dx = parallel.run(one, zip(pieces, runs))
         if chunks:
             chunks.gradients = Joined([run.gradients for run in runs])

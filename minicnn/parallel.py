@@ -11,8 +11,7 @@ of the result.
 
 NumPy releases the interpreter lock inside its array operations and BLAS
 calls, so such pieces run on separate cores when given to threads. While a
-model pass that has pieces to share runs (``session``), the BLAS library is
-held to one thread: each piece already has a core, and BLAS threads on top
+model pass runs (``session``), the BLAS library is held to one thread: each piece already has a core, and BLAS threads on top
 of ours would compete with them (and spin, waiting for work, long after a
 product ends). The number of threads is the BLAS library's own thread count
 (``OPENBLAS_NUM_THREADS`` and the like still decide), read with
@@ -72,14 +71,17 @@ def threads() -> int:
 
 
 @contextmanager
-def session(hold: bool = True):
+def session():
     """Hold BLAS to one thread while minicnn's own threads do the work (a model pass).
 
-    ``hold=False``: leave BLAS as it is (a pass too small to be split, whose
-    products are better off with BLAS's own threads).
+    Every pass holds it, a small one too (one CIFAR image, whose products
+    are too small to gain from BLAS's threads): BLAS's threads, once woken,
+    spin for a while after their product ends, and a batch that follows at
+    once (Score-CAM's masked copies after the forward of the image) found
+    both cores taken by them: 1.3-1.6x its time (benchmarks/README.md).
     """
     blas, natural = _blas(), _blas_threads()
-    if not hold or blas is None or natural <= 1 or getattr(_STATE, "inside", False):
+    if blas is None or natural <= 1 or getattr(_STATE, "inside", False):
         yield
         return
     with _LOCK:

@@ -26,6 +26,7 @@ shifted by one fixed offset, so im2col becomes kh*kw slice copies.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -100,11 +101,12 @@ def im2col(xp: np.ndarray, kernel, stride, dilation=1) -> np.ndarray:
     return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
 
 
-#: Floats in one block of im2col's columns (1 MiB in float32): a convolution builds
-#: and multiplies its columns a block at a time, so the block is still in cache when
-#: the product reads it, and the whole column matrix (115 MB for VGG-16's second
-#: layer) never exists at once...
-COLUMN_BLOCK_FLOATS = 2 ** 18
+#: Floats in one block of im2col's columns (4 MiB in float32): a convolution builds
+#: and multiplies its columns a block at a time, so the whole column matrix (115 MB
+#: for VGG-16's second layer) never exists at once; blocks of 1 MiB, which stay in a
+#: core's cache, were no faster on one thread and slower on two (more, smaller NumPy
+#: calls, each taking the interpreter lock: benchmarks/README.md)...
+COLUMN_BLOCK_FLOATS = 2 ** 20
 #: ...but a block has at least this many columns, so each product stays large.
 MIN_BLOCK_COLUMNS = 1024
 
@@ -266,7 +268,7 @@ def scratch(name: str, shape, dtype) -> np.ndarray:
     temporaries: a caller must not return a scratch array or keep it past
     its next request of the same name.
     """
-    size, dtype = int(np.prod(shape)), np.dtype(dtype)
+    size, dtype = math.prod(shape), np.dtype(dtype)
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
     buf = buffers.get((name, dtype))
     if buf is None or buf.size < size:

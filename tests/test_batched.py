@@ -240,3 +240,27 @@ def test_a_repeated_pass_reuses_the_memory_of_the_last_one():
     model.forward(x)
     model.backward(seed, relu="guided")
     assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 200      # 4 KiB pages: < 1 MB fresh
+
+
+def test_every_pass_holds_blas_to_one_thread_a_single_small_image_too(monkeypatch):
+    """BLAS's threads, once woken, spin after their product: a pass of one CIFAR image
+    holds BLAS to one thread as a batch does, and gives the thread count back after."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from minicnn.layers import conv
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+    if not blas_threads():
+        pytest.skip("threadpoolctl sees no BLAS library")
+    seen = []
+    real = conv.conv2d_forward
+    monkeypatch.setattr(conv, "conv2d_forward", lambda *a, **k: seen.append(blas_threads()) or real(*a, **k))
+    monkeypatch.setattr(parallel, "_CORES", 4)
+    model = zoo.vgg([8, "M", 16, "M"], hidden=(32,), pool_size=(2, 2), num_classes=10)
+    x = np.random.default_rng(10).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        model.forward(x)
+        model.backward(np.eye(10, dtype=np.float32)[[3]])
+        assert seen and all(threads == [1] * len(threads) for threads in seen)
+        assert set(blas_threads()) == {2}

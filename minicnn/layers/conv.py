@@ -131,10 +131,11 @@ def conv2d_forward_side_by_side(x, w, b=None, padding=0, dilation=1):
         xs = side_by_side(x, padding, images, input_rows(rows, (kh, kw), 1, dilation))
         cols = shifted_columns(xs, (kh, kw), dilation)
         y = np.matmul(wmat, cols, out=scratch("product", (f, cols.shape[1]), dtype))
-        y = y.reshape(f, rows.stop - rows.start, images.stop - images.start, wp)[..., :wo]
-        if b is not None:
-            y += b[:, None, None, None]
-        out[images, :, rows] = y.transpose(2, 0, 1, 3)
+        y = y.reshape(f, rows.stop - rows.start, images.stop - images.start, wp)[..., :wo].transpose(2, 0, 1, 3)
+        if b is None:
+            out[images, :, rows] = y
+        else:
+            np.add(y, b[:, None, None], out=out[images, :, rows])       # the bias on the way out: one pass
 
     parallel.run(block, column_blocks(n, ho, wp, wmat.shape[1], parallel.threads()))
     return out
