@@ -61,7 +61,8 @@ class Joined(Mapping):
 
     Read-only; each array is joined once, when first read, and names that
     hold the same arrays in every chunk (a container and its last layer)
-    get the same joined array.
+    get the same joined array. A pair of arrays (the inputs of an Add) is
+    joined array by array.
     """
 
     def __init__(self, parts: list[dict]) -> None:
@@ -69,6 +70,11 @@ class Joined(Mapping):
 
     def __getitem__(self, name):
         arrays = [part[name] for part in self._parts]
+        if isinstance(arrays[0], tuple):
+            return tuple(self._join(list(pair)) for pair in zip(*arrays))
+        return self._join(arrays)
+
+    def _join(self, arrays: list[np.ndarray]) -> np.ndarray:
         key = tuple(map(id, arrays))                   # the parts keep the arrays, so ids stay theirs
         if key not in self._joined:
             self._joined[key] = np.concatenate(arrays)
@@ -90,6 +96,7 @@ class Chunks:
     def __init__(self, pieces: list[slice], runs: list[Pass]) -> None:
         self.pieces, self.runs = pieces, runs
         self.activations = Joined([run.activations for run in runs])
+        self.inputs = Joined([run.inputs for run in runs])
         self.gradients, self.param_grads = {}, {}
         self.keep = runs[0].keep
 

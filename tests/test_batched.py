@@ -129,6 +129,29 @@ def test_a_batch_in_chunks_on_threads_equals_one_pass(three_threads, monkeypatch
         assert relative_error(chunked[4][key], whole[4][key]) < SAME, key
 
 
+@pytest.mark.parametrize("name", ["resnet20", "vgg"])
+def test_the_inputs_of_a_batch_in_chunks_are_those_of_one_pass(three_threads, monkeypatch, name):
+    model = models()[name]
+    x = np.random.default_rng(11).standard_normal((7, 3, 8, 8))
+
+    def inputs():
+        model.forward(x)
+        return {k: tuple(map(np.array, v)) if isinstance(v, tuple) else (np.array(v),)
+                for k, v in model.inputs.items()}
+
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 1)
+    whole = inputs()
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 3)
+    monkeypatch.setattr(model_module, "CHUNK_ELEMENTS", 2 * 192)             # chunks of 1 to 3 images
+    chunked = inputs()
+    assert isinstance(model._run, model_module.Chunks) and chunked.keys() == whole.keys()
+    assert any(len(v) == 2 for v in whole.values()) == (name == "resnet20")  # the Adds' pairs
+    for layer, arrays in whole.items():
+        assert len(chunked[layer]) == len(arrays)
+        for got, want in zip(chunked[layer], arrays):
+            assert got.shape == want.shape and relative_error(got, want) < SAME, layer
+
+
 def test_chunked_activations_of_a_container_and_its_last_layer_are_one_array(three_threads, monkeypatch):
     monkeypatch.setattr(model_module, "CHUNK_ELEMENTS", 3072)
     model = zoo.vgg_cifar()
