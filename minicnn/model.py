@@ -60,13 +60,14 @@ class Joined(Mapping):
     """name -> the chunks' arrays for that name, concatenated along the batch axis.
 
     Read-only; each array is joined once, when first read, and names that
-    hold the same arrays in every chunk (a container and its last layer)
-    get the same joined array. A pair of arrays (the inputs of an Add) is
-    joined array by array.
+    hold the same arrays in every chunk (a container and its last layer; a
+    layer's input and the output of the layer before it, when ``joined`` is
+    shared) get the same joined array, as they are the same array in one
+    pass. A pair of arrays (the inputs of an Add) is joined array by array.
     """
 
-    def __init__(self, parts: list[dict]) -> None:
-        self._parts, self._joined = parts, {}
+    def __init__(self, parts: list[dict], joined: dict | None = None) -> None:
+        self._parts, self._joined = parts, ({} if joined is None else joined)
 
     def __getitem__(self, name):
         arrays = [part[name] for part in self._parts]
@@ -95,8 +96,9 @@ class Chunks:
 
     def __init__(self, pieces: list[slice], runs: list[Pass]) -> None:
         self.pieces, self.runs = pieces, runs
-        self.activations = Joined([run.activations for run in runs])
-        self.inputs = Joined([run.inputs for run in runs])
+        joined: dict = {}                              # one array per set of chunk arrays, read by either name
+        self.activations = Joined([run.activations for run in runs], joined)
+        self.inputs = Joined([run.inputs for run in runs], joined)
         self.gradients, self.param_grads = {}, {}
         self.keep = runs[0].keep
 

@@ -161,6 +161,18 @@ def test_chunked_activations_of_a_container_and_its_last_layer_are_one_array(thr
     assert model.activations["features"].shape[0] == 4 and "features.20" in model.activations
 
 
+def test_chunked_input_of_a_layer_is_the_output_of_the_one_before(three_threads, monkeypatch):
+    """As in one pass, where it is the same array (LRP finds the BatchNorm fed by a convolution this way)."""
+    monkeypatch.setattr(model_module, "CHUNK_ELEMENTS", 2 * 192)
+    model = models()["resnet20"]
+    model.forward(np.random.default_rng(12).standard_normal((5, 3, 8, 8)))
+    assert isinstance(model._run, model_module.Chunks)
+    assert model.inputs["bn1"] is model.activations["conv1"]
+    assert model.inputs["layer1.0.bn1"] is model.activations["layer1.0.conv1"]
+    a, b = model.inputs["layer1.0.add"]
+    assert a is model.activations["layer1.0.bn2"] and a.shape[0] == 5
+
+
 def test_chunked_stop_at_and_replace(three_threads, monkeypatch):
     model = zoo.resnet20().astype(np.float64)
     rng = np.random.default_rng(3)
@@ -271,11 +283,13 @@ def test_every_pass_holds_blas_to_one_thread_a_single_small_image_too(monkeypatc
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from minicnn.layers import conv
 
-    def blas_threads():
-        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
-
-    if not blas_threads():
+    if parallel._blas() is None or not parallel._blas().lib_controllers:
         pytest.skip("threadpoolctl sees no BLAS library")
+    held = {lib.filepath for lib in parallel._blas().lib_controllers}    # NumPy's (SciPy may bring another)
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["filepath"] in held]
+
     seen = []
     real = conv.conv2d_forward
     monkeypatch.setattr(conv, "conv2d_forward", lambda *a, **k: seen.append(blas_threads()) or real(*a, **k))

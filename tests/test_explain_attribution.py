@@ -152,3 +152,26 @@ def test_z_box_needs_the_input_bounds():
         explain.lrp_epsilon_gamma_box(small_cnn(0), np.zeros((1, 3, 8, 8)))
     r = explain.lrp(small_cnn(0), np.ones((1, 3, 8, 8)), 0, "epsilon-gamma-box", low=-1.0, high=2.0)
     assert r.map.shape == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon-plus", "epsilon-gamma-box"])
+def test_lrp_of_a_batch_in_chunks_is_that_of_each_image(monkeypatch, composite):
+    """A batch cut into chunks (on threads) merges every BatchNorm into its convolution, as one image does."""
+    from minicnn import model as model_module
+    from minicnn import parallel, zoo
+    from minicnn.layers import BatchNorm2d
+    model = zoo.init_weights(zoo.resnet20(), seed=3).astype(np.float64)
+    rng = np.random.default_rng(13)
+    for _, layer in model.layers():
+        if isinstance(layer, BatchNorm2d):                 # statistics that make each BatchNorm matter
+            c = layer.num_features
+            layer.params.update(weight=rng.uniform(0.5, 2, c), bias=rng.normal(0, 0.5, c))
+            layer.buffers.update(running_mean=rng.normal(0, 0.5, c), running_var=rng.uniform(0.5, 2, c))
+    model.meta["preprocessing"] = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    x = rng.standard_normal((5, 3, 8, 8))
+    each = np.concatenate([explain.lrp(model, x[i:i + 1], 1, composite).map for i in range(5)])
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 3)
+    monkeypatch.setattr(model_module, "CHUNK_ELEMENTS", 2 * 192)             # chunks of 1 to 3 images
+    batch = explain.lrp(model, x, 1, composite).map
+    assert isinstance(model._run, model_module.Chunks)
+    np.testing.assert_allclose(batch, each, rtol=1e-10, atol=1e-12 * np.abs(each).max())
