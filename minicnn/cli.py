@@ -10,6 +10,8 @@ of an animated GIF) is one ``minicnn: note: ...`` line.
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 import warnings
 
@@ -278,13 +280,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show_note
-            return int(args.func(args) or 0)
+            status = int(args.func(args) or 0)
+        sys.stdout.flush()                           # a reader that left shows here, not at exit
+        return status
     except MinicnnError as e:
         print(f"minicnn: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("minicnn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return stdout_closed()
+
+
+def stdout_closed() -> int:
+    """The reader of stdout left early (``minicnn explain ... | head -1``): no traceback, SIGPIPE's status.
+
+    What is still buffered for stdout goes to the null device, so that the
+    flush at exit does not fail again.
+    """
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):   # stdout is not a file (a test's capture)
+        pass
+    return 128 + 13                                  # as a program ended by SIGPIPE
 
 
 if __name__ == "__main__":

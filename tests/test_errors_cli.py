@@ -1179,6 +1179,24 @@ def test_the_installed_command_exits_2_with_one_line():
                            "valid models: mobilenet_v2, resnet20_cifar10, vgg_cifar10\n")
 
 
+@pytest.mark.parametrize("argv", [["layers", "--model", "vgg_cifar10"],
+                                  ["explain", str(CAT), "--model", "vgg_cifar10", "--top", "10"]],
+                         ids=["layers", "explain"])
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, argv):
+    """``minicnn ... | head -1``: stdout's reader is gone before minicnn writes; SIGPIPE's status, no traceback."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "minicnn.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    proc.stdout.close()
+    try:
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 141
+    finally:
+        proc.kill()
+        proc.stderr.close()
+    assert "Traceback" not in err and "Exception ignored" not in err and "BrokenPipe" not in err, err
+
+
 def test_argument_mistakes_are_one_line_too(capsys):
     assert cli.main(["explain", str(CAT), "--top", "many"]) == 2
     out, err = capsys.readouterr()
