@@ -11,9 +11,9 @@ of the result.
 
 NumPy releases the interpreter lock inside its array operations and BLAS
 calls, so such pieces run on separate cores when given to threads. While a
-model pass runs (``session``), the BLAS library is held to one thread: each piece already has a core, and BLAS threads on top
-of ours would compete with them (and spin, waiting for work, long after a
-product ends). The number of threads is the BLAS library's own thread count
+model pass runs (``session``), the BLAS library is held to one thread: each
+piece already has a core, and BLAS threads on top of ours would compete with
+them (and spin, waiting for work, long after a product ends). The number of threads is the BLAS library's own thread count
 (``OPENBLAS_NUM_THREADS`` and the like still decide), read with
 ``threadpoolctl``; without it everything runs in the calling thread, as
 plain NumPy does.
@@ -78,7 +78,7 @@ def session():
     are too small to gain from BLAS's threads): BLAS's threads, once woken,
     spin for a while after their product ends, and a batch that follows at
     once (Score-CAM's masked copies after the forward of the image) found
-    both cores taken by them: 1.3-1.6x its time (benchmarks/README.md).
+    both cores taken by them: 1.3-1.9x its time (benchmarks/README.md).
     """
     blas, natural = _blas(), _blas_threads()
     if blas is None or natural <= 1 or getattr(_STATE, "inside", False):
