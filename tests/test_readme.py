@@ -175,3 +175,12 @@ def test_the_own_photo_section_says_what_the_models_answer(tmp_path, capsys):
     assert cli.main(["explain", str(data_path("images", "chelsea.png")), "--model", "resnet20_cifar10",
                      "--out", str(tmp_path / "chelsea.png")]) == 0
     assert capsys.readouterr().out.splitlines()[0] == shown
+
+
+def test_the_readme_counts_the_lessons_there_are():
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+             "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
+    count = len(sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py")))
+    said = re.findall(r"\b(\w+) lessons\b(?!/)", README)             # not the path lessons/
+    assert said and all(w in words for w in said), said
+    assert {words.index(w) + 1 for w in said} == {count}, (said, count)
