@@ -300,8 +300,9 @@ def test_parallel_requests_get_the_maps_sequential_ones_get(server, cat_dog_png)
     for t in threads:
         t.join(timeout=300)
     assert not errors and len(answers) == 6
-    # Concurrent requests hold BLAS to one thread (minicnn.parallel), so a product may sum in another
-    # order than the same request alone: equal to float32 rounding, 1e-5 of the map's scale.
+    # Equal to float32 rounding (1e-5 of the map's scale), not bitwise: a request's products need not sum
+    # in the same order when other requests run beside it (they did not under CI's Haswell kernel while a
+    # request alone could still use two BLAS threads).
     for q, status, data in answers:
         assert status == 200
         expected = np.asarray(sequential[q], dtype=np.float64)
