@@ -18,6 +18,11 @@ temporary folder, each mutant is written into the copy, the fast unit tests
 first on the import path, and the original file is written back before the
 next mutant (in a ``finally``). The copy is deleted at the end.
 
+The engine's mutants are listed below; every ``mutants_*.py`` beside this
+file adds a list of its own (``MUTANTS``, built from ``run_mutations.Mutant``)
+for another part of the package. A mutant may name the test files that must
+kill it (``tests=``); without them it runs ``FAST_TESTS``.
+
 A mutant is *killed* when the tests fail (or time out), *survived* when they
 pass. Survivors are either real gaps in the tests (add a test that kills
 them) or equivalent mutants that change no result (a speed choice); the
@@ -29,6 +34,7 @@ after changing the engine or its tests, not part of CI.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -59,6 +65,7 @@ class Mutant:
     new: str
     what: str
     equivalent: str = ""          # why the mutant changes no result, if it cannot be killed
+    tests: tuple[str, ...] = ()   # the test files that must kill it (default: FAST_TESTS)
 
 
 MUTANTS = [
@@ -249,12 +256,12 @@ def copy_tree(source: Path, scratch: Path) -> Path:
     return target
 
 
-def run_tests(tree: Path, timeout: float) -> tuple[str, str, float]:
-    """Run FAST_TESTS in ``tree``: (outcome "passed" | "failed" | "timeout", first failing test, seconds)."""
+def run_tests(tree: Path, timeout: float, tests=()) -> tuple[str, str, float]:
+    """Run ``tests`` (default FAST_TESTS) in ``tree``: (outcome "passed" | "failed" | "timeout", first failure, seconds)."""
     env = dict(os.environ, PYTHONPATH=str(tree), MPLBACKEND="Agg")
     env = {k: v for k, v in env.items() if not k.startswith("MINICNN_")}
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow and not torch",
-               "--no-header", "-rfE", *FAST_TESTS]
+               "--no-header", "-rfE", *(tests or FAST_TESTS)]
     start = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
@@ -275,6 +282,33 @@ def check_imports_from(tree: Path) -> None:
         sys.exit(f"the copy's tests would import minicnn from {where}, not from the copy {tree}")
 
 
+def all_mutants() -> list[Mutant]:
+    """The engine's mutants above, then those of every ``mutants_*.py`` beside this file (each defines MUTANTS)."""
+    mutants = list(MUTANTS)
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here))
+    try:
+        for module in sorted(here.glob("mutants_*.py")):
+            mutants += importlib.import_module(module.stem).MUTANTS
+    finally:
+        sys.path.remove(str(here))
+    names = [m.name for m in mutants]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        sys.exit(f"mutant names must be unique: {duplicates}")
+    return mutants
+
+
+def unmutated_tests(mutants) -> list[str]:
+    """Every test file that some selected mutant runs, so the unmutated check covers them all."""
+    files = []
+    for m in mutants:
+        for f in (m.tests or FAST_TESTS):
+            if f not in files:
+                files.append(f)
+    return files
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--source", type=Path, default=ROOT, help="the checkout to copy and mutate (default: this one)")
@@ -283,7 +317,7 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=900, help="seconds per test run before it counts as killed")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
-    mutants = [m for m in MUTANTS if not args.k or any(k in m.name for k in args.k)]
+    mutants = [m for m in all_mutants() if not args.k or any(k in m.name for k in args.k)]
     if args.list:
         for m in mutants:
             found = (args.source / m.path).read_text(encoding="utf-8").count(m.old)
@@ -294,7 +328,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="minicnn-mutants-") as scratch:
         tree = copy_tree(args.source.resolve(), Path(scratch))
         check_imports_from(tree)
-        outcome, failure, seconds = run_tests(tree, args.timeout)
+        outcome, failure, seconds = run_tests(tree, args.timeout, unmutated_tests(mutants))
         print(f"unmutated: {outcome} in {seconds:.0f} s", flush=True)
         if outcome != "passed":
             print(f"the unmutated tests do not pass ({failure}); fix that first", file=sys.stderr)
@@ -308,7 +342,7 @@ def main(argv=None) -> int:
             else:
                 try:
                     path.write_text(original.replace(m.old, m.new), encoding="utf-8")
-                    outcome, failure, seconds = run_tests(tree, args.timeout)
+                    outcome, failure, seconds = run_tests(tree, args.timeout, m.tests)
                 finally:
                     path.write_text(original, encoding="utf-8")
                 results.append(Result(m.name, {"passed": "survived", "failed": "killed"}.get(outcome, outcome),
