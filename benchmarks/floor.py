@@ -37,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minicnn                                                               # noqa: E402
-from minicnn import bench, zoo                                              # noqa: E402
+from minicnn import bench
+from minicnn.models import zoo  # noqa: E402
 from minicnn.layers import Conv2d, Linear                                    # noqa: E402
 from minicnn.layers import conv as conv_module                               # noqa: E402
 from minicnn.windows import (column_blocks, im2col, input_rows, output_hw, pad, pair,   # noqa: E402

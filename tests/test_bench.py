@@ -11,10 +11,11 @@ import os
 import numpy as np
 import pytest
 
-from minicnn import bench, zoo
-from minicnn.datasets import class_names
+from minicnn import bench
+from minicnn.models import zoo
+from minicnn.inputs.datasets import class_names
 from minicnn.errors import MinicnnError, OutputError
-from minicnn.images import DATA_DIR
+from minicnn.inputs.images import DATA_DIR
 
 #: The shipped CIFAR-10 samples (300 JPEGs): the data set of the ``evaluate`` operation here.
 SAMPLES = str(DATA_DIR / "cifar10")

@@ -52,7 +52,7 @@ def test_run_refuses_options_a_method_does_not_take(tiny_model):
 
 @pytest.fixture
 def tiny_model():
-    from minicnn import zoo
+    from minicnn.models import zoo
     model = zoo.vgg([4, "M", 8], hidden=(16,), pool_size=(2, 2), num_classes=3)
     zoo.init_weights(model, seed=0)
     return model, np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
@@ -61,7 +61,7 @@ def tiny_model():
 def test_gallery_has_a_row_per_class_and_a_text_panel_where_a_method_does_not_apply():
     from minicnn import load
     from minicnn.explain import cat_dog_image
-    from minicnn.gallery import explain_all, gallery_figure
+    from minicnn.figures.gallery import explain_all, gallery_figure
     model = load("vgg_cifar10")                       # no global average pooling: CAM does not apply
     results = explain_all(model, cat_dog_image(), ["cat", "dog"], ["gradcam", "cam"])
     assert isinstance(results["cam"], InputError)

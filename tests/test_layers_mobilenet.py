@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from minicnn import zoo
+from minicnn.models import zoo
 from minicnn.errors import InputError
 from minicnn.gradcheck import check_layer, check_model, relative_error
 from minicnn.layers import Conv2d, InvertedResidual, ReLU, ReLU6, Sequential, ZeroPad2d

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import cli, weights, zoo
+from minicnn.commands import cli
+from minicnn.models import weights, zoo
 from minicnn.errors import ChecksumError, OutputError, UnknownNameError, WeightsError
 
 REPO = Path(__file__).resolve().parents[1]

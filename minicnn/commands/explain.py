@@ -30,7 +30,7 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
 only the keys of the methods computed are written.
 
 Files: the figure's extension picks its format (.png, .jpg/.jpeg, .pdf,
-.svg); ``--save`` must end .npz. Like every command (``minicnn.atomic.Outputs``),
+.svg); ``--save`` must end .npz. Like every command (``minicnn.util.atomic.Outputs``),
 ``explain`` replaces an existing file only with ``--force``, never writes
 over its own image or weights file (links included) nor both outputs to one
 file, checks all of that before loading the model, and writes the figure and
@@ -118,10 +118,10 @@ def maps_for_saving(results: dict, model, input_hw) -> dict[str, np.ndarray]:
 def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:
     """Write the arrays as an .npz, atomically (temporary file, then os.replace).
 
-    With ``outputs`` (a ``minicnn.atomic.Outputs`` inside ``writing()``) it
+    With ``outputs`` (a ``minicnn.util.atomic.Outputs`` inside ``writing()``) it
     is one of that run's all-or-nothing outputs.
     """
-    from ..atomic import atomic_output
+    from ..util.atomic import atomic_output
     for k, v in arrays.items():
         if v.dtype == object:
             raise InputError(f"refusing to save {k!r}: object arrays would need pickle")
@@ -148,7 +148,7 @@ def prediction_text(model, logits: np.ndarray, top: int) -> str:
 def explanation_figure(results: dict, picture: np.ndarray, model, image_name: str):
     """One panel for the network's input (as the network saw it) and one per method (at most 4 per row)."""
     from ..figures import Panel, grid_figure, method_panel
-    from ..images import size_text
+    from ..inputs.images import size_text
     panels = [Panel("image", picture, f"network input: {size_text(picture.shape)}\n{image_name}")]
     panels += [method_panel(r, picture, 0, model_name=model.name) for r in results.values()]
     per_row = 4 if len(panels) > 4 else len(panels)
@@ -166,9 +166,9 @@ def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam
     format, the maps in .npz; neither may be an input or the other, and an
     existing file is replaced only with ``force``. Nothing is loaded.
     """
-    from ..atomic import Outputs
+    from ..util.atomic import Outputs
     from ..figures import FIGURE_FORMATS
-    from ..weights import locate
+    from ..models.weights import locate
     chosen = registry.names(method)
     outputs = Outputs(force=force)
     outputs.input(image, "IMAGE")
@@ -185,8 +185,8 @@ def explain_command(args) -> int:
     from .. import load
     from ..explain.target import class_index
     from ..figures import save_figure
-    from ..images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, deprocess, load_image, preprocess
-    from ..images import InputSizeWarning, how_resized, size_text, training_size_note
+    from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, deprocess, load_image, preprocess
+    from ..inputs.images import InputSizeWarning, how_resized, size_text, training_size_note
 
     top = getattr(args, "top", 5)
     if not isinstance(top, int) or top < 1:

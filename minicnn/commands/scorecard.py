@@ -8,7 +8,7 @@ confidence interval per metric), and writes the JSON of
 ``minicnn.metrics.Scorecard.json`` (``--json``) and, with ``--out-dir``
 (created if missing), two figures: ``scorecard_<model>_curves.png``
 (deletion and insertion curves) and ``scorecard_<model>_maps.png`` (a grid
-of example maps). Like every command (``minicnn.atomic.Outputs``), it
+of example maps). Like every command (``minicnn.util.atomic.Outputs``), it
 replaces an existing file only with ``--force``, checks every output before
 the work, and writes them all or none.
 """
@@ -30,10 +30,10 @@ def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
 
 def scorecard_command(args) -> int:
     from .. import load
-    from ..atomic import Outputs
+    from ..util.atomic import Outputs
     from ..metrics import scorecard
     from ..metrics.runs import selected_methods
-    from ..weights import locate
+    from ..models.weights import locate
 
     selected_methods(args.methods)                        # unknown names fail before any work
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
@@ -56,7 +56,7 @@ def scorecard_command(args) -> int:
             written.append(f"json: {write_json(args.json, card.json(), outputs)}")
         if paths:
             from ..figures import save_png
-            from ..metrics.figures import deletion_insertion_curves, example_maps
+            from ..figures.metrics import deletion_insertion_curves, example_maps
             written.append(f"figure: {save_png(deletion_insertion_curves(card), paths['curves'], dpi=100, outputs=outputs)}")
             written.append(f"figure: {save_png(example_maps(card), paths['maps'], dpi=90, outputs=outputs)}")
     print("\n".join(written)) if written else None

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import check_input
-from ..progress import Progress
+from ..util.progress import Progress
 from .target import Explanation, choose_targets, scores_of
 
 #: Elements (images x C x H x W) per forward pass when batch_size is not given.

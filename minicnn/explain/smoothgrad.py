@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import check_input
-from ..progress import Progress
+from ..util.progress import Progress
 from .target import Explanation, choose_targets
 
 KINDS = {"smoothgrad": "mean", "smoothgrad-squared": "mean of squares", "vargrad": "variance"}

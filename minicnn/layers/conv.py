@@ -300,7 +300,7 @@ class Conv2d(Layer):
     over a strided view of the windows, other groupings one ordinary convolution per group.
 
     The parameters start at zero: load them (``Model.load_state_dict``,
-    ``minicnn.load``) or initialise them (``minicnn.zoo.init_weights``).
+    ``minicnn.load``) or initialise them (``minicnn.models.zoo.init_weights``).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True,

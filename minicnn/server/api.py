@@ -31,7 +31,8 @@ from ..explain import registry
 from ..explain.catdog import CAT_DOG, cat_dog_image
 from ..explain.gradcam import weighted_sum
 from ..explain.target import class_index
-from ..images import DEFAULT_MAX_PIXELS, data_path, deprocess, image_from_bytes, preprocess, sample_images, size_text
+from ..inputs.images import (DEFAULT_MAX_PIXELS, data_path, deprocess, image_from_bytes, preprocess, sample_images,
+                             size_text)
 from . import overlay
 from .models import ModelStore
 

@@ -49,7 +49,7 @@ class ModelStore:
     """
 
     def __init__(self, names: list[str] | None = None, *, workers: int = 2, log=None) -> None:
-        from ..weights import load, shipped_models
+        from ..models.weights import load, shipped_models
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"workers must be a positive integer; got {workers!r}")
         self.models: dict[str, Model] = {}

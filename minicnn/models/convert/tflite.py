@@ -34,7 +34,7 @@ from the file, so the padding is the one TensorFlow uses at the model's input si
 
 Quantisation. 8-bit weights are kept as they are, with their scale and zero
 point, and dequantised when the file is loaded: w = scale * (q - zero_point);
-int32 biases likewise (zero point 0). See ``minicnn.weights.dequantize``.
+int32 biases likewise (zero point 0). See ``minicnn.models.weights.dequantize``.
 Activations are not quantised: minicnn runs the network in floating point.
 
 Structure, named as torchvision's MobileNetV2 (BatchNorm is already folded):
@@ -53,10 +53,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, MissingDependencyError, WeightsError
-from .layers import (AdaptiveAvgPool2d, Conv2d, Flatten, InvertedResidual, ReLU, ReLU6, Sequential,
-                     ZeroPad2d)
-from .model import Model
+from ...errors import InputError, MissingDependencyError, WeightsError
+from ...layers import AdaptiveAvgPool2d, Conv2d, Flatten, InvertedResidual, ReLU, ReLU6, Sequential, ZeroPad2d
+from ...model import Model
 
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX")
 ACTIVATIONS = {"NONE": None, "RELU": ReLU, "RELU6": ReLU6}
@@ -248,7 +247,7 @@ def _weights(graph: Graph, index: int, layout: tuple) -> tuple[np.ndarray, dict 
     if t.dtype not in ("UINT8", "INT8", "INT32") or not t.scale:
         raise WeightsError(f"tensor {t.name!r} has type {t.dtype} without a scale; minicnn reads FLOAT32 weights "
                            f"and quantised UINT8, INT8 and INT32 ones")
-    from .weights import dequantize
+    from ..weights import dequantize
     if len(t.scale) == 1:
         entry = {"scale": t.scale[0], "zero_point": t.zero_point[0]}
     else:
@@ -462,14 +461,14 @@ def graph_meta(graph: Graph, root, builder: _Builder, meta: dict | None) -> dict
     else:
         mean, std, formula = 0.5, 0.5, "(pixel - 127.5) / 127.5 (assumed: the input is not quantised)"
     n_classes = graph.tensors[graph.outputs[0]].shape[-1]
-    from .zoo import mobilenet_v2
+    from ..zoo import mobilenet_v2
     arch = "mobilenet_v2" if root.spec() == mobilenet_v2(num_classes=n_classes).spec() else "tflite"
     out = {"name": "model", "arch": arch, "input_size": [int(c), int(h), int(w)],
            "classes": [str(k) for k in range(n_classes)],
            "preprocessing": {"mean": [mean] * 3, "std": [std] * 3, "resize": "exact", "size": [int(h), int(w)],
                              "formula": formula},
            "source_names": builder.source_names}
-    from .convert import with_user_meta
+    from .pytorch import with_user_meta
     return with_user_meta(out, meta, n_classes, "the model")
 
 
@@ -488,7 +487,7 @@ def read_labels(path) -> list[str]:
 
 def convert_tflite(path, *, meta: dict | None = None) -> tuple[Model, dict]:
     """(Model, quantized arrays) from a .tflite file; provenance records the file's name and sha256."""
-    from .weights import sha256_file
+    from ..weights import sha256_file
     tflite = import_tflite()
     graph = read_tflite(path)
     meta = dict(meta or {})
@@ -501,7 +500,7 @@ def convert_tflite(path, *, meta: dict | None = None) -> tuple[Model, dict]:
 
 def convert_tflite_command(args, meta: dict) -> int:
     """``minicnn convert MODEL.tflite --out FILE [--labels] [--name] [--meta] [--force]`` (after the checks)."""
-    from .weights import save, sha256_file
+    from ..weights import save, sha256_file
     if getattr(args, "fold_bn", False):
         raise InputError("--fold-bn is for PyTorch checkpoints; a TensorFlow Lite model has its BatchNorm folded")
     model, quantized = convert_tflite(args.checkpoint, meta=meta)

@@ -1,6 +1,6 @@
 """Gallery figures: one image explained for several classes by many methods, side by side.
 
-    from minicnn.gallery import gallery_figure
+    from minicnn.figures.gallery import gallery_figure
     fig = gallery_figure(model, cat_dog_image(), ["cat", "dog"], ["gradcam", "hirescam", "scorecam"])
 
 Rows are the target classes, columns the original image and then one method
@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .explain import registry
-from .layers import softmax
+from ..errors import InputError
+from ..explain import registry
+from ..layers import softmax
 
 
 def explain_all(model, image: np.ndarray, targets: list, methods: list[str], *, layer: str | None = None,
                 options: dict | None = None) -> dict:
     """{method name: Explanation or the InputError that refused it} for the image repeated once per target."""
-    from .images import preprocess
+    from ..inputs.images import preprocess
     x = np.repeat(preprocess(image, model.meta["preprocessing"]), len(targets), axis=0)
     results = {}
     for name in methods:
@@ -47,8 +47,8 @@ def gallery_figure(model, image: np.ndarray, targets: list, methods: list[str], 
     ``columns`` wraps after that many methods: the rest get another block of
     rows, one per class again (long galleries of wide images stay readable).
     """
-    from .figures import Panel, grid_figure, method_panel
-    from .images import deprocess, preprocess
+    from . import Panel, grid_figure, method_panel
+    from ..inputs.images import deprocess, preprocess
     results = results if results is not None else explain_all(model, image, targets, methods, layer=layer,
                                                                options=options)
     picture = deprocess(preprocess(image, model.meta["preprocessing"])[0], model.meta["preprocessing"])

@@ -40,11 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, MissingDependencyError, WeightsError, unknown_name
-from .layers import BatchNorm2d, Conv2d
-from .layers.norm import fold_into_conv
-from .model import Model
-from .zoo import ARCHITECTURES, VGG_CONFIGS, vgg, vgg_cifar, resnet20
+from ...errors import InputError, MissingDependencyError, WeightsError, unknown_name
+from ...layers import BatchNorm2d, Conv2d
+from ...layers.norm import fold_into_conv
+from ...model import Model
+from ..zoo import ARCHITECTURES, VGG_CONFIGS, vgg, vgg_cifar, resnet20
 
 SUPPORTED = sorted(ARCHITECTURES)
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel, torch.compile
@@ -288,7 +288,7 @@ def converted_meta(arch: str, model: Model, fold_bn: bool, meta: dict | None) ->
     n_classes = len(model.classes)
     if n_classes == 1000 and arch.startswith("vgg") and arch != "vgg_cifar":
         try:
-            from .datasets import class_names
+            from ...inputs.datasets import class_names
             out["classes"] = class_names("imagenet")
         except Exception:  # the shipped label file is optional here; numbers remain
             pass
@@ -336,7 +336,7 @@ def convert_checkpoint(path, arch: str, *, fold_bn: bool = False, meta: dict | N
 
 def tflite_model(path) -> bool:
     """Whether ``path`` is a TensorFlow Lite model (``.tflite``, or the flatbuffer identifier "TFL3")."""
-    from .convert_tflite import is_tflite
+    from .tflite import is_tflite
     return str(path).lower().endswith(".tflite") or is_tflite(path)
 
 
@@ -359,8 +359,8 @@ def read_meta_argument(text) -> dict:
 
 def convert_command(args) -> int:
     """``minicnn convert CHECKPOINT --arch NAME --out FILE [--fold-bn] [--name] [--meta] [--force]``."""
-    from .atomic import Outputs
-    from .weights import save, sha256_file
+    from ...util.atomic import Outputs
+    from ..weights import save, sha256_file
     outputs = Outputs(force=args.force)               # the overwrite rule of every command; refuse before the slow part
     outputs.input(args.checkpoint, "CHECKPOINT")
     out = outputs.output(args.out, "--out")
@@ -377,10 +377,10 @@ def convert_command(args) -> int:
         meta["name"] = args.name
     meta.setdefault("name", out.stem if out.suffix == ".npz" else out.name)
     if getattr(args, "labels", None):
-        from .convert_tflite import read_labels
+        from .tflite import read_labels
         meta["classes"] = read_labels(args.labels)
     if tflite:
-        from .convert_tflite import convert_tflite_command
+        from .tflite import convert_tflite_command
         return convert_tflite_command(args, meta)
     model = convert_checkpoint(args.checkpoint, args.arch, fold_bn=args.fold_bn, meta=meta)
     save(model, out, force=args.force)

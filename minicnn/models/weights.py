@@ -49,9 +49,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_output
-from .errors import ChecksumError, WeightsError, one_line, unknown_name
-from .model import Model, build
+from ..util.atomic import atomic_output
+from ..errors import ChecksumError, WeightsError, one_line, unknown_name
+from ..model import Model, build
 
 FORMAT, VERSION = "minicnn-weights", 1
 META_KEY = "__meta__"

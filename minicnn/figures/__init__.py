@@ -46,9 +46,9 @@ from matplotlib.cm import ScalarMappable             # noqa: E402
 from matplotlib.colors import Normalize              # noqa: E402
 from matplotlib.figure import Figure                 # noqa: E402
 
-from .atomic import atomic_output, refuse_folder_or_device  # noqa: E402
-from .errors import InputError, OutputError          # noqa: E402
-from .explain.resize import resize_bilinear          # noqa: E402
+from ..util.atomic import atomic_output, refuse_folder_or_device  # noqa: E402
+from ..errors import InputError, OutputError  # noqa: E402
+from ..explain.resize import resize_bilinear  # noqa: E402
 
 #: Colour maps: the paper's jet for class maps, a diverging map for signed drops.
 HEAT_CMAP, SIGNED_CMAP, MAGNITUDE_CMAP = "jet", "RdBu_r", "inferno"
@@ -278,7 +278,7 @@ def save_figure(fig: Figure, path, *, dpi: int = 120, outputs=None) -> str:
     """Write ``fig`` in the format its extension names (.png, .jpg, .jpeg, .pdf, .svg); returns the path.
 
     Alone, the file is written atomically (temporary file, then os.replace)
-    and an existing one replaced; with ``outputs`` (a ``minicnn.atomic.Outputs``
+    and an existing one replaced; with ``outputs`` (a ``minicnn.util.atomic.Outputs``
     inside its ``writing()`` block) it is one of that run's all-or-nothing
     outputs, under that run's overwrite rule.
     """
@@ -310,7 +310,7 @@ def upsample_for(m: np.ndarray, image: np.ndarray) -> np.ndarray:
 
 def _method(result):
     """The registry row of a result's method; a one-line error for a method with no row."""
-    from .explain.registry import METHODS
+    from ..explain.registry import METHODS
     m = METHODS.get(result.method)
     if m is None:
         raise InputError(f"no panel for method {result.method!r}")
@@ -319,7 +319,7 @@ def _method(result):
 
 def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool = True) -> str:
     """A two-line title: method, class and score; then model and layer."""
-    from .explain.registry import METHODS
+    from ..explain.registry import METHODS
     name = METHODS[result.method].title if result.method in METHODS else result.method
     line1 = f"{name}: {result.target_names[i]!r} (y={float(result.scores[i]):.2f})"
     where = [s for s in (model_name, result.layer if layer else None) if s]
@@ -333,7 +333,7 @@ def method_panel(result, image: np.ndarray, i: int = 0, *, model_name: str | Non
     Maps at any resolution (layer or input) are resized bilinearly to the
     picture's size; saliency is shown as max_ch |dy/dx|.
     """
-    from .explain.saliency import channel_max_abs
+    from ..explain.saliency import channel_max_abs
     method = _method(result)
     kind = method.display
     title = describe(result, i, model_name) if title is None else title

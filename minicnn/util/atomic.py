@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from .errors import InputError, MinicnnError, OutputError
+from ..errors import InputError, MinicnnError, OutputError
 
 #: What every "already exists" refusal says.
 FORCE_HINT = "pass --force (force=True) to overwrite it"

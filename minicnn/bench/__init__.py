@@ -16,7 +16,7 @@ What is timed, at batch 1 unless said otherwise:
   image per map of that layer, each map upsampled and scaled to [0, 1],
   through the network 2^18 input elements at a time, the weights the
   softmax scores of the class); and, when ``--data`` names the CIFAR-10 JPEG test set
-  (a zip or folder, see ``minicnn.datasets``), ``minicnn evaluate`` on it
+  (a zip or folder, see ``minicnn.inputs.datasets``), ``minicnn evaluate`` on it
   end to end (``evaluate``: reading, JPEG decoding, preprocessing, 200
   images per pass) against a PyTorch loop over the same images, decoded
   beforehand, preprocessed and classified 200 at a time;
@@ -76,11 +76,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import explain, parallel
-from .atomic import Outputs
-from .errors import MinicnnError
-from .explain import default_layer
-from .explain.occlusion import offsets
+from .. import explain, parallel
+from ..util.atomic import Outputs
+from ..errors import MinicnnError
+from ..explain import default_layer
+from ..explain.occlusion import offsets
 
 #: Environment variables that select an older OpenBLAS kernel; the bench drops them.
 SLOW_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -202,11 +202,11 @@ def make_case(name: str, data: str | None = None) -> Case:
     test set); larger ones on the first four.
     MinicnnError if the name is neither.
     """
-    from .zoo import ARCHITECTURES, build_architecture
+    from ..models.zoo import ARCHITECTURES, build_architecture
     if name in ARCHITECTURES:
         model = build_architecture(name)
     else:
-        from . import load
+        from .. import load
         model = load(name)
     rng = np.random.default_rng(0)
     c, h, w = model.input_size or (3, 32, 32)
@@ -222,7 +222,7 @@ def make_case(name: str, data: str | None = None) -> Case:
 
 
 def minicnn_operations(case: Case) -> dict[str, Callable[[], np.ndarray]]:
-    """Each operation as a call returning its result, through minicnn.explain and minicnn.evaluate."""
+    """Each operation as a call returning its result, through minicnn.explain and minicnn.models.evaluate."""
     model, x, c, layer = case.model, case.x, case.target, case.layer
     ops = {
         "forward": lambda: model.forward(x),
@@ -241,8 +241,8 @@ def minicnn_operations(case: Case) -> dict[str, Callable[[], np.ndarray]]:
             return model.backward(onehot)
 
         def evaluate():
-            from .datasets import open_dataset
-            from .evaluate import evaluate as run
+            from ..inputs.datasets import open_dataset
+            from ..models.evaluate import evaluate as run
             return np.array([run(model, open_dataset(case.data), EVALUATE_BATCH).correct])
 
         ops.update({"batch64": lambda: model.forward(b64, keep=False),
@@ -490,8 +490,8 @@ def torch_operations(case: Case, twin, torch, only: str | None = None) -> dict[s
 def torch_evaluate(case: Case, twin, torch) -> Callable[[], np.ndarray]:
     """A PyTorch loop over the test set's images, decoded here (untimed, and resized as the model's
     preprocessing says), 200 at a time: scale, normalise, channels first, classify, count the correct top-1."""
-    from .datasets import open_dataset
-    from .evaluate import label_map
+    from ..inputs.datasets import open_dataset
+    from ..models.evaluate import label_map
     from PIL import Image
     dataset = open_dataset(case.data)
     prep = case.model.meta["preprocessing"]
@@ -820,7 +820,7 @@ def run_without_slow_blas(argv: list[str]) -> int:
     say(f"timing in a child process without {', '.join(dropped)} (they select an older, slower kernel for "
         "this NumPy's BLAS; --keep-env times with them)")
     sys.stdout.flush()
-    return subprocess.run([sys.executable, "-m", "minicnn.cli", "bench", *argv], env=env, check=False).returncode
+    return subprocess.run([sys.executable, "-m", "minicnn.commands.cli", "bench", *argv], env=env, check=False).returncode
 
 
 def bench_command(args) -> int:
@@ -840,7 +840,7 @@ def bench_command(args) -> int:
     if getattr(args, "no_memory", False):
         settings.memory = False
     if getattr(args, "data", None):
-        from .datasets import open_dataset
+        from ..inputs.datasets import open_dataset
         open_dataset(args.data)                        # a bad path fails now, not after minutes of timing
         settings.data = str(args.data)
     info, results = run(settings)
