@@ -1,5 +1,6 @@
 """The method registry: one row per method, read by the CLI, --save, figures and every front end."""
 
+import importlib
 import numpy as np
 import pytest
 
@@ -69,3 +70,11 @@ def test_gallery_has_a_row_per_class_and_a_text_panel_where_a_method_does_not_ap
     fig = gallery_figure(model, cat_dog_image(), ["cat", "dog"], ["gradcam", "cam"], results=results)
     titles = [ax.get_title() for ax in fig.axes]
     assert "CAM\nnot defined here" in titles and sum(t.startswith("Grad-CAM") for t in titles) == 2
+
+
+def test_smoothgrads_bases_are_the_registrys_input_maps():
+    """SmoothGrad keeps its own table of bases (it cannot import the registry that lists it): the same methods."""
+    smoothgrad = importlib.import_module("minicnn.explain.smoothgrad")
+    expected = {m.name: m.function for m in registry.METHODS.values()
+                if m.kind == "input" and m.name not in smoothgrad.KINDS}
+    assert smoothgrad.BASES == expected
