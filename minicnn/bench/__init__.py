@@ -206,7 +206,7 @@ def make_case(name: str, data: str | None = None) -> Case:
     if name in ARCHITECTURES:
         model = build_architecture(name)
     else:
-        from .. import load
+        from ..models.weights import load
         model = load(name)
     rng = np.random.default_rng(0)
     c, h, w = model.input_size or (3, 32, 32)

@@ -62,7 +62,7 @@ def show_note(message, category, filename, lineno, file=None, line=None) -> None
 
 
 def cmd_layers(args) -> int:
-    from .. import load
+    from ..models.weights import load
     print(load(args.model).summary())
     return 0
 

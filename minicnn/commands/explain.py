@@ -182,7 +182,7 @@ def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam
 
 
 def explain_command(args) -> int:
-    from .. import load
+    from ..models.weights import load
     from ..explain.target import class_index
     from ..figures import save_figure
     from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, deprocess, load_image, preprocess

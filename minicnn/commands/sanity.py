@@ -34,7 +34,7 @@ def write_json(path, data, outputs) -> str:
 
 
 def sanity_command(args) -> int:
-    from .. import load
+    from ..models.weights import load
     from ..util.atomic import Outputs
     from ..metrics import sanity
     from ..metrics.runs import selected_methods

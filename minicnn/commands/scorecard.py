@@ -29,7 +29,7 @@ def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
 
 
 def scorecard_command(args) -> int:
-    from .. import load
+    from ..models.weights import load
     from ..util.atomic import Outputs
     from ..metrics import scorecard
     from ..metrics.runs import selected_methods

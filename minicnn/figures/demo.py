@@ -68,7 +68,7 @@ COLUMNS = ("(a) original", "(b) Guided Backprop", "(c) Grad-CAM", "(d) Guided Gr
 
 def load_models():
     """(vgg-style model, resnet20) from the shipped weights; the first is resnet20 if vgg_cifar10 is absent."""
-    from .. import load
+    from ..models.weights import load
     resnet = load(RESNET)
     try:
         vgg = load(VGG)
@@ -233,7 +233,7 @@ def run_demo(out_dir="minicnn-demo", *, force: bool = False, log=print) -> list[
         raise OutputError(f"cannot write into {out}: it is a file, not a folder; choose another --out-dir")
     outputs = Outputs(force=force)
     paths = [outputs.output(out / name, "--out-dir", create_folder=True) for name in FILES]  # before the work
-    from .. import load
+    from ..models.weights import load
     vgg, resnet = load_models()
     if vgg is resnet:
         log(f"note: {VGG} is not installed; columns (b)-(e) use {RESNET}")

@@ -123,7 +123,7 @@ def evaluate_command(args) -> int:
 
     Without ``--data``: the 300 CIFAR-10 test images shipped in ``minicnn/data/cifar10``.
     """
-    from .. import load
+    from .weights import load
     from ..inputs.datasets import open_dataset
     from ..inputs.images import DATA_DIR
     model = load(args.model)

@@ -79,8 +79,7 @@ def weights_dir() -> Path:
     env = os.environ.get("MINICNN_WEIGHTS_DIR")
     if env:
         return Path(env)
-    import minicnn
-    checkout = Path(minicnn.__file__).resolve().parent.parent / "weights"
+    checkout = Path(__file__).resolve().parents[2] / "weights"           # minicnn/models/weights.py -> the checkout
     installed = Path(sys.prefix) / "share" / "minicnn" / "weights"
     return checkout if (checkout / MANIFEST).exists() or not (installed / MANIFEST).exists() else installed
 
