@@ -69,6 +69,10 @@ _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, 
 
 # ---------------------------------------------------------------- where shipped models live
 
+#: The folder of the minicnn package (in a checkout, the shipped weights are in ../weights).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
 def weights_dir() -> Path:
     """The shipped weights folder.
 
@@ -79,7 +83,7 @@ def weights_dir() -> Path:
     env = os.environ.get("MINICNN_WEIGHTS_DIR")
     if env:
         return Path(env)
-    checkout = Path(__file__).resolve().parents[2] / "weights"           # minicnn/models/weights.py -> the checkout
+    checkout = PACKAGE_DIR.parent / "weights"
     installed = Path(sys.prefix) / "share" / "minicnn" / "weights"
     return checkout if (checkout / MANIFEST).exists() or not (installed / MANIFEST).exists() else installed
 
