@@ -14,7 +14,6 @@ the work, and writes them all or none.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,13 +23,6 @@ def curves_path(out) -> Path:
     """FIG.png -> FIG_curves.png, beside it."""
     out = Path(out)
     return out.with_name(f"{out.stem}_curves{out.suffix or '.png'}")
-
-
-def write_json(path, data, outputs) -> str:
-    """``data`` as JSON into ``path``, one of ``outputs`` (inside its ``writing()``)."""
-    with outputs.open(path) as f:
-        f.write((json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
-    return str(path)
 
 
 def sanity_command(args) -> int:
@@ -58,7 +50,7 @@ def sanity_command(args) -> int:
     written = []
     with outputs.writing():                              # the JSON and both figures appear together, or none does
         if args.json:
-            written.append(f"json: {write_json(args.json, result.json(), outputs)}")
+            written.append(f"json: {outputs.write_json(args.json, result.json())}")
         if args.out:
             from ..figures import save_png
             from ..figures.metrics import sanity_curves, sanity_grid

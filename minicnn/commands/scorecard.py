@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-from .sanity import write_json
 
 
 def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
@@ -53,7 +52,7 @@ def scorecard_command(args) -> int:
     written = []
     with outputs.writing():                              # the JSON and the figures appear together, or none does
         if args.json:
-            written.append(f"json: {write_json(args.json, card.json(), outputs)}")
+            written.append(f"json: {outputs.write_json(args.json, card.json())}")
         if paths:
             from ..figures import save_png
             from ..figures.metrics import deletion_insertion_curves, example_maps

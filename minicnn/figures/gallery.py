@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..explain import registry
 from ..layers import softmax
+from ..explain.run import run_or_refusal
 
 
 def explain_all(model, image: np.ndarray, targets: list, methods: list[str], *, layer: str | None = None,
@@ -28,13 +29,7 @@ def explain_all(model, image: np.ndarray, targets: list, methods: list[str], *, 
     results = {}
     for name in methods:
         m = registry.get(name)
-        own = {k: v for k, v in (options or {}).items() if k in {o.param for o in m.options}}
-        try:
-            results[m.name] = m.run(model, x, list(targets), layer, **own)
-        except InputError as e:
-            if not m.optional:
-                raise
-            results[m.name] = e
+        results[m.name] = run_or_refusal(m, model, x, list(targets), layer, options)
     return results
 
 

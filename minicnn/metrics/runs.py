@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..explain.run import run_or_refusal
 from ..explain import registry
 from .cost import counting_passes
 from .maps import pixel_map
@@ -88,15 +89,12 @@ def run_method(model, method: registry.Method, x: np.ndarray, targets: np.ndarra
     raws, forwards, backwards, seconds = [], 0, 0, 0.0
     for start in range(0, len(x), chunk):
         part = slice(start, start + chunk)
-        try:
-            with counting_passes(model) as count:
-                began = time.perf_counter()
-                result = method.run(model, x[part], targets[part])
-                seconds += time.perf_counter() - began
-        except InputError as e:
-            if not method.optional:
-                raise
-            run.skipped = str(e)
+        with counting_passes(model) as count:
+            began = time.perf_counter()
+            result = run_or_refusal(method, model, x[part], targets[part])
+            seconds += time.perf_counter() - began
+        if isinstance(result, InputError):
+            run.skipped = str(result)
             return run
         forwards, backwards = forwards + count.forwards, backwards + count.backwards
         raws.append(np.asarray(result.map))

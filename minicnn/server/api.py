@@ -11,7 +11,7 @@ for bad input (answered 400 with its one line) or an :class:`ApiError`
 carrying its own status (404 for an unknown sample).
 
 The explanation reuses the command line's own steps
-(``minicnn.commands.explain.compute`` and ``maps_for_saving``), so the
+(``minicnn.explain.run.compute`` and ``maps_for_saving``), so the
 method names, the map keys and the raw values are those of ``minicnn
 explain --save``.
 """
@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from ..commands.explain import compute, maps_for_saving, top_predictions
+from ..explain.run import compute, maps_for_saving, top_predictions
 from ..errors import ImageError, InputError, unknown_name
 from ..explain import registry
 from ..explain.catdog import CAT_DOG, cat_dog_image

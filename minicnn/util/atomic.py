@@ -42,6 +42,7 @@ target; the target itself keeps its previous content (or stays absent).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -224,6 +225,12 @@ class Outputs:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+
+    def write_json(self, path, data) -> str:
+        """``data`` as JSON (indented, no NaN) into ``path``, one of these outputs (inside ``writing()``)."""
+        with self.open(path) as f:
+            f.write((json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
+        return str(path)
 
     # ---------------------------------------------------------------- internals
 

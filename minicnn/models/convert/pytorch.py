@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError, MissingDependencyError, WeightsError, unknown_name
+from .meta import with_user_meta
 from ...layers import BatchNorm2d, Conv2d
 from ...layers.norm import fold_into_conv
 from ...model import Model
@@ -295,24 +296,6 @@ def converted_meta(arch: str, model: Model, fold_bn: bool, meta: dict | None) ->
     if fold_bn:
         out["bn_folded"] = True
     return with_user_meta(out, meta, n_classes, "the checkpoint's classifier")
-
-
-def with_user_meta(out: dict, meta: dict | None, n_classes: int, what: str) -> dict:
-    """``out`` updated by the user's ``meta`` (provenance entries merged), its class list checked against the outputs.
-
-    ``what`` names the outputs in the one-line error ("the checkpoint's classifier", "the model").
-    """
-    meta = dict(meta or {})
-    provenance = {**(out.get("provenance") or {}), **(meta.pop("provenance", None) or {})}
-    out.update(meta)
-    if provenance:
-        out["provenance"] = provenance
-    classes = out.get("classes")
-    if not isinstance(classes, list) or len(classes) != n_classes:
-        raise InputError(f"the metadata lists {len(classes) if isinstance(classes, list) else classes!r} class "
-                         f"names but {what} has {n_classes} outputs")
-    out["classes"] = [str(c) for c in classes]
-    return out
 
 
 # ---------------------------------------------------------------- the whole conversion

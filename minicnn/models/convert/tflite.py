@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError, MissingDependencyError, WeightsError
+from .meta import with_user_meta
 from ...layers import AdaptiveAvgPool2d, Conv2d, Flatten, InvertedResidual, ReLU, ReLU6, Sequential, ZeroPad2d
 from ...model import Model
 
@@ -468,7 +469,6 @@ def graph_meta(graph: Graph, root, builder: _Builder, meta: dict | None) -> dict
            "preprocessing": {"mean": [mean] * 3, "std": [std] * 3, "resize": "exact", "size": [int(h), int(w)],
                              "formula": formula},
            "source_names": builder.source_names}
-    from .pytorch import with_user_meta
     return with_user_meta(out, meta, n_classes, "the model")
 
 
