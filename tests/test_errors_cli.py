@@ -809,12 +809,13 @@ def _demo_unwritable(tmp, monkeypatch):
 
 def _bench_json_missing_folder(tmp, monkeypatch):
     import argparse
-    from minicnn import bench
-    for name in bench.SLOW_BLAS_VARIABLES:  # else bench re-executes itself without them
+    from minicnn.bench import machine
+    from minicnn.commands import bench as bench_command
+    for name in machine.SLOW_BLAS_VARIABLES:  # else bench re-executes itself without them
         monkeypatch.delenv(name, raising=False)
     out = tmp / "results" / "bench.json"
     return (["bench", "--quick", "--json", out],
-            lambda: bench.bench_command(argparse.Namespace(json=str(out), quick=True)))
+            lambda: bench_command.bench_command(argparse.Namespace(json=str(out), quick=True)))
 
 
 WRITING_REFUSALS = [
@@ -905,12 +906,13 @@ def _demo_exists(tmp, _):
 
 def _bench_json_exists(tmp, monkeypatch):
     import argparse
-    from minicnn import bench
-    for name in bench.SLOW_BLAS_VARIABLES:
+    from minicnn.bench import machine
+    from minicnn.commands import bench as bench_command
+    for name in machine.SLOW_BLAS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     out = _existing("bench.json")(tmp)
     return (["bench", "--quick", "--json", out],
-            lambda: bench.bench_command(argparse.Namespace(json=str(out), quick=True)))
+            lambda: bench_command.bench_command(argparse.Namespace(json=str(out), quick=True)))
 
 
 def _convert_over_its_checkpoint(tmp, _):

@@ -99,7 +99,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from ..bench import bench_command
+    from .bench import bench_command
     return bench_command(args)
 
 
