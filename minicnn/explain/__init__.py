@@ -58,10 +58,10 @@ from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, h
 from .perturbation_cams import AblationCAM, ScoreCAM, ablationcam, scorecam
 from .saliency import channel_max_abs, input_x_gradient, saliency
 from .smoothgrad import SmoothGrad, smoothgrad, smoothgrad_squared, vargrad
-from .target import Explanation, choose_targets, class_index, default_layer, onehot
+from .target import Explanation, LayerMap, choose_targets, class_index, default_layer, onehot
 
 __all__ = [
-    "CAT_DOG", "Explanation", "GradCAM", "GuidedGradCAM", "Occlusion", "cam", "cam_head", "cat_dog_image",
+    "CAT_DOG", "Explanation", "LayerMap", "GradCAM", "GuidedGradCAM", "Occlusion", "cam", "cam_head", "cat_dog_image",
     "channel_max_abs", "choose_targets", "class_index", "counterfactual", "default_layer", "gradcam",
     "guided_backprop", "guided_gradcam", "occlusion", "onehot", "registry", "resize_bilinear", "saliency",
     "imagenet_cat_dog_image",
