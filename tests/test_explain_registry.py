@@ -78,3 +78,27 @@ def test_smoothgrads_bases_are_the_registrys_input_maps():
     expected = {m.name: m.function for m in registry.METHODS.values()
                 if m.kind == "input" and m.name not in smoothgrad.KINDS}
     assert smoothgrad.BASES == expected
+
+
+def test_the_explain_package_exports_every_method_and_its_table_names_it():
+    """Adding a method is its function and its registry row: the package's exports and table must follow."""
+    table = explain.__doc__.split("(g = dy^c/dA")[0]
+    for m in registry.METHODS.values():
+        name = m.function.__name__
+        assert name in explain.__all__ and getattr(explain, name) is m.function, name
+        assert f"``{name}``" in table, f"{name} is missing from the table of minicnn/explain/__init__.py"
+
+
+def test_the_save_keys_in_the_explain_commands_help_are_the_registrys():
+    from minicnn.commands import explain as command
+    listed = command.__doc__.split("only the keys of the methods computed")[0]
+    for m in registry.METHODS.values():
+        assert m.key in listed, f"--save key {m.key} is not described in minicnn/commands/explain.py"
+
+
+def test_the_demos_galleries_show_every_method_or_say_where_it_is():
+    """A new method appears in one of the demo's galleries, or in its list of methods shown elsewhere."""
+    from minicnn.figures import demo
+    shown = set(demo.CAM_METHODS) | set(demo.ATTRIBUTION) | set(demo.ELSEWHERE)
+    assert set(registry.METHODS) - shown == set(), "add the method to a gallery of minicnn/figures/demo.py"
+    assert shown - set(registry.METHODS) == set()

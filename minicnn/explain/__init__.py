@@ -28,7 +28,8 @@
 | ``smoothgrad``        | mean of a map over noisy copies of x (also             | (N, C, H, W)  |
 |                       | ``smoothgrad_squared``, ``vargrad``)                  |               |
 | ``lrp``               | relevance R_i, from R = y^c by local rules (also      | (N, C, H, W)  |
-|                       | ``lrp_epsilon``, ``lrp_epsilon_plus``, ...)           |               |
+|                       | ``lrp_epsilon``, ``lrp_epsilon_plus``,                |               |
+|                       | ``lrp_epsilon_gamma_box``)                            |               |
 
 (g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
 ReLU(sum_k w_k A^k).)

@@ -53,6 +53,12 @@ CAM_METHODS = ("gradcam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam
 ATTRIBUTION = ("saliency", "guided-backprop", "deconvnet", "input-x-gradient", "integrated-gradients", "smoothgrad",
                "lrp-epsilon", "lrp-epsilon-plus", "lrp-epsilon-gamma-box")
 ATTRIBUTION_OPTIONS: dict = {}
+#: Registry methods in neither gallery, and where the demo shows them instead (a test checks that every
+#: registered method is in a gallery or here).
+ELSEWHERE = {"counterfactual": "the tour and the explorer (Grad-CAM's negation)",
+             "guided-gradcam": "Figure 1, column (d)",
+             "occlusion": "Figure 1, column (e)", "cam": "equal to Grad-CAM on ResNet-20 (lesson 6)",
+             "smoothgrad-squared": "a variant of SmoothGrad", "vargrad": "a variant of SmoothGrad"}
 #: The shipped ImageNet model, and what the ImageNet figures explain.
 IMAGENET = "mobilenet_v2"
 PETS, PETS_TARGETS = "pets.jpg", ("Italian greyhound", "Boston bull, Boston terrier")
