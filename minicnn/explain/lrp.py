@@ -246,9 +246,11 @@ class RelevanceBudget:
 
     def as_dict(self, i: int = 0) -> dict:
         """Image i's budget as plain numbers (for JSON): y^c, at_input, fraction, and every stage's share."""
-        return {"start": float(self.start[i]), "at_input": float(self.at_input[i]),
-                "fraction_at_input": float(self.fraction_at_input[i]),
-                "stages": [{"name": n, "absorbed": float(a), "share": float(s)}
+        def num(v):                                   # JSON has no nan: a share of y^c = 0 is None
+            return float(v) if np.isfinite(v) else None
+        return {"start": num(self.start[i]), "at_input": num(self.at_input[i]),
+                "fraction_at_input": num(self.fraction_at_input[i]),
+                "stages": [{"name": n, "absorbed": num(a), "share": num(s)}
                            for n, a, s in zip(self.stages, self.absorbed[i], self.shares[i])],
                 "summary": self.summary(i)}
 
