@@ -371,6 +371,9 @@ TINY_FRACTION = 1e-2
 #: Methods whose maps share out the score y^c over the input (LRP, Integrated Gradients, Input x Gradient):
 #: for them a map's scale is compared with y^c.
 SHARES_OF_Y = ("lrp-", "integrated-gradients", "input-x-gradient")
+#: Methods whose map values are in the units of y^c (in a network that ends GAP -> linear, the mean of
+#: sum_k alpha_k A^k is y^c - b; occlusion's are score drops): for them the largest |value| is compared with y^c.
+UNITS_OF_Y = ("gradcam", "counterfactual", "hirescam", "cam", "occlusion")
 #: Captions for patterns that come from a method, not from the image.
 KNOWN_ARTEFACTS = {
     "deconvnet": "DeconvNet: its backward pass runs each strided convolution in reverse, where the kernels overlap "
@@ -385,7 +388,9 @@ def panel_remark(result, i: int = 0) -> str:
     - an all-zero map: "all zero: no evidence for (against, for the counterfactual) 'c' at <layer>"
       (the picture is then shown uncoloured, without a colour bar);
     - a map that shares out y^c (LRP, IG, Input x Gradient) with sum |m| < TINY_FRACTION |y^c|:
-      "relevance at the input = <sum m / y^c> of y^c" (the colour bar's numbers are then tiny).
+      "tiny scale: relevance at the input = <sum m / y^c> of y^c" (the colour bar's numbers are then tiny);
+    - a map in the units of y^c (UNITS_OF_Y) with max |m| < TINY_FRACTION |y^c|:
+      "tiny scale: largest value = <max |m| / y^c> of y^c (almost no evidence for 'c' at <layer>)".
     """
     m = np.asarray(result.map[i], dtype=np.float64)
     name = result.target_names[i]
@@ -396,6 +401,10 @@ def panel_remark(result, i: int = 0) -> str:
     if result.method.startswith(SHARES_OF_Y) and y != 0 and float(np.abs(m).sum()) < TINY_FRACTION * abs(y):
         what = "relevance" if result.method.startswith("lrp-") else "attribution"
         return f"tiny scale: {what} at the input = {float(m.sum()) / y:.2g} of y^c"
+    if result.method in UNITS_OF_Y and y != 0 and float(np.abs(m).max()) < TINY_FRACTION * abs(y):
+        side = "against" if result.method == "counterfactual" else "for"
+        return (f"tiny scale: largest value = {float(np.abs(m).max()) / abs(y):.2g} of y^c (almost no evidence "
+                f"{side} {name!r} at {result.layer or 'the input'})")
     return ""
 
 
