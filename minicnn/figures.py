@@ -19,7 +19,11 @@ display, normalised and coloured:
   at the figure's resolution, so they are pictures, not dots;
 - a caption under the panels says what y and p are and what the colours
   mean where a colour bar cannot (occlusion's red and blue, gradient
-  pictures): each panel's ``notes``, from the method's registry row.
+  pictures): each panel's ``notes``, from the method's registry row;
+- what a map alone would hide is said on its panel (``Panel.remark``,
+  :func:`panel_remark`: "all zero: ...", "tiny scale: ...") and in the
+  caption (:func:`panel_notes`: where an LRP pass's relevance went, a
+  method's known artefacts such as DeconvNet's stride pattern).
 
 Figures are ``matplotlib.figure.Figure`` objects built without pyplot (no
 global state, no window); :func:`save_figure` writes one atomically, in the

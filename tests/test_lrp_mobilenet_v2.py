@@ -132,3 +132,23 @@ def test_the_budget_on_mobilenet_v2_says_the_biases_of_the_last_blocks_took_the_
         assert b.shares[0][b.stages.index(f"features.{k}")] == pytest.approx(zennit[k] - zennit[k - 1], abs=1e-6)
     assert "relevance at the input = " in b.summary() and "the biases took: features." in b.summary()
     assert blocks[0] == "features.0"
+
+
+def test_the_budget_of_a_batch_in_chunks_is_that_of_each_image(monkeypatch):
+    from minicnn import model as model_module
+    from minicnn import parallel
+    from test_explain_helpers import small_cnn
+    model = small_cnn(4)
+    x = np.random.default_rng(5).standard_normal((5, 3, 8, 8))
+    targets = [0, 1, 2, 1, 0]
+    each = [explain.lrp(model, x[i:i + 1], targets[i], "epsilon-plus").budget for i in range(5)]
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 3)
+    monkeypatch.setattr(model_module, "CHUNK_ELEMENTS", 2 * 192)             # chunks of 1 to 3 images
+    batch = explain.lrp(model, x, targets, "epsilon-plus").budget
+    assert isinstance(model._run, model_module.Chunks)
+    assert batch.stages == each[0].stages
+    np.testing.assert_allclose(batch.absorbed, np.concatenate([b.absorbed for b in each]), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(batch.at_input, np.concatenate([b.at_input for b in each]), rtol=1e-9)
+    np.testing.assert_allclose(batch.start, np.concatenate([b.start for b in each]), rtol=1e-12)
+    assert np.abs(batch.absorbed).max() > 1e-3                     # the biases took something
+    np.testing.assert_allclose(batch.fraction_at_input + batch.shares.sum(axis=1), 1.0, rtol=1e-9)
