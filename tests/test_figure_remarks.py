@@ -9,6 +9,7 @@ artists of the matplotlib figure.
 from pathlib import Path
 
 import numpy as np
+import pytest
 from matplotlib.text import Text
 
 from minicnn import explain, figures
@@ -108,3 +109,20 @@ def test_the_explorers_map_entries_carry_the_same_line_and_lrp_carries_its_budge
     assert d["note"] == "all zero: no evidence against 'magpie' at features.18" and "budget" not in d
     d = overlay.display(explain.gradcam(small_cnn(0), rng.standard_normal((1, 3, 8, 8))), PICTURE)
     assert d["note"] == "" and "budget" not in d
+
+
+def test_the_servers_answer_for_lrp_on_mobilenet_v2_carries_its_budget_and_the_line_under_the_map():
+    from minicnn.server import ModelStore
+    from server_helpers import explain as post_explain
+    from server_helpers import running
+    photo = (Path(__file__).resolve().parents[1] / "minicnn" / "data" / "images" / "pets.jpg").read_bytes()
+    with running(ModelStore(["mobilenet_v2"], workers=1)) as server:
+        status, answer = post_explain(server, photo, "model=mobilenet_v2&method=lrp-epsilon-plus,counterfactual")
+    assert status == 200
+    lrp, cf = answer["maps"]["lrp_epsilon_plus"], answer["maps"]["counterfactual"]
+    budget = lrp["budget"]
+    assert budget["start"] == answer["target"]["score"]
+    assert 0 < budget["fraction_at_input"] < 1e-4                  # 1.8e-5 of y^c measured
+    assert budget["fraction_at_input"] + sum(s["share"] for s in budget["stages"]) == pytest.approx(1.0)
+    assert lrp["note"].startswith("relevance at the input = 1.8e-05 of y^c") and "features.17 75%" in lrp["note"]
+    assert cf["note"] == "all zero: no evidence against 'Italian greyhound' at features" and "budget" not in cf
