@@ -378,6 +378,9 @@ SHARES_OF_Y = ("lrp-", "integrated-gradients", "input-x-gradient")
 #: Methods whose map values are in the units of y^c (in a network that ends GAP -> linear, the mean of
 #: sum_k alpha_k A^k is y^c - b; occlusion's are score drops): for them the largest |value| is compared with y^c.
 UNITS_OF_Y = ("gradcam", "counterfactual", "hirescam", "cam", "occlusion")
+#: The line under LRP's budget lines, once per figure.
+LRP_BUDGET = ("LRP: each unit's bias keeps its share of the relevance on the way down, so the input gets "
+              "y^c minus what the stages took (a negative share: the stage added relevance)")
 #: Captions for patterns that come from a method, not from the image.
 KNOWN_ARTEFACTS = {
     "deconvnet": "DeconvNet: its backward pass runs each strided convolution in reverse, where the kernels overlap "
@@ -418,8 +421,8 @@ def panel_notes(result, i: int = 0) -> tuple[str, ...]:
     budget = getattr(result, "budget", None)
     if budget is not None:
         title = _method(result).title
-        lines.append(f"{title}, {result.target_names[i]!r}: {budget.summary(i)} (each unit's bias keeps its "
-                     f"share of the relevance; negative: the stage added relevance)")
+        lines.append(f"{title}, {result.target_names[i]!r}: {budget.summary(i)}")
+        lines.append(LRP_BUDGET)
     if result.method in KNOWN_ARTEFACTS:
         lines.append(KNOWN_ARTEFACTS[result.method])
     return tuple(lines)
