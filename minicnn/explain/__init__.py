@@ -50,7 +50,7 @@ from .catdog import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
 from .gradcam import GradCAM, counterfactual, gradcam
 from .guided import GuidedGradCAM, deconvnet, guided_backprop, guided_gradcam
 from .integrated_gradients import IntegratedGradients, integrated_gradients
-from .lrp import LRP, lrp, lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
+from .lrp import LRP, RelevanceBudget, lrp, lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
 from .occlusion import Occlusion, occlusion
 from .resize import resize_bilinear
 from .eigen_cams import EigenCAM, eigencam, eigengradcam
@@ -72,4 +72,5 @@ __all__ = [
     # attribution by modified backward passes
     "IntegratedGradients", "LRP", "SmoothGrad", "deconvnet", "input_x_gradient", "integrated_gradients", "lrp",
     "lrp_epsilon", "lrp_epsilon_gamma_box", "lrp_epsilon_plus", "smoothgrad", "smoothgrad_squared", "vargrad",
+    "RelevanceBudget",
 ]

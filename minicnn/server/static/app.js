@@ -367,7 +367,8 @@ function renderMaps(result) {
       canvas,
       entry.display === "gradient"
         ? el("div", { class: "gradient-note", text: byKey[key].value })
-        : colourBar(entry));
+        : colourBar(entry),
+      entry.note ? el("div", { class: "map-note", text: entry.note }) : null);   // where relevance went, all zero
     maps.append(figure);
   }
 }
