@@ -74,7 +74,7 @@ from zennit.rules import Epsilon  # noqa: E402
 from zennit.types import Convolution  # noqa: E402
 
 import minicnn  # noqa: E402
-from minicnn.images import data_path, load_image, preprocess  # noqa: E402
+from minicnn.inputs.images import data_path, load_image, preprocess  # noqa: E402
 
 PHOTO, SIZE = "pets.jpg", 64
 
