@@ -29,6 +29,7 @@ from ..commands.explain import compute, maps_for_saving, top_predictions
 from ..errors import ImageError, InputError, unknown_name
 from ..explain import registry
 from ..explain.catdog import CAT_DOG, cat_dog_image
+from ..explain.estimate import estimate_seconds
 from ..explain.gradcam import weighted_sum
 from ..explain.target import class_index
 from ..images import DEFAULT_MAX_PIXELS, data_path, deprocess, image_from_bytes, preprocess, sample_images, size_text
@@ -77,8 +78,31 @@ def models_info(store: ModelStore) -> dict:
             "default_layer": store.default_layers[name],
             "layers": [{"name": li.name, "type": li.type, "shape": list(li.shape), "depth": li.depth,
                         "spatial": li.spatial} for li in store.layers[name]],
+            "pass_seconds": store.pass_times(name)[:2],
+            "estimates": estimates(store, name, m.input_size[1:]),
         })
     return {"models": out, "default": default_model(store)}
+
+
+def estimates(store: ModelStore, name: str, hw) -> dict:
+    """About how many seconds each method takes on model ``name`` for a network input of size hw = (H, W).
+
+    {method: seconds}, or {method: {layer: seconds}} for a method whose cost
+    depends on the layer (Score-CAM and Ablation-CAM: one pass per map K), for
+    every spatial layer. From ``minicnn.explain.estimate``: the method's passes
+    times the model's measured pass (``ModelStore.pass_times``).
+    """
+    shared = store.shared(name)
+    times = store.pass_times(name)
+    spatial = [li for li in store.layers[name] if li.spatial]
+    out: dict = {}
+    for m in registry.METHODS.values():
+        if m.name in ("scorecam", "ablationcam"):
+            out[m.name] = {li.name: round(estimate_seconds(m.name, shared, hw, times, li.name, channels=li.shape[0]), 3)
+                           for li in spatial}
+        else:
+            out[m.name] = round(estimate_seconds(m.name, shared, hw, times), 3)
+    return out
 
 
 def default_model(store: ModelStore) -> str:
@@ -214,6 +238,7 @@ def explain(store: ModelStore, query: dict[str, str], body: bytes, *, max_pixels
             "input": {"shape": list(x.shape[2:]), "png": overlay.picture_png(picture)},
             "image": {"shape": list(image.shape[:2])},
             "notes": notes,
+            "estimates": estimates(store, name, x.shape[2:]),
         }
         if "gradcam" in results:
             answer["gradcam_steps"] = gradcam_steps(model, x, results["gradcam"])

@@ -70,6 +70,8 @@ class ModelStore:
         self.default_layers = {name: d[1] for name, d in described.items()}
         self._turns = threading.BoundedSemaphore(workers)
         self.workers = workers
+        self._pass_times: dict[str, tuple[float, ...]] = {}
+        self._pass_lock = threading.Lock()
 
     @property
     def names(self) -> list[str]:
@@ -85,6 +87,15 @@ class ModelStore:
         """A Model of its own for one request: the shared layers and weights, an empty pass."""
         shared = self.shared(name)
         return Model(shared.root, shared.meta)
+
+    def pass_times(self, name: str) -> tuple[float, ...]:
+        """Seconds per image of a forward and a backward (single and batched) on model ``name``:
+        ``minicnn.explain.estimate.pass_seconds``, measured once per model, on first use."""
+        from ..explain.estimate import pass_seconds
+        with self._pass_lock:
+            if name not in self._pass_times:
+                self._pass_times[name] = pass_seconds(self.view(name))
+            return self._pass_times[name]
 
     @contextmanager
     def turn(self):
