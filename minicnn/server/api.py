@@ -6,6 +6,11 @@
     GET  /api/samples/NAME       one of them, as its image file
     POST /api/explain?model=M&method=M1,M2&target=T&layer=L    body: an image file
 
+/api/models and /api/explain carry ``estimates``: about how many seconds
+each method takes here (``minicnn.explain.estimate``: its passes times a
+forward and backward measured once per model); /api/explain also carries
+``layer_shapes``, every spatial layer's (C, h, w) for the request's input.
+
 Each function returns plain JSON-able data or raises: a ``MinicnnError``
 for bad input (answered 400 with its one line) or an :class:`ApiError`
 carrying its own status (404 for an unknown sample).
@@ -239,6 +244,7 @@ def explain(store: ModelStore, query: dict[str, str], body: bytes, *, max_pixels
             "image": {"shape": list(image.shape[:2])},
             "notes": notes,
             "estimates": estimates(store, name, x.shape[2:]),
+            "layer_shapes": store.layer_shapes(name, x.shape[2:]),
         }
         if "gradcam" in results:
             answer["gradcam_steps"] = gradcam_steps(model, x, results["gradcam"])

@@ -26,6 +26,10 @@ from ..explain.target import default_layer
 from ..model import Model
 
 
+#: How many (model, input size) pairs ``ModelStore.layer_shapes`` keeps.
+SHAPES_KEPT = 64
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     """One addressable layer: its name, type and output shape (C, h, w) for the model's own input size."""
@@ -72,6 +76,7 @@ class ModelStore:
         self.workers = workers
         self._pass_times: dict[str, tuple[float, ...]] = {}
         self._pass_lock = threading.Lock()
+        self._shapes: dict[tuple[str, int, int], dict[str, list[int]]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -96,6 +101,22 @@ class ModelStore:
             if name not in self._pass_times:
                 self._pass_times[name] = pass_seconds(self.view(name))
             return self._pass_times[name]
+
+    def layer_shapes(self, name: str, hw) -> dict[str, list[int]]:
+        """{layer: [C, h, w]} of every spatial layer of model ``name`` for a network input of size hw = (H, W).
+
+        One forward of a zero image per (model, size), kept (at most SHAPES_KEPT sizes; then forgotten).
+        """
+        key = (name, int(hw[0]), int(hw[1]))
+        with self._pass_lock:
+            if key not in self._shapes:
+                if len(self._shapes) >= SHAPES_KEPT:
+                    self._shapes.clear()
+                run = self.view(name)
+                run.forward(np.zeros((1, run.input_size[0], key[1], key[2]), np.float32))
+                self._shapes[key] = {n: [int(s) for s in a.shape[1:]] for n, a in run.activations.items()
+                                     if a.ndim == 4 and a.shape[2] * a.shape[3] > 1}
+            return self._shapes[key]
 
     @contextmanager
     def turn(self):
