@@ -2,7 +2,11 @@
 
 Loads the page from a test server, picks the cat|dog sample, explains 'cat'
 and then 'dog', and reads the Grad-CAM overlay back from the page's canvas:
-its hot (red) half must move from the left to the right. Nothing is
+its hot (red) half must move from the left to the right. Then, on every
+shipped model, ticks and unticks every method alone and in pairs (each
+method beside a layer method and beside a layer-free one): never an error
+banner, never a console error, one drawn map per ticked method; a layer
+move recomputes only the methods that use the layer. Nothing is
 downloaded: the browser and its driver are the system's (Selenium Manager
 is never asked). Skipped, with the reason, where Chromium, its driver or
 Selenium is not installed (`.ci/run` installs them).
@@ -40,6 +44,7 @@ def browser():
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--window-size=1440,1000", "--hide-scrollbars", "--no-first-run", "--disable-extensions"):
         options.add_argument(arg)
@@ -107,3 +112,123 @@ def test_switching_the_target_from_cat_to_dog_moves_the_gradcam_heat_from_left_t
     assert cat_left > cat_right + 20, (cat_left, cat_right)
     assert dog_right > dog_left + 20, (dog_left, dog_right)
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- every method, alone and in pairs, on every model
+
+#: Options that keep the many-pass methods short in the browser test (the page sends them with the request).
+FAST_OPTIONS = {"integrated-gradients": {"steps": 4}, "smoothgrad": {"samples": 3},
+                "smoothgrad-squared": {"samples": 3}, "vargrad": {"samples": 3}}
+#: MobileNetV2 explained at 64x64 instead of 224x224 (it is fully convolutional up to its pooling; 2x2 at
+#: 'features'), and at a layer of 16 maps, so Score-CAM's 1 + K passes stay few.
+SMALL_INPUT = {"mobilenet_v2": [64, 64]}
+LAYER = {"mobilenet_v2": "features.1"}
+
+
+@pytest.fixture(scope="module")
+def small_store():
+    from minicnn.server import ModelStore
+    s = ModelStore(workers=2)
+    for name, size in SMALL_INPUT.items():
+        if name in s.models:
+            m = s.models[name]
+            m.meta = {**m.meta, "preprocessing": {**m.meta["preprocessing"], "size": size}}
+    return s
+
+
+def console_errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def tick_only(driver, names: list[str]) -> None:
+    """Click the method checkboxes as a user would: tick ``names`` first, then untick the others."""
+    driver.execute_script("""
+        const want = new Set(arguments[0]);
+        const boxes = [...document.querySelectorAll('#methods input')];
+        for (const b of boxes) if (want.has(b.value) && !b.checked) b.click();
+        for (const b of boxes) if (!want.has(b.value) && b.checked) b.click();""", names)
+
+
+SHOWN = """
+    const figs = [...document.querySelectorAll('#maps figure.map')];
+    return figs.map((f) => {
+      const c = f.querySelector('canvas');
+      let drawn = false;
+      if (c) {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) { drawn = true; break; }
+      }
+      return [f.dataset.method, f.dataset.state, drawn];
+    });"""
+
+
+def check_shown(driver, names: list[str], order: list[str], where: str) -> None:
+    """The page shows one drawn map per ticked method, in the registry's order, and no error anywhere."""
+    wait_for(driver, f"document.body.dataset.busy === '0' && "
+                     f"document.querySelectorAll('#maps figure.map').length === {len(names)} && "
+                     f"!document.querySelector('#maps figure[data-state=pending]')", timeout=60)
+    shown = driver.execute_script(SHOWN)
+    expected = sorted(names, key=order.index)
+    assert [(m, state, drawn) for m, state, drawn in shown] == [(m, "done", True) for m in expected], (where, shown)
+    error = driver.execute_script("const e = document.getElementById('error'); return e.hidden ? '' : e.textContent")
+    assert error == "", (where, error)
+    status = driver.execute_script("return document.getElementById('status').textContent")
+    assert "refused" not in status and "could not" not in status, (where, status)
+    steps_hidden = driver.execute_script("return document.getElementById('steps').hidden")
+    assert steps_hidden == ("gradcam" not in names), (where, steps_hidden)
+    assert console_errors(driver) == [], where
+
+
+def test_every_method_alone_and_in_pairs_on_every_model(browser, small_store):
+    from minicnn.explain import registry
+    started = time.monotonic()
+    with running(small_store) as server:
+        browser.get(server.url)
+        wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('maps').dataset.target")
+        browser.execute_script("Object.assign(state.options, arguments[0])", FAST_OPTIONS)
+        order = list(registry.METHODS)
+        models = browser.execute_script("return state.models.map((m) => [m.name, Object.keys(m.unavailable)])")
+        assert sorted(name for name, _ in models) == sorted(small_store.names)
+        for name, unavailable in models:
+            browser.execute_script("const s = document.getElementById('model'); s.value = arguments[0];"
+                                   "s.dispatchEvent(new Event('change'));", name)
+            if name in LAYER:
+                browser.execute_script("const s = document.getElementById('layer'); s.value = arguments[0];"
+                                       "s.dispatchEvent(new Event('change'));", LAYER[name])
+            check_shown(browser, ["gradcam"], order, f"{name}: after choosing it")
+            layered = browser.execute_script(
+                "return state.methods.filter((m) => usesLayer(m)).map((m) => m.name)")
+            usable = [m for m in order if m not in unavailable]
+            assert unavailable == (["cam"] if name == "vgg_cifar10" else []), (name, unavailable)
+            L = [m for m in usable if m in layered]
+            F = [m for m in usable if m not in layered]
+            pairs = [(L[i % len(L)], F[i % len(F)]) for i in range(max(len(L), len(F)))]
+            pairs += [(L[i], L[(i + 1) % len(L)]) for i in range(len(L))]
+            pairs += [(F[i], F[(i + 1) % len(F)]) for i in range(len(F))]
+            for m in usable:
+                tick_only(browser, [m])
+                check_shown(browser, [m], order, f"{name}: {m} alone")
+            for pair in pairs:
+                tick_only(browser, list(pair))
+                check_shown(browser, list(pair), order, f"{name}: {pair}")
+            # a layer move recomputes the layer method only: occlusion's answer is reused
+            tick_only(browser, ["occlusion", "gradcam"])
+            check_shown(browser, ["occlusion", "gradcam"], order, f"{name}: occlusion and gradcam")
+            before = browser.execute_script("return state.requests")
+            browser.execute_script("const s = document.getElementById('layer-slider');"
+                                   "s.value = String(Number(s.value) + 1); s.dispatchEvent(new Event('input'));")
+            wait_for(browser, f"state.requests > {before}", timeout=10)
+            check_shown(browser, ["occlusion", "gradcam"], order, f"{name}: after a layer move")
+            assert browser.execute_script("return state.requests") == before + 1, name
+            # a class chosen while occlusion computes abandons (aborts) its request for the old class
+            aborted = browser.execute_script("return state.aborted")
+            browser.execute_script("""
+                const t = document.getElementById('target');
+                t.value = t.options[2].value; t.dispatchEvent(new Event('change'));
+                t.value = t.options[3].value; t.dispatchEvent(new Event('change'));""")
+            check_shown(browser, ["occlusion", "gradcam"], order, f"{name}: after two classes")
+            assert browser.execute_script("return state.aborted") >= aborted + 2, name
+            target = browser.execute_script("return document.getElementById('target').value")
+            assert browser.execute_script("return document.getElementById('maps').dataset.target") == target
+            tick_only(browser, ["gradcam"])
+    print(f"every method alone and in pairs on {len(models)} models: {time.monotonic() - started:.1f} s")

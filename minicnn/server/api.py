@@ -1,6 +1,7 @@
 """The JSON API: what each endpoint answers, independent of HTTP.
 
-    GET  /api/models             every served model: classes, layers (name, type, output shape), default layer
+    GET  /api/models             every served model: classes, layers (name, type, output shape), default layer,
+                                 the optional methods that do not apply to it (and why)
     GET  /api/methods            every registered method (minicnn.explain.registry), with its display
     GET  /api/samples            the shipped sample images
     GET  /api/samples/NAME       one of them, as its image file
@@ -84,6 +85,7 @@ def models_info(store: ModelStore) -> dict:
             "layers": [{"name": li.name, "type": li.type, "shape": list(li.shape), "depth": li.depth,
                         "spatial": li.spatial} for li in store.layers[name]],
             "pass_seconds": store.pass_times(name)[:2],
+            "unavailable": store.unavailable(name),
             "estimates": estimates(store, name, m.input_size[1:]),
         })
     return {"models": out, "default": default_model(store)}
@@ -139,10 +141,10 @@ def _samples() -> dict[str, dict]:
     """name -> {"title", "group", "class", "bytes" or "path", "type"}: the cat|dog image, two photos, CIFAR-10."""
     (cat, i), (dog, j) = CAT_DOG
     out = {"cat_dog": {"title": "cat | dog", "group": "featured", "class": None, "type": "image/png",
-                       "about": f"CIFAR-10 test images {cat} #{i} and {dog} #{j} side by side (32x64), "
+                       "about": f"CIFAR-10 test images {cat} #{i} and {dog} #{j} side by side ({size_text((32, 64))}), "
                                 f"as in Figure 1 of the Grad-CAM paper", "make": _cat_dog_png}}
-    for stem, about in (("chelsea", "Chelsea the cat, a photograph (451x300, scikit-image, CC0)"),
-                        ("coffee", "a cup of coffee, a photograph (600x400, scikit-image, CC0)")):
+    for stem, about in (("chelsea", f"Chelsea the cat, a photograph ({size_text((300, 451))}, scikit-image, CC0)"),
+                        ("coffee", f"a cup of coffee, a photograph ({size_text((400, 600))}, scikit-image, CC0)")):
         try:
             out[stem] = {"title": stem, "group": "featured", "class": None, "type": "image/png",
                          "about": about, "path": data_path("images", f"{stem}.png")}

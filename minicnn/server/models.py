@@ -76,6 +76,7 @@ class ModelStore:
         self.workers = workers
         self._pass_times: dict[str, tuple[float, ...]] = {}
         self._pass_lock = threading.Lock()
+        self._unavailable: dict[str, dict[str, str]] = {}
         self._shapes: dict[tuple[str, int, int], dict[str, list[int]]] = {}
 
     @property
@@ -101,6 +102,25 @@ class ModelStore:
             if name not in self._pass_times:
                 self._pass_times[name] = pass_seconds(self.view(name))
             return self._pass_times[name]
+
+    def unavailable(self, name: str) -> dict[str, str]:
+        """{method: why not} for each optional method (CAM) that does not apply to model ``name``.
+
+        Runs each optional method once on a zero image of the model's input size, on first use.
+        """
+        from ..explain import registry
+        with self._pass_lock:
+            if name not in self._unavailable:
+                why = {}
+                run = self.view(name)
+                for m in registry.METHODS.values():
+                    if m.optional:
+                        try:
+                            m.run(run, np.zeros((1, *run.input_size), np.float32))
+                        except InputError as e:
+                            why[m.name] = str(e)
+                self._unavailable[name] = why
+            return self._unavailable[name]
 
     def layer_shapes(self, name: str, hw) -> dict[str, list[int]]:
         """{layer: [C, h, w]} of every spatial layer of model ``name`` for a network input of size hw = (H, W).

@@ -20,6 +20,7 @@ const state = {
   opacity: 0.5,
   cache: new Map(),    // methodKey -> {answer, pictures} | {controller, started, estimate} | {error, kind}
   requests: 0,         // how many /api/explain requests the page has sent
+  aborted: 0,          // how many of them it abandoned (and aborted)
   shownHead: null,     // the answer whose picture and predictions are shown
   shownSteps: null,    // the answer whose Grad-CAM steps are shown
   pageError: null,     // a fault in the page's own code, shown until the next image
@@ -176,6 +177,9 @@ function chooseModel(name) {
   $("model").value = state.model.name;
   state.layer = null;
   state.target = null;
+  for (const name of Object.keys(state.model.unavailable || {})) state.chosen.delete(name);
+  if (state.chosen.size === 0) state.chosen.add("gradcam");
+  for (const input of document.querySelectorAll("#methods input")) input.checked = state.chosen.has(input.value);
   const layers = spatialLayers();
   $("layer").replaceChildren(...layers.map((l) => el("option", {
     value: l.name,
@@ -185,6 +189,7 @@ function chooseModel(name) {
   $("layer-slider").max = String(layers.length - 1);
   showLayer(state.model.default_layer);
   buildTargets(null);
+  updateEstimates();
 }
 
 function showLayer(name) {
@@ -298,8 +303,13 @@ function currentLayer() {
   return state.layer || state.model.default_layer;
 }
 
+// Whether the layer slider means something to method m: CAM (optional) finds its own layer, as under --method all.
+function usesLayer(m) {
+  return m.uses_layer && !m.optional;
+}
+
 function methodKey(m) {
-  return JSON.stringify([m.name, state.imageId, state.model.name, targetKey(), m.uses_layer ? currentLayer() : "",
+  return JSON.stringify([m.name, state.imageId, state.model.name, targetKey(), usesLayer(m) ? currentLayer() : "",
                          state.options[m.name] || {}]);
 }
 
@@ -321,6 +331,7 @@ function explain() {
   for (const [key, entry] of state.cache) {
     if (entry.controller && !wanted.has(key)) {          // abandoned: stop it here and on the server
       entry.controller.abort();
+      state.aborted += 1;
       state.cache.delete(key);
     } else if (entry.error && !wanted.has(key)) {
       state.cache.delete(key);                            // a refusal is shown once, not kept
@@ -338,7 +349,7 @@ function request(m, key) {
   state.cache.set(key, entry);
   state.requests += 1;
   const q = new URLSearchParams({ model: state.model.name, method: m.name, ...(state.options[m.name] || {}) });
-  if (m.uses_layer) q.set("layer", currentLayer());
+  if (usesLayer(m)) q.set("layer", currentLayer());
   if (target) q.set("target", target);
   (async () => {
     let r, body;
@@ -421,8 +432,17 @@ function secondsText(s) {
 function updateEstimates() {
   for (const label of document.querySelectorAll("#methods .method")) {
     const m = state.methods.find((x) => x.name === label.dataset.method);
-    const e = estimateFor(m);
+    const why = (state.model.unavailable || {})[m.name];
     const span = label.querySelector(".estimate");
+    label.querySelector("input").disabled = !!why;
+    label.classList.toggle("unavailable", !!why);
+    label.title = why || m.value;
+    if (why) {
+      span.textContent = `does not apply to ${state.model.name}`;
+      label.classList.remove("slow");
+      continue;
+    }
+    const e = estimateFor(m);
     span.textContent = `${secondsText(e)} on ${state.model.name}`;
     label.classList.toggle("slow", e !== null && e >= 10);
     label.dataset.estimate = e === null ? "" : String(e);
