@@ -186,6 +186,12 @@ def test_every_method_alone_and_in_pairs_on_every_model(browser, small_store):
         browser.get(server.url)
         wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('maps').dataset.target")
         browser.execute_script("Object.assign(state.options, arguments[0])", FAST_OPTIONS)
+        # sizes written one way (minicnn.images.size_text), the layer hint for the input shown
+        caption = browser.execute_script("return document.getElementById('input-caption').textContent")
+        assert caption == "cat | dog: 64 wide x 32 high, seen by resnet20_cifar10 as 64 wide x 32 high", caption
+        hint = browser.execute_script("return document.getElementById('layer-hint').textContent")
+        assert hint.startswith("layer3: Sequential, 64 maps of 16 wide x 8 high "
+                               "for this input of 64 wide x 32 high"), hint
         order = list(registry.METHODS)
         models = browser.execute_script("return state.models.map((m) => [m.name, Object.keys(m.unavailable)])")
         assert sorted(name for name, _ in models) == sorted(small_store.names)

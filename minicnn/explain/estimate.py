@@ -46,6 +46,18 @@ FULLGRAD_CHANNELS = 32
 DEFAULT_STEPS, DEFAULT_SAMPLES = 50, 50
 
 
+#: What ``minicnn explain --help`` says about time (numbers from ``passes`` and ``pass_seconds`` on the shipped
+#: models, on two CPU cores; ``minicnn serve`` shows estimates measured on the machine it runs on).
+HELP = ("How long: a method costs passes through the network; one forward and backward of one image takes about "
+        "5 ms on resnet20_cifar10 and vgg_cifar10 (32x32) and about 0.1 s on mobilenet_v2 (224x224) on two CPU "
+        "cores, and time grows with the input's pixels. Most methods need one or two passes: well under a second. "
+        "The slow ones, on mobilenet_v2: Score-CAM, 1 + 1280 forwards at 'features' (one per map; about a minute; "
+        "an earlier layer has fewer maps); FullGrad, about 35 s (every bias term upsampled to the input); "
+        "occlusion, 1 + 169 forwards (about 10 s); Integrated Gradients and SmoothGrad, about 50 passes each "
+        "(--steps, --samples; about 5 s each); --method all, about two minutes. On the 32x32 models all methods "
+        "together take a few seconds. `minicnn serve` shows each method's estimate for this machine before it runs.")
+
+
 def pass_seconds(model, repeats: int = 2, batch: int = BATCH) -> tuple[float, float, float, float]:
     """(t_f, t_b, t_f_batched, t_b_batched): seconds per image of the model's input size.
 
