@@ -238,3 +238,25 @@ def test_every_method_alone_and_in_pairs_on_every_model(browser, small_store):
             assert browser.execute_script("return document.getElementById('maps').dataset.target") == target
             tick_only(browser, ["gradcam"])
     print(f"every method alone and in pairs on {len(models)} models: {time.monotonic() - started:.1f} s")
+
+
+def test_a_refusal_and_a_fault_in_the_page_are_told_apart(browser, store):
+    """The server refusing a request says so with its message; a fault in the page's own drawing says that."""
+    with running(store) as server:
+        browser.get(server.url)
+        wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('maps').dataset.target")
+        banner = "const e = document.getElementById('error'); return e.hidden ? '' : e.textContent"
+        status = "return document.getElementById('status').textContent"
+        browser.execute_script("state.options.saliency = {bogus: '1'}")            # the server answers 400
+        tick_only(browser, ["saliency"])
+        wait_for(browser, "!document.getElementById('error').hidden")
+        assert browser.execute_script(banner).startswith(
+            "the server refused Saliency |dy/dx| (HTTP 400): unknown query parameter 'bogus'")
+        assert browser.execute_script(status) == "the server refused Saliency |dy/dx|"
+        browser.execute_script("state.options = {}; window.drawPicture = () => { throw new Error('boom'); }")
+        tick_only(browser, ["occlusion"])
+        wait_for(browser, "document.body.dataset.busy === '0' && "
+                          "document.getElementById('error').textContent.includes('boom')")
+        assert browser.execute_script(banner) == "a fault in this page's own code (not a refusal by the server): boom"
+        assert "refused" not in browser.execute_script(status)
+        assert any("boom" in line for line in console_errors(browser))

@@ -23,7 +23,7 @@ const state = {
   aborted: 0,          // how many of them it abandoned (and aborted)
   shownHead: null,     // the answer whose picture and predictions are shown
   shownSteps: null,    // the answer whose Grad-CAM steps are shown
-  pageError: null,     // a fault in the page's own code, shown until the next image
+  pageError: null,     // a fault in the page's own code, shown until the next redraw
 };
 
 // ------------------------------------------------------------------ small helpers
@@ -155,7 +155,6 @@ async function chooseSample(s) {
 function setImage(blob, name, sample = null) {
   state.image = { blob, name, sample };
   state.imageId += 1;
-  state.pageError = null;
   state.target = null;               // a new picture: explain its top-1 class first
   markChosenSample();
   explain();
@@ -337,8 +336,21 @@ function explain() {
       state.cache.delete(key);                            // a refusal is shown once, not kept
     }
   }
+  forgetOldAnswers(wanted);
   for (const [key, m] of wanted) if (!state.cache.has(key)) request(m, key);
   show();
+}
+
+// Answers for earlier images are dropped; of the rest, at most KEPT answers are kept (the oldest go first).
+const KEPT = 100;
+function forgetOldAnswers(wanted) {
+  for (const [key, entry] of state.cache) {
+    if (entry.answer && entry.imageId !== state.imageId) state.cache.delete(key);
+  }
+  for (const [key, entry] of state.cache) {
+    if (state.cache.size <= KEPT) break;
+    if (entry.answer && !wanted.has(key)) state.cache.delete(key);
+  }
 }
 
 function request(m, key) {
@@ -399,6 +411,7 @@ function entries() {
 
 // Redraw everything from the cache; a fault in the page's own drawing is shown as what it is.
 function show() {
+  state.pageError = null;
   try {
     render();
   } catch (e) {
@@ -408,9 +421,9 @@ function show() {
 
 function pageFault(e) {
   console.error(e);
-  state.pageError = `the page failed to show the answer (a fault in the page, not in the server): ${e.message}`;
+  state.pageError = `a fault in this page's own code (not a refusal by the server): ${e.message}`;
   showError(state.pageError);
-  setStatus("the server answered; the page could not draw it");
+  setStatus("the page hit a fault in its own code; the message above says where");
 }
 
 // ------------------------------------------------------------------ estimates and progress
