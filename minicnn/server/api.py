@@ -10,7 +10,7 @@
 /api/models and /api/explain carry ``estimates``: about how many seconds
 each method takes here (``minicnn.explain.estimate``: its passes times a
 forward and backward measured once per model); /api/explain also carries
-``layer_shapes``, every spatial layer's (C, h, w) for the request's input.
+``layer_shapes``, the (C, h, w) of every layer with a feature-map output for the request's input.
 
 Each function returns plain JSON-able data or raises: a ``MinicnnError``
 for bad input (answered 400 with its one line) or an :class:`ApiError`

@@ -123,7 +123,7 @@ class ModelStore:
             return self._unavailable[name]
 
     def layer_shapes(self, name: str, hw) -> dict[str, list[int]]:
-        """{layer: [C, h, w]} of every spatial layer of model ``name`` for a network input of size hw = (H, W).
+        """{layer: [C, h, w]} of every layer with a feature-map output, for a network input of size hw = (H, W).
 
         One forward of a zero image per (model, size), kept (at most SHAPES_KEPT sizes; then forgotten).
         """
@@ -135,7 +135,7 @@ class ModelStore:
                 run = self.view(name)
                 run.forward(np.zeros((1, run.input_size[0], key[1], key[2]), np.float32))
                 self._shapes[key] = {n: [int(s) for s in a.shape[1:]] for n, a in run.activations.items()
-                                     if a.ndim == 4 and a.shape[2] * a.shape[3] > 1}
+                                     if a.ndim == 4}
             return self._shapes[key]
 
     @contextmanager
