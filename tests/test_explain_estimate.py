@@ -98,3 +98,17 @@ def test_the_help_says_what_the_passes_are_on_mobilenet_v2(capsys):
     assert passes("occlusion", mobilenet, (224, 224)) == (1 + 169, 0) and "1 + 169 forwards" in HELP
     assert cli.main(["explain", "--help"]) == 0
     assert " ".join(capsys.readouterr().out.split()).endswith(" ".join(HELP.split()))
+
+
+def test_smoothgrad_is_priced_at_its_base_method_and_the_defaults_are_the_methods_own(resnet, x):
+    import inspect
+
+    from minicnn.explain import estimate
+    options = {"base": "integrated-gradients", "samples": 2}
+    with counting_passes(resnet) as c:
+        registry.get("smoothgrad").run(resnet, x, **options)
+    assert passes("smoothgrad", resnet, x.shape[2:], options=options) == (c.forwards, c.backwards) == (1 + 2 * 52, 100)
+    for method, param, default in (("integrated-gradients", "steps", estimate.DEFAULT_STEPS),
+                                   ("smoothgrad", "samples", estimate.DEFAULT_SAMPLES),
+                                   ("vargrad", "samples", estimate.DEFAULT_SAMPLES)):
+        assert inspect.signature(registry.get(method).function).parameters[param].default == default

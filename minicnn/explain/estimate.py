@@ -8,8 +8,8 @@
 the layer)", "1 + steps forward, steps backward", ...) as numbers for one
 image of network-input size (H, W): the images sent through forward and
 backward, as ``minicnn.metrics.cost.counting_passes`` counts them (tests
-check the two agree on every method whose passes are not weighed). Passes that carry the same work at a
-different price are weighed:
+check the two agree on every method whose passes are not weighed). Passes
+that carry the same work at a different price are weighed:
 
     a forward resumed at the layer (Ablation-CAM)   the share of the layers after it
     an LRP backward (2, 3 or 5 forwards per layer)  that many forwards per backward
@@ -108,7 +108,8 @@ def passes(method: str, model, hw: tuple[int, int], layer: str | None = None, op
         return 2 + steps, steps
     if name in ("smoothgrad", "smoothgrad-squared", "vargrad"):
         samples = int(options.get("samples") or DEFAULT_SAMPLES)
-        return 1 + samples, samples
+        f, b = passes(options.get("base") or "saliency", model, hw)          # the base method, per noisy copy
+        return 1 + samples * f, samples * b
     if name in LRP_FORWARDS:
         return 1 + LRP_FORWARDS[name], 0
     if name == "fullgrad":
