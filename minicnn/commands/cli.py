@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_force_option(p)
     p.set_defaults(func=cmd_fetch)
 
-    p = sub.add_parser("explain", help="explain a prediction: Grad-CAM, guided backprop, occlusion, ...")
+    from ..explain.estimate import HELP as EXPLAIN_TIMES
+    p = sub.add_parser("explain", help="explain a prediction: Grad-CAM, guided backprop, occlusion, ...",
+                       epilog=EXPLAIN_TIMES)
     p.add_argument("image", help="the image file to explain (PNG, JPEG, ...; any size: the model's resize rule applies)")
     p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
     p.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")

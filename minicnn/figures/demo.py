@@ -188,14 +188,14 @@ def imagenet_figures(model):
     """(Figure 1 on pets.jpg, its rows), (the cat|dog pair figure, its rows), explained by the ImageNet model."""
     from ..explain import imagenet_cat_dog_image
     from . import grid_figure
-    from ..inputs.images import data_path, deprocess, load_image, preprocess
+    from ..inputs.images import data_path, deprocess, load_image, preprocess, size_text
     photo = load_image(data_path("images", PETS))
     picture = deprocess(preprocess(photo, model.meta["preprocessing"])[0], model.meta["preprocessing"])
     rows = imagenet_rows(model, photo, PETS_TARGETS)
     short = [repr(t.split(",")[0]) for t in PETS_TARGETS]
     pets = grid_figure([row_panels(r, picture) for r in rows], row_labels=short, panel_height=1.6,
-                       title=f"Figure 1 of Grad-CAM on a real photograph: {PETS} ({photo.shape[1]}x{photo.shape[0]}, "
-                             f"Open Images, CC BY 2.0) seen by {model.name} at 224x224 (ImageNet, 1001 classes)\n"
+                       title=f"Figure 1 of Grad-CAM on a real photograph: {PETS} ({size_text(photo.shape)}, "
+                             f"Open Images, CC BY 2.0) seen by {model.name} at {size_text((224, 224))} (ImageNet, 1001 classes)\n"
                              f"explained for {short[0]} and {short[1]}, the network's top two; (e) occlusion: "
                              f"56x56 grey patch every 28 px; y = pre-softmax score, p = softmax")
     pair = imagenet_cat_dog_image()
