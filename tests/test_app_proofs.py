@@ -103,6 +103,13 @@ def test_a_dangling_link_at_the_output_is_refused_before_the_work(tmp_path):
     assert link.is_symlink() and not (tmp_path / "nowhere.png").exists()
 
 
+def without_hard_links(monkeypatch):
+    """As on a file system without hard links (FAT, some network shares): os.link fails, backups are copies."""
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "link", refuse)
+
+
 @pytest.mark.parametrize("appears", ["file", "dangling link"])
 def test_an_output_that_appears_during_the_work_is_not_overwritten(tmp_path, appears):
     out = tmp_path / "out.txt"
@@ -130,7 +137,10 @@ def blocked(path):
     (path / "inside").write_bytes(b"")
 
 
-def test_a_failed_rename_puts_back_every_output_already_renamed(tmp_path):
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_failed_rename_puts_back_every_output_already_renamed(tmp_path, monkeypatch, hard_links):
+    if not hard_links:
+        without_hard_links(monkeypatch)
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_bytes(b"old a")
     b.write_bytes(b"old b")
@@ -156,6 +166,17 @@ def test_a_failed_rename_puts_back_every_output_already_renamed(tmp_path):
             blocked(a)
     assert not new.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+    c, d = tmp_path / "c.txt", tmp_path / "d.txt"               # without --force: the first is given its name,
+    outputs = Outputs()                                        # the second finds a folder there, the first goes
+    outputs.output(c)
+    outputs.output(d)
+    with pytest.raises(OutputError, match="already exists"):
+        with outputs.writing():
+            for p in (c, d):
+                with outputs.open(p) as f:
+                    f.write(b"new")
+            d.mkdir()
+    assert not c.exists() and d.is_dir()
 
 
 def test_a_failed_block_leaves_no_temporaries_and_no_folders_it_created(tmp_path):
