@@ -59,6 +59,17 @@ def test_explain_all_prints_the_prediction_and_writes_the_figure_and_the_raw_map
                                                       "smoothgrad", "smoothgrad_squared", "vargrad", "lrp_epsilon",
                                                       "lrp_epsilon_plus", "lrp_epsilon_gamma_box")}}
     assert gradcam.max() > 0 and up.shape == (32, 32) and logits.argmax() == 3
+    # The saved numbers, not only their shapes: the logits and Grad-CAM worked out from the engine's passes.
+    from minicnn.images import load_image, preprocess
+    model = shipped("resnet20_cifar10")
+    x = preprocess(load_image(cat_path), model.meta["preprocessing"])
+    y = model.forward(x)
+    A = model.activations["layer3"][0].astype(np.float64)
+    model.backward(np.eye(10, dtype=y.dtype)[[3]], stop_at="layer3")
+    alpha = model.gradients["layer3"][0].astype(np.float64).mean(axis=(1, 2))
+    cam = np.maximum(np.einsum("k,kij->ij", alpha, A), 0)
+    np.testing.assert_allclose(logits, y[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradcam, cam, rtol=1e-4, atol=1e-5 * cam.max())
     assert list(tmp_path.iterdir()) and all(not p.name.startswith(".") for p in tmp_path.iterdir())
 
 
