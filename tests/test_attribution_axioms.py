@@ -301,12 +301,13 @@ def test_max_pooling_passes_relevance_to_the_first_maximum_of_each_window():
                                          "integrated-gradients"]))
 def test_smoothgrad_with_zero_noise_is_its_base_method(case, base):
     model, x = network(case)
-    m = registry.get(base).run(model, x, 0).map
+    t = [k % model.forward(x).shape[1] for k in range(len(x))]          # a class per image
+    m = registry.get(base).run(model, x, t).map
     kw = dict(base=base, samples=3)
-    np.testing.assert_allclose(explain.smoothgrad(model, x, 0, noise_level=0.0, **kw).map, m, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(explain.smoothgrad(model, x, t, noise_level=0.0, **kw).map, m, rtol=1e-13, atol=0)
     zeros = np.zeros((3, *x.shape))
-    np.testing.assert_allclose(explain.smoothgrad(model, x, 0, noise=zeros, base=base).map, m, rtol=1e-13, atol=0)
-    np.testing.assert_allclose(explain.smoothgrad_squared(model, x, 0, noise=zeros, base=base).map, m * m,
+    np.testing.assert_allclose(explain.smoothgrad(model, x, t, noise=zeros, base=base).map, m, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(explain.smoothgrad_squared(model, x, t, noise=zeros, base=base).map, m * m,
                                rtol=1e-13, atol=0)
-    np.testing.assert_allclose(explain.vargrad(model, x, 0, noise=zeros, base=base).map, 0,
+    np.testing.assert_allclose(explain.vargrad(model, x, t, noise=zeros, base=base).map, 0,
                                atol=1e-13 * max((m * m).max(), 1e-300))

@@ -86,16 +86,17 @@ def test_integrated_gradients_shows_progress_when_asked(cnn, capsys):
 
 def test_smoothgrad_is_repeatable_and_does_not_depend_on_the_batching(cnn):
     model, x = cnn
-    a = explain.smoothgrad(model, x, 1, samples=6, seed=4)
-    b = explain.smoothgrad(model, x, 1, samples=6, seed=4, batch_size=1)
+    a = explain.smoothgrad(model, x, [1, 2], samples=6, seed=4)            # a class per image
+    b = explain.smoothgrad(model, x, [1, 2], samples=6, seed=4, batch_size=1)
     np.testing.assert_allclose(a.map, b.map, rtol=1e-12, atol=1e-15)
-    assert not np.allclose(a.map, explain.smoothgrad(model, x, 1, samples=6, seed=5).map)
+    assert not np.allclose(a.map, explain.smoothgrad(model, x, [1, 2], samples=6, seed=5).map)
+    assert not np.allclose(a.map[1], explain.smoothgrad(model, x, 1, samples=6, seed=4).map[1])
     flat = x.reshape(2, -1)
     np.testing.assert_allclose(a.sigma, 0.15 * (flat.max(axis=1) - flat.min(axis=1)))
     assert a.base == "saliency" and a.samples == 6 and a.method == "smoothgrad"
     # VarGrad is the mean square less the squared mean, never negative beyond rounding
-    sq = explain.smoothgrad_squared(model, x, 1, samples=6, seed=4)
-    var = explain.vargrad(model, x, 1, samples=6, seed=4)
+    sq = explain.smoothgrad_squared(model, x, [1, 2], samples=6, seed=4)
+    var = explain.vargrad(model, x, [1, 2], samples=6, seed=4)
     np.testing.assert_allclose(var.map, sq.map - a.map ** 2, atol=1e-15)
     assert var.map.min() > -1e-15
 
@@ -103,8 +104,9 @@ def test_smoothgrad_is_repeatable_and_does_not_depend_on_the_batching(cnn):
 def test_smoothgrad_takes_the_base_methods_options(cnn):
     model, x = cnn
     noise = np.random.default_rng(0).standard_normal((2, *x.shape)) * 0.1
-    r = explain.smoothgrad(model, x, 0, base="integrated-gradients", noise=noise, base_options={"steps": 3})
-    by_hand = np.mean([explain.integrated_gradients(model, x + e, 0, steps=3).map for e in noise], axis=0)
+    r = explain.smoothgrad(model, x, [0, 2], base="integrated-gradients", noise=noise, base_options={"steps": 3})
+    by_hand = np.mean([[explain.integrated_gradients(model, x[i:i + 1] + e[i:i + 1], c, steps=3).map[0]
+                        for i, c in enumerate([0, 2])] for e in noise], axis=0)
     np.testing.assert_allclose(r.map, by_hand, rtol=1e-12, atol=1e-15)
 
 
@@ -170,9 +172,10 @@ def test_lrp_of_a_batch_in_chunks_is_that_of_each_image(monkeypatch, composite):
             layer.buffers.update(running_mean=rng.normal(0, 0.5, c), running_var=rng.uniform(0.5, 2, c))
     model.meta["preprocessing"] = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     x = rng.standard_normal((5, 3, 8, 8))
-    each = np.concatenate([explain.lrp(model, x[i:i + 1], 1, composite).map for i in range(5)])
+    targets = [1, 7, 0, 4, 9]                              # a class per image
+    each = np.concatenate([explain.lrp(model, x[i:i + 1], targets[i], composite).map for i in range(5)])
     monkeypatch.setattr(parallel, "_blas_threads", lambda: 3)
     monkeypatch.setattr(model_module, "CHUNK_ELEMENTS", 2 * 192)             # chunks of 1 to 3 images
-    batch = explain.lrp(model, x, 1, composite).map
+    batch = explain.lrp(model, x, targets, composite).map
     assert isinstance(model._run, model_module.Chunks)
     np.testing.assert_allclose(batch, each, rtol=1e-10, atol=1e-12 * np.abs(each).max())

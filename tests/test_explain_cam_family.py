@@ -372,12 +372,31 @@ def test_every_method_runs_from_the_command_line_and_saves_under_its_key(tmp_pat
     model = shipped("resnet20_cifar10")
     from minicnn.inputs.images import load_image
     x = preprocess(load_image(image), model.meta["preprocessing"])
-    np.testing.assert_array_equal(saved["gradcam_plus_plus"], explain.gradcam_plus_plus(model, x, "dog", "layer2").map[0])
-    # Ablation-CAM's weights are differences of float32 logits, and the CLI ran the ablated copies in
-    # batches of 7: BLAS kernels that block by batch size (OPENBLAS_CORETYPE=Haswell) move them by
-    # about 1e-6 of the map's largest value, so compare at that scale rather than element by element.
-    ablation = explain.ablationcam(model, x, "dog", "layer2").map[0]
-    np.testing.assert_allclose(saved["ablationcam"], ablation, rtol=1e-5, atol=1e-5 * np.abs(ablation).max())
+    # The saved maps against the formulas worked out here from the engine's passes (not the library's functions).
+    y = model.forward(x)
+    A = model.activations["layer2"].copy()
+    model.backward(np.eye(10, dtype=y.dtype)[[5]], stop_at="layer2")
+    g = model.gradients["layer2"].astype(np.float64)
+    A64 = A.astype(np.float64)
+    S = A64.sum(axis=(2, 3), keepdims=True)
+    a = np.where(g != 0, g ** 2 / (2 * g ** 2 + S * g ** 3), 0)
+    w = (a * np.maximum(g, 0)).sum(axis=(2, 3))
+    pp = np.maximum(np.einsum("nk,nkij->nij", w, A64), 0)[0]
+    np.testing.assert_allclose(saved["gradcam_plus_plus"], pp, rtol=1e-4, atol=1e-5 * pp.max())
+    np.testing.assert_allclose(saved["layercam"], np.maximum((np.maximum(g, 0) * A64).sum(axis=1), 0)[0],
+                               rtol=1e-4, atol=1e-6)
+    # Ablation-CAM: each map zeroed in turn, the pass resumed through Model.forward(replace=...). Its weights
+    # are differences of float32 logits, and the CLI ran the ablated copies in batches of 7: BLAS kernels that
+    # block by batch size (OPENBLAS_CORETYPE=Haswell) move them by about 1e-6 of the map's largest value, so
+    # compare at that scale rather than element by element.
+    ablated = []
+    for k in range(A.shape[1]):
+        zeroed = A.copy()
+        zeroed[:, k] = 0
+        ablated.append(model.forward(x, replace={"layer2": zeroed}, keep=False)[0, 5])
+    wk = (y[0, 5] - np.array(ablated, np.float64)) / y[0, 5]
+    ablation = np.maximum(np.einsum("k,kij->ij", wk, A64[0]), 0)
+    np.testing.assert_allclose(saved["ablationcam"], ablation, rtol=1e-4, atol=1e-4 * np.abs(ablation).max())
 
 
 def test_score_cam_variant_from_the_command_line(tmp_path, capsys):
@@ -391,9 +410,19 @@ def test_score_cam_variant_from_the_command_line(tmp_path, capsys):
     model = shipped("resnet20_cifar10")
     from minicnn.inputs.images import load_image
     x = preprocess(load_image(image), model.meta["preprocessing"])
+    # The library's weights by hand: masks upsampled with aligned corners and scaled to [0, 1], every map
+    # scored, alpha = softmax over the maps of y^c(x * H^k), for the top-1 class c.
+    y = model.forward(x)
+    c = int(y.argmax())
+    A = model.activations["layer3"][0].astype(np.float64)                       # (64, 8, 8)
+    U = resize_bilinear(A, (32, 32), align_corners=True)
+    lo, hi = U.min(axis=(1, 2), keepdims=True), U.max(axis=(1, 2), keepdims=True)
+    H = np.divide(U - lo, hi - lo, out=np.zeros_like(U), where=hi > lo)
+    scores = model.forward((x * H[:, None]).astype(x.dtype), keep=False)[:, c].astype(np.float64)
+    alpha = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    want = np.maximum(np.einsum("k,kij->ij", alpha, A), 0)
     with np.load(npz, allow_pickle=False) as f:
-        np.testing.assert_allclose(f["scorecam"], explain.scorecam(model, x, variant="pytorch-grad-cam").map[0],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(f["scorecam"], want, rtol=1e-4, atol=1e-5 * want.max())
     capsys.readouterr()
     assert main(["explain", image, "--model", "resnet20_cifar10", "--method", "scorecam", "--scorecam-variant",
                  "torch", "--out", str(tmp_path / "g.png")]) == 2

@@ -110,19 +110,47 @@ def test_psi_scales_each_channel_map_then_upsamples():
     assert psi(m, (4, 4)).shape == (1, 2, 4, 4)
 
 
-def test_the_map_is_the_sum_of_the_scaled_terms_scaled_to_0_1(rng):
-    from test_explain_helpers import small_cnn
-    model = small_cnn(2)
-    x = rng.standard_normal((2, 3, 8, 8))
-    r = explain.fullgrad(model, x, [0, 1])
-    assert r.map.shape == (2, 8, 8) and r.layer is None
-    total = psi(r.input_term, (8, 8)).sum(axis=1) + sum(psi(t, (8, 8)).sum(axis=1) for t in r.bias_terms.values()
-                                                       if t.ndim == 4)
+def full_resolution_network(seed=0):
+    """conv -> BatchNorm -> ReLU -> conv -> ReLU -> GAP -> dense on 3x6x7: every 4-D term at the input's size,
+    so psi needs no upsampling and the whole map can be written down without this module."""
+    rng = np.random.default_rng(seed)
+    bn = BatchNorm2d(2)
+    model = Model(Sequential([("conv0", Conv2d(3, 2, 3, padding=1)), ("bn", bn), ("relu0", ReLU()),
+                              ("conv1", Conv2d(2, 3, 3, padding=1)), ("relu1", ReLU()),
+                              ("avgpool", AdaptiveAvgPool2d(1)), ("flatten", Flatten()), ("fc", Linear(3, 2))]),
+                  {"name": "full", "classes": ["a", "b"], "input_size": [3, 6, 7]})
+    for _, layer in model.layers():
+        for k, p in layer.params.items():
+            layer.params[k] = rng.standard_normal(p.shape) * 0.7
+    bn.buffers["running_mean"], bn.buffers["running_var"] = rng.standard_normal(2), rng.uniform(0.3, 3.0, 2)
+    return model
+
+
+def test_the_map_is_the_sum_of_the_scaled_terms_scaled_to_0_1_by_hand():
+    model = full_resolution_network()
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 7))
+    r = explain.fullgrad(model, x, [0, 1])                      # a class per image
+    bn = model["bn"]
+    shift = bn.params["bias"] - bn.buffers["running_mean"] * bn.params["weight"] / np.sqrt(
+        bn.buffers["running_var"] + bn.eps)
+    total = np.zeros((2, 6, 7))
+    for i, c in enumerate([0, 1]):
+        y = model.forward(x[i:i + 1])
+        seed = np.zeros_like(y)
+        seed[0, c] = 1
+        dx = model.backward(seed)[0]
+        g = model.gradients
+        terms = [dx * x[i], g["conv0"][0] * model["conv0"].params["bias"][:, None, None],
+                 g["bn"][0] * shift[:, None, None], g["conv1"][0] * model["conv1"].params["bias"][:, None, None]]
+        dense = g["fc"][0] * model["fc"].params["bias"]
+        assert abs(sum(t.sum() for t in terms) + dense.sum() - y[0, c]) < 1e-12      # completeness
+        for term in terms:
+            for channel in np.abs(term):                        # |term| scaled to [0, 1] channel by channel
+                total[i] += (channel - channel.min()) / (channel.max() - channel.min())
+    assert (total.min(axis=(1, 2)) > 0).all()                   # so the final scaling must subtract it
     lo, hi = total.min(axis=(1, 2), keepdims=True), total.max(axis=(1, 2), keepdims=True)
-    np.testing.assert_allclose(r.map, (total - lo) / (hi - lo), rtol=1e-12)
-    np.testing.assert_allclose(r.map.min(axis=(1, 2)), 0)
-    np.testing.assert_allclose(r.map.max(axis=(1, 2)), 1)
-    np.testing.assert_allclose(r.input_term, model.backward(explain.onehot([0, 1], 3, np.float64)) * x, rtol=1e-12)
+    np.testing.assert_allclose(r.map, (total - lo) / (hi - lo), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(r.sum_of_terms(), r.scores, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("model_name", ["resnet20_cifar10", "vgg_cifar10"])

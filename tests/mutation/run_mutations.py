@@ -226,8 +226,8 @@ MUTANTS = [
            "return np.maximum(src, 0.0)", "return src",
            "source coordinates not clamped at 0"),
     Mutant("occlusion.sign", "minicnn/explain/occlusion.py",
-           "grid[i, start:start + len(chunk)] = base[i] - model.forward(copies)[:, targets[i]]",
-           "grid[i, start:start + len(chunk)] = model.forward(copies)[:, targets[i]] - base[i]",
+           "grid[i] = base[i] - every[:, targets[i]]",
+           "grid[i] = every[:, targets[i]] - base[i]",
            "occlusion reports the rise of the score, not its drop"),
 ]
 
