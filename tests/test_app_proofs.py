@@ -16,10 +16,10 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from minicnn import explain
-from minicnn.atomic import Outputs, atomic_output
-from minicnn.convert_tflite import convert_graph, same_padding
+from minicnn.util.atomic import Outputs, atomic_output
+from minicnn.models.convert.tflite import convert_graph, same_padding
 from minicnn.errors import InputError, OutputError
-from minicnn.images import preprocess
+from minicnn.inputs.images import preprocess
 from minicnn.layers import AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
 from minicnn.server import api

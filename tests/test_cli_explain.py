@@ -62,7 +62,7 @@ def test_explain_all_prints_the_prediction_and_writes_the_figure_and_the_raw_map
                                                       "lrp_epsilon_plus", "lrp_epsilon_gamma_box")}}
     assert gradcam.max() > 0 and up.shape == (32, 32) and logits.argmax() == 3
     # The saved numbers, not only their shapes: the logits and Grad-CAM worked out from the engine's passes.
-    from minicnn.images import load_image, preprocess
+    from minicnn.inputs.images import load_image, preprocess
     model = shipped("resnet20_cifar10")
     x = preprocess(load_image(cat_path), model.meta["preprocessing"])
     y = model.forward(x)
