@@ -67,6 +67,14 @@ def cmd_layers(args) -> int:
     return 0
 
 
+def cmd_classes(args) -> int:
+    from . import load
+    classes = load(args.model).classes or []
+    width = len(str(max(len(classes) - 1, 0)))
+    print("\n".join(f"{i:>{width}}  {name}" for i, name in enumerate(classes)))
+    return 0
+
+
 def cmd_models(args) -> int:
     from .weights import models_table
     print(models_table())
@@ -154,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
     p.set_defaults(func=cmd_layers)
 
+    p = sub.add_parser("classes", help="list a model's classes, one a line with its index (a class may be named "
+                                       "by any of its comma-separated synonyms)")
+    p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
+    p.set_defaults(func=cmd_classes)
+
     p = sub.add_parser("models", help="list the shipped models")
     p.set_defaults(func=cmd_models)
 
@@ -192,7 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="explain a prediction: Grad-CAM, guided backprop, occlusion, ...")
     p.add_argument("image", help="the image file to explain (PNG, JPEG, ...; any size: the model's resize rule applies)")
     p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
-    p.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
+    p.add_argument("--target", default=None,
+                   help="class index or name (default: the top-1 class); any synonym of an ImageNet class, in any "
+                        "case, or the beginning of one, e.g. 'Boston bull' or 'tabby'; `minicnn classes --model "
+                        "MODEL` lists them")
     p.add_argument("--layer", default=None,
                    help="layer name (default: the last convolutional feature map); methods that work on the input "
                         "pixels ignore it, with a note")

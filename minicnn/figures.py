@@ -67,6 +67,15 @@ DISPLAY_CAPTIONS = {
 }
 #: Relevance maps are coloured up to this percentile of |m| (captum's outlier_perc=2).
 RELEVANCE_PERCENTILE = 98.0
+#: Panel titles are wrapped at this many characters a line, row labels at ROW_LABEL_CHARS: a figure's size is
+#: bounded whatever the class names (ImageNet's longest label is 121 characters).
+TITLE_CHARS, ROW_LABEL_CHARS = 44, 24
+
+
+def wrap_text(text: str, chars: int) -> str:
+    """``text`` with every line longer than ``chars`` wrapped at spaces (long words cut)."""
+    import textwrap
+    return "\n".join(part for line in str(text).split("\n") for part in (textwrap.wrap(line, chars) or [""]))
 
 
 # ---------------------------------------------------------------- arrays for display
@@ -209,6 +218,9 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
     """
     if not rows or not rows[0]:
         raise InputError("a figure needs at least one panel")
+    from dataclasses import replace
+    rows = [[replace(p, title=wrap_text(p.title, TITLE_CHARS)) for p in row] for row in rows]
+    row_labels = [wrap_text(label, ROW_LABEL_CHARS) for label in row_labels] if row_labels else row_labels
     first = next((p for row in rows for p in row if p.kind == "image"), rows[0][0])
     ref = first.data if first.kind == "image" else (first.image if first.image is not None else first.data)
     aspect = ref.shape[1] / ref.shape[0] if ref is not None else 1.0
@@ -223,8 +235,10 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
         width = max(width, 4.0)                                      # inches: room for a caption's lines
     notes = caption_lines(rows, width, fontsize - 1)
     caption = 0.17 * (fontsize - 1) / 9 * len(notes)                 # inches: 1.3 lines of the caption's font
-    height = ((panel_height * (1 + bar) + 0.35 + 0.19 * title_lines) * len(rows) + (0.4 if title else 0.0)
-              + (caption + 0.1 if notes else 0.0))
+    if title:
+        title = wrap_text(title, int(width * 72 / (0.55 * (fontsize + 1))))
+    height = ((panel_height * (1 + bar) + 0.35 + 0.19 * title_lines) * len(rows)
+              + (0.4 + 0.21 * title.count("\n") if title else 0.0) + (caption + 0.1 if notes else 0.0))
     fig = Figure(figsize=(width, height), layout="constrained")
     fig.get_layout_engine().set(h_pad=0.06)                          # inches: titles clear of the one above
     grid = fig.add_gridspec(2 * len(rows) + bool(notes), ncols,
@@ -317,13 +331,26 @@ def _method(result):
     return m
 
 
-def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool = True) -> str:
-    """A two-line title: method, class and score; then model and layer."""
+def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool = True, settings: str = "") -> str:
+    """A title of two or three lines: method, class, p and y; model and layer; the options given, if any.
+
+    The class is named by its first synonym ("tabby" for "tabby, tabby cat"); p = softmax(y)^c is
+    the class's probability and y^c its score before the softmax. ``settings`` (e.g.
+    "baseline=blur, steps=256", from ``registry.settings_text``) is the third line.
+    """
     from .explain.registry import METHODS
+    from .explain.target import short_name
+    from .layers import softmax
     name = METHODS[result.method].title if result.method in METHODS else result.method
-    line1 = f"{name}: {result.target_names[i]!r} (y={float(result.scores[i]):.2f})"
+    p = float(softmax(np.asarray(result.logits[i:i + 1], dtype=np.float64))[0, int(result.targets[i])])
+    line1 = f"{name}: {short_name(result.target_names[i])!r} (p={probability_text(p)}, y={float(result.scores[i]):.2f})"
     where = [s for s in (model_name, result.layer if layer else None) if s]
-    return line1 + ("\n" + " · ".join(where) if where else "")
+    return "\n".join([line1] + ([" · ".join(where)] if where else []) + ([settings] if settings else []))
+
+
+def probability_text(p: float) -> str:
+    """A probability in a title: two decimals, or two significant digits below 0.01 ("3.2e-05")."""
+    return f"{p:.2f}" if p >= 0.01 or p == 0 else f"{p:.1e}"
 
 
 def method_panel(result, image: np.ndarray, i: int = 0, *, model_name: str | None = None,
