@@ -332,7 +332,7 @@ def _method(result):
 
 
 def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool = True, settings: str = "") -> str:
-    """A title of two or three lines: method, class, p and y; model and layer; the options given, if any.
+    """A title of two or three lines: method and class; p, y, model and layer; the options given, if any.
 
     The class is named by its first synonym ("tabby" for "tabby, tabby cat"); p = softmax(y)^c is
     the class's probability and y^c its score before the softmax. ``settings`` (e.g.
@@ -343,9 +343,9 @@ def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool =
     from .layers import softmax
     name = METHODS[result.method].title if result.method in METHODS else result.method
     p = float(softmax(np.asarray(result.logits[i:i + 1], dtype=np.float64))[0, int(result.targets[i])])
-    line1 = f"{name}: {short_name(result.target_names[i])!r} (p={probability_text(p)}, y={float(result.scores[i]):.2f})"
-    where = [s for s in (model_name, result.layer if layer else None) if s]
-    return "\n".join([line1] + ([" · ".join(where)] if where else []) + ([settings] if settings else []))
+    line1 = f"{name}: {short_name(result.target_names[i])!r}"
+    line2 = [f"p={probability_text(p)}, y={float(result.scores[i]):.2f}", model_name, result.layer if layer else None]
+    return "\n".join([line1, " · ".join(s for s in line2 if s)] + ([settings] if settings else []))
 
 
 def probability_text(p: float) -> str:
