@@ -125,6 +125,13 @@ def heat_range(m: np.ndarray, signed: bool) -> tuple[float, float]:
     return lo, (hi if hi > lo else lo + 1.0)
 
 
+def bar_exponent(vmin: float, vmax: float) -> int:
+    """The power of ten a colour bar's ticks are written in: 0 for 0.01 <= max(|vmin|, |vmax|) < 10^4, else
+    floor(log10) of it (ticks 0, 2, 4 and "(x 1e-3)" in the label, not an offset text "1e-3" into the label)."""
+    a = max(abs(float(vmin)), abs(float(vmax)))
+    return int(np.floor(np.log10(a))) if a > 0 and np.isfinite(a) and (a < 1e-2 or a >= 1e4) else 0
+
+
 # ---------------------------------------------------------------- panels
 
 @dataclass
@@ -198,11 +205,12 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
         bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), colormaps[cmap]), cax=cax, orientation="horizontal",
                            extend="both" if panel.kind == "relevance" else "neither")
         bar.ax.tick_params(labelsize=fontsize - 1, length=2, pad=1)
-        if panel.label:
-            bar.set_label(panel.label, fontsize=fontsize - 2, labelpad=1)
+        e = bar_exponent(vmin, vmax)                 # the power of ten goes into the label, not beside the ticks
+        label = panel.label + (f" (x 1e{e})" if e else "")
+        if label:
+            bar.set_label(label, fontsize=fontsize - 2, labelpad=1)
         bar.locator = matplotlib.ticker.MaxNLocator(4 if cax.get_position().width * fig.get_figwidth() > 1.8 else 3)
-        bar.formatter = matplotlib.ticker.ScalarFormatter()
-        bar.formatter.set_powerlimits((-3, 4))
+        bar.formatter = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{round(v / 10.0 ** e, 6):g}")
         bar.update_ticks()
 
 
