@@ -51,7 +51,7 @@ def sanity_grid(result, *, most_columns: int = 10) -> Figure:
     for r, key in enumerate(keys):
         maps = np.abs(pixel_map(result.examples[key], result.kinds[key], size))
         axes[r, 0].imshow(to_display(result.picture), interpolation="bilinear")
-        axes[r, 0].set_ylabel(wrap_text(result.titles[key], 14), fontsize=8)     # within its row, even the last
+        axes[r, 0].set_ylabel(wrap_text(result.titles[key], 16), fontsize=8)     # within its row, even the last
         for c, step in enumerate(cols, start=1):
             image = axes[r, c].imshow(scale01(maps[step]), cmap=MAGNITUDE_CMAP, vmin=0, vmax=1,
                                       interpolation="bilinear")
@@ -194,7 +194,8 @@ def example_maps(card, *, most_columns: int = 8) -> Figure:
     per_row = max(1, min(most_columns, len(keys)))
     blocks = [keys[i:i + per_row] for i in range(0, len(keys), per_row)] or [[]]
     nrows = len(images) * len(blocks)
-    fig = Figure(figsize=(1.2 * (per_row + 1) + 0.4, 1.45 * nrows + 1.4), layout="constrained")
+    height = 1.45 * nrows + 1.4
+    fig = Figure(figsize=(1.2 * (per_row + 1) + 0.4, height), layout="constrained")
     axes = fig.subplots(nrows, per_row + 1, squeeze=False)
     shown = None
     for b, block in enumerate(blocks):
@@ -216,7 +217,7 @@ def example_maps(card, *, most_columns: int = 8) -> Figure:
                 ax.set_axis_off()
     if shown is not None:
         fig.colorbar(shown, ax=axes, location="bottom", shrink=min(0.6, 4.0 / (per_row + 1)), aspect=30,
-                     label="pixel map as ranked, scaled to [0, 1]")
+                     fraction=0.5 / height, label="pixel map as ranked, scaled to [0, 1]")   # about 0.5 inch high
     fig.suptitle(wrap_text(f"{card.model}: the pixel maps the scorecard ranks (input maps: sum over channels of "
                            f"|map|)", int(1.2 * (per_row + 1) * 72 / (0.55 * 9))), fontsize=9)
     return fig
