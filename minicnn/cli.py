@@ -151,9 +151,7 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.",
-        epilog="Commands that write files (explain, convert, fetch, demo, bench --json) replace an existing file "
-               "only with --force, never write over their own input files, and check every output before any work.")
+        prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"minicnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -280,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, help="folder for the figures (created if missing)")
     add_force_option(p)
     p.set_defaults(func=cmd_scorecard)
+    writers = [name for name, p in sub.choices.items() if any("--force" in a.option_strings for a in p._actions)]
+    parser.epilog = (f"Commands that write files ({', '.join(writers)}) replace an existing file only with --force, "
+                     "never write over their own input files, and check every output before any work.")
     return parser
 
 
@@ -298,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             status = int(args.func(args) or 0)
         sys.stdout.flush()                           # a reader that left shows here, not at exit
         return status
-    except MinicnnError as e:
-        print(f"minicnn: error: {e}", file=sys.stderr)
+    except MinicnnError as e:                        # in the command line's words (--force, not force=True)
+        print(f"minicnn: error: {getattr(e, 'cli_message', None) or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("minicnn: interrupted", file=sys.stderr)

@@ -22,7 +22,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .atomic import Outputs, atomic_output, check_writable, same_file
+from .atomic import Outputs, atomic_output, check_writable, same_file, worded
 from .errors import ChecksumError, DownloadError, InputError, OutputError, unknown_name
 from .progress import Progress
 from .weights import sha256_file
@@ -140,8 +140,10 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
                               f"choose another name")
         if ckpt.exists() and not force:
             if not sha256_file(ckpt).startswith(expected):
-                raise ChecksumError(f"{ckpt} exists but its sha256 does not start with {expected}; "
-                                    f"delete it or pass --force to download it again")
+                def text(force):
+                    return (f"{ckpt} exists but its sha256 does not start with {expected}; delete it or pass {force} "
+                            f"to download it again")
+                raise worded(ChecksumError(text("force=True")), text("--force"))
             print(f"using {ckpt} (already downloaded, sha256 verified)")
         else:
             download(source_url, ckpt, expected_sha256=expected, force=force, progress=progress)
