@@ -155,9 +155,10 @@ def test_a_mean_over_one_image_prints_no_interval():
     card.values = {k: {m: v for m, v in card.values[k].items()} for k in ["gradcam", *BASELINES]}
     table = card.table()
     assert "[?]" in table and "[0." not in table
-    assert "- [?]: no 95% interval: a mean over one image" in table
+    assert "- [?]: no 95% interval: a mean of one value" in table and card.unknown_intervals()
     entry = card.json()["methods"]["gradcam"]["deletion_auc"]
     assert entry["ci95"] is None and entry["mean"] == pytest.approx(card.values["gradcam"]["deletion_auc"][0])
     card2 = made_up_card(images=3)
     card2.methods = ["gradcam"]
+    assert not card2.unknown_intervals()
     assert "[?]" not in card2.table() and card2.json()["methods"]["gradcam"]["deletion_auc"]["ci95"] is not None

@@ -48,7 +48,7 @@ def scorecard_command(args) -> int:
     cpu = time.process_time()
     card = scorecard(model, methods=args.methods, images=args.images, seed=args.seed)
     print(card.table())
-    if card.images < 2:
+    if card.unknown_intervals():
         from ..metrics.intervals import IntervalWarning
         from ..metrics.scorecard import INTERVAL_NOTE
         warnings.warn(INTERVAL_NOTE, IntervalWarning, stacklevel=2)        # one "minicnn: note:" line on stderr

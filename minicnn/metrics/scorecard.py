@@ -133,6 +133,12 @@ class Scorecard:
                 "methods": {k: self._entry(k) for k in self.methods},
                 "baselines": {b: {m: v for m, v in self._entry(b).items() if m not in COST} for b in BASELINES}}
 
+    def unknown_intervals(self) -> bool:
+        """Whether some metric has one value only (one image, one mosaic): a mean without a 95% interval."""
+        return any(metric not in COST and isinstance(v, np.ndarray) and np.count_nonzero(~np.isnan(v)) == 1
+                   for key in [*self.methods, *BASELINES] if key not in self.skipped
+                   for metric, v in self.values.get(key, {}).items())
+
     def table(self) -> str:
         """A Markdown table: one row per method and baseline, mean [95% interval] per metric."""
         metrics = [m for m in METRICS if not (self.localisation_note and m in ("pointing_game",
@@ -168,7 +174,8 @@ class Scorecard:
 
 
 #: Said under tables and on stderr when a 95% interval cannot be estimated (one value per metric).
-INTERVAL_NOTE = "no 95% interval: a mean over one image has no spread to estimate it from; use --images 2 or more"
+INTERVAL_NOTE = ("no 95% interval: a mean of one value (one image; for the pointing games, one mosaic of 4 images) "
+                 "has no spread to estimate it from; ask for more --images")
 
 
 def _number(v):
