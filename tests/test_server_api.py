@@ -318,3 +318,15 @@ def test_a_body_that_stops_arriving_is_408_and_the_server_keeps_serving(store, m
             reply = s.makefile("rb").read()
         assert reply.startswith(b"HTTP/1.1 408") and b"stopped arriving for 1 s" in reply
         still_serving(server)
+
+
+@pytest.mark.parametrize("query, status, message", [
+    ("model=mobilenet_v2&target=tabyy", 400, "did you mean 'tabby'?"),
+    ("model=mobilenet_v2&target=cat", 400, "'cat' begins the names of 5 classes: 287 'cougar' (as 'catamount')"),
+    ("model=mobilenet_v2&target=crane", 400, "class name 'crane' is shared by 2 classes: 135 'crane', 518 'crane'"),
+])
+def test_imagenet_targets_are_refused_by_synonym_before_any_pass(server, cat_dog_png, query, status, message):
+    """The server resolves target= as every front end does (any synonym, a unique beginning): refusals name them."""
+    code, answer = explain(server, cat_dog_png, query)
+    assert code == status and message in answer["error"] and "\n" not in answer["error"]
+    still_serving(server)

@@ -5,8 +5,9 @@
 
 prints the top classes (probability and pre-softmax score) and the layer
 used, writes a figure (every map laid over the image the network saw, with
-colour bars; titles naming model, layer, class and score) and, with
-``--save``, an ``.npz`` of the raw maps of the image (no pickled objects).
+colour bars; titles naming the class by its first synonym, p, y, model, layer
+and the options that change a map) and, with ``--save``, an ``.npz`` of the
+raw maps of the image (no pickled objects; ``target_name`` is the whole label).
 Each method's map is saved under its key in ``minicnn.explain.registry``
 (the method's name with underscores), for example:
 

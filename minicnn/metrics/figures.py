@@ -3,10 +3,11 @@
 - :func:`sanity_grid`: the style of Adebayo et al.'s Figure 2: a row per
   method, a column per randomisation step (the trained network first), each
   panel the absolute pixel map of one image scaled to [0, 1];
-- :func:`sanity_curves`: each similarity against the randomisation step, a
-  line per method (mean over the images, the band its 95% interval);
-- :func:`deletion_insertion_curves`: the mean class probability as pixels
-  are deleted or inserted in each map's order, methods and baselines;
+- :func:`sanity_curves`: a panel per method, its three similarities against
+  the randomisation step (mean over the images, the band its 95% interval);
+- :func:`deletion_insertion_curves`: small multiples, a panel per method: the
+  mean class probability as pixels are deleted or inserted in its map's
+  order, the other methods grey behind, and a panel of the baselines;
 - :func:`example_maps`: a few images with every method's and baseline's
   pixel map over them.
 
@@ -136,7 +137,7 @@ def deletion_insertion_curves(card, *, columns: int = 5) -> Figure:
     colours = {"deletion": "tab:blue", "insertion": "tab:orange"}
     dashes = dict(zip(BASELINES, ("--", ":", "-.")))
 
-    def curve(key, which, **style):
+    def curve(key, which):
         c = card.curves[key][which]
         return np.linspace(0, 1, len(c)), c
 
