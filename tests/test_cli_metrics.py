@@ -22,7 +22,8 @@ def test_sanity_prints_tables_and_writes_the_json_and_both_figures(tmp_path, cap
     code, out, err = run(capsys, "sanity", "--model", "resnet20_cifar10", "--images", "2", "--methods",
                          "gradcam,cam,guided-backprop", "--json", str(js), "--out", str(fig))
     assert code == 0, err
-    assert "**spearman_abs**" in out and "| Guided Backprop | 1.00 |" in out and "| conv1+bn1 |" in out
+    assert "**spearman_abs**" in out and "| Guided Backprop | 1.00 |" in out and " 20 conv1+bn1" in out
+    assert max(map(len, out.splitlines())) <= 120                 # 21 steps: numbered, in blocks that fit
     data = json.loads(js.read_text())
     assert list(data) == ["model", "mode", "images", "steps", "methods"]
     assert data["model"] == "resnet20_cifar10" and data["mode"] == "cascading" and data["images"] == 2
@@ -40,6 +41,7 @@ def test_scorecard_prints_the_table_and_writes_the_json_and_figures(tmp_path, ca
     assert code == 0, err
     assert out.startswith("| method | deletion AUC ↓ | insertion AUC ↑ | ROAD MoRF ↓ | ROAD LeRF ↑ | occlusion ρ ↑ |")
     assert "| baseline: edges |" in out and "| Grad-CAM | " in out
+    assert "- [?]: no 95% interval: a mean of one value" in out and "minicnn: note: no 95% interval" in err
     data = json.loads(js.read_text())
     assert list(data) == ["model", "images", "methods", "baselines"] and data["images"] == 2
     assert list(data["methods"]) == ["gradcam", "saliency"] and list(data["baselines"]) == ["random", "centre", "edges"]
@@ -49,6 +51,8 @@ def test_scorecard_prints_the_table_and_writes_the_json_and_figures(tmp_path, ca
             assert set(value) == {"mean", "ci95"}
             if metric in ("passes", "seconds_per_image"):
                 assert value["ci95"] is None and value["mean"] > 0
+            elif metric in ("pointing_game", "energy_pointing_game"):    # 2 images make one mosaic: no interval
+                assert value["ci95"] is None and value["mean"] is not None
             else:
                 lo, hi = value["ci95"]
                 assert lo <= value["mean"] <= hi

@@ -79,7 +79,8 @@ def test_mean_ci95_is_students_t_interval():
     half = 3.182446305284263 * v.std(ddof=1) / 2          # t_{0.975, 3}
     assert (m, lo, hi) == pytest.approx((0.5, 0.5 - half, 0.5 + half))
     assert mean_ci95([0.3, 0.3, 0.3]) == (0.3, 0.3, 0.3)
-    assert mean_ci95([0.7]) == (0.7, 0.7, 0.7)
+    m, lo, hi = mean_ci95([0.7])                       # one value: a mean, but no interval
+    assert m == 0.7 and np.isnan(lo) and np.isnan(hi)
     assert mean_ci95([1.0, np.nan, 3.0])[0] == 2.0
     assert np.isnan(mean_ci95([])[0])
     assert summary([1.0, 1.0]) == {"mean": 1.0, "ci95": [1.0, 1.0]}

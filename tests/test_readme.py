@@ -45,6 +45,15 @@ def test_the_tour_runs_as_written_and_its_grad_cam_is_the_derivative():
     assert np.any(alpha_fd < 0) and np.any(alpha_fd > 0) and L.max() > 0
 
 
+def test_the_tour_echoes_nothing_when_pasted_into_a_repl():
+    """A bare expression in the REPL prints its value: the tour's only bare expressions are print() calls
+    (``model.backward(...)`` alone would echo a (1, 3, 32, 32) array)."""
+    import ast
+    bare = [node.value for node in ast.parse(code_blocks("python")[0]).body if isinstance(node, ast.Expr)]
+    assert bare and all(isinstance(e, ast.Call) and getattr(e.func, "id", None) == "print" for e in bare), \
+        [ast.unparse(e) for e in bare]
+
+
 def test_ci_runs_exactly_the_readme_test_command():
     test_command = next(block.strip() for block in code_blocks("sh") if "pytest" in block)
     ci = (ROOT / ".ci" / "run").read_text().splitlines()

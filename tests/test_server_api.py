@@ -351,3 +351,15 @@ def test_models_and_answers_carry_estimates_layer_shapes_and_unavailable_methods
     times = store.pass_times("resnet20_cifar10")
     assert answer["estimates"]["gradcam"] == round(estimate_seconds("gradcam", shared, (32, 64), times), 3)
     assert answer["estimates"]["occlusion"] == round(estimate_seconds("occlusion", shared, (32, 64), times), 3)
+
+
+@pytest.mark.parametrize("query, status, message", [
+    ("model=mobilenet_v2&target=tabyy", 400, "did you mean 'tabby'?"),
+    ("model=mobilenet_v2&target=cat", 400, "'cat' begins the names of 5 classes: 287 'cougar' (as 'catamount')"),
+    ("model=mobilenet_v2&target=crane", 400, "class name 'crane' is shared by 2 classes: 135 'crane', 518 'crane'"),
+])
+def test_imagenet_targets_are_refused_by_synonym_before_any_pass(server, cat_dog_png, query, status, message):
+    """The server resolves target= as every front end does (any synonym, a unique beginning): refusals name them."""
+    code, answer = explain(server, cat_dog_png, query)
+    assert code == status and message in answer["error"] and "\n" not in answer["error"]
+    still_serving(server)

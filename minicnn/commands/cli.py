@@ -67,6 +67,14 @@ def cmd_layers(args) -> int:
     return 0
 
 
+def cmd_classes(args) -> int:
+    from ..models.weights import load
+    classes = load(args.model).classes or []
+    width = len(str(max(len(classes) - 1, 0)))
+    print("\n".join(f"{i:>{width}}  {name}" for i, name in enumerate(classes)))
+    return 0
+
+
 def cmd_models(args) -> int:
     from ..models.weights import models_table
     print(models_table())
@@ -143,9 +151,7 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.",
-        epilog="Commands that write files (explain, convert, fetch, demo, bench --json) replace an existing file "
-               "only with --force, never write over their own input files, and check every output before any work.")
+        prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.")
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"minicnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -153,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="print a model's layer table (name, type, output shape, parameters)")
     p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
     p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("classes", help="list a model's classes, one a line with its index (a class may be named "
+                                       "by any of its comma-separated synonyms)")
+    p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
+    p.set_defaults(func=cmd_classes)
 
     p = sub.add_parser("models", help="list the shipped models")
     p.set_defaults(func=cmd_models)
@@ -194,7 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXPLAIN_TIMES)
     p.add_argument("image", help="the image file to explain (PNG, JPEG, ...; any size: the model's resize rule applies)")
     p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
-    p.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
+    p.add_argument("--target", default=None,
+                   help="class index or name (default: the top-1 class); any synonym of an ImageNet class, in any "
+                        "case, or the beginning of one, e.g. 'Boston bull' or 'tabby'; `minicnn classes --model "
+                        "MODEL` lists them")
     p.add_argument("--layer", default=None,
                    help="layer name (default: the last convolutional feature map); methods that work on the input "
                         "pixels ignore it, with a note")
@@ -266,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, help="folder for the figures (created if missing)")
     add_force_option(p)
     p.set_defaults(func=cmd_scorecard)
+    writers = [name for name, p in sub.choices.items() if any("--force" in a.option_strings for a in p._actions)]
+    parser.epilog = (f"Commands that write files ({', '.join(writers)}) replace an existing file only with --force, "
+                     "never write over their own input files, and check every output before any work.")
     return parser
 
 
@@ -284,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             status = int(args.func(args) or 0)
         sys.stdout.flush()                           # a reader that left shows here, not at exit
         return status
-    except MinicnnError as e:
-        print(f"minicnn: error: {e}", file=sys.stderr)
+    except MinicnnError as e:                        # in the command line's words (--force, not force=True)
+        print(f"minicnn: error: {getattr(e, 'cli_message', None) or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("minicnn: interrupted", file=sys.stderr)

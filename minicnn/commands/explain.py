@@ -5,8 +5,9 @@
 
 prints the top classes (probability and pre-softmax score) and the layer
 used, writes a figure (every map laid over the image the network saw, with
-colour bars; titles naming model, layer, class and score) and, with
-``--save``, an ``.npz`` of the raw maps of the image (no pickled objects).
+colour bars; titles naming the class by its first synonym, p, y, model, layer
+and the options that change a map) and, with ``--save``, an ``.npz`` of the
+raw maps of the image (no pickled objects; ``target_name`` is the whole label).
 Each method's map is saved under its key in ``minicnn.explain.registry``
 (the method's name with underscores), for example:
 
@@ -51,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..layers import softmax
 from ..explain import registry
 from ..explain.run import compute, ignoring_layer, maps_for_saving, takes_layer, top_predictions  # noqa: F401 (the CLI's API)
 
@@ -71,22 +73,39 @@ def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:
 
 
 def prediction_text(model, logits: np.ndarray, top: int) -> str:
-    """The top classes of one image: rank, name, softmax probability, pre-softmax score."""
-    rows = top_predictions(model, logits, top)
+    """The top classes of one image: rank, name (its first synonym), softmax probability, pre-softmax score.
+
+    ImageNet labels are synonym lists ("tabby, tabby cat"); the table shows the
+    first synonym, and ``minicnn classes`` the whole label.
+    """
+    from ..explain.target import short_name
+    rows = [(k, short_name(n), p, y) for k, n, p, y in top_predictions(model, logits, top)]
     width = max(len(n) for _, n, _, _ in rows)
     return "\n".join(f"  {r + 1}. {n:<{width}}  p={p:.3f}  y={y:.3f}" for r, (_, n, p, y) in enumerate(rows))
 
 
-def explanation_figure(results: dict, picture: np.ndarray, model, image_name: str):
-    """One panel for the network's input (as the network saw it) and one per method (at most 4 per row)."""
-    from ..figures import Panel, grid_figure, method_panel
+def explanation_figure(results: dict, picture: np.ndarray, model, image_name: str, options: dict | None = None):
+    """One panel for the network's input (as the network saw it) and one per method (at most 4 per row).
+
+    Each panel's title names the method, the class (first synonym), p, y,
+    the model and layer, and the ``options`` ({param: value}, None = not
+    given) that change that method's map ("baseline=blur, steps=256").
+    """
+    from ..explain.target import short_name
+    from ..figures import Panel, describe, grid_figure, method_panel, probability_text
     from ..inputs.images import size_text
+    from ..layers import softmax
     panels = [Panel("image", picture, f"network input: {size_text(picture.shape)}\n{image_name}")]
-    panels += [method_panel(r, picture, 0, model_name=model.name) for r in results.values()]
+    panels += [method_panel(r, picture, 0, model_name=model.name,
+                            title=describe(r, 0, model.name, settings=registry.settings_text(name, options)))
+               for name, r in results.items()]
     per_row = 4 if len(panels) > 4 else len(panels)
     rows = [panels[i:i + per_row] for i in range(0, len(panels), per_row)]
     first = next(iter(results.values()))
-    title = f"{model.name}: explaining {first.target_names[0]!r} (class {int(first.targets[0])})"
+    c = int(first.targets[0])
+    p = float(softmax(np.asarray(first.logits[:1], dtype=np.float64))[0, c])
+    title = (f"{model.name}: explaining {short_name(first.target_names[0])!r} (class {c}, p={probability_text(p)}, "
+             f"y={float(first.scores[0]):.2f})")
     return grid_figure(rows, title=title, panel_height=1.6)
 
 
@@ -113,9 +132,22 @@ def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam
     return outputs, out, save
 
 
+def cli_class_index(model, target, model_arg) -> int:
+    """``class_index``, with an unknown name's error pointing at ``minicnn classes`` for the list."""
+    from ..errors import UnknownNameError
+    from ..explain.target import class_index
+    try:
+        return class_index(model, target)
+    except UnknownNameError as e:
+        if len(model.classes or []) <= 12:                            # the message listed them all
+            raise
+        raise UnknownNameError(f"{e}; `minicnn classes --model {model_arg}` lists them, one a line with its index") \
+            from None
+
+
 def explain_command(args) -> int:
     from ..models.weights import load
-    from ..explain.target import class_index
+    from ..explain.target import short_name
     from ..figures import save_figure
     from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, deprocess, load_image, preprocess
     from ..inputs.images import InputSizeWarning, how_resized, size_text, training_size_note
@@ -133,7 +165,7 @@ def explain_command(args) -> int:
     if not prep:
         raise InputError(f"{model.name} records no preprocessing (mean, std, resize); cannot prepare an image for it")
     x = preprocess(image, prep, max_input_pixels=getattr(args, "max_input_pixels", None) or DEFAULT_MAX_INPUT_PIXELS)
-    target = None if args.target is None else class_index(model, args.target)
+    target = None if args.target is None else cli_class_index(model, args.target, args.model)
 
     options = {o.param: getattr(args, o.param, None) for m in registry.METHODS.values() for o in m.options}
     results = compute(model, x, args.method, target, args.layer, options=options)
@@ -147,10 +179,15 @@ def explain_command(args) -> int:
     print(f"top {min(top, logits.size)}:")
     print(prediction_text(model, logits, top))
     how = "given" if target is not None else "top-1"
-    print(f"target: {int(first.targets[0])} {first.target_names[0]!r} ({how}), y={float(first.scores[0]):.3f}")
+    c = int(first.targets[0])
+    print(f"target: {c} {short_name(first.target_names[0])!r} ({how}), p={float(softmax(logits[None])[0, c]):.3f}, "
+          f"y={float(first.scores[0]):.3f}")
     layers = [r.layer for r in results.values() if r.layer]
     if layers:
         A = model.activations.get(layers[0])
+        if A is None or A.ndim != 4:      # Score-CAM's masked passes keep nothing: one more pass to read the shape
+            model.forward(x)
+            A = model.activations.get(layers[0])
         shape = "x".join(map(str, A.shape[1:])) if A is not None and A.ndim == 4 else "?"
         print(f"layer: {layers[0]} ({shape})" + ("  [CAM: " + results["cam"].layer + "]"
                                                    if "cam" in results and results["cam"].layer != layers[0] else ""))
@@ -158,7 +195,7 @@ def explain_command(args) -> int:
         print("layer: none (this method works on the input pixels)")
 
     picture = deprocess(x[0], prep)
-    fig = explanation_figure(results, picture, model, f"{Path(args.image).name}: {size_text(image.shape)}")
+    fig = explanation_figure(results, picture, model, f"{Path(args.image).name}: {size_text(image.shape)}", options)
     arrays = maps_for_saving(results, model, x.shape[2:]) if save else None
     with outputs.writing():                           # the figure and the maps appear together, or neither does
         save_figure(fig, out, outputs=outputs)

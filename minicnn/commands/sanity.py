@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -44,6 +45,10 @@ def sanity_command(args) -> int:
     cpu = time.process_time()
     result = sanity(model, methods=args.methods, images=args.images, mode=args.mode, seed=args.seed)
     print(result.tables())
+    if result.images < 2 and args.out:
+        from ..metrics.intervals import IntervalWarning
+        warnings.warn("the curves figure has no 95% bands: a mean over one image has no spread to estimate them "
+                      "from; use --images 2 or more", IntervalWarning, stacklevel=2)
     print(f"\n{result.model}: {len(result.steps)} {result.mode} steps, {result.images} images, "
           f"{len(result.methods)} methods, {result.seconds:.0f} s ({time.process_time() - cpu:.0f} s of CPU)",
           file=sys.stderr)

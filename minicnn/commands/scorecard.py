@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -46,6 +47,10 @@ def scorecard_command(args) -> int:
     cpu = time.process_time()
     card = scorecard(model, methods=args.methods, images=args.images, seed=args.seed)
     print(card.table())
+    if card.unknown_intervals():
+        from ..metrics.intervals import IntervalWarning
+        from ..metrics.scorecard import INTERVAL_NOTE
+        warnings.warn(INTERVAL_NOTE, IntervalWarning, stacklevel=2)        # one "minicnn: note:" line on stderr
     print(f"\n{card.model}: {card.images} images, {card.mosaics} mosaics, {len(card.methods)} methods and 3 baselines, "
           f"{card.seconds:.0f} s ({time.process_time() - cpu:.0f} s of CPU; "
           + ", ".join(f"{k} {v:.0f} s" for k, v in card.phases.items()) + ")", file=sys.stderr)

@@ -54,10 +54,21 @@ def serve_command(args) -> int:
     for name, why in server.store.skipped.items():
         log(f"minicnn: note: {name} is not served: {why}")
     if args.open:
-        import webbrowser
         url = server.url.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
-        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+        threading.Thread(target=open_page, args=(url, log), daemon=True).start()
     return run(server)
+
+
+def open_page(url: str, log) -> bool:
+    """Open ``url`` in the default web browser; where there is none (a server, a container), say so through ``log``."""
+    import webbrowser
+    try:
+        opened = webbrowser.open(url)
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        log(f"minicnn: note: --open found no web browser on this machine; open {url} in one yourself")
+    return opened
 
 
 def run(server) -> int:

@@ -51,6 +51,7 @@ class Option:
     type: Callable = str
     default: Any = None       # None: the method's own default
     help: str = ""
+    changes_map: bool = True  # False for options that change only the cost (a batch size)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ class Method:
 
 #: Score-CAM's and Ablation-CAM's copies per forward pass.
 CAM_BATCH = Option("--batch-size", "batch_size", int, None,
-                   "masked or ablated copies per forward pass (default: about 2^18 input elements)")
+                   "masked or ablated copies per forward pass (default: about 2^18 input elements)",
+                   changes_map=False)
 SCORECAM_VARIANT = Option("--scorecam-variant", "variant", str, None,
                           "authors (their released code, the default) or pytorch-grad-cam")
 
@@ -189,6 +191,17 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "relevance, sum over channels", "relevance", uses_layer=False, options=(EPSILON, GAMMA),
            cost="1 forward + 1 backward (5 forward per convolution)"),
 )}
+
+
+def settings_text(method: str, options: dict | None) -> str:
+    """The options given to ``method`` that change its map, for a figure's title: "baseline=blur, steps=256".
+
+    ``options`` is {param: value} as the command line collects them (None: not given); options that
+    the method does not take, or that change only the cost (``--batch-size``), are left out.
+    """
+    row = get(method)
+    given = [(o.param, (options or {}).get(o.param)) for o in row.options if o.changes_map]
+    return ", ".join(f"{param}={value}" for param, value in given if value is not None)
 
 
 def get(name: str) -> Method:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError, unknown_name
+from ..errors import InputError, UnknownNameError, unknown_name
 from ..layers import Conv2d, ReLU, ReLU6
 from .resize import resize_bilinear
 
@@ -71,25 +71,106 @@ class LayerMap(Explanation):
 
 # ---------------------------------------------------------------- target class
 
-def class_index(model, target) -> int:
-    """One class as an index: an int in 0..K-1, or a class name of ``model.classes``.
+def synonyms(name: str) -> list[str]:
+    """The names one class goes by: its label split at commas.
 
-    A string of digits that is not a class name counts as an index ("3").
+    ImageNet labels are WordNet synonym lists, e.g. "tabby, tabby cat" or
+    "Boston bull, Boston terrier"; a CIFAR-10 label ("cat") is one name.
+    """
+    return [s.strip() for s in str(name).split(",") if s.strip()] or [str(name)]
+
+
+def short_name(name: str) -> str:
+    """The first synonym of a class label, for titles and tables: "tabby, tabby cat" -> "tabby"."""
+    return synonyms(name)[0]
+
+
+def class_index(model, target) -> int:
+    """One class as an index: an int in 0..K-1, or a name of one of ``model.classes``.
+
+    A string is tried, in this order, as (1) a whole label, exactly; (2) any
+    synonym of a label (:func:`synonyms`), ignoring case ("Boston bull",
+    "tabby cat"); (3) an index ("3"); (4) the beginning of a synonym, ignoring
+    case, when it begins synonyms of one class only ("Boston" -> 'Boston bull,
+    Boston terrier'). A name shared by several classes ("crane": the bird and
+    the machine) or a prefix of several is a one-line error naming them
+    (index and name); an unknown name suggests the closest synonym.
     """
     k = len(model.classes) if model.classes else None
     if isinstance(target, str):
-        if target in model.classes:
-            return model.classes.index(target)
-        try:
-            number = int(target)  # "3"; "-1" is then refused as out of range
-        except ValueError:
-            raise unknown_name("class", target, model.classes) from None
-        return class_index(model, number)
+        return _class_by_name(list(model.classes or []), target)
     if isinstance(target, bool) or not isinstance(target, numbers.Integral):
         raise InputError(f"a target class is an index or a class name; got {target!r}")
-    if target < 0 or (k is not None and target >= k):
-        raise InputError(f"target class {int(target)} is out of range; this model has classes 0..{(k or 1) - 1}")
-    return int(target)
+    return _in_range(int(target), k)
+
+
+def _in_range(index: int, k: int | None) -> int:
+    """``index`` when it is a class of a model with k classes (any k when None); a one-line error otherwise."""
+    if index < 0 or (k is not None and index >= k):
+        raise InputError(f"target class {index} is out of range; this model has classes 0..{(k or 1) - 1}")
+    return index
+
+
+def _class_by_name(classes: list[str], target: str) -> int:
+    """The index of the class ``target`` names (see :func:`class_index` for the rules)."""
+    exact = [i for i, c in enumerate(classes) if c == target]
+    if len(exact) == 1:
+        return exact[0]
+    wanted = target.strip().casefold()
+    if not wanted:
+        raise InputError("a target class name is empty; give a class name or an index")
+    named = {i for i, c in enumerate(classes) for s in synonyms(c) if s.casefold() == wanted}
+    if len(named) == 1:
+        return named.pop()
+    if named:
+        raise InputError(f"class name {target!r} is shared by {_listing(classes, named, wanted)}; give the index")
+    try:
+        number = int(target)  # "3"; "-1" is then refused as out of range
+    except ValueError:
+        pass
+    else:
+        return _in_range(number, len(classes) or None)
+    begun = {i for i, c in enumerate(classes) for s in synonyms(c) if s.casefold().startswith(wanted)}
+    if len(begun) == 1:
+        return begun.pop()
+    if begun:
+        raise InputError(f"{target!r} begins the names of {_listing(classes, begun, wanted)}; type more of the name, "
+                         "or give the index")
+    raise unknown_class(classes, target)
+
+
+def _listing(classes: list[str], indices, wanted: str, show: int = 8) -> str:
+    """ "2 classes: 287 'cougar' (as 'catamount'), 485 'catamaran'" for a one-line message (at most ``show``).
+
+    Each class by its index and first synonym, and by the synonym that matched ``wanted`` where that differs.
+    """
+    def named(i: int) -> str:
+        first, *_ = names = synonyms(classes[i])
+        match = next((s for s in names if s.casefold().startswith(wanted)), first)
+        return f"{i} {first!r}" + (f" (as {match!r})" if match != first else "")
+    indices = sorted(indices)
+    return f"{len(indices)} classes: " + ", ".join(map(named, indices[:show])) + (", ..." if len(indices) > show else "")
+
+
+def unknown_class(classes: list[str], target: str):
+    """The one-line error for a name that is no class: the closest synonym, then the valid names.
+
+    Labels with synonyms (ImageNet's) are suggested by synonym ("tabyy" ->
+    'tabby'), and such a list is too long and too comma-ridden to print
+    inline: the message counts it instead (``minicnn classes`` prints it,
+    one class a line with its index).
+    """
+    import difflib
+    if not any("," in c for c in classes):
+        return unknown_name("class", target, classes)
+    names = {}
+    for c in classes:
+        for s in synonyms(c):
+            names.setdefault(s.casefold(), s)
+    close = difflib.get_close_matches(target.strip().casefold(), list(names), n=1, cutoff=0.5)
+    hint = f"; did you mean {names[close[0]]!r}?" if close else ";"
+    return UnknownNameError(f"unknown class {target!r}{hint} the model has {len(classes)} classes, each named by "
+                            "any of its comma-separated synonyms or an unambiguous beginning of one")
 
 
 def choose_targets(model, logits: np.ndarray, target=None) -> np.ndarray:

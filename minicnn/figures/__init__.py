@@ -71,6 +71,15 @@ DISPLAY_CAPTIONS = {
 }
 #: Relevance maps are coloured up to this percentile of |m| (captum's outlier_perc=2).
 RELEVANCE_PERCENTILE = 98.0
+#: Panel titles are wrapped at this many characters a line, row labels at ROW_LABEL_CHARS: a figure's size is
+#: bounded whatever the class names (ImageNet's longest label is 121 characters).
+TITLE_CHARS, ROW_LABEL_CHARS = 44, 24
+
+
+def wrap_text(text: str, chars: int) -> str:
+    """``text`` with every line longer than ``chars`` wrapped at spaces (long words cut)."""
+    import textwrap
+    return "\n".join(part for line in str(text).split("\n") for part in (textwrap.wrap(line, chars) or [""]))
 
 
 # ---------------------------------------------------------------- arrays for display
@@ -118,6 +127,13 @@ def heat_range(m: np.ndarray, signed: bool) -> tuple[float, float]:
         return -a, a
     lo, hi = min(0.0, float(m.min())), float(m.max())
     return lo, (hi if hi > lo else lo + 1.0)
+
+
+def bar_exponent(vmin: float, vmax: float) -> int:
+    """The power of ten a colour bar's ticks are written in: 0 for 0.01 <= max(|vmin|, |vmax|) < 10^4, else
+    floor(log10) of it (ticks 0, 2, 4 and "(x 1e-3)" in the label, not an offset text "1e-3" into the label)."""
+    a = max(abs(float(vmin)), abs(float(vmax)))
+    return int(np.floor(np.log10(a))) if a > 0 and np.isfinite(a) and (a < 1e-2 or a >= 1e4) else 0
 
 
 # ---------------------------------------------------------------- panels
@@ -200,11 +216,12 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
         bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), colormaps[cmap]), cax=cax, orientation="horizontal",
                            extend="both" if panel.kind == "relevance" else "neither")
         bar.ax.tick_params(labelsize=fontsize - 1, length=2, pad=1)
-        if panel.label:
-            bar.set_label(panel.label, fontsize=fontsize - 2, labelpad=1)
+        e = bar_exponent(vmin, vmax)                 # the power of ten goes into the label, not beside the ticks
+        label = panel.label + (f" (x 1e{e})" if e else "")
+        if label:
+            bar.set_label(label, fontsize=fontsize - 2, labelpad=1)
         bar.locator = matplotlib.ticker.MaxNLocator(4 if cax.get_position().width * fig.get_figwidth() > 1.8 else 3)
-        bar.formatter = matplotlib.ticker.ScalarFormatter()
-        bar.formatter.set_powerlimits((-3, 4))
+        bar.formatter = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{round(v / 10.0 ** e, 6):g}")
         bar.update_ticks()
 
 
@@ -232,6 +249,9 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
     """
     if not rows or not rows[0]:
         raise InputError("a figure needs at least one panel")
+    from dataclasses import replace
+    rows = [[replace(p, title=wrap_text(p.title, TITLE_CHARS)) for p in row] for row in rows]
+    row_labels = [wrap_text(label, ROW_LABEL_CHARS) for label in row_labels] if row_labels else row_labels
     first = next((p for row in rows for p in row if p.kind == "image"), rows[0][0])
     ref = first.data if first.kind == "image" else (first.image if first.image is not None else first.data)
     aspect = ref.shape[1] / ref.shape[0] if ref is not None else 1.0
@@ -246,8 +266,10 @@ def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None,
         width = max(width, 4.0)                                      # inches: room for a caption's lines
     notes = caption_lines(rows, width, fontsize - 1)
     caption = 0.17 * (fontsize - 1) / 9 * len(notes)                 # inches: 1.3 lines of the caption's font
-    height = ((panel_height * (1 + bar) + 0.35 + 0.19 * title_lines) * len(rows) + (0.4 if title else 0.0)
-              + (caption + 0.1 if notes else 0.0))
+    if title:
+        title = wrap_text(title, int(width * 72 / (0.55 * (fontsize + 1))))
+    height = ((panel_height * (1 + bar) + 0.35 + 0.19 * title_lines) * len(rows)
+              + (0.4 + 0.21 * title.count("\n") if title else 0.0) + (caption + 0.1 if notes else 0.0))
     fig = Figure(figsize=(width, height), layout="constrained")
     fig.get_layout_engine().set(h_pad=0.06)                          # inches: titles clear of the one above
     grid = fig.add_gridspec(2 * len(rows) + bool(notes), ncols,
@@ -340,13 +362,26 @@ def _method(result):
     return m
 
 
-def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool = True) -> str:
-    """A two-line title: method, class and score; then model and layer."""
+def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool = True, settings: str = "") -> str:
+    """A title of two or three lines: method and class; p, y, model and layer; the options given, if any.
+
+    The class is named by its first synonym ("tabby" for "tabby, tabby cat"); p = softmax(y)^c is
+    the class's probability and y^c its score before the softmax. ``settings`` (e.g.
+    "baseline=blur, steps=256", from ``registry.settings_text``) is the third line.
+    """
     from ..explain.registry import METHODS
+    from ..explain.target import short_name
+    from ..layers import softmax
     name = METHODS[result.method].title if result.method in METHODS else result.method
-    line1 = f"{name}: {result.target_names[i]!r} (y={float(result.scores[i]):.2f})"
-    where = [s for s in (model_name, result.layer if layer else None) if s]
-    return line1 + ("\n" + " · ".join(where) if where else "")
+    p = float(softmax(np.asarray(result.logits[i:i + 1], dtype=np.float64))[0, int(result.targets[i])])
+    line1 = f"{name}: {short_name(result.target_names[i])!r}"
+    line2 = [f"p={probability_text(p)}, y={float(result.scores[i]):.2f}", model_name, result.layer if layer else None]
+    return "\n".join([line1, " · ".join(s for s in line2 if s)] + ([settings] if settings else []))
+
+
+def probability_text(p: float) -> str:
+    """A probability in a title: two decimals, or two significant digits below 0.01 ("3.2e-05")."""
+    return f"{p:.2f}" if p >= 0.01 or p == 0 else f"{p:.1e}"
 
 
 def method_panel(result, image: np.ndarray, i: int = 0, *, model_name: str | None = None,

@@ -105,9 +105,10 @@ def row_panels(row: dict, image: np.ndarray) -> list:
     Titles: column letter, method, class (its first name, for ImageNet's "Boston bull, Boston terrier"),
     score, model and layer.
     """
+    from ..explain.target import short_name
     from . import Panel, method_panel
     i, gc = row["index"], row["gradcam"]
-    name = repr(gc.target_names[i].split(",")[0])
+    name = repr(short_name(gc.target_names[i]))
     p = softmax(gc.logits[i:i + 1])[0, gc.targets[i]]
 
     def title(col, result, layer=None):

@@ -42,6 +42,7 @@ def gallery_figure(model, image: np.ndarray, targets: list, methods: list[str], 
     ``columns`` wraps after that many methods: the rest get another block of
     rows, one per class again (long galleries of wide images stay readable).
     """
+    from ..explain.target import short_name
     from . import Panel, grid_figure, method_panel
     from ..inputs.images import deprocess, preprocess
     results = results if results is not None else explain_all(model, image, targets, methods, layer=layer,
@@ -54,7 +55,7 @@ def gallery_figure(model, image: np.ndarray, targets: list, methods: list[str], 
     step = columns or len(methods)
     for block in (methods[k:k + step] for k in range(0, len(methods), step)):
         for i in range(len(targets)):
-            name = first.target_names[i]
+            name = short_name(first.target_names[i])         # "tabby" for "tabby, tabby cat"
             p = softmax(first.logits[i:i + 1])[0, first.targets[i]]
             row = [Panel("image", picture, f"input\np({name!r})={p:.2f}, y={float(first.scores[i]):.2f}")]
             for method in block:

@@ -8,14 +8,19 @@ deviation s (divided by n - 1), the interval is Student's t interval
 the range that covers the mean over all images like these in 95% of
 samples, if the per-image values are independent and their mean is about
 normally distributed (true for n of a hundred or more, whatever the values'
-own distribution). With one value, or values all equal, the interval is
-[m, m]. Values that are NaN are left out.
+own distribution). Values all equal give the interval [m, m]; one value
+gives no interval at all (low and high NaN: s needs two values), and so
+the tables say so rather than print [m, m]. Values that are NaN are left out.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.stats import t as student_t
+
+
+class IntervalWarning(UserWarning):
+    """A 95% interval could not be estimated (a mean over one image); the command line prints it as a note."""
 
 
 def mean_ci95(values) -> tuple[float, float, float]:
@@ -26,7 +31,7 @@ def mean_ci95(values) -> tuple[float, float, float]:
         return float("nan"), float("nan"), float("nan")
     m = float(v.mean())
     if v.size == 1:
-        return m, m, m
+        return m, float("nan"), float("nan")           # one value: no spread to estimate an interval from
     half = float(student_t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
     return m, m - half, m + half
 

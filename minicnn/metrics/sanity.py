@@ -72,22 +72,40 @@ class Sanity:
         return {"model": self.model, "mode": self.mode, "images": self.images, "steps": ["original", *self.steps],
                 "methods": methods}
 
-    def tables(self) -> str:
-        """Markdown: one table per similarity, a row per method, a column per step (means over the images)."""
-        out = []
+    def tables(self, width: int = 120) -> str:
+        """Markdown: one table per similarity, a row per method, a column per step (means over the images).
+
+        A table wider than ``width`` characters (MobileNetV2 has 55 steps) numbers its steps, names
+        them once in a list above, and is cut into blocks of steps that fit, each with the method column.
+        """
         labels = ["original", *self.steps]
+        rows = {key: None if key in self.skipped else {s: self.values[key][s].mean(axis=1) for s in SIMILARITIES}
+                for key in self.methods}
+        first = max([len("method"), *(len(self.titles[k]) for k in self.methods)])
+        wide = 2 + first + sum(3 + max(4, len(label)) for label in labels) + 2 > width
+        heads = [str(i) for i in range(len(labels))] if wide else labels
+        per_block = max(1, (width - first - 4) // (3 + max(4, len(heads[-1])))) if wide else len(labels)
+        out = []
+        if wide:                                     # "steps: 0 original · 1 linear · ...", no step cut in two
+            line = "steps:"
+            for i, label in enumerate(labels):
+                piece = f"{i} {label}" + (" ·" if i + 1 < len(labels) else "")
+                if len(line) + 1 + len(piece) > width:
+                    out.append(line)
+                    line = " "
+                line += " " + piece
+            out += [line, ""]
         for s in SIMILARITIES:
             out.append(f"**{s}** ({self.mode} randomisation of {self.model}, mean over {self.images} images)")
             out.append("")
-            out.append("| method | " + " | ".join(labels) + " |")
-            out.append("|" + "---|" * (len(labels) + 1))
-            for key in self.methods:
-                if key in self.skipped:
-                    out.append(f"| {self.titles[key]} | " + " | ".join("n/a" for _ in labels) + " |")
-                else:
-                    means = self.values[key][s].mean(axis=1)
-                    out.append(f"| {self.titles[key]} | " + " | ".join(f"{v:.2f}" for v in means) + " |")
-            out.append("")
+            for a in range(0, len(labels), per_block):
+                cols = range(a, min(a + per_block, len(labels)))
+                out.append("| method | " + " | ".join(heads[c] for c in cols) + " |")
+                out.append("|" + "---|" * (len(cols) + 1))
+                for key, means in rows.items():
+                    cells = ("n/a" for _ in cols) if means is None else (f"{means[s][c]:.2f}" for c in cols)
+                    out.append(f"| {self.titles[key]} | " + " | ".join(cells) + " |")
+                out.append("")
         out += [f"- {self.titles[k]}: not applicable: {why}" for k, why in self.skipped.items()]
         return "\n".join(out).rstrip()
 

@@ -29,7 +29,8 @@ at the same fractions as ROAD's percentiles and differ from ROAD only in
 how removed pixels are filled. Each metric is
 reported as its mean over the images with a 95% confidence interval
 (:mod:`minicnn.metrics.intervals`); the two cost metrics are measured once
-over the whole batch and have no interval (``ci95`` is null).
+over the whole batch and have no interval (``ci95`` is null); so has a
+mean over one image (``--images 1``: null in the JSON, "[?]" in the table).
 
 The mosaics: ``images // 4`` of them (at least one), each of four shipped
 test images of four classes that the model classifies correctly alone
@@ -122,7 +123,8 @@ class Scorecard:
                 out[metric] = {"mean": None, "ci95": None, "not_applicable": why}
             else:
                 s = summary(v)
-                out[metric] = {"mean": _number(s["mean"]), "ci95": [_number(c) for c in s["ci95"]]}
+                ci95 = [_number(c) for c in s["ci95"]]
+                out[metric] = {"mean": _number(s["mean"]), "ci95": None if None in ci95 else ci95}  # None: 1 image
         return out
 
     def json(self) -> dict:
@@ -131,6 +133,12 @@ class Scorecard:
                 "methods": {k: self._entry(k) for k in self.methods},
                 "baselines": {b: {m: v for m, v in self._entry(b).items() if m not in COST} for b in BASELINES}}
 
+    def unknown_intervals(self) -> bool:
+        """Whether some metric has one value only (one image, one mosaic): a mean without a 95% interval."""
+        return any(metric not in COST and isinstance(v, np.ndarray) and np.count_nonzero(~np.isnan(v)) == 1
+                   for key in [*self.methods, *BASELINES] if key not in self.skipped
+                   for metric, v in self.values.get(key, {}).items())
+
     def table(self) -> str:
         """A Markdown table: one row per method and baseline, mean [95% interval] per metric."""
         metrics = [m for m in METRICS if not (self.localisation_note and m in ("pointing_game",
@@ -138,6 +146,7 @@ class Scorecard:
         arrow = {"lower": " ↓", "higher": " ↑", None: ""}
         head = "| method | " + " | ".join(HEADERS[m] + arrow[METRICS[m]] for m in metrics) + " |"
         lines = [head, "|" + "---|" * (len(metrics) + 1)]
+        unknown = False                                # a mean of one value: no interval
         for key in [*self.methods, *BASELINES]:
             title = self.titles[key]
             if key in self.skipped:
@@ -152,13 +161,21 @@ class Scorecard:
                     cells.append("n/a")
                 else:
                     mean, lo, hi = mean_ci95(v)
-                    cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
+                    unknown |= math.isnan(lo) and not math.isnan(mean)
+                    cells.append(f"{mean:.3f} [?]" if math.isnan(lo) else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
             lines.append(f"| {title} | " + " | ".join(cells) + " |")
         notes = [f"- {self.titles[k]}: not applicable: {why}" for k, why in self.skipped.items()]
         notes += [f"- {self.titles[k]} on mosaics: not applicable: {why}" for k, why in self.mosaic_skipped.items()]
         if self.localisation_note:
             notes.append(f"- pointing games: not applicable: {self.localisation_note}")
+        if unknown:
+            notes.append(f"- [?]: {INTERVAL_NOTE}")
         return "\n".join(lines + ([""] + notes if notes else []))
+
+
+#: Said under tables and on stderr when a 95% interval cannot be estimated (one value per metric).
+INTERVAL_NOTE = ("no 95% interval: a mean of one value (one image; for the pointing games, one mosaic of 4 images) "
+                 "has no spread to estimate it from; ask for more --images")
 
 
 def _number(v):

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from ..util.atomic import atomic_output
-from ..errors import ChecksumError, WeightsError, one_line, unknown_name
+from ..errors import ChecksumError, UnknownNameError, WeightsError, one_line, unknown_name
 from ..model import Model, build
 
 FORMAT, VERSION = "minicnn-weights", 1
@@ -146,6 +146,21 @@ def locate(name_or_path) -> tuple[Path, str | None]:
     path = Path(text)
     looks_like_path = isinstance(name_or_path, os.PathLike) or os.sep in text or "/" in text or path.suffix
     if not path.exists():
+        fetchable = _fetchable(path)
+        if fetchable:                               # an official checkpoint: `minicnn fetch` makes the file
+            from ..util.atomic import worded
+            out = "" if os.fspath(path) == f"{fetchable}.npz" else f" --out {path}"
+            if looks_like_path:
+                problem, then, then_api = f"weights file not found: {path}", "", ""
+            else:
+                problem = f"unknown model {text!r} (not shipped)"
+                then, then_api = f"; then --model {fetchable}.npz", f"; then load('{fetchable}.npz')"
+                out = ""
+            kind = WeightsError if looks_like_path else UnknownNameError
+            raise worded(kind(f"{problem}; minicnn.models.fetch.fetch({fetchable!r}) downloads and converts it "
+                                      f"(needs PyTorch){then_api}"),
+                         f"{problem}; `minicnn fetch {fetchable}{out}` downloads and converts it (needs PyTorch)"
+                         f"{then}")
         if looks_like_path:
             raise WeightsError(f"weights file not found: {path}")
         raise unknown_name("model", text, sorted(models) or ["(none shipped)"])
@@ -157,6 +172,13 @@ def locate(name_or_path) -> tuple[Path, str | None]:
         if shipped.exists() and path.resolve() == shipped.resolve():
             return path, entry.get("sha256")
     return path, None
+
+
+def _fetchable(path: Path) -> str | None:
+    """The name ``minicnn fetch`` knows for a missing weights file ("vgg16.npz" or "vgg16" -> "vgg16"), or None."""
+    from .official import CHECKPOINTS
+    stem = path.name.removesuffix(".npz")
+    return stem if stem in CHECKPOINTS and path.suffix in ("", ".npz") else None
 
 
 # ---------------------------------------------------------------- reading

@@ -52,8 +52,20 @@ from typing import BinaryIO, Iterator
 
 from ..errors import InputError, MinicnnError, OutputError
 
-#: What every "already exists" refusal says.
-FORCE_HINT = "pass --force (force=True) to overwrite it"
+#: What every "already exists" refusal says: to the API (force=True), and on the command line (--force).
+FORCE_HINT, FORCE_HINT_CLI = "pass force=True to overwrite it", "pass --force to overwrite it"
+
+
+def exists_error(path) -> OutputError:
+    """The refusal to replace an existing ``path``, in the API's words; the command line prints ``cli_message``."""
+    return worded(OutputError(f"{path} already exists; {FORCE_HINT}"), f"{path} already exists; {FORCE_HINT_CLI}")
+
+
+def worded(error: MinicnnError, cli_message: str) -> MinicnnError:
+    """``error`` (its message speaks of the API: ``force=True``), with what the command line says instead
+    (``--force``) as its ``cli_message``; ``minicnn.commands.cli.main`` prints that one."""
+    error.cli_message = cli_message
+    return error
 
 
 def same_file(a, b) -> bool:
@@ -94,7 +106,7 @@ def check_writable(path, *, force: bool = False, create_folder: bool = False) ->
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {path}: the folder {probe} is not writable; choose another folder")
     if os.path.lexists(path) and not force:
-        raise OutputError(f"{path} already exists; {FORCE_HINT}")
+        raise exists_error(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=probe)
     except OSError as e:
@@ -139,7 +151,7 @@ class Outputs:
         path = Path(os.fspath(path))
         for other, (other_what, _) in self._outputs.items():
             if same_file(path, other):
-                raise OutputError(self._clash(other_what, other, what, path))
+                raise self._clash(other_what, other, what, path)
         self._inputs.append((what, path))
         return path
 
@@ -155,7 +167,7 @@ class Outputs:
         path = Path(os.fspath(path))
         for other_what, other in self._inputs:
             if same_file(path, other):
-                raise OutputError(self._clash(what, path, other_what, other))
+                raise self._clash(what, path, other_what, other)
         for other, (other_what, _) in self._outputs.items():
             if same_file(path, other):
                 raise OutputError(f"{what} {path} and {other_what} {other} are the same file; "
@@ -172,10 +184,12 @@ class Outputs:
         return path
 
     @staticmethod
-    def _clash(what: str, path: Path, input_what: str, input_path: Path) -> str:
+    def _clash(what: str, path: Path, input_what: str, input_path: Path) -> OutputError:
         how = "" if str(path) == str(input_path) else " (through a link or another spelling of its path)"
-        return (f"{what} {path} is the same file as {input_what} {input_path}{how}; an output never replaces "
-                f"an input, not even with --force: choose another name")
+        def text(force):
+            return (f"{what} {path} is the same file as {input_what} {input_path}{how}; an output never replaces "
+                    f"an input, not even with {force}: choose another name")
+        return worded(OutputError(text("force=True")), text("--force"))
 
     @contextmanager
     def writing(self) -> Iterator["Outputs"]:
@@ -242,7 +256,7 @@ class Outputs:
             for path, (tmp, _) in self._staged.items():
                 self._current = path
                 if os.path.lexists(path) and not self.force:  # appeared while we were computing
-                    raise OutputError(f"{path} already exists; {FORCE_HINT}")
+                    raise exists_error(path)
                 backup = None
                 if len(self._staged) > 1 and os.path.lexists(path):  # keep the old file until all are renamed
                     backup = self._backup(path)
