@@ -141,7 +141,8 @@ def test_every_sanity_step_by_hand_with_a_seed_and_the_trained_targets():
     assert moved
     assert all(np.all(result.values[k][s][0] == 1) for k in ("saliency", "gradcam") for s in result.values[k])
     # the saliency map is signed: its signed and absolute rankings differ
-    assert np.abs(result.values["saliency"]["spearman"][1:] - result.values["saliency"]["spearman_abs"][1:]).max() > 0.05
+    signed, absolute = result.values["saliency"]["spearman"], result.values["saliency"]["spearman_abs"]
+    assert np.abs(signed[1:] - absolute[1:]).max() > 0.05
     data = result.json()
     np.testing.assert_allclose(data["methods"]["saliency"]["ssim"], result.values["saliency"]["ssim"].mean(axis=1))
     table = result.tables().split("**spearman**")[1]
