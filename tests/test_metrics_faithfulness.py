@@ -183,20 +183,22 @@ def test_road_steps_counted_pixel_by_pixel_with_per_image_targets():
     relevance = np.stack([np.arange(16.0).reshape(4, 4), -np.arange(16.0).reshape(4, 4)])
     sign, targets = np.array([1.0, -1.0]), np.array([0, 1])
     score = lambda batch, rows: sign[targets[rows]] * np.asarray(batch).sum(axis=(1, 2, 3))   # noqa: E731
-    curves = road_curves(score, x, relevance, seed=3)
     k = [2, 3, 5, 6, 8, 10, 11, 13, 14]
     first = [list(range(15, -1, -1)), list(range(16))]          # each image's pixels, most relevant first
-    rng = np.random.default_rng(3)
-    for order in ("morf", "lerf"):
-        for j, count in enumerate(k):
-            noise = 0.01 * rng.standard_normal(x.shape)
-            removed = np.zeros((2, 16), dtype=bool)
-            for n in range(2):
-                removed[n, first[n][:count] if order == "morf" else first[n][16 - count:]] = True
-            removed = removed.reshape(2, 4, 4)
-            filled = impute_reference(x, removed) + noise * removed[:, None]
-            np.testing.assert_allclose(curves[order][:, j], sign * filled.sum(axis=(1, 2, 3)), rtol=1e-10,
-                                       err_msg=f"{order} at {10 * (j + 1)}%")
+    for noise in (None, 0.05):                                  # the default, 0.01, and another
+        curves = road_curves(score, x, relevance, seed=3) if noise is None else \
+            road_curves(score, x, relevance, seed=3, noise=noise)
+        rng = np.random.default_rng(3)
+        for order in ("morf", "lerf"):
+            for j, count in enumerate(k):
+                drawn = (0.01 if noise is None else noise) * rng.standard_normal(x.shape)
+                removed = np.zeros((2, 16), dtype=bool)
+                for n in range(2):
+                    removed[n, first[n][:count] if order == "morf" else first[n][16 - count:]] = True
+                removed = removed.reshape(2, 4, 4)
+                filled = impute_reference(x, removed) + drawn * removed[:, None]
+                np.testing.assert_allclose(curves[order][:, j], sign * filled.sum(axis=(1, 2, 3)), rtol=1e-10,
+                                           err_msg=f"{order} at {10 * (j + 1)}%, noise {noise}")
     # the counts by hand for the first step: MoRF 10% of image 0 removes exactly pixels 15 and 14
     assert sorted(first[0][:2]) == [14, 15] and sorted(first[0][16 - 2:]) == [0, 1]
 
