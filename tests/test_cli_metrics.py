@@ -5,9 +5,17 @@ import json
 import pytest
 
 from minicnn.commands.cli import main
+from minicnn.explain import registry
+from minicnn.metrics.deletion import auc, deletion_curve
+from minicnn.metrics.intervals import mean_ci95
+from minicnn.metrics.maps import pixel_map
+from minicnn.metrics.randomisation import randomised
+from minicnn.metrics.runs import model_inputs
 from minicnn.metrics.scorecard import METRICS
 
 from test_explain_helpers import shipped
+from test_metrics_randomisation import similarities_by_hand
+from test_metrics_scorecard import softmax_score
 
 
 def run(capsys, *argv):
@@ -17,7 +25,7 @@ def run(capsys, *argv):
 
 
 def test_sanity_prints_tables_and_writes_the_json_and_both_figures(tmp_path, capsys):
-    shipped("resnet20_cifar10")
+    model = shipped("resnet20_cifar10")
     js, fig = tmp_path / "s.json", tmp_path / "s.png"
     code, out, err = run(capsys, "sanity", "--model", "resnet20_cifar10", "--images", "2", "--methods",
                          "gradcam,cam,guided-backprop", "--json", str(js), "--out", str(fig))
@@ -30,11 +38,24 @@ def test_sanity_prints_tables_and_writes_the_json_and_both_figures(tmp_path, cap
     assert len(data["steps"]) == 21 and data["steps"][:2] == ["original", "linear"]
     assert list(data["methods"]) == ["gradcam", "cam", "guided_backprop"]
     assert all(len(v) == 21 for m in data["methods"].values() for v in m.values())
+    # step 1 (the linear layer randomised) recomputed; the printed rows are the JSON's means
+    x, _ = model_inputs(model, 2)
+    targets = model.forward(x).argmax(axis=1)
+    twin = randomised(model, ("linear",), 0)
+    for key in ("gradcam", "guided_backprop"):
+        by_hand = similarities_by_hand(model, twin, key, x, targets)
+        for s in ("spearman_abs", "spearman", "ssim"):
+            assert data["methods"][key][s][1] == pytest.approx(float(by_hand[s].mean()), abs=1e-6), (key, s)
+    section = out.split("**spearman**")[1].split("**ssim**")[0]
+    printed = [v.strip() for line in section.splitlines() if line.startswith("| Guided Backprop |")
+               for v in line.strip(" |").split("|")[1:]]              # the row, gathered from every block
+    means = data["methods"]["guided_backprop"]["spearman"]
+    assert printed == [f"{v:.2f}" for v in means]
     assert fig.stat().st_size > 10_000 and (tmp_path / "s_curves.png").stat().st_size > 10_000
 
 
 def test_scorecard_prints_the_table_and_writes_the_json_and_figures(tmp_path, capsys):
-    shipped("resnet20_cifar10")
+    model = shipped("resnet20_cifar10")
     js, folder = tmp_path / "card.json", tmp_path / "figs"
     code, out, err = run(capsys, "scorecard", "--model", "resnet20_cifar10", "--images", "2", "--methods",
                          "gradcam,saliency", "--json", str(js), "--out-dir", str(folder))
@@ -55,7 +76,17 @@ def test_scorecard_prints_the_table_and_writes_the_json_and_figures(tmp_path, ca
                 assert value["ci95"] is None and value["mean"] is not None
             else:
                 lo, hi = value["ci95"]
-                assert lo <= value["mean"] <= hi
+                assert lo < value["mean"] < hi or lo == value["mean"] == hi
+    # Grad-CAM's deletion area recomputed: two images, each for its own predicted class
+    x, _ = model_inputs(model, 2)
+    targets = model.forward(x).argmax(axis=1)
+    cam = pixel_map(registry.get("gradcam").run(model, x, targets).map, "layer", (32, 32))
+    areas = auc(deletion_curve(softmax_score(model, targets), x, cam, steps=10, seed=0))
+    mean, lo, hi = mean_ci95(areas)
+    assert lo < mean < hi
+    entry = data["methods"]["gradcam"]["deletion_auc"]
+    assert entry["mean"] == pytest.approx(mean, abs=1e-5) and entry["ci95"] == pytest.approx([lo, hi], abs=1e-5)
+    assert f"| Grad-CAM | {mean:.3f} [{lo:.3f}, {hi:.3f}] |" in out
     assert data["methods"]["gradcam"]["passes"]["mean"] == 2.0
     assert set(data["baselines"]["centre"]) == set(METRICS) - {"passes", "seconds_per_image"}
     assert data["baselines"]["centre"]["pointing_game"]["mean"] == 0.25            # the four centre pixels tie

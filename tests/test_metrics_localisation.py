@@ -79,6 +79,41 @@ def test_baselines():
     assert set(baseline_maps(step)) == {"random", "centre", "edges"}
 
 
+def test_baselines_by_hand():
+    # the random map is the seeded generator's first draws, image after image
+    np.testing.assert_array_equal(random_map(2, (4, 5), seed=7), np.random.default_rng(7).random((2, 4, 5)))
+    np.testing.assert_array_equal(baseline_maps(np.zeros((2, 3, 4, 5)), seed=9)["random"],
+                                  np.random.default_rng(9).random((2, 4, 5)))
+    # edges of a ramp in one channel: grey = j / 3; inside, Sobel along the columns is
+    # (1 + 2 + 1) * ((j + 1) - (j - 1)) / 3 = 8/3, along the rows 0; at the borders the mirror
+    # (x[-1] = x[1]) makes the difference 0
+    x = np.zeros((1, 3, 5, 6))
+    x[0, 0] = np.arange(6.0)
+    np.testing.assert_allclose(edge_map(x)[0], np.tile([0, 8 / 3, 8 / 3, 8 / 3, 8 / 3, 0], (5, 1)), atol=1e-12)
+    # a ramp down the rows and along the columns at once: hypot of the two derivatives, 8/3 * sqrt(1 + 4)
+    r, c = np.mgrid[0:5, 0:6]
+    x = np.broadcast_to((2.0 * r + c)[None, None], (1, 3, 5, 6))
+    assert edge_map(x)[0, 2, 2] == pytest.approx(8 * np.sqrt(5.0), rel=1e-12)
+    assert edge_map(x)[0, 0, 2] == pytest.approx(8.0, rel=1e-12)                  # the row derivative mirrored to 0
+    # each image's edges are its own: a blank image beside the ramp has none, and the ramp's are unchanged
+    both = edge_map(np.concatenate([np.zeros((1, 3, 5, 6)), x, np.zeros((1, 3, 5, 6))]))
+    assert np.all(both[[0, 2]] == 0)
+    np.testing.assert_allclose(both[1], edge_map(x)[0], rtol=1e-12)
+
+
+def test_choose_mosaics_follows_its_seed():
+    labels = np.repeat(np.arange(10), 6)
+    a, b = choose_mosaics(labels, labels, 5, seed=3), choose_mosaics(labels, labels, 5, seed=4)
+    assert a != b
+    pool = np.random.default_rng(4).permutation(60)            # all correct: the first four of distinct classes
+    first, seen = [], set()
+    for i in pool:
+        if labels[i] not in seen and len(first) < 4:
+            first.append(int(i))
+            seen.add(labels[i])
+    assert b[0] == (tuple(first), 0)
+
+
 def test_pixel_maps_follow_the_documented_rule(rng):
     layer = rng.standard_normal((2, 4, 4))
     np.testing.assert_allclose(pixel_map(layer, "layer", (8, 8)), resize_bilinear(layer, (8, 8)))
@@ -92,10 +127,14 @@ def test_pixel_maps_follow_the_documented_rule(rng):
         pixel_map(g, "input", (8, 8), channels="max")
 
 
-def test_occlusion_agrees_with_itself_and_not_with_its_negative(rng):
-    o = rng.standard_normal((3, 6, 6))
+def test_agreement_with_occlusion_is_the_signed_rank_correlation_by_hand():
+    # m ranks its four pixels 1 2 3 4; o = (-4, 1, 2, -3) ranks them 1 3 4 2: centred ranks (-1.5, -.5, .5, 1.5)
+    # and (-1.5, .5, 1.5, -.5), dot 2, norms sqrt(5) each: rho = 0.4 (of |o|, ranks 4 1 2 3, it would be -0.05)
+    m = np.array([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 0.0], [7.0, 1.0]]])
+    o = np.array([[[-4.0, 1.0], [2.0, -3.0]], [[-4.0, 1.0], [2.0, -3.0]]])
+    # image 1: m ranks 3 1 4 2, o ranks 1 3 4 2: centred (.5, -1.5, 1.5, -.5), (-1.5, .5, 1.5, -.5): dot 1, rho 0.2
+    np.testing.assert_allclose(occlusion_spearman(m, o), [0.4, 0.2], rtol=1e-12)
     np.testing.assert_allclose(occlusion_spearman(o, o), 1.0)
-    np.testing.assert_allclose(occlusion_spearman(-o, o), -1.0)
 
 
 def test_passes_are_counted_per_image_and_the_model_is_left_as_it_was():

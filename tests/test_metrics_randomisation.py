@@ -1,15 +1,36 @@
 """Model-parameter randomisation: units, steps, seeded PyTorch-default draws, and the sanity run."""
 
+import zlib
+
 import numpy as np
 import pytest
 
 from minicnn.models import zoo
 from minicnn.errors import InputError
 from minicnn.layers import Conv2d, Linear, ReLU
+from minicnn.explain import registry
 from minicnn.metrics import sanity
+from minicnn.metrics.maps import pixel_map
 from minicnn.metrics.randomisation import randomised, reset_parameters, steps, unit_label, units
+from minicnn.metrics.runs import model_inputs
+from minicnn.metrics.similarity import scale01, spearman, ssim
 
-from test_explain_helpers import shipped
+from test_explain_helpers import shipped, small_cnn
+
+#: CIFAR-10's normalisation, the shipped images brought to 16x16: small enough for hand-checked runs
+SMALL_PREP = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "resize": "shorter", "size": [16, 16],
+              "resize_shorter": 16}
+
+
+def similarities_by_hand(model, twin, key, x, targets):
+    """(spearman_abs, spearman, ssim) per image of a method's maps on ``model`` and ``twin``, both for ``targets``."""
+    method = registry.get(key)
+    size = x.shape[2:]
+    a, b = (method.run(m, x, targets).map for m in (model, twin))
+    abs_a, abs_b = (np.abs(pixel_map(m, method.kind, size)) for m in (a, b))
+    signed_a, signed_b = (pixel_map(m, method.kind, size, channels="sum") for m in (a, b))
+    return {"spearman_abs": spearman(abs_a, abs_b), "spearman": spearman(signed_a, signed_b),
+            "ssim": ssim(scale01(abs_a), scale01(abs_b))}
 
 
 def test_units_join_each_batchnorm_to_the_layer_it_normalises():
@@ -50,6 +71,19 @@ def test_randomised_copies_reinitialise_only_the_named_layers_the_same_way_every
                               sb["classifier.3.weight"])
 
 
+def test_randomised_weights_are_each_layers_own_seeded_draws():
+    # layer L gets W then b ~ Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) from default_rng([seed, crc32(L)])
+    model = small_cnn(0)
+    twin = randomised(model, ["fc", "features.3"], seed=7)
+    for name, fan_in in (("features.3", 4 * 3 * 3), ("fc", 5)):
+        rng = np.random.default_rng([7, zlib.crc32(name.encode())])
+        bound = 1 / np.sqrt(fan_in)
+        w, b = model[name].params["weight"], model[name].params["bias"]
+        np.testing.assert_array_equal(twin[name].params["weight"], rng.uniform(-bound, bound, w.shape))
+        np.testing.assert_array_equal(twin[name].params["bias"], rng.uniform(-bound, bound, b.shape))
+    np.testing.assert_array_equal(twin["features.0"].params["weight"], model["features.0"].params["weight"])
+
+
 def test_reset_parameters_uses_one_over_sqrt_fan_in_and_refuses_layers_without_a_default():
     conv = Conv2d(4, 6, 3)
     reset_parameters(conv, np.random.default_rng(0))
@@ -72,8 +106,45 @@ def test_sanity_on_a_shipped_model_gives_one_list_per_similarity_starting_at_one
                              "features.10", "features.7", "features.3", "features.0"]
     assert set(data["methods"]) == {"gradcam", "cam", "saliency"}
     assert "global average pooling" in data["methods"]["cam"]["not_applicable"]
+    x, _ = model_inputs(model, 2)
+    targets = model.forward(x).argmax(axis=1)
+    twin = randomised(model, ("classifier.0",), 0)                   # step 2 of the independent mode
     for key in ("gradcam", "saliency"):
         assert set(data["methods"][key]) == {"spearman_abs", "spearman", "ssim"}
-        for values in data["methods"][key].values():
-            assert len(values) == 9 and values[0] == pytest.approx(1.0) and max(values[1:]) < 0.999
-    assert "| Grad-CAM | 1.00 |" in result.tables()
+        by_hand = similarities_by_hand(model, twin, key, x, targets)
+        for s, values in data["methods"][key].items():
+            assert len(values) == 9 and values[0] == 1.0
+            assert values[2] == pytest.approx(float(by_hand[s].mean()), abs=1e-6), (key, s)
+    row = next(line for line in result.tables().splitlines() if line.startswith("| Grad-CAM |"))
+    assert row == "| Grad-CAM | " + " | ".join(f"{v:.2f}" for v in data["methods"]["gradcam"]["spearman_abs"]) + " |"
+
+
+def test_every_sanity_step_by_hand_with_a_seed_and_the_trained_targets():
+    model = small_cnn(1, classes=4)
+    model.meta["preprocessing"] = SMALL_PREP
+    result = sanity(model, methods="saliency,gradcam", images=3, mode="cascading", seed=2, progress=False)
+    x, _ = model_inputs(model, 3)
+    targets = model.forward(x).argmax(axis=1)
+    plan = steps(model, "cascading")
+    assert result.steps == [label for label, _ in plan] == ["fc", "features.3", "features.0"]
+    moved = False
+    for step, (_, layers) in enumerate(plan, start=1):
+        twin = randomised(model, layers, seed=2)
+        moved |= bool(np.any(twin.forward(x).argmax(axis=1) != targets))   # the twin's own top-1 is not asked
+        for key in ("saliency", "gradcam"):
+            by_hand = similarities_by_hand(model, twin, key, x, targets)
+            for s in ("spearman_abs", "spearman", "ssim"):
+                np.testing.assert_allclose(result.values[key][s][step], by_hand[s], rtol=1e-9, atol=1e-12,
+                                           err_msg=f"{key} {s} step {step}")
+            np.testing.assert_allclose(result.examples[key][step], registry.get(key).run(twin, x, targets).map[0],
+                                       rtol=1e-9, atol=1e-12)
+    assert moved
+    assert all(np.all(result.values[k][s][0] == 1) for k in ("saliency", "gradcam") for s in result.values[k])
+    # the saliency map is signed: its signed and absolute rankings differ
+    signed, absolute = result.values["saliency"]["spearman"], result.values["saliency"]["spearman_abs"]
+    assert np.abs(signed[1:] - absolute[1:]).max() > 0.05
+    data = result.json()
+    np.testing.assert_allclose(data["methods"]["saliency"]["ssim"], result.values["saliency"]["ssim"].mean(axis=1))
+    table = result.tables().split("**spearman**")[1]
+    row = next(line for line in table.splitlines() if line.startswith("| Saliency"))
+    assert row.endswith(" | ".join(f"{v:.2f}" for v in result.values["saliency"]["spearman"].mean(axis=1)) + " |")

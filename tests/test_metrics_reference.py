@@ -1,7 +1,9 @@
 """minicnn.metrics against scikit-image, Quantus 0.6.0 and PyTorch, on the same inputs.
 
 The reference answers were recorded once by weights/recipes/make_metrics_fixture.py into
-tests/fixtures/metrics_reference.npz; none of those libraries is needed here.
+tests/fixtures/metrics_reference.npz (maps in [0, 1]) and by
+tests/fixtures/recipes/make_metrics_reference_ranges.py into tests/fixtures/metrics_reference_ranges.npz
+(data ranges 2, 0.5 and 3, maps with ties, masks that are not quarters); none of those libraries is needed here.
 """
 
 from pathlib import Path
@@ -16,6 +18,7 @@ from minicnn.metrics.road import impute, impute_reference
 from minicnn.metrics.similarity import spearman, spearman_abs, ssim
 
 REF = dict(np.load(Path(__file__).parent / "fixtures" / "metrics_reference.npz"))
+RANGES = dict(np.load(Path(__file__).parent / "fixtures" / "metrics_reference_ranges.npz"))
 
 
 def test_the_fixture_records_its_libraries():
@@ -26,11 +29,27 @@ def test_ssim_equals_scikit_image_with_wangs_gaussian_window():
     np.testing.assert_allclose(ssim(REF["ssim_a"], REF["ssim_b"]), REF["ssim_skimage"], rtol=0, atol=1e-12)
 
 
-def test_ssim_with_a_uniform_window_equals_quantus():
-    a, b = REF["ssim_a"], REF["ssim_b"]
-    span = np.array([np.ptp(np.concatenate([p, q])) for p, q in zip(a, b)])   # Quantus: the pair's range
+def test_ssim_with_a_uniform_window_equals_quantus_at_data_ranges_other_than_one():
+    # Quantus takes the pair's max - min as L (2, 0.5 and 3 here), so C1 = (0.01 L)^2 differs from 0.01^2 L
+    a, b = RANGES["ssim_a"], RANGES["ssim_b"]
+    span = np.array([np.ptp(np.concatenate([p, q])) for p, q in zip(a, b)])
+    np.testing.assert_allclose(span, RANGES["ssim_range"], rtol=1e-12)
     ours = [ssim(p, q, window="uniform", sample_covariance=True, data_range=r) for p, q, r in zip(a, b, span)]
+    np.testing.assert_allclose(ours, RANGES["ssim_quantus"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ssim(a, b, data_range=2.0)[0], RANGES["ssim_skimage"][0], rtol=0, atol=1e-12)
+    gaussian = [ssim(p, q, data_range=r) for p, q, r in zip(a, b, RANGES["ssim_range"])]
+    np.testing.assert_allclose(gaussian, RANGES["ssim_skimage"], rtol=0, atol=1e-12)
+    # and the [0, 1] maps of the first fixture with Quantus's own range (1 there)
+    a, b = REF["ssim_a"], REF["ssim_b"]
+    ours = [ssim(p, q, window="uniform", sample_covariance=True) for p, q in zip(a, b)]
     np.testing.assert_allclose(ours, REF["ssim_quantus"], rtol=0, atol=1e-12)
+
+
+def test_spearman_equals_quantus_on_signed_maps_with_ties():
+    a, b = RANGES["rank_a"], RANGES["rank_b"]
+    np.testing.assert_allclose(spearman(a, b), RANGES["spearman_quantus"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(spearman_abs(a, b), RANGES["spearman_abs_quantus"], rtol=0, atol=1e-12)
+    assert np.abs(RANGES["spearman_quantus"] - RANGES["spearman_abs_quantus"]).min() > 0.3   # the sign matters
 
 
 def test_spearman_equals_quantus_mprt_similarities():
@@ -41,9 +60,21 @@ def test_spearman_equals_quantus_mprt_similarities():
 
 def test_pointing_game_and_relevance_mass_equal_quantus():
     np.testing.assert_array_equal(pointing_game(REF["point_maps"], REF["point_masks"]), REF["pointing_game_quantus"])
-    assert REF["pointing_game_quantus"].tolist() == [1, 0, 1, 0, 1, 0, 1, 0] or REF["pointing_game_quantus"][::2].all()
     np.testing.assert_allclose(energy_pointing_game(REF["point_maps_positive"], REF["point_masks"]),
                                REF["mass_quantus"], rtol=0, atol=1e-12)
+
+
+def test_pointing_game_and_relevance_mass_equal_quantus_on_masks_that_are_not_quarters():
+    maps, masks = RANGES["point_maps"], RANGES["point_masks"]
+    assert 0 < RANGES["pointing_game_quantus"].sum() < len(maps)           # hits and misses both
+    np.testing.assert_array_equal(pointing_game(maps, masks), RANGES["pointing_game_quantus"])
+    # the same answers by hand: is each map's arg-max inside its mask?
+    hits = [float(m.ravel()[np.argmax(m)] == m[k].max()) if k.any() else 0.0 for m, k in zip(maps, masks)]
+    np.testing.assert_array_equal(hits, RANGES["pointing_game_quantus"])
+    mass = RANGES["mass_maps"]
+    np.testing.assert_allclose(energy_pointing_game(mass, masks), RANGES["mass_quantus"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose([m[k].sum() / m.sum() for m, k in zip(mass, masks)], RANGES["mass_quantus"],
+                               rtol=0, atol=1e-12)
 
 
 def test_linear_imputation_equals_quantus_road_without_noise():

@@ -46,12 +46,46 @@ def test_gaussian_window_sums_to_one_and_is_symmetric():
     assert g[5] / g[4] == pytest.approx(np.exp(1 / (2 * 1.5 ** 2)))
 
 
-def test_ssim_of_a_map_with_itself_is_one_and_is_symmetric(rng):
-    a, b = rng.random((2, 3, 16, 16))
+def _ssim_one_window(a, b, weights, data_range, n_over_n1=1.0):
+    """SSIM of two maps that are exactly one window: weighted moments written out, no sliding."""
+    mu_a, mu_b = (weights * a).sum(), (weights * b).sum()
+    var_a = n_over_n1 * ((weights * a * a).sum() - mu_a ** 2)
+    var_b = n_over_n1 * ((weights * b * b).sum() - mu_b ** 2)
+    cov = n_over_n1 * ((weights * a * b).sum() - mu_a * mu_b)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+
+
+def test_ssim_with_data_range_two_by_hand_in_one_window():
+    # 11x11 maps in [-1, 1] (L = 2): C1 = (0.01 * 2)^2 = 4e-4, C2 = (0.03 * 2)^2 = 3.6e-3; the map is one window
+    r, c = np.mgrid[0:11, 0:11]
+    a = np.where((r + 2 * c) % 3 == 0, 1.0, -1.0)
+    b = np.clip(0.3 * a + 0.1 * (r - c) / 5, -1, 1) - 0.05
+    g = gaussian_window(11, 1.5)
+    ours = ssim(a, b, data_range=2.0)
+    assert ours == pytest.approx(_ssim_one_window(a, b, np.outer(g, g), 2.0), rel=1e-12, abs=1e-15)
+    assert ours != pytest.approx(ssim(a, b, data_range=1.0), rel=1e-3)            # the range matters
+    uniform = np.full((11, 11), 1 / 121)
+    assert ssim(a, b, data_range=2.0, window="uniform", size=11) == pytest.approx(
+        _ssim_one_window(a, b, uniform, 2.0), rel=1e-12, abs=1e-15)
+    assert ssim(a, b, data_range=2.0, window="uniform", size=11, sample_covariance=True) == pytest.approx(
+        _ssim_one_window(a, b, uniform, 2.0, 121 / 120), rel=1e-12, abs=1e-15)
+    # constants with L = 2: mu_a = 0.4, mu_b = -1.2, no variance: (2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1)
+    assert ssim(np.full((11, 11), 0.4), np.full((11, 11), -1.2), data_range=2.0) == pytest.approx(
+        (2 * 0.4 * -1.2 + 4e-4) / (0.16 + 1.44 + 4e-4), rel=1e-12)
+
+
+def test_ssim_averages_the_windows_of_each_map_separately(rng):
+    # a batch of two 12x13 maps: 2x3 windows each; every window by hand, the mean per map
+    a, b = rng.random((2, 2, 12, 13))
+    b[1] = a[1] ** 2
+    g = gaussian_window(11, 1.5)
+    w = np.outer(g, g)
+    expected = [np.mean([_ssim_one_window(a[n, i:i + 11, j:j + 11], b[n, i:i + 11, j:j + 11], w, 1.0)
+                         for i in range(2) for j in range(3)]) for n in range(2)]
+    np.testing.assert_allclose(ssim(a, b), expected, rtol=1e-12)
     np.testing.assert_allclose(ssim(a, a), 1.0, atol=1e-12)
     np.testing.assert_allclose(ssim(a, b), ssim(b, a), atol=1e-12)
-    assert np.all(ssim(a, b) < 0.5)
-    np.testing.assert_allclose(ssim(a, a, window="uniform", sample_covariance=True), 1.0, atol=1e-12)
 
 
 def test_ssim_of_constant_maps_by_hand():

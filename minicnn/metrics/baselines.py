@@ -38,7 +38,8 @@ def centre_map(n: int, size) -> np.ndarray:
 def edge_map(x: np.ndarray) -> np.ndarray:
     """(N, H, W) Sobel gradient magnitude of the grey level of the batch x (N, C, H, W)."""
     grey = np.asarray(x, dtype=np.float64).mean(axis=1)
-    return np.hypot(sobel(grey, axis=1, mode="mirror"), sobel(grey, axis=2, mode="mirror"))
+    # one image at a time: scipy's sobel smooths with (1, 2, 1) along every other axis, the batch's included
+    return np.stack([np.hypot(sobel(g, axis=0, mode="mirror"), sobel(g, axis=1, mode="mirror")) for g in grey])
 
 
 def baseline_maps(x: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
