@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, InputError, one_line, unknown_name
+from .files import check_name, read_regular_file
 
 __all__ = [
     "ImageWarning", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_INPUT_PIXELS", "IMAGENET_MEAN",
@@ -52,6 +53,14 @@ DEFAULT_MAX_BYTES = 512 * 2**20
 #: before the forward pass: 512x512. Grad-CAM on resnet20_cifar10 at 32x8192 (this many
 #: pixels) takes about 0.7 GB and 5 s; memory and time grow in proportion.
 DEFAULT_MAX_INPUT_PIXELS = 512 * 512
+#: The only image formats Pillow may open (its format names). None of their decoders starts another
+#: program; EPS/PostScript (which runs Ghostscript), PDF, and every other plugin are refused before
+#: any decoding, whatever the file's name says.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+#: Peak memory of load_image, in bytes per pixel of the image, beyond the encoded file itself: the
+#: decoded image (at most 4 bytes a pixel: RGBA, CMYK; 16-bit and float modes are converted to 8-bit
+#: by rows) plus the (H, W, 3) uint8 result. 8000x8000 RGBA: about 0.45 GB.
+LOAD_BYTES_PER_PIXEL = 7
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -111,25 +120,27 @@ def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = D
     """
     max_pixels = _check_max_pixels(max_pixels)
     max_bytes = _check_max_pixels(max_bytes, "max_bytes")
-    path = Path(os.fspath(path))
+    if path is None or isinstance(path, (bool, numbers.Number)):
+        raise InputError(f"load_image expects a file name (str or Path); got {path!r}")
+    if isinstance(path, (bytes, bytearray)):
+        raise InputError("load_image expects a file name; for the bytes of an encoded image use image_from_bytes")
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load_image expects a file name (str or Path); got a {type(path).__name__}")
+    path = check_name(path, "image file", ImageError)
     try:
-        mode = path.stat().st_mode
+        st = path.stat()
     except FileNotFoundError:
         raise ImageError(f"image file not found: {path}") from None
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(st.st_mode):
         raise ImageError(f"{path} is a directory, not an image file")
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(st.st_mode):
         raise ImageError(f"{path} is not a regular file (a device, pipe or socket); save the image to a file first")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except OSError as e:
-        raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(data) > max_bytes:
+    if st.st_size > max_bytes:
         raise ImageError(f"{path} is larger than the limit of {max_bytes} bytes for an image file; "
                          f"shrink it first, or raise the limit (load_image(path, max_bytes=N))")
+    data = read_regular_file(path, max_bytes, "image file", ImageError)   # bounded again while reading
     return image_from_bytes(data, name=str(path), max_pixels=max_pixels)
 
 
@@ -139,6 +150,9 @@ def image_from_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DE
     ``name`` is only used in messages (e.g. the member's name in a zip file).
     """
     max_pixels = _check_max_pixels(max_pixels)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"image_from_bytes expects the bytes of an encoded image; got {type(data).__name__}")
+    data = bytes(data)
     if len(data) == 0:
         raise ImageError(f"{name} is empty (0 bytes), not an image")
     with _open(_without_png_text(data), name, max_pixels) as im:
@@ -194,7 +208,7 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
         # The pixel limit is checked by _refuse_if_too_large, with a clearer message.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            return Image.open(io.BytesIO(data))
+            return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
         except Image.DecompressionBombError:
             size = _header_size(data)
             if size is not None:
@@ -202,7 +216,10 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
             raise ImageError(f"{name} is larger than Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS} pixels; "
                              f"refusing to decode it") from None
         except UnidentifiedImageError:
-            raise ImageError(f"{name} is not an image file Pillow can read "
+            if data.lstrip()[:2] == b"%!" or data[:4] == b"\xc5\xd0\xd3\xc6":
+                raise ImageError(f"{name} is a PostScript/EPS file, refused unread (decoding one runs a program, "
+                                 f"Ghostscript); convert it to PNG first") from None
+            raise ImageError(f"{name} is not an image file Pillow can read as {', '.join(IMAGE_FORMATS)} "
                              f"(first bytes {data[:8]!r}, {len(data)} bytes)") from None
         except _DECODE_ERRORS as e:
             raise ImageError(f"cannot read {name}: the file is truncated or corrupt ({one_line(e)})") from None
@@ -250,7 +267,7 @@ def _header_size(data: bytes):
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None  # read the header only; the caller refuses the image
         try:
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
                 return im.size
         except (UnidentifiedImageError, *_DECODE_ERRORS):
             return None

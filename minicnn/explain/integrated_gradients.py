@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import check_seed
 from ..errors import InputError
 from ..model import check_input
 from ..progress import Progress
@@ -111,7 +112,7 @@ def make_baseline(model, x: np.ndarray, baseline="zeros", *, seed=0, blur_sigma=
         if baseline == "black":
             return np.broadcast_to(low, x.shape).astype(x.dtype)
         if baseline == "uniform":
-            return np.random.default_rng(seed).uniform(low, high, x.shape).astype(x.dtype)
+            return np.random.default_rng(check_seed(seed)).uniform(low, high, x.shape).astype(x.dtype)
         if baseline == "blur":
             from scipy.ndimage import gaussian_filter
             sigma = max(x.shape[2:]) / 10 if blur_sigma is None else blur_sigma

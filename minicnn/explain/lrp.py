@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checks import check_real
 from ..errors import InputError, unknown_name
 from ..layers import Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Linear, ReLU, ReLU6
 from ..layers.norm import fold_into_conv
@@ -133,6 +134,9 @@ def composite_epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6)
                      first_map=(((Conv2d, Linear), Flat(stabilizer)),))
 
 
+#: The largest epsilon, gamma or stabilizer accepted (inf would silently zero every relevance).
+MAX_LRP_PARAMETER = 1e6
+
 COMPOSITES = ("epsilon", "epsilon-plus", "epsilon-gamma-box", "epsilon-alpha2-beta1", "epsilon-plus-flat")
 
 
@@ -177,9 +181,8 @@ def input_bounds(model) -> tuple[np.ndarray, np.ndarray]:
 def composite_named(model, name: str, *, epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6,
                     low=None, high=None) -> Composite:
     """One of COMPOSITES with these parameters (z^B bounds from the model's preprocessing unless given)."""
-    for what, v in (("epsilon", epsilon), ("gamma", gamma), ("stabilizer", stabilizer)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not v >= 0:
-            raise InputError(f"LRP {what} must be a number >= 0; got {v!r}")
+    epsilon, gamma, stabilizer = (check_real(v, f"LRP {what}", high=MAX_LRP_PARAMETER)
+                                  for what, v in (("epsilon", epsilon), ("gamma", gamma), ("stabilizer", stabilizer)))
     if name == "epsilon":
         return composite_epsilon(epsilon, stabilizer)
     if name == "epsilon-plus":

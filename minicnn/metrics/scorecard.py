@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checks import check_seed
 from ..errors import InputError
 from ..layers import softmax
 from ..progress import Progress
@@ -204,6 +205,7 @@ def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int
               batch: int = 32, chunk: int = 50, examples: int = 4, progress: bool = True) -> Scorecard:
     """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method."""
     from ..images import deprocess
+    seed = check_seed(seed)
     began = time.perf_counter()
     rows = selected_methods(methods)
     x, prep = model_inputs(model, images)
