@@ -55,6 +55,26 @@ from .errors import InputError, MinicnnError, OutputError
 FORCE_HINT = "pass --force (force=True) to overwrite it"
 
 
+def temp_prefix(path) -> str:
+    """The start of the hidden temporary name beside ``path``: ``.NAME.``, NAME cut to fit the file system.
+
+    ``tempfile`` adds 8 random characters and ``.tmp``; NAME is shortened (at a
+    character boundary) so that the whole name stays within 255 bytes, and a
+    legal 255-byte target still gets a legal temporary.
+    """
+    raw = os.fsencode(Path(os.fspath(path)).name)
+    keep = 255 - len(b"..") - 8 - len(b".tmp") - 16          # 16 bytes to spare
+    if len(raw) > keep:
+        raw = raw[:keep]
+        while raw:
+            try:
+                os.fsdecode(raw).encode("utf-8", "strict")
+                break
+            except UnicodeError:
+                raw = raw[:-1]
+    return "." + os.fsdecode(raw) + "."
+
+
 def same_file(a, b) -> bool:
     """Whether paths ``a`` and ``b`` name one file: the same inode if both exist, else the same resolved path.
 
@@ -95,7 +115,7 @@ def check_writable(path, *, force: bool = False, create_folder: bool = False) ->
     if os.path.lexists(path) and not force:
         raise OutputError(f"{path} already exists; {FORCE_HINT}")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=probe)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=probe)
     except OSError as e:
         raise OutputError(f"cannot write {path}: the folder {probe} does not take new files "
                           f"({e.strerror or e}); choose another folder") from None
@@ -215,7 +235,7 @@ class Outputs:
         self._current = path
         folder = path.parent if str(path.parent) else Path(".")
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
         except OSError as e:
             raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
         self._staged[path] = (tmp, mode)
@@ -262,7 +282,7 @@ class Outputs:
     def _backup(path: Path) -> str:
         """A hidden second name for the file at ``path`` (a hard link, or else a copy)."""
         folder = path.parent if str(path.parent) else Path(".")
-        fd, backup = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, backup = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(backup)
         try:

@@ -35,6 +35,6 @@ def check_real(value, what: str, *, low: float = 0.0, high: float = math.inf, lo
     v = float(value) if ok else math.nan
     if not (ok and math.isfinite(v) and (v > low if low_open else v >= low) and v <= high):
         lo = f"> {low:g}" if low_open else f">= {low:g}"
-        hi = "" if math.isinf(high) else f" and <= {high:g}"
-        raise InputError(f"{what} must be a finite number {lo}{hi}; got {value!r}")
+        hi = ", finite" if math.isinf(high) else f", finite and at most {high:g}"
+        raise InputError(f"{what} must be a number {lo}{hi}; got {value!r}")
     return v

@@ -144,6 +144,8 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
                                     f"delete it or pass --force to download it again")
             print(f"using {ckpt} (already downloaded, sha256 verified)")
         else:
+            from .convert import import_torch
+            import_torch()                           # converting needs PyTorch: say so before any download
             download(source_url, ckpt, expected_sha256=expected, force=force, progress=progress)
     from .convert import convert_checkpoint
     from .weights import save

@@ -68,7 +68,7 @@ def _stat(path: Path, what: str, error: type[Exception]) -> os.stat_result:
     try:
         return path.stat()
     except FileNotFoundError:
-        raise error(f"{what} not found: {path}") from None
+        raise error(f"cannot read {what} {path}: not found") from None
     except OSError as e:
         raise error(f"cannot read {what} {path}: {_reason(e)}") from None
 

@@ -50,7 +50,7 @@ class SmoothGrad(Explanation):
 
 def noise_sigma(x: np.ndarray, noise_level: float) -> np.ndarray:
     """sigma per image, (N,): noise_level * (max - min) of that image's values."""
-    noise_level = check_real(noise_level, f"noise_level (a fraction of max - min)", high=MAX_NOISE_LEVEL)
+    noise_level = check_real(noise_level, "noise_level", high=MAX_NOISE_LEVEL)   # a fraction of max - min
     flat = x.reshape(x.shape[0], -1)
     return noise_level * (flat.max(axis=1) - flat.min(axis=1))
 
