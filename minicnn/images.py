@@ -32,7 +32,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError, InputError, one_line, unknown_name
 from .files import check_name, read_regular_file
@@ -57,9 +57,11 @@ DEFAULT_MAX_INPUT_PIXELS = 512 * 512
 #: program; EPS/PostScript (which runs Ghostscript), PDF, and every other plugin are refused before
 #: any decoding, whatever the file's name says.
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
-#: Peak memory of load_image, in bytes per pixel of the image, beyond the encoded file itself: the
-#: decoded image (at most 4 bytes a pixel: RGBA, CMYK; 16-bit and float modes are converted to 8-bit
-#: by rows) plus the (H, W, 3) uint8 result. 8000x8000 RGBA: about 0.45 GB.
+#: The memory budget of load_image, in bytes per pixel, beyond the encoded file itself and whatever
+#: the mode: the decoded image (Pillow keeps RGB, RGBA and CMYK at 4 bytes a pixel) plus the
+#: (H, W, 3) uint8 result, converted in bands of rows (to_rgb). Measured peak RSS for an 8000x8000
+#: PNG: 0.51 GB RGBA, 0.47 GB RGB (load_image; 0.55 and 0.51 GB for `minicnn explain`; RGBA was
+#: 3.0 GB before the banded conversion). The 32-bit "I" and float "F" modes take up to 20.
 LOAD_BYTES_PER_PIXEL = 7
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -113,7 +115,11 @@ def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = D
     pipe, a socket: never opened), a file of more than ``max_bytes`` bytes,
     an empty file, a file Pillow cannot identify, a truncated or corrupt
     file, and an image of more than ``max_pixels`` pixels (checked from the
-    header, before anything is decoded). Pillow's own limit
+    header, before anything is decoded), and every format but PNG, JPEG, BMP,
+    GIF, TIFF and WebP (:data:`IMAGE_FORMATS`: no other Pillow plugin is ever
+    tried, so an EPS file, even named ``.png``, never starts Ghostscript).
+    Memory: about :data:`LOAD_BYTES_PER_PIXEL` (7) bytes per pixel at the
+    peak, whatever the mode. Pillow's own limit
     (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels) still applies
     when ``max_pixels`` is set above it. Text metadata in a PNG (XMP, comments,
     of any size) is skipped, not refused: it is not pixels.
@@ -163,8 +169,10 @@ def image_from_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DE
                 warnings.warn(f"{name} has {frames} frames; using the first frame only", ImageWarning, stacklevel=3)
                 im.seek(0)
             im.load()
-            im = _exif_upright(im)
-            return to_rgb(im)
+            orientation = _exif_orientation(im)
+            rgb = to_rgb(im)
+            im.close()                          # the decoded image goes before the result is turned upright
+            return _upright(rgb, orientation)
         except ImageError as e:
             raise ImageError(f"{name}: {e}") from None
         except _DECODE_ERRORS as e:
@@ -174,8 +182,29 @@ def image_from_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DE
 def to_rgb(im: Image.Image) -> np.ndarray:
     """Convert a decoded Pillow image of any mode to an ``(H, W, 3)`` uint8 array.
 
-    See :func:`load_image` for the rule used for each mode.
+    See :func:`load_image` for the rule used for each mode. The result is
+    filled in bands of about :data:`BAND_PIXELS` pixels, so that the memory
+    beyond the decoded image and the result stays small whatever the mode
+    (8000x8000 RGBA: 256 MB decoded + 192 MB result, not a 1 GB uint32 copy).
+    The 32-bit ``I`` and float ``F`` modes, whose scaling depends on the
+    whole image's range, are converted at once.
     """
+    w, h = im.size
+    if im.mode in ("I", "F") or w * h <= BAND_PIXELS:
+        return _to_rgb_whole(im)
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    rows = max(1, BAND_PIXELS // max(w, 1))
+    for top in range(0, h, rows):
+        band = im.crop((0, top, w, min(h, top + rows)))
+        out[top:top + band.size[1]] = _to_rgb_whole(band)
+    return out
+
+
+#: Pixels converted at a time by :func:`to_rgb` (a band of rows).
+BAND_PIXELS = 2**20
+
+
+def _to_rgb_whole(im: Image.Image) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return _gray_to_rgb(_scale_16bit(np.asarray(im).astype(np.int64)))
@@ -289,14 +318,23 @@ def _check_max_pixels(max_pixels, what: str = "max_pixels") -> int:
     return int(max_pixels)
 
 
-def _exif_upright(im: Image.Image) -> Image.Image:
+def _exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1..8; 1, upright, when absent or unreadable)."""
     try:
         orientation = im.getexif().get(0x0112, 1)
     except _DECODE_ERRORS:
-        return im  # unreadable EXIF block: keep the pixels as stored
-    if orientation in (None, 1):
-        return im
-    return ImageOps.exif_transpose(im)
+        return 1  # unreadable EXIF block: keep the pixels as stored
+    return orientation if orientation in range(1, 9) else 1
+
+
+def _upright(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """``rgb`` (H, W, 3) turned as EXIF ``orientation`` says (as ``ImageOps.exif_transpose``), one copy at most."""
+    turned = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+              5: lambda a: a.transpose(1, 0, 2), 6: lambda a: a[::-1].transpose(1, 0, 2),
+              7: lambda a: a[::-1, ::-1].transpose(1, 0, 2), 8: lambda a: a[:, ::-1].transpose(1, 0, 2)}
+    if orientation not in turned:
+        return rgb
+    return np.ascontiguousarray(turned[orientation](rgb))
 
 
 def _has_alpha(im: Image.Image) -> bool:
