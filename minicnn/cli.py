@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import sys
 import warnings
@@ -281,10 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         print("minicnn: error: stdout is closed; give the command somewhere to write (e.g. > /dev/null)",
               file=sys.stderr)
         return 2
+    logging.getLogger("PIL").addHandler(logging.NullHandler())   # Pillow logs what its refusal then says again
     try:
         check_path_names(args)
         with warnings.catch_warnings():
             warnings.showwarning = show_note
+            warnings.filterwarnings("ignore", module=r"PIL\.")   # a damaged file's metadata: the error, if any, says it
             status = int(args.func(args) or 0)
         if sys.stdout is not None:
             sys.stdout.flush()                       # a reader that left shows here, not at exit

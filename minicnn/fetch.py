@@ -139,6 +139,8 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
             raise OutputError(f"--out {out} is where the checkpoint {file_name} is downloaded to; "
                               f"choose another name")
         if ckpt.exists() and not force:
+            from .files import check_regular_file
+            check_regular_file(ckpt, None, "the downloaded checkpoint", InputError)   # never hash a pipe
             if not sha256_file(ckpt).startswith(expected):
                 raise ChecksumError(f"{ckpt} exists but its sha256 does not start with {expected}; "
                                     f"delete it or pass --force to download it again")

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["NAME_MAX", "PATH_MAX", "MAX_TEXT_BYTES", "check_name", "check_regular_file", "read_regular_file", "read_text_file",
-           "check_folder", "list_folder"]
+__all__ = ["NAME_MAX", "PATH_MAX", "MAX_TEXT_BYTES", "check_name", "check_regular_file", "read_regular_file",
+           "read_text_file", "check_folder", "list_folder"]
 
 #: The longest file-name component (bytes, in the file system's encoding) Linux and macOS file systems take.
 NAME_MAX = 255

@@ -70,8 +70,9 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
         i = rng.randrange(len(b) + 1)
         b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 32)))
     else:                                                  # another format's header on this body
-        b[:8] = rng.choice([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0\x00\x10JF", b"GIF89a\x08\x00", b"BM\x00\x00\x00\x00\x00\x00",
-                            b"II*\x00\x08\x00\x00\x00", b"RIFF\x00\x00\x00\x00", b"%!PS-Ado", b"\xc5\xd0\xd3\xc6\x00\x00\x00\x00"])
+        b[:8] = rng.choice([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0\x00\x10JF", b"GIF89a\x08\x00",
+                            b"BM\x00\x00\x00\x00\x00\x00", b"II*\x00\x08\x00\x00\x00", b"RIFF\x00\x00\x00\x00",
+                            b"%!PS-Ado", b"\xc5\xd0\xd3\xc6\x00\x00\x00\x00"])
     return bytes(b)
 
 
@@ -128,7 +129,14 @@ def random_argv(rng: random.Random, folder: Path, pool: list[bytes], image: str)
     path = lambda: weird_paths(rng, folder, pool)  # noqa: E731
     num = lambda: rng.choice(NUMBERS)              # noqa: E731
     model = ["--model", rng.choice(["resnet20_cifar10", "resnet20_cifar10", "bogus"]) if rng.random() < 0.8 else path()]
-    cmd = rng.choice(["explain"] * 6 + ["evaluate", "layers", "convert", "sanity", "scorecard", "bench"])
+    cmd = rng.choice(["explain"] * 6 + ["image"] * 6 + ["evaluate", "layers", "convert", "sanity", "scorecard", "bench"])
+    if cmd == "image":                                     # a mutated image under an image's name
+        name = folder / f"m{rng.randrange(10**9)}{rng.choice(['.png', '.jpg', '.tif', '.gif', '.webp', '.bmp'])}"
+        data = pool[rng.randrange(len(pool))]
+        for _ in range(rng.randint(1, 3)):
+            data = mutate(data, rng)
+        name.write_bytes(data)
+        return ["explain", str(name), "--model", "resnet20_cifar10", "--out", str(folder / f"o{rng.randrange(10**9)}.png")]
     if cmd == "explain":
         argv = ["explain", image if rng.random() < 0.5 else path(), *model, "--method", rng.choice(METHODS)]
         for flag in rng.sample(["--seed", "--samples", "--noise-level", "--epsilon", "--gamma", "--steps", "--top",

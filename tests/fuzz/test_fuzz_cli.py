@@ -9,8 +9,8 @@ starts Ghostscript. The recorded fuzz run is tests/fuzz/cli.md; a small seeded v
 
 from __future__ import annotations
 
+import io
 import os
-import resource
 import shutil
 import stat
 import subprocess
@@ -49,6 +49,9 @@ def user(tmp_path, monkeypatch):
     Path("eps.png").write_bytes(EPS)
     Path("drawing.eps").write_bytes(EPS)
     Path("figure.png").write_bytes(b"the user's own figure")
+    tiff = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tiff, format="TIFF")
+    Path("cut.tif").write_bytes(tiff.getvalue()[:100])       # Pillow warns "Truncated File Read", then refuses
     Path("meta.json").write_text('{"licence": "MIT"}')
     os.mkfifo("fifo")
     for split in ("test",):                                  # a dataset whose one image is PostScript
@@ -82,6 +85,7 @@ ROWS = [  # (row of the hostile-input table, argv, words of the one line)
     ("1 eps named .png", ["explain", "eps.png", *M], "PostScript/EPS"),
     ("1 eps", ["explain", "drawing.eps", *M], "PostScript/EPS"),
     ("1 eps in a dataset", ["evaluate", *M, "--data", "eps_data"], "PostScript/EPS"),
+    ("1 a cut TIFF (found by the fuzz run)", ["explain", "cut.tif", *M], "Pillow can read"),
     ("6 smoothgrad seed", ["explain", "cat.jpg", *M, "--method", "smoothgrad", "--seed", "-1"], "seed"),
     ("6 uniform baseline seed", ["explain", "cat.jpg", *M, "--method", "integrated-gradients", "--baseline",
                                  "uniform", "--seed", "-1"], "seed"),
@@ -200,7 +204,6 @@ def test_load_image_of_a_non_path_is_input_error(arg):
 
 def test_the_stand_in_gs_would_be_run_by_pillows_eps_plugin(user):
     """Without the allow-list, Pillow's EPS plugin runs the ``gs`` first on PATH: the marker proves it."""
-    import io
     home, marker = user
     try:
         with Image.open(io.BytesIO(EPS), formats=["EPS"]) as im:
