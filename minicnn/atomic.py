@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from .errors import InputError, MinicnnError, OutputError
+from .files import check_name
 
 #: What every "already exists" refusal says.
 FORCE_HINT = "pass --force (force=True) to overwrite it"
@@ -171,7 +172,7 @@ class Outputs:
         ``create_folder``: missing folders above it are created when writing
         starts (and removed again if the run fails).
         """
-        path = Path(os.fspath(path))
+        path = check_name(path, what, OutputError)
         for other_what, other in self._inputs:
             if same_file(path, other):
                 raise OutputError(self._clash(what, path, other_what, other))

@@ -51,7 +51,7 @@ import numpy as np
 
 from .atomic import atomic_output
 from .errors import ChecksumError, WeightsError, one_line, unknown_name
-from .files import MAX_TEXT_BYTES, check_regular_file, read_text_file
+from .files import MAX_TEXT_BYTES, check_name, check_regular_file, read_text_file
 from .model import Model, build
 
 FORMAT, VERSION = "minicnn-weights", 1
@@ -143,7 +143,7 @@ def locate(name_or_path) -> tuple[Path, str | None]:
             raise WeightsError(f"the shipped weights file {path} is missing; reinstall minicnn "
                                f"or point MINICNN_WEIGHTS_DIR at a folder holding it")
         return path, entry.get("sha256")
-    path = Path(text)
+    path = check_name(text, "weights file", WeightsError)   # a name no file system holds: one line, not Errno 36
     looks_like_path = isinstance(name_or_path, os.PathLike) or os.sep in text or "/" in text or path.suffix
     if not path.exists():
         if looks_like_path:

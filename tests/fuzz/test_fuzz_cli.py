@@ -273,3 +273,30 @@ def test_fuzz_cli_small(user, capsys):
     home, marker = user
     outcomes = fuzz_cli.fuzz_cli(cases=12, seed=24, capsys=capsys)
     assert outcomes["crash"] == [] and not marker.exists()
+
+
+def test_long_names_from_python_are_one_line_errors(tmp_path):
+    from minicnn.atomic import atomic_output
+    from minicnn.datasets import open_dataset
+    from minicnn.errors import OutputError, WeightsError
+    for call, error in [(lambda: load(LONG + ".npz"), WeightsError), (lambda: open_dataset(LONG), ImageError),
+                        (lambda: load_image(LONG + ".png"), ImageError),
+                        (lambda: atomic_output(tmp_path / LONG).__enter__(), OutputError)]:
+        with pytest.raises(error, match="255 bytes"):
+            call()
+
+
+def test_read_regular_file_bounds_and_names(tmp_path):
+    from minicnn.files import check_name, read_regular_file, read_text_file
+    (tmp_path / "five").write_bytes(b"12345")
+    assert read_regular_file(tmp_path / "five", 5) == b"12345"
+    for call, words in [(lambda: read_regular_file(tmp_path / "five", 4), "over the limit of 4 bytes"),
+                        (lambda: read_regular_file("/dev/zero", 10), "not a regular file"),
+                        (lambda: read_regular_file(tmp_path, 10), "is a folder"),
+                        (lambda: read_regular_file(tmp_path / "none", 10), "not found"),
+                        (lambda: check_name("a\0b"), "NUL"), (lambda: check_name("a/" * 2100), "4096"),
+                        (lambda: check_name(None), "file name"),
+                        (lambda: read_text_file(tmp_path / "latin", 10), "UTF-8")]:
+        (tmp_path / "latin").write_bytes(b"caf\xe9")
+        with pytest.raises(InputError, match=words):
+            call()
