@@ -166,12 +166,13 @@ def image_from_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DE
         try:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
-                warnings.warn(f"{name} has {frames} frames; using the first frame only", ImageWarning, stacklevel=3)
                 im.seek(0)
             im.load()
             orientation = _exif_orientation(im)
             rgb = to_rgb(im)
             im.close()                          # the decoded image goes before the result is turned upright
+            if frames > 1:                      # said only once the first frame did decode
+                warnings.warn(f"{name} has {frames} frames; using the first frame only", ImageWarning, stacklevel=3)
             return _upright(rgb, orientation)
         except ImageError as e:
             raise ImageError(f"{name}: {e}") from None

@@ -52,6 +52,13 @@ def user(tmp_path, monkeypatch):
     tiff = io.BytesIO()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tiff, format="TIFF")
     Path("cut.tif").write_bytes(tiff.getvalue()[:100])       # Pillow warns "Truncated File Read", then refuses
+    rng = np.random.default_rng(0)                            # an animated PNG whose first frame is damaged
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    apng = io.BytesIO()
+    frames[0].save(apng, format="PNG", save_all=True, append_images=frames[1:])
+    broken = bytearray(apng.getvalue())
+    broken[99:107] = bytes(b ^ 0xFF for b in broken[99:107])
+    Path("anim.png").write_bytes(bytes(broken))
     Path("meta.json").write_text('{"licence": "MIT"}')
     os.mkfifo("fifo")
     for split in ("test",):                                  # a dataset whose one image is PostScript
@@ -86,6 +93,7 @@ ROWS = [  # (row of the hostile-input table, argv, words of the one line)
     ("1 eps", ["explain", "drawing.eps", *M], "PostScript/EPS"),
     ("1 eps in a dataset", ["evaluate", *M, "--data", "eps_data"], "PostScript/EPS"),
     ("1 a cut TIFF (found by the fuzz run)", ["explain", "cut.tif", *M], "Pillow can read"),
+    ("1 an animation that does not decode (fuzz)", ["explain", "anim.png", *M], "corrupt"),
     ("6 smoothgrad seed", ["explain", "cat.jpg", *M, "--method", "smoothgrad", "--seed", "-1"], "seed"),
     ("6 uniform baseline seed", ["explain", "cat.jpg", *M, "--method", "integrated-gradients", "--baseline",
                                  "uniform", "--seed", "-1"], "seed"),
