@@ -194,6 +194,13 @@ def composite_named(model, name: str, *, epsilon: float = 1e-6, gamma: float = 0
     if name == "epsilon-gamma-box":
         if low is None or high is None:
             low, high = input_bounds(model)
+        for what, bound in (("low", low), ("high", high)):
+            try:
+                finite = bool(np.isfinite(np.asarray(bound, dtype=np.float64)).all())
+            except (TypeError, ValueError):
+                raise InputError(f"LRP z^B bound {what} must be a number or an array of numbers; got {bound!r}") from None
+            if not finite:
+                raise InputError(f"LRP z^B bound {what} must be finite (no NaN or infinity)")
         return composite_epsilon_gamma_box(low, high, epsilon, gamma, stabilizer)
     raise unknown_name("LRP composite", name, list(COMPOSITES))
 

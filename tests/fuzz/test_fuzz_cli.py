@@ -198,7 +198,11 @@ def model_and_x():
     (lambda m, x: explain.lrp(m, x, gamma=-0.5, composite="epsilon-gamma-box"), "gamma"),
     (lambda m, x: explain.registry.get("smoothgrad").run(m, x, seed=-3, samples=2), "seed"),
     (lambda m, x: explain.occlusion(m, x, fill=float("nan")), "finite"),
-], ids=["smoothgrad-seed", "noise", "ig-seed", "eps-inf", "eps-nan", "gamma-neg", "registry-seed", "fill-nan"])
+    (lambda m, x: explain.integrated_gradients(m, x, baseline="blur", blur_sigma=float("inf"), steps=2), "blur_sigma"),
+    (lambda m, x: explain.lrp(m, x, composite="epsilon-gamma-box", low=float("nan"), high=1.0), "finite"),
+    (lambda m, x: explain.lrp(m, x, stabilizer=float("inf")), "stabilizer"),
+], ids=["smoothgrad-seed", "noise", "ig-seed", "eps-inf", "eps-nan", "gamma-neg", "registry-seed", "fill-nan",
+        "blur-inf", "zbox-nan", "stabilizer-inf"])
 def test_api_refuses_with_input_error(model_and_x, call, words):
     with pytest.raises(InputError, match=words):
         call(*model_and_x)
