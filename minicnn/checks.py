@@ -13,7 +13,7 @@ import numbers
 
 from .errors import InputError
 
-__all__ = ["MAX_SEED", "check_seed", "check_real"]
+__all__ = ["MAX_SEED", "check_seed", "check_real", "check_count"]
 
 #: Seeds are integers in 0 .. 2**64 - 1 (what ``np.random.default_rng`` takes as one word).
 MAX_SEED = 2**64 - 1
@@ -24,6 +24,15 @@ def check_seed(seed, what: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"{what} must be an integer from 0 to 2**64 - 1; got {seed!r}")
     return int(seed)
+
+
+def check_count(value, what: str, *, low: int = 1, high: int | None = None) -> int:
+    """``value`` as an int with ``low <= value`` (``<= high`` if given); else a one-line InputError."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low
+            or (high is not None and value > high)):
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise InputError(f"{what} must be an integer {span}; got {value!r}")
+    return int(value)
 
 
 def check_real(value, what: str, *, low: float = 0.0, high: float = math.inf, low_open: bool = False) -> float:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..checks import check_seed
+from ..checks import check_count, check_seed
 from ..errors import InputError
 from ..progress import Progress
 from .randomisation import MODES, randomised, steps as randomisation_steps
@@ -104,7 +104,7 @@ def sanity(model, *, methods: str | None = None, images: int = 50, mode: str = "
            chunk: int = 50, progress: bool = True) -> Sanity:
     """Randomise ``model`` step by step and compare every method's maps with the trained ones (module docstring)."""
     from ..images import deprocess
-    seed = check_seed(seed)
+    seed, chunk = check_seed(seed), check_count(chunk, "chunk")
     if mode not in MODES:
         raise InputError(f"randomisation mode must be one of {', '.join(MODES)}; got {mode!r}")
     began = time.perf_counter()

@@ -318,3 +318,16 @@ def test_read_regular_file_bounds_and_names(tmp_path):
         (tmp_path / "latin").write_bytes(b"caf\xe9")
         with pytest.raises(InputError, match=words):
             call()
+
+
+@pytest.mark.parametrize("kwargs, words", [({"steps": 0}, "steps"), ({"steps": 10**6}, "steps"), ({"batch": 0}, "batch"),
+                                           ({"chunk": -1}, "chunk"), ({"examples": -1}, "examples"),
+                                           ({"seed": -1}, "seed")])
+def test_scorecard_and_sanity_counts_are_checked_before_work(model_and_x, kwargs, words):
+    from minicnn.metrics.sanity import sanity
+    from minicnn.metrics.scorecard import scorecard
+    with pytest.raises(InputError, match=words):
+        scorecard(model_and_x[0], methods="gradcam", images=1, progress=False, **kwargs)
+    if set(kwargs) <= {"chunk", "seed"}:
+        with pytest.raises(InputError, match=words):
+            sanity(model_and_x[0], methods="gradcam", images=1, progress=False, **kwargs)
