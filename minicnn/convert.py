@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, MissingDependencyError, WeightsError, unknown_name
+from .errors import InputError, MissingDependencyError, WeightsError, one_line, unknown_name
 from .files import MAX_TEXT_BYTES, check_regular_file, read_text_file
 from .layers import BatchNorm2d, Conv2d
 from .layers.norm import fold_into_conv
@@ -353,8 +353,8 @@ def read_meta_argument(text) -> dict:
     raw = text if text.lstrip().startswith("{") else read_text_file(text, MAX_TEXT_BYTES, "--meta")
     try:
         meta = json.loads(raw)
-    except ValueError as e:
-        raise InputError(f"--meta is not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:           # RecursionError: nesting thousands deep
+        raise InputError(f"--meta is not valid JSON: {one_line(e)}") from None
     if not isinstance(meta, dict):
         raise InputError("--meta must be a JSON object, e.g. {\"licence\": \"BSD-2-Clause\"}")
     return meta

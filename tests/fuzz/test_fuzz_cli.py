@@ -60,6 +60,7 @@ def user(tmp_path, monkeypatch):
     broken[99:107] = bytes(b ^ 0xFF for b in broken[99:107])
     Path("anim.png").write_bytes(bytes(broken))
     Path("meta.json").write_text('{"licence": "MIT"}')
+    Path("deep.json").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
     os.mkfifo("fifo")
     for split in ("test",):                                  # a dataset whose one image is PostScript
         Path(f"eps_data/{split}/cat").mkdir(parents=True)
@@ -111,6 +112,8 @@ ROWS = [  # (row of the hostile-input table, argv, words of the one line)
     ("7 --labels", ["convert", "fifo", "--labels", LONG, "--out", "x.npz"], "255 bytes"),
     ("8 --meta /dev/zero", ["convert", "x.pth", "--arch", "resnet20", "--meta", "/dev/zero", "--out", "x.npz"],
      "not a regular file"),
+    ("8 --meta nested 100000 deep", ["convert", "x.pth", "--arch", "resnet20", "--meta", "deep.json", "--out", "x.npz"],
+     "not valid JSON"),
     ("8 --labels /dev/zero", ["convert", "x.tflite", "--labels", "/dev/zero", "--out", "x.npz"], "not a regular file"),
     ("8 --data /dev/zero", ["evaluate", *M, "--data", "/dev/zero"], "not a regular file"),
     ("8 --data FIFO", ["evaluate", *M, "--data", "fifo"], "not a regular file"),
