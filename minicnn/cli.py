@@ -282,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         print("minicnn: error: stdout is closed; give the command somewhere to write (e.g. > /dev/null)",
               file=sys.stderr)
         return 2
-    logging.getLogger("PIL").addHandler(logging.NullHandler())   # Pillow logs what its refusal then says again
+    pil_log = logging.getLogger("PIL")
+    if not pil_log.handlers:                         # Pillow logs what its refusal then says again
+        pil_log.addHandler(logging.NullHandler())
     try:
         check_path_names(args)
         with warnings.catch_warnings():
