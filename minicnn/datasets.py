@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import io
 import numbers
-import os
 import pickle
 import tarfile
 import zipfile

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from minicnn import cli, explain, load
-from minicnn.errors import ImageError, InputError, MinicnnError
+from minicnn.errors import ImageError, InputError
 from minicnn.images import image_from_bytes, load_image, preprocess, sample_images
 
 from . import fuzz_cli
