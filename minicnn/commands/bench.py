@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from ..errors import InputError
 from ..util.atomic import Outputs
 from ..bench.cases import CIFAR_MODELS
 from ..bench.machine import SLOW_BLAS_VARIABLES, _DROPPED, clean_environment, say
@@ -40,8 +41,21 @@ def run_without_slow_blas(argv: list[str]) -> int:
     return subprocess.run([sys.executable, "-m", "minicnn.commands.cli", "bench", *argv], env=env, check=False).returncode
 
 
+def check_model_names(names) -> None:
+    """A one-line error (before any timing) for a name in ``--models`` that is no architecture, shipped model or file."""
+    from ..models.weights import locate
+    from ..models.zoo import ARCHITECTURES
+    if not names:
+        raise InputError("--models names no model; give a comma-separated list, e.g. resnet20_cifar10,vgg16")
+    for name in names:
+        if name not in ARCHITECTURES:
+            locate(name)
+
+
 def bench_command(args) -> int:
     outputs = Outputs(force=getattr(args, "force", False))  # every command's overwrite rule
+    if getattr(args, "models", None) is not None:
+        check_model_names(args.models)
     if args.json:
         outputs.output(args.json, "--json")            # refuse now, not after minutes of timing
     slow = any(k in os.environ for k in SLOW_BLAS_VARIABLES)

@@ -10,6 +10,8 @@ of an animated GIF) is one ``minicnn: note: ...`` line.
 from __future__ import annotations
 
 import argparse
+import errno
+import logging
 import os
 import sys
 import warnings
@@ -295,11 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if sys.stdout is None:                           # started with stdout closed (`minicnn ... >&-`)
+        print("minicnn: error: stdout is closed; give the command somewhere to write (e.g. > /dev/null)",
+              file=sys.stderr)
+        return 2
+    pil_log = logging.getLogger("PIL")
+    if not pil_log.handlers:                         # Pillow logs what its refusal then says again
+        pil_log.addHandler(logging.NullHandler())
     try:
+        check_path_names(args)
         with warnings.catch_warnings():
             warnings.showwarning = show_note
+            warnings.filterwarnings("ignore", module=r"PIL\.")   # a damaged file's metadata: the error, if any, says it
             status = int(args.func(args) or 0)
-        sys.stdout.flush()                           # a reader that left shows here, not at exit
+        if sys.stdout is not None:
+            sys.stdout.flush()                       # a reader that left shows here, not at exit
         return status
     except MinicnnError as e:                        # in the command line's words (--force, not force=True)
         print(f"minicnn: error: {getattr(e, 'cli_message', None) or e}", file=sys.stderr)
@@ -309,6 +321,37 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return stdout_closed()
+    except OSError as e:                             # not said by the library: stdout on a full disk, ...
+        if e.filename is None and e.errno in (errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT):
+            print(f"minicnn: error: cannot write to stdout: {e.strerror or e}", file=sys.stderr)
+            _silence_stdout()
+        else:
+            where = f"{e.filename}: " if e.filename is not None else ""
+            print(f"minicnn: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+
+
+#: The options (argparse dests) that name files or folders, as the user typed them.
+PATH_OPTIONS = {"image": "IMAGE", "checkpoint": "CHECKPOINT", "model": "--model", "data": "--data",
+                "out": "--out", "save": "--save", "json": "--json", "out_dir": "--out-dir",
+                "labels": "--labels", "meta": "--meta"}
+
+
+def check_path_names(args) -> None:
+    """A one-line InputError for a path option no file system can hold (a name over 255 bytes, a NUL byte)."""
+    from ..util.files import check_name
+    for dest, flag in PATH_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and not (dest == "meta" and value.lstrip().startswith("{")):
+            check_name(value, flag)
+
+
+def _silence_stdout() -> None:
+    """Drop what is still buffered for stdout, so that the flush at exit does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def stdout_closed() -> int:

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..util.checks import check_seed
 from ..errors import InputError
 from ..model import check_input
 from ..util.progress import Progress
@@ -93,6 +94,10 @@ def quadrature_rule(name: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return (k + starts[name]) / n, np.full(n, 1 / n)
 
 
+#: The largest blur_sigma accepted (pixels): wider than any image, and finite.
+MAX_BLUR_SIGMA = 1e4
+
+
 def make_baseline(model, x: np.ndarray, baseline="zeros", *, seed=0, blur_sigma=None) -> np.ndarray:
     """x' (N, C, H, W) in x's dtype, from a name in BASELINES or an array (see the module docstring)."""
     if isinstance(baseline, str):
@@ -111,12 +116,13 @@ def make_baseline(model, x: np.ndarray, baseline="zeros", *, seed=0, blur_sigma=
         if baseline == "black":
             return np.broadcast_to(low, x.shape).astype(x.dtype)
         if baseline == "uniform":
-            return np.random.default_rng(seed).uniform(low, high, x.shape).astype(x.dtype)
+            return np.random.default_rng(check_seed(seed)).uniform(low, high, x.shape).astype(x.dtype)
         if baseline == "blur":
             from scipy.ndimage import gaussian_filter
             sigma = max(x.shape[2:]) / 10 if blur_sigma is None else blur_sigma
-            if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not sigma > 0:
-                raise InputError(f"blur_sigma must be a positive number of pixels; got {blur_sigma!r}")
+            if (isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 < sigma <= MAX_BLUR_SIGMA):
+                raise InputError(f"blur_sigma must be a positive number of pixels, at most {MAX_BLUR_SIGMA:g}; "
+                                 f"got {blur_sigma!r}")
             return gaussian_filter(x, sigma=(0, 0, float(sigma), float(sigma)), mode="reflect")
         raise InputError(f"unknown baseline {baseline!r}; choose one of: {', '.join(BASELINES)}, or pass an array")
     try:

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..util.checks import check_real
 from ..errors import InputError, unknown_name
 from ..layers import Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Linear, ReLU, ReLU6, Sequential
 from ..layers.norm import fold_into_conv
@@ -137,6 +138,9 @@ def composite_epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6)
                      first_map=(((Conv2d, Linear), Flat(stabilizer)),))
 
 
+#: The largest epsilon, gamma or stabilizer accepted (inf would silently zero every relevance).
+MAX_LRP_PARAMETER = 1e6
+
 COMPOSITES = ("epsilon", "epsilon-plus", "epsilon-gamma-box", "epsilon-alpha2-beta1", "epsilon-plus-flat")
 
 
@@ -181,9 +185,8 @@ def input_bounds(model) -> tuple[np.ndarray, np.ndarray]:
 def composite_named(model, name: str, *, epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6,
                     low=None, high=None) -> Composite:
     """One of COMPOSITES with these parameters (z^B bounds from the model's preprocessing unless given)."""
-    for what, v in (("epsilon", epsilon), ("gamma", gamma), ("stabilizer", stabilizer)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not v >= 0:
-            raise InputError(f"LRP {what} must be a number >= 0; got {v!r}")
+    epsilon, gamma, stabilizer = (check_real(v, f"LRP {what}", high=MAX_LRP_PARAMETER)
+                                  for what, v in (("epsilon", epsilon), ("gamma", gamma), ("stabilizer", stabilizer)))
     if name == "epsilon":
         return composite_epsilon(epsilon, stabilizer)
     if name == "epsilon-plus":
@@ -195,6 +198,13 @@ def composite_named(model, name: str, *, epsilon: float = 1e-6, gamma: float = 0
     if name == "epsilon-gamma-box":
         if low is None or high is None:
             low, high = input_bounds(model)
+        for what, bound in (("low", low), ("high", high)):
+            try:
+                finite = bool(np.isfinite(np.asarray(bound, dtype=np.float64)).all())
+            except (TypeError, ValueError):
+                raise InputError(f"LRP z^B bound {what} must be a number or an array of numbers; got {bound!r}") from None
+            if not finite:
+                raise InputError(f"LRP z^B bound {what} must be finite (no NaN or infinity)")
         return composite_epsilon_gamma_box(low, high, epsilon, gamma, stabilizer)
     raise unknown_name("LRP composite", name, list(COMPOSITES))
 

@@ -93,10 +93,13 @@ def fill_image(x: np.ndarray, fill) -> np.ndarray:
         return np.broadcast_to(x.mean(axis=(2, 3), keepdims=True), x.shape)
     try:
         values = np.asarray(fill, dtype=x.dtype)
-        return np.broadcast_to(values, x.shape)
+        filled = np.broadcast_to(values, x.shape)
     except (TypeError, ValueError):
         raise InputError(f"occlusion fill must be a number, 'mean' or an array broadcastable to {x.shape}; "
                          f"got {type(fill).__name__} of shape {np.shape(fill)}") from None
+    if not np.isfinite(values).all():
+        raise InputError("occlusion fill must be finite (no NaN or infinity): it becomes network input")
+    return filled
 
 
 def occlusion(model, x, target=None, *, size=None, stride=None, fill=0.0, batch_size: int | None = None,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..util.checks import check_real, check_seed
 from ..errors import InputError, unknown_name
 from ..model import check_input
 from ..util.progress import Progress
@@ -48,6 +49,8 @@ BASES = {"saliency": saliency, "input-x-gradient": input_x_gradient, "guided-bac
 KINDS = {"smoothgrad": "mean", "smoothgrad-squared": "mean of squares", "vargrad": "variance"}
 #: Input elements (copies x C x H x W) per call of the base method when batch_size is not given.
 BATCH_ELEMENTS = 2 ** 20
+#: The largest noise_level accepted: noise 10 times the image's range already drowns it (and 1e308 overflows).
+MAX_NOISE_LEVEL = 10.0
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -61,8 +64,7 @@ class SmoothGrad(Explanation):
 
 def noise_sigma(x: np.ndarray, noise_level: float) -> np.ndarray:
     """sigma per image, (N,): noise_level * (max - min) of that image's values."""
-    if isinstance(noise_level, bool) or not isinstance(noise_level, numbers.Real) or not noise_level >= 0:
-        raise InputError(f"noise_level must be a number >= 0 (a fraction of max - min); got {noise_level!r}")
+    noise_level = check_real(noise_level, "noise_level", high=MAX_NOISE_LEVEL)   # a fraction of max - min
     flat = x.reshape(x.shape[0], -1)
     return noise_level * (flat.max(axis=1) - flat.min(axis=1))
 
@@ -118,7 +120,7 @@ def smooth(model, x, target=None, *, kind: str = "smoothgrad", base: str = "sali
         if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1:
             raise InputError(f"samples must be a positive integer; got {samples!r}")
         sigma = noise_sigma(x, noise_level)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
     if batch_size is None:
         batch_size = max(1, BATCH_ELEMENTS // x.size)
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:

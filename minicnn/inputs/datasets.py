@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import io
 import numbers
-import os
 import pickle
 import tarfile
 import zipfile
@@ -39,6 +38,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import ImageError, InputError, unknown_name
+from ..util.files import check_folder, check_name, check_regular_file, list_folder, read_regular_file
 from .images import DATA_DIR, image_from_bytes, load_image, size_text
 
 __all__ = ["IMAGE_EXTENSIONS", "Dataset", "open_dataset", "class_names", "CIFAR_SPLITS"]
@@ -136,14 +136,16 @@ def open_dataset(path, split: str | None = "test") -> Dataset:
     """
     if split is not None and (not isinstance(split, str) or not split or "/" in split or "\\" in split):
         raise InputError(f"split must be a folder name such as 'test' or 'train'; got {split!r}")
-    p = Path(os.fspath(path))
+    p = check_name(path, "dataset", ImageError)
     if not p.exists():
         raise ImageError(f"dataset not found: {p}")
     if p.is_dir():
+        check_folder(p, "the dataset folder", ImageError)
         cifar = _cifar_folder(p)
         if cifar is not None:
             return _CifarDataset(p, split, _FolderMembers(cifar))
         return _open_folder(p, split)
+    check_regular_file(p, None, "the dataset", ImageError)   # never a device or a pipe (it would block)
     if zipfile.is_zipfile(p):
         return _open_zip(p, split)
     if _is_tar(p):
@@ -196,7 +198,7 @@ def _open_folder(root: Path, split: str | None) -> Dataset:
     if split is None:
         base = root
     else:
-        splits = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        splits = sorted(d.name for d in _entries(root) if d.is_dir() and not d.name.startswith("."))
         if not splits:
             raise ImageError(f"{root} holds no split folders; expected {root}/<split>/<class>/*.jpg")
         if split not in splits:
@@ -204,18 +206,23 @@ def _open_folder(root: Path, split: str | None) -> Dataset:
                 raise ImageError(f"{root / split} is not a folder")
             raise unknown_name("split", split, splits)
         base = root / split
-    classes = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = sorted(d.name for d in _entries(base) if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        loose = any(_is_image_name(f.name) for f in base.iterdir() if f.is_file())
+        loose = any(_is_image_name(f.name) for f in _entries(base) if f.is_file())
         hint = "; it holds images directly: put them in one folder per class" if loose else ""
         raise ImageError(f"{base} has no class folders; expected {base}/<class>/*.jpg{hint}")
     entries = []
     for label, c in enumerate(classes):
-        files = sorted(f.name for f in (base / c).iterdir() if f.is_file() and _is_image_name(f.name))
+        files = sorted(f.name for f in _entries(base / c) if f.is_file() and _is_image_name(f.name))
         entries += [(str(base / c / f), label) for f in files]
     if not entries:
         raise ImageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders of {base}")
     return _FileDataset(root, split, "folder", classes, entries, load_image)
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The entries of a dataset folder; a one-line ImageError if it cannot be listed (no permission)."""
+    return list_folder(folder, "the dataset folder", ImageError)
 
 
 def _open_zip(path: Path, split: str | None) -> Dataset:
@@ -268,10 +275,10 @@ class _FolderMembers:
         self.where = folder
 
     def names(self) -> list[str]:
-        return sorted(f.name for f in self.where.iterdir() if f.is_file())
+        return sorted(f.name for f in _entries(self.where) if f.is_file())
 
     def read(self, name: str) -> bytes:
-        return (self.where / name).read_bytes()
+        return read_regular_file(self.where / name, _MAX_MEMBER_BYTES, "the CIFAR-10 batch", ImageError)
 
 
 class _TarMembers:

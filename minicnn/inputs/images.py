@@ -32,9 +32,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageError, InputError, one_line, unknown_name
+from ..util.files import check_name, read_regular_file
 
 __all__ = [
     "ImageWarning", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_INPUT_PIXELS", "IMAGENET_MEAN",
@@ -52,6 +53,16 @@ DEFAULT_MAX_BYTES = 512 * 2**20
 #: before the forward pass: 512x512. Grad-CAM on resnet20_cifar10 at 32x8192 (this many
 #: pixels) takes about 0.7 GB and 5 s; memory and time grow in proportion.
 DEFAULT_MAX_INPUT_PIXELS = 512 * 512
+#: The only image formats Pillow may open (its format names). None of their decoders starts another
+#: program; EPS/PostScript (which runs Ghostscript), PDF, and every other plugin are refused before
+#: any decoding, whatever the file's name says.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+#: The memory budget of load_image, in bytes per pixel, beyond the encoded file itself and whatever
+#: the mode: the decoded image (Pillow keeps RGB, RGBA and CMYK at 4 bytes a pixel) plus the
+#: (H, W, 3) uint8 result, converted in bands of rows (to_rgb). Measured peak RSS for an 8000x8000
+#: PNG: 0.51 GB RGBA, 0.47 GB RGB (load_image; 0.55 and 0.51 GB for `minicnn explain`; RGBA was
+#: 3.0 GB before the banded conversion). The 32-bit "I" and float "F" modes take up to 20.
+LOAD_BYTES_PER_PIXEL = 7
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -104,32 +115,38 @@ def load_image(path, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = D
     pipe, a socket: never opened), a file of more than ``max_bytes`` bytes,
     an empty file, a file Pillow cannot identify, a truncated or corrupt
     file, and an image of more than ``max_pixels`` pixels (checked from the
-    header, before anything is decoded). Pillow's own limit
+    header, before anything is decoded), and every format but PNG, JPEG, BMP,
+    GIF, TIFF and WebP (:data:`IMAGE_FORMATS`: no other Pillow plugin is ever
+    tried, so an EPS file, even named ``.png``, never starts Ghostscript).
+    Memory: about :data:`LOAD_BYTES_PER_PIXEL` (7) bytes per pixel at the
+    peak, whatever the mode. Pillow's own limit
     (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels) still applies
     when ``max_pixels`` is set above it. Text metadata in a PNG (XMP, comments,
     of any size) is skipped, not refused: it is not pixels.
     """
     max_pixels = _check_max_pixels(max_pixels)
     max_bytes = _check_max_pixels(max_bytes, "max_bytes")
-    path = Path(os.fspath(path))
+    if path is None or isinstance(path, (bool, numbers.Number)):
+        raise InputError(f"load_image expects a file name (str or Path); got {path!r}")
+    if isinstance(path, (bytes, bytearray)):
+        raise InputError("load_image expects a file name; for the bytes of an encoded image use image_from_bytes")
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load_image expects a file name (str or Path); got a {type(path).__name__}")
+    path = check_name(path, "image file", ImageError)
     try:
-        mode = path.stat().st_mode
+        st = path.stat()
     except FileNotFoundError:
         raise ImageError(f"image file not found: {path}") from None
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(st.st_mode):
         raise ImageError(f"{path} is a directory, not an image file")
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(st.st_mode):
         raise ImageError(f"{path} is not a regular file (a device, pipe or socket); save the image to a file first")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except OSError as e:
-        raise ImageError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(data) > max_bytes:
+    if st.st_size > max_bytes:
         raise ImageError(f"{path} is larger than the limit of {max_bytes} bytes for an image file; "
                          f"shrink it first, or raise the limit (load_image(path, max_bytes=N))")
+    data = read_regular_file(path, max_bytes, "image file", ImageError)   # bounded again while reading
     return image_from_bytes(data, name=str(path), max_pixels=max_pixels)
 
 
@@ -139,6 +156,9 @@ def image_from_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DE
     ``name`` is only used in messages (e.g. the member's name in a zip file).
     """
     max_pixels = _check_max_pixels(max_pixels)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"image_from_bytes expects the bytes of an encoded image; got {type(data).__name__}")
+    data = bytes(data)
     if len(data) == 0:
         raise ImageError(f"{name} is empty (0 bytes), not an image")
     with _open(_without_png_text(data), name, max_pixels) as im:
@@ -146,11 +166,14 @@ def image_from_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DE
         try:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
-                warnings.warn(f"{name} has {frames} frames; using the first frame only", ImageWarning, stacklevel=3)
                 im.seek(0)
             im.load()
-            im = _exif_upright(im)
-            return to_rgb(im)
+            orientation = _exif_orientation(im)
+            rgb = to_rgb(im)
+            im.close()                          # the decoded image goes before the result is turned upright
+            if frames > 1:                      # said only once the first frame did decode
+                warnings.warn(f"{name} has {frames} frames; using the first frame only", ImageWarning, stacklevel=3)
+            return _upright(rgb, orientation)
         except ImageError as e:
             raise ImageError(f"{name}: {e}") from None
         except _DECODE_ERRORS as e:
@@ -160,8 +183,29 @@ def image_from_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DE
 def to_rgb(im: Image.Image) -> np.ndarray:
     """Convert a decoded Pillow image of any mode to an ``(H, W, 3)`` uint8 array.
 
-    See :func:`load_image` for the rule used for each mode.
+    See :func:`load_image` for the rule used for each mode. The result is
+    filled in bands of about :data:`BAND_PIXELS` pixels, so that the memory
+    beyond the decoded image and the result stays small whatever the mode
+    (8000x8000 RGBA: 256 MB decoded + 192 MB result, not a 1 GB uint32 copy).
+    The 32-bit ``I`` and float ``F`` modes, whose scaling depends on the
+    whole image's range, are converted at once.
     """
+    w, h = im.size
+    if im.mode in ("I", "F") or w * h <= BAND_PIXELS:
+        return _to_rgb_whole(im)
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    rows = max(1, BAND_PIXELS // max(w, 1))
+    for top in range(0, h, rows):
+        band = im.crop((0, top, w, min(h, top + rows)))
+        out[top:top + band.size[1]] = _to_rgb_whole(band)
+    return out
+
+
+#: Pixels converted at a time by :func:`to_rgb` (a band of rows).
+BAND_PIXELS = 2**20
+
+
+def _to_rgb_whole(im: Image.Image) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return _gray_to_rgb(_scale_16bit(np.asarray(im).astype(np.int64)))
@@ -194,7 +238,7 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
         # The pixel limit is checked by _refuse_if_too_large, with a clearer message.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            return Image.open(io.BytesIO(data))
+            return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
         except Image.DecompressionBombError:
             size = _header_size(data)
             if size is not None:
@@ -202,7 +246,10 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
             raise ImageError(f"{name} is larger than Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS} pixels; "
                              f"refusing to decode it") from None
         except UnidentifiedImageError:
-            raise ImageError(f"{name} is not an image file Pillow can read "
+            if data.lstrip()[:2] == b"%!" or data[:4] == b"\xc5\xd0\xd3\xc6":
+                raise ImageError(f"{name} is a PostScript/EPS file, refused unread (decoding one runs a program, "
+                                 f"Ghostscript); convert it to PNG first") from None
+            raise ImageError(f"{name} is not an image file Pillow can read as {', '.join(IMAGE_FORMATS)} "
                              f"(first bytes {data[:8]!r}, {len(data)} bytes)") from None
         except _DECODE_ERRORS as e:
             raise ImageError(f"cannot read {name}: the file is truncated or corrupt ({one_line(e)})") from None
@@ -250,7 +297,7 @@ def _header_size(data: bytes):
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None  # read the header only; the caller refuses the image
         try:
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
                 return im.size
         except (UnidentifiedImageError, *_DECODE_ERRORS):
             return None
@@ -272,14 +319,23 @@ def _check_max_pixels(max_pixels, what: str = "max_pixels") -> int:
     return int(max_pixels)
 
 
-def _exif_upright(im: Image.Image) -> Image.Image:
+def _exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1..8; 1, upright, when absent or unreadable)."""
     try:
         orientation = im.getexif().get(0x0112, 1)
     except _DECODE_ERRORS:
-        return im  # unreadable EXIF block: keep the pixels as stored
-    if orientation in (None, 1):
-        return im
-    return ImageOps.exif_transpose(im)
+        return 1  # unreadable EXIF block: keep the pixels as stored
+    return orientation if orientation in range(1, 9) else 1
+
+
+def _upright(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """``rgb`` (H, W, 3) turned as EXIF ``orientation`` says (as ``ImageOps.exif_transpose``), one copy at most."""
+    turned = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+              5: lambda a: a.transpose(1, 0, 2), 6: lambda a: a[::-1].transpose(1, 0, 2),
+              7: lambda a: a[::-1, ::-1].transpose(1, 0, 2), 8: lambda a: a[:, ::-1].transpose(1, 0, 2)}
+    if orientation not in turned:
+        return rgb
+    return np.ascontiguousarray(turned[orientation](rgb))
 
 
 def _has_alpha(im: Image.Image) -> bool:

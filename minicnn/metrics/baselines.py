@@ -16,6 +16,8 @@ looks like an explanation and depends on the image alone.
 from __future__ import annotations
 
 import numpy as np
+
+from ..util.checks import check_seed
 from scipy.ndimage import sobel
 
 BASELINES = ("random", "centre", "edges")
@@ -23,7 +25,7 @@ BASELINES = ("random", "centre", "edges")
 
 def random_map(n: int, size, seed: int = 0) -> np.ndarray:
     """(n, H, W) independent Uniform[0, 1) values from ``np.random.default_rng(seed)``."""
-    return np.random.default_rng(seed).random((n, *size))
+    return np.random.default_rng(check_seed(seed)).random((n, *size))
 
 
 def centre_map(n: int, size) -> np.ndarray:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import convolve1d
 
+from ..util.checks import check_seed
 from ..errors import InputError
 from .similarity import gaussian_window
 
@@ -39,7 +40,7 @@ def pixel_ranks(relevance: np.ndarray, seed: int = 0) -> np.ndarray:
     """(N, H, W) int: each pixel's place in its map's order, 0 = most relevant; ties in a seeded random order."""
     n = len(relevance)
     flat = np.asarray(relevance, dtype=np.float64).reshape(n, -1)
-    tiebreak = np.random.default_rng(seed).random(flat.shape)
+    tiebreak = np.random.default_rng(check_seed(seed)).random(flat.shape)
     order = np.lexsort((tiebreak, -flat), axis=-1)              # by -relevance, then by the random key
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None, :].repeat(n, 0), axis=-1)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..util.checks import check_seed
 from ..errors import InputError
 
 
@@ -78,7 +79,7 @@ def choose_mosaics(labels, predictions, count: int, seed: int = 0) -> list[tuple
     every position is asked about equally often.
     """
     labels, predictions = np.asarray(labels), np.asarray(predictions)
-    pool = list(np.random.default_rng(seed).permutation(np.nonzero(labels == predictions)[0]))
+    pool = list(np.random.default_rng(check_seed(seed)).permutation(np.nonzero(labels == predictions)[0]))
     out = []
     while len(out) < count:
         group, classes = [], set()

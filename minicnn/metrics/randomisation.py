@@ -34,6 +34,7 @@ import zlib
 
 import numpy as np
 
+from ..util.checks import check_seed
 from ..errors import InputError
 from ..layers import BatchNorm2d, Conv2d, Linear
 from ..layers.base import Pass
@@ -43,7 +44,7 @@ MODES = ("cascading", "independent")
 
 def layer_rng(seed: int, name: str) -> np.random.Generator:
     """The generator of one layer's random weights: seeded by (seed, crc32 of its name)."""
-    return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+    return np.random.default_rng([check_seed(seed), zlib.crc32(name.encode())])
 
 
 def reset_parameters(layer, rng: np.random.Generator) -> None:

@@ -43,6 +43,7 @@ from scipy.linalg import solveh_banded
 from scipy.sparse import lil_matrix
 from scipy.sparse.linalg import spsolve
 
+from ..util.checks import check_seed
 from ..errors import InputError
 from .deletion import pixel_ranks
 
@@ -144,7 +145,7 @@ def road_curves(score, x: np.ndarray, relevance: np.ndarray, *, percentiles=PERC
     n = len(x)
     ranks = pixel_ranks(relevance, seed)                      # 0 = most relevant
     pixels = ranks[0].size
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     curves = {}
     for order, removing in (("morf", lambda k: ranks < k), ("lerf", lambda k: ranks >= pixels - k)):
         copies = np.stack([noisy_linear_imputation(x, removing(int(round(p * pixels / 100))), rng, noise)

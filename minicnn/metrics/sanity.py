@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..util.checks import check_count, check_seed
 from ..errors import InputError
 from ..util.progress import Progress
 from .randomisation import MODES, randomised, steps as randomisation_steps
@@ -121,6 +122,7 @@ def sanity(model, *, methods: str | None = None, images: int = 50, mode: str = "
            chunk: int = 50, progress: bool = True) -> Sanity:
     """Randomise ``model`` step by step and compare every method's maps with the trained ones (module docstring)."""
     from ..inputs.images import deprocess
+    seed, chunk = check_seed(seed), check_count(chunk, "chunk")
     if mode not in MODES:
         raise InputError(f"randomisation mode must be one of {', '.join(MODES)}; got {mode!r}")
     began = time.perf_counter()

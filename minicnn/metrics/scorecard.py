@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..util.checks import check_count, check_seed
 from ..errors import InputError
 from ..layers import softmax
 from ..util.progress import Progress
@@ -80,6 +81,8 @@ HEADERS = {
     "road_lerf": "ROAD LeRF", "occlusion_spearman": "occlusion ρ", "pointing_game": "pointing game",
     "energy_pointing_game": "energy pointing", "passes": "passes", "seconds_per_image": "s / image",
 }
+#: The most deletion/insertion steps a curve may take (each step is a forward pass per image).
+MAX_STEPS = 10_000
 COST = ("passes", "seconds_per_image")
 
 
@@ -221,6 +224,9 @@ def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int
               batch: int = 32, chunk: int = 50, examples: int = 4, progress: bool = True) -> Scorecard:
     """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method."""
     from ..inputs.images import deprocess
+    seed = check_seed(seed)
+    steps = check_count(steps, "steps", high=MAX_STEPS)
+    batch, chunk, examples = check_count(batch, "batch"), check_count(chunk, "chunk"), check_count(examples, "examples")
     began = time.perf_counter()
     rows = selected_methods(methods)
     x, prep = model_inputs(model, images)

@@ -87,6 +87,14 @@ def prefetched(items: Iterable[T]) -> Iterator[T]:
             yield item
 
 
+def check_counts(batch_size, limit) -> None:
+    """A one-line InputError unless batch_size is a positive integer and limit is None or one."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch size must be a positive integer; got {batch_size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise InputError(f"limit must be a positive integer; got {limit!r}")
+
+
 def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = None, *,
              progress: bool = False) -> Accuracy:
     """Top-1 accuracy of ``model`` on ``dataset`` (see minicnn.inputs.datasets.open_dataset).
@@ -95,10 +103,7 @@ def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = N
     order: class by class). ``progress`` draws a bar on stderr.
     """
     from ..inputs.images import preprocess
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InputError(f"batch size must be a positive integer; got {batch_size!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
-        raise InputError(f"limit must be a positive integer; got {limit!r}")
+    check_counts(batch_size, limit)
     prep = model.meta.get("preprocessing")
     if not prep:
         raise InputError(f"model {model.name!r} records no preprocessing; it cannot read images")
@@ -126,6 +131,7 @@ def evaluate_command(args) -> int:
     from .weights import load
     from ..inputs.datasets import open_dataset
     from ..inputs.images import DATA_DIR
+    check_counts(args.batch_size, args.limit)           # before any loading or printing
     model = load(args.model)
     dataset = open_dataset(DATA_DIR / "cifar10" if args.data is None else args.data, args.split)
     if args.data is None:

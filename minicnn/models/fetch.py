@@ -116,6 +116,8 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
             raise OutputError(f"--out {out} is where the checkpoint {file_name} is downloaded to; "
                               f"choose another name")
         if ckpt.exists() and not force:
+            from ..util.files import check_regular_file
+            check_regular_file(ckpt, None, "the downloaded checkpoint", InputError)   # never hash a pipe
             if not sha256_file(ckpt).startswith(expected):
                 def text(force):
                     return (f"{ckpt} exists but its sha256 does not start with {expected}; delete it or pass {force} "
@@ -123,6 +125,8 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
                 raise worded(ChecksumError(text("force=True")), text("--force"))
             print(f"using {ckpt} (already downloaded, sha256 verified)")
         else:
+            from .convert.pytorch import import_torch
+            import_torch()                           # converting needs PyTorch: say so before any download
             download(source_url, ckpt, expected_sha256=expected, force=force, progress=progress)
     from .convert.pytorch import convert_checkpoint
     from .weights import save

@@ -51,6 +51,7 @@ import numpy as np
 
 from ..util.atomic import atomic_output
 from ..errors import ChecksumError, UnknownNameError, WeightsError, one_line, unknown_name
+from ..util.files import MAX_TEXT_BYTES, check_name, check_regular_file, read_text_file
 from ..model import Model, build
 
 FORMAT, VERSION = "minicnn-weights", 1
@@ -59,6 +60,8 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "minicnn-manifest"
 _FILE_KEYS = ("format", "version", "spec", "quantization")  # describe the file, not the model
 QUANTIZED_DTYPES = (np.uint8, np.int8, np.int32)
+#: A weights file larger than this is refused before it is opened (VGG-16 in float32 is 528 MB).
+MAX_WEIGHTS_BYTES = 4 * 2**30
 
 # What a damaged zip or .npy member can raise while being read (RuntimeError: a member flagged as
 # encrypted; zlib.error: a compressed member whose data is damaged).
@@ -97,7 +100,7 @@ def read_manifest(folder=None) -> dict:
     if not path.exists():
         return {"format": MANIFEST_FORMAT, "version": 1, "models": {}}
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(read_text_file(path, MAX_TEXT_BYTES, "the manifest", WeightsError))
     except (OSError, ValueError, RecursionError) as e:
         raise WeightsError(f"cannot read the manifest {path}: {e}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
@@ -143,7 +146,7 @@ def locate(name_or_path) -> tuple[Path, str | None]:
             raise WeightsError(f"the shipped weights file {path} is missing; reinstall minicnn "
                                f"or point MINICNN_WEIGHTS_DIR at a folder holding it")
         return path, entry.get("sha256")
-    path = Path(text)
+    path = check_name(text, "weights file", WeightsError)   # a name no file system holds: one line, not Errno 36
     looks_like_path = isinstance(name_or_path, os.PathLike) or os.sep in text or "/" in text or path.suffix
     if not path.exists():
         fetchable = _fetchable(path)
@@ -259,6 +262,7 @@ def _not_a_file(path: Path) -> str:
 def _open_npz(path: Path):
     if not path.is_file():
         raise WeightsError(_not_a_file(path) if path.exists() else f"weights file not found: {path}")
+    check_regular_file(path, MAX_WEIGHTS_BYTES, "the weights file", WeightsError)
     if path.stat().st_size == 0:
         raise WeightsError(f"{path} is empty (0 bytes), not a weights file; was a download or copy cut short?")
     try:

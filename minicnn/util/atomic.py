@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from ..errors import InputError, MinicnnError, OutputError
+from .files import check_name
 
 #: What every "already exists" refusal says: to the API (force=True), and on the command line (--force).
 FORCE_HINT, FORCE_HINT_CLI = "pass force=True to overwrite it", "pass --force to overwrite it"
@@ -66,6 +67,26 @@ def worded(error: MinicnnError, cli_message: str) -> MinicnnError:
     (``--force``) as its ``cli_message``; ``minicnn.commands.cli.main`` prints that one."""
     error.cli_message = cli_message
     return error
+
+
+def temp_prefix(path) -> str:
+    """The start of the hidden temporary name beside ``path``: ``.NAME.``, NAME cut to fit the file system.
+
+    ``tempfile`` adds 8 random characters and ``.tmp``; NAME is shortened (at a
+    character boundary) so that the whole name stays within 255 bytes, and a
+    legal 255-byte target still gets a legal temporary.
+    """
+    raw = os.fsencode(Path(os.fspath(path)).name)
+    keep = 255 - len(b"..") - 8 - len(b".tmp") - 16          # 16 bytes to spare
+    if len(raw) > keep:
+        raw = raw[:keep]
+        while raw:
+            try:
+                os.fsdecode(raw).encode("utf-8", "strict")
+                break
+            except UnicodeError:
+                raw = raw[:-1]
+    return "." + os.fsdecode(raw) + "."
 
 
 def same_file(a, b) -> bool:
@@ -108,7 +129,7 @@ def check_writable(path, *, force: bool = False, create_folder: bool = False) ->
     if os.path.lexists(path) and not force:
         raise exists_error(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=probe)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=probe)
     except OSError as e:
         raise OutputError(f"cannot write {path}: the folder {probe} does not take new files "
                           f"({e.strerror or e}); choose another folder") from None
@@ -164,7 +185,7 @@ class Outputs:
         ``create_folder``: missing folders above it are created when writing
         starts (and removed again if the run fails).
         """
-        path = Path(os.fspath(path))
+        path = check_name(path, what, OutputError)
         for other_what, other in self._inputs:
             if same_file(path, other):
                 raise self._clash(what, path, other_what, other)
@@ -230,7 +251,7 @@ class Outputs:
         self._current = path
         folder = path.parent if str(path.parent) else Path(".")
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
         except OSError as e:
             raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
         self._staged[path] = (tmp, mode)
@@ -283,7 +304,7 @@ class Outputs:
     def _backup(path: Path) -> str:
         """A hidden second name for the file at ``path`` (a hard link, or else a copy)."""
         folder = path.parent if str(path.parent) else Path(".")
-        fd, backup = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, backup = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(backup)
         try:

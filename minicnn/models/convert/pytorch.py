@@ -40,8 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError, MissingDependencyError, WeightsError, unknown_name
+from ...errors import InputError, MissingDependencyError, WeightsError, one_line, unknown_name
 from .meta import with_user_meta
+from ...util.files import MAX_TEXT_BYTES, check_regular_file, read_text_file
 from ...layers import BatchNorm2d, Conv2d
 from ...layers.norm import fold_into_conv
 from ...model import Model
@@ -50,6 +51,8 @@ from ..zoo import ARCHITECTURES, VGG_CONFIGS, vgg, vgg_cifar, resnet20
 SUPPORTED = sorted(ARCHITECTURES)
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel, torch.compile
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
+#: A checkpoint larger than this is refused before it is read (VGG-19's is 548 MB).
+MAX_CHECKPOINT_BYTES = 4 * 2**30
 
 
 def import_torch():
@@ -103,6 +106,7 @@ def check_checkpoint_file(path: Path) -> None:
     ``torch.save`` writes a zip archive (``PK\\x03\\x04``) or, in the legacy format,
     a pickle (``\\x80`` then the protocol number); a minicnn ``.npz`` is a zip too.
     """
+    check_regular_file(path, MAX_CHECKPOINT_BYTES, "the checkpoint", WeightsError)
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -327,14 +331,13 @@ def read_meta_argument(text) -> dict:
     """``--meta``: a JSON file, or JSON text starting with '{'."""
     if text is None:
         return {}
-    try:
-        raw = text if text.lstrip().startswith("{") else Path(text).read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"--meta: cannot read {text}: {e.strerror or e}") from None
+    if len(text) > MAX_TEXT_BYTES:
+        raise InputError(f"--meta is {len(text)} characters long, over the limit of {MAX_TEXT_BYTES}")
+    raw = text if text.lstrip().startswith("{") else read_text_file(text, MAX_TEXT_BYTES, "--meta")
     try:
         meta = json.loads(raw)
-    except ValueError as e:
-        raise InputError(f"--meta is not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:           # RecursionError: nesting thousands deep
+        raise InputError(f"--meta is not valid JSON: {one_line(e)}") from None
     if not isinstance(meta, dict):
         raise InputError("--meta must be a JSON object, e.g. {\"licence\": \"BSD-2-Clause\"}")
     return meta

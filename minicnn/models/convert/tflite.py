@@ -48,6 +48,7 @@ the operators form a chain, and
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,12 +56,15 @@ import numpy as np
 
 from ...errors import InputError, MissingDependencyError, WeightsError
 from .meta import with_user_meta
+from ...util.files import MAX_TEXT_BYTES, read_regular_file, read_text_file
 from ...layers import AdaptiveAvgPool2d, Conv2d, Flatten, InvertedResidual, ReLU, ReLU6, Sequential, ZeroPad2d
 from ...model import Model
 
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX")
 ACTIVATIONS = {"NONE": None, "RELU": ReLU, "RELU6": ReLU6}
 FILE_IDENTIFIER = b"TFL3"
+#: A .tflite file larger than this is refused before it is read.
+MAX_TFLITE_BYTES = 2 * 2**30
 
 
 # ---------------------------------------------------------------- the graph, as plain data
@@ -107,9 +111,11 @@ class Graph:
 def is_tflite(path) -> bool:
     """Whether the file carries TensorFlow Lite's flatbuffer identifier "TFL3" (bytes 4..8)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):     # never open a pipe or device to peek at it
+            return False
         with open(path, "rb") as f:
             return f.read(8)[4:8] == FILE_IDENTIFIER
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -135,7 +141,7 @@ def read_tflite(path) -> Graph:
     if not path.is_file():
         raise WeightsError(f"model file not found: {path}")
     tflite = import_tflite()
-    data = path.read_bytes()
+    data = read_regular_file(path, MAX_TFLITE_BYTES, "the TensorFlow Lite model", WeightsError)
     if data[4:8] != FILE_IDENTIFIER:
         raise WeightsError(f"{path} is not a TensorFlow Lite model (no 'TFL3' identifier)")
     try:
@@ -476,10 +482,7 @@ def graph_meta(graph: Graph, root, builder: _Builder, meta: dict | None) -> dict
 
 def read_labels(path) -> list[str]:
     """Class names, one a line (blank lines at the end ignored)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"--labels: cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    lines = read_text_file(path, MAX_TEXT_BYTES, "--labels").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     return [line.strip() for line in lines]
