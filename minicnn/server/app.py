@@ -175,6 +175,8 @@ class _DeadlineReader(io.RawIOBase):
             raise TimeoutError("the request did not arrive in time")
         h.connection.settimeout(left)
         n = h.connection.recv_into(buffer)
+        if h.record.evicted:
+            raise ConnectionAbortedError("closed for a newer connection")
         h.received += n
         return n
 
@@ -221,18 +223,20 @@ class Server(ThreadingHTTPServer):
         now = time.monotonic()
         with self._count_lock:
             live = [c for c in self.connections.values() if not c.evicted]
-            if len(live) >= self.max_connections:
-                waiting = [c for c in live if c.reading]
-                if not waiting:
-                    self._refuse(request, now)
-                    return
+            waiting = [c for c in live if c.reading]
+            full = len(live) >= self.max_connections
+            if full and waiting:
                 victim = min(waiting, key=lambda c: c.since)
                 victim.evicted = True
                 try:
                     victim.sock.shutdown(socket.SHUT_RDWR)       # its thread's recv returns b"": it ends
                 except OSError:
                     pass
-            self.connections[request] = Connection(request, now)
+            if not full or waiting:
+                self.connections[request] = Connection(request, now)
+        if full and not waiting:
+            self._refuse(request, now)
+            return
         super().process_request(request, client_address)
 
     def _refuse(self, request, now: float) -> None:
@@ -369,7 +373,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.log_message('"%s" cancelled: the client closed the connection after %.1f s',
                              self.requestline, time.monotonic() - self.started)
-        except (BrokenPipeError, ConnectionResetError):
+        except ConnectionError:             # reset, or closed for a newer connection
             self.close_connection = True
         except TimeoutError:                # a client that stopped sending its body half-way
             self.close_connection = True
