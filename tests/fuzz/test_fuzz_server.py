@@ -53,17 +53,20 @@ def connect(server, timeout: float = 30) -> socket.socket:
 def read_answer(s: socket.socket) -> tuple[int, dict, bytes]:
     """(status, headers, body) of one answer read off the socket (status 0: closed without an answer)."""
     f = s.makefile("rb")
-    line = f.readline()
-    if not line:
-        return 0, {}, b""
-    status = int(line.split()[1])
-    headers = {}
     while True:
-        h = f.readline()
-        if h in (b"\r\n", b"\n", b""):
+        line = f.readline()
+        if not line:
+            return 0, {}, b""
+        status = int(line.split()[1])
+        headers = {}
+        while True:
+            h = f.readline()
+            if h in (b"\r\n", b"\n", b""):
+                break
+            k, _, v = h.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if status >= 200:                                  # not "100 Continue": the answer itself
             break
-        k, _, v = h.decode("latin-1").partition(":")
-        headers[k.strip().lower()] = v.strip()
     body = f.read(int(headers.get("content-length", 0)))
     return status, headers, body
 
@@ -248,7 +251,7 @@ def test_work_over_the_deadline_is_503_and_the_worker_is_free_again(store):
         status, body = explain(server, SMALL, SLOW_QUERY)
         took = time.monotonic() - started
         assert status == 503 and "request deadline of 1 s" in body["error"] and "--deadline" in body["error"]
-        assert took < 5, took                                          # stopped between batches, not at the end
+        assert took < 10, took                      # stopped between batches, not at the end (~20 s, more if busy)
         assert_usual_speed(server, usual)
 
 
@@ -419,7 +422,7 @@ def fuzz(store, cases: int, seed: int, *, timeout: float = 60, report=None) -> d
                 if how == "whole":
                     s.sendall(data)
                     status, headers, body = read_answer(s)
-                    key = str(status)
+                    key = str(status) if status else f"closed without an answer: {data.splitlines()[0][:20]!r}"
                     if status >= 400 and status != 0:
                         assert headers.get("content-type") == "application/json", (i, data[:200])
                         one_line_error(body)
