@@ -317,3 +317,40 @@ def test_a_body_that_stops_arriving_is_408_and_the_server_keeps_serving(store):
             reply = s.makefile("rb").read()
         assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive in full within 1 s" in reply
         still_serving(server)
+
+
+# ---------------------------------------------------------------- stopping work between batches
+
+def test_watching_calls_check_between_batches_silences_bars_and_stops_the_engine():
+    import io as _io
+
+    from minicnn.explain import occlusion
+    from minicnn.progress import Progress, watching
+
+    calls, stream = [], _io.StringIO()
+    with watching(lambda: calls.append(1), quiet=True):
+        bar = Progress(3, "work", enabled=True, after=0.0, stream=stream)
+        for _ in range(3):
+            bar.update(1)
+        bar.close()
+    assert len(calls) == 4 and stream.getvalue() == ""              # made + 3 updates; nothing drawn
+    bar = Progress(3, "work", enabled=True, after=0.0, stream=stream)
+    bar.update(3)
+    assert "work" in stream.getvalue() and len(calls) == 4          # outside the block: drawn, not watched
+
+    class Stop(Exception):
+        pass
+
+    model = minicnn.load("resnet20_cifar10")
+    x = preprocess(mx.cat_dog_image(), model.meta["preprocessing"])
+    passes = []
+    forward = model.forward
+    model.forward = lambda *a, **k: passes.append(1) or forward(*a, **k)
+
+    def check():
+        if len(passes) > 2:
+            raise Stop
+
+    with pytest.raises(Stop), watching(check, quiet=True):
+        occlusion(model, x, batch_size=1)                              # 1 + 377 passes if not stopped
+    assert len(passes) == 3

@@ -33,7 +33,9 @@ server promises:
   (408 and the connection closed; an idle kept-alive connection is closed
   silently), its work must end within ``deadline`` seconds (503), and the
   work stops between batches as soon as the client has closed its
-  connection, leaving the worker to the next request;
+  connection (a browser that aborts its fetch; a client that shuts down
+  its sending side while it waits counts as gone too), leaving the worker
+  to the next request;
 - at most ``max_connections`` connections are served at once: a new one
   past the cap closes the connection that has waited longest for its
   request to arrive (a slow or idle client), or, when every connection is
