@@ -276,6 +276,19 @@ def test_is_loopback():
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.2", "example.com", "localhost.example.com"]))
 
 
+def test_host_headers_and_origins_are_parsed_strictly():
+    assert app.parse_host("localhost:8000") == ("localhost", 8000) and app.parse_host("LOCALHOST") == ("localhost", 80)
+    assert app.parse_host("[::1]:8000") == ("::1", 8000) and app.parse_host("127.0.0.1") == ("127.0.0.1", 80)
+    for bad in ("localhost:80@evil.example", "localhost:", "localhost:99999", "a b", "", "localhost:8000:1",
+                "user@localhost", "localhost/x", "-x", "localhost:+80"):
+        assert app.parse_host(bad) is None, bad
+    assert app.origin_of("http://localhost:8000") == ("http", "localhost", 8000)
+    assert app.origin_of("http://LOCALHOST/page?q=1") == ("http", "localhost", 80)
+    assert app.origin_of("https://localhost") == ("https", "localhost", 443)
+    for bad in ("null", "", "file:///etc/passwd", "http://a@localhost:8000", "http://localhost:99999", "%%%"):
+        assert app.origin_of(bad) is None, bad
+
+
 # ---------------------------------------------------------------- threads
 
 def test_parallel_requests_get_the_maps_sequential_ones_get(server, cat_dog_png):

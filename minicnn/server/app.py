@@ -113,14 +113,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def host_name(header: str) -> str:
-    """The host part of a ``Host`` header: "localhost:8000" -> "localhost", "[::1]:8000" -> "::1"."""
-    header = header.strip()
-    if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
 def parse_host(header: str) -> tuple[str, int] | None:
     """(host, port) of a well-formed ``Host`` header ("[::1]:8000" -> ("::1", 8000); port 80 if absent), else None."""
     m = HOST_HEADER.fullmatch(header.strip())
