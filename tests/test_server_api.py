@@ -181,7 +181,7 @@ def test_gradcam_steps_are_the_engines_pieces(server, cat_dog_png):
 @pytest.mark.parametrize("query, body, message", [
     ("", b"", "empty"),
     ("", b"not an image at all", "not an image file"),
-    ("", png_claiming(9000, 9000), "over the limit of 64000000 pixels"),
+    ("", png_claiming(4001, 4000), "over the limit of 16000000 pixels"),
     ("", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "the uploaded image"),
     ("model=resnet21", None, "did you mean 'resnet20_cifar10'"),
     ("method=gradcan", None, "did you mean 'gradcam'"),
@@ -279,6 +279,19 @@ def test_is_loopback():
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.2", "example.com", "localhost.example.com"]))
 
 
+def test_host_headers_and_origins_are_parsed_strictly():
+    assert app.parse_host("localhost:8000") == ("localhost", 8000) and app.parse_host("LOCALHOST") == ("localhost", 80)
+    assert app.parse_host("[::1]:8000") == ("::1", 8000) and app.parse_host("127.0.0.1") == ("127.0.0.1", 80)
+    for bad in ("localhost:80@evil.example", "localhost:", "localhost:99999", "a b", "", "localhost:8000:1",
+                "user@localhost", "localhost/x", "-x", "localhost:+80"):
+        assert app.parse_host(bad) is None, bad
+    assert app.origin_of("http://localhost:8000") == ("http", "localhost", 8000)
+    assert app.origin_of("http://LOCALHOST/page?q=1") == ("http", "localhost", 80)
+    assert app.origin_of("https://localhost") == ("https", "localhost", 443)
+    for bad in ("null", "", "file:///etc/passwd", "http://a@localhost:8000", "http://localhost:99999", "%%%"):
+        assert app.origin_of(bad) is None, bad
+
+
 # ---------------------------------------------------------------- threads
 
 def test_parallel_requests_get_the_maps_sequential_ones_get(server, cat_dog_png):
@@ -313,13 +326,12 @@ def test_parallel_requests_get_the_maps_sequential_ones_get(server, cat_dog_png)
                                    atol=1e-5 * np.abs(expected).max())
 
 
-def test_a_body_that_stops_arriving_is_408_and_the_server_keeps_serving(store, monkeypatch):
-    monkeypatch.setattr(app.Handler, "timeout", 1)
-    with running(store) as server:
+def test_a_body_that_stops_arriving_is_408_and_the_server_keeps_serving(store):
+    with running(store, read_timeout=1) as server:
         with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=30) as s:
             s.sendall(b"POST /api/explain HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n" + b"\x89PNG")
             reply = s.makefile("rb").read()
-        assert reply.startswith(b"HTTP/1.1 408") and b"stopped arriving for 1 s" in reply
+        assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive in full within 1 s" in reply
         still_serving(server)
 
 
@@ -363,3 +375,40 @@ def test_imagenet_targets_are_refused_by_synonym_before_any_pass(server, cat_dog
     code, answer = explain(server, cat_dog_png, query)
     assert code == status and message in answer["error"] and "\n" not in answer["error"]
     still_serving(server)
+
+
+# ---------------------------------------------------------------- stopping work between batches
+
+def test_watching_calls_check_between_batches_silences_bars_and_stops_the_engine():
+    import io as _io
+
+    from minicnn.explain import occlusion
+    from minicnn.util.progress import Progress, watching
+
+    calls, stream = [], _io.StringIO()
+    with watching(lambda: calls.append(1), quiet=True):
+        bar = Progress(3, "work", enabled=True, after=0.0, stream=stream)
+        for _ in range(3):
+            bar.update(1)
+        bar.close()
+    assert len(calls) == 4 and stream.getvalue() == ""              # made + 3 updates; nothing drawn
+    bar = Progress(3, "work", enabled=True, after=0.0, stream=stream)
+    bar.update(3)
+    assert "work" in stream.getvalue() and len(calls) == 4          # outside the block: drawn, not watched
+
+    class Stop(Exception):
+        pass
+
+    model = minicnn.load("resnet20_cifar10")
+    x = preprocess(mx.cat_dog_image(), model.meta["preprocessing"])
+    passes = []
+    forward = model.forward
+    model.forward = lambda *a, **k: passes.append(1) or forward(*a, **k)
+
+    def check():
+        if len(passes) > 2:
+            raise Stop
+
+    with pytest.raises(Stop), watching(check, quiet=True):
+        occlusion(model, x, batch_size=1)                              # 1 + 377 passes if not stopped
+    assert len(passes) == 3

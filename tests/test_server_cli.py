@@ -112,3 +112,50 @@ def test_twenty_clients_at_once_get_only_200s_and_the_same_maps(store):
         assert status == 200
         assert body["maps"]["gradcam"]["data"] == reference["maps"]["gradcam"]["data"]
         assert body["predictions"] == reference["predictions"]
+
+
+def exit_status(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+def test_help_states_the_servers_limits(capsys):
+    assert exit_status(["serve", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("--max-pixels", "16000000, below the 64000000 of `minicnn explain`", "--deadline",
+                  "--read-timeout", "--max-connections"):
+        assert words in text
+
+
+def test_serve_passes_its_limits_to_the_server(monkeypatch, store):
+    seen = {}
+
+    def fake_make_server(host, port, **kw):
+        seen.update(kw)
+        return SimpleNamespace(url=f"http://{host}:{port}/", store=store)
+
+    monkeypatch.setattr("minicnn.server.make_server", fake_make_server)
+    monkeypatch.setattr(serve_cmd, "run", lambda server: 0)
+    assert main(["serve", "--quiet", "--max-pixels", "1000", "--deadline", "2.5", "--read-timeout", "0.5",
+                 "--max-connections", "3"]) == 0
+    assert (seen["max_pixels"], seen["deadline"], seen["read_timeout"], seen["max_connections"]) == (1000, 2.5, 0.5, 3)
+
+
+@pytest.mark.parametrize("flag, value", [("--deadline", "0"), ("--deadline", "inf"), ("--read-timeout", "-1"),
+                                         ("--read-timeout", "nan"), ("--max-connections", "0"),
+                                         ("--max-pixels", "-5")])
+def test_bad_limits_are_one_line_and_status_2(capsys, flag, value):
+    assert exit_status(["serve", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and flag in err
+
+
+@pytest.mark.parametrize("kw", [{"deadline": 0}, {"read_timeout": float("nan")}, {"max_connections": 0},
+                                {"max_pixels": True}, {"deadline": "5"}])
+def test_make_server_refuses_bad_limits(store, kw):
+    from minicnn.errors import InputError
+    from minicnn.server import make_server
+    with pytest.raises(InputError):
+        make_server("127.0.0.1", 0, store=store, **kw)

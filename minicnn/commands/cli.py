@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: a child process without them)")
     p.set_defaults(func=cmd_bench)
 
-    from .serve import byte_size
+    from .serve import byte_size, seconds
     p = sub.add_parser("serve", help="the explorer in the browser: pick an image, a class, a layer, a method")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
@@ -258,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest image upload in bytes, e.g. 10MiB (the default) or 512KiB")
     p.add_argument("--workers", type=positive_int, default=2,
                    help="explanations computed at the same time (default: 2); more requests wait their turn")
+    p.add_argument("--max-pixels", type=positive_int, default=16_000_000,
+                   help="most pixels an uploaded image may have (default: 16000000, below the 64000000 of "
+                        "`minicnn explain`)")
+    p.add_argument("--deadline", type=seconds, default=300.0,
+                   help="seconds a request's work may take, waiting for a worker included (default: 300); then 503")
+    p.add_argument("--read-timeout", type=seconds, default=30.0,
+                   help="seconds for a request's headers and body to arrive (default: 30); then 408")
+    p.add_argument("--max-connections", type=positive_int, default=64,
+                   help="connections served at once (default: 64); past it the slowest waiting one is closed")
     p.add_argument("--quiet", action="store_true", help="no request log on stderr")
     p.set_defaults(func=cmd_serve)
 

@@ -8,7 +8,14 @@ http://HOST:PORT/`` with the port actually bound. Bound to an address other
 than loopback, a warning follows on stderr: anyone who can reach that
 address can use the server. Ctrl-C (or SIGTERM) stops it: the server
 finishes, prints ``minicnn: stopped`` on stderr, and the exit status is 0.
-A request log goes to stderr unless ``--quiet``.
+A request log goes to stderr unless ``--quiet``: one line per request and
+one per real problem.
+
+The limits (see ``minicnn.server.app``): ``--max-upload`` bytes per body,
+``--max-pixels`` per uploaded image (16 000 000 by default, a quarter of the
+command line's limit), ``--read-timeout`` seconds for a request's headers and
+body to arrive, ``--deadline`` seconds of work per request, and
+``--max-connections`` connections at once.
 """
 
 from __future__ import annotations
@@ -37,6 +44,18 @@ def byte_size(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds below 1e6 ("300", "0.5")."""
+    import argparse
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds such as 300 or 0.5; got {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds below 1e6; got {text!r}")
+    return value
+
+
 def serve_command(args) -> int:
     from ..server import is_loopback, make_server
 
@@ -46,7 +65,7 @@ def serve_command(args) -> int:
     if args.workers < 1:
         raise InputError(f"--workers must be at least 1; got {args.workers}")
     server = make_server(args.host, args.port, max_upload=args.max_upload, workers=args.workers,
-                         log=None if args.quiet else log)
+                         log=None if args.quiet else log, **limits(args))
     print(f"minicnn serving on {server.url}", flush=True)
     if not is_loopback(args.host):
         log(f"minicnn: warning: bound to {args.host}, not a loopback address: anyone who can reach this machine "
@@ -69,6 +88,12 @@ def open_page(url: str, log) -> bool:
     if not opened:
         log(f"minicnn: note: --open found no web browser on this machine; open {url} in one yourself")
     return opened
+
+
+def limits(args) -> dict:
+    """make_server's limits from the command line (absent attributes keep make_server's defaults)."""
+    names = ("max_pixels", "deadline", "read_timeout", "max_connections")
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
 def run(server) -> int:

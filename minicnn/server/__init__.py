@@ -9,14 +9,14 @@ models loaded once, a plain HTML/CSS/JavaScript page shipped in
 - ``models.py``  : the shipped models, loaded once; a fresh pass per request
 - ``api.py``     : what each JSON endpoint answers (reusing ``minicnn explain``'s steps)
 - ``overlay.py`` : maps as PNG overlays, in the figures' colours and ranges
-- ``app.py``     : HTTP: routes, JSON errors, limits, static files, the Host guard
+- ``app.py``     : HTTP: routes, JSON errors, limits, static files, the Host guard and the Origin rule
 
     from minicnn.server import make_server
     server = make_server("127.0.0.1", 0)     # models loaded, port chosen
     print(server.url); server.serve_forever()
 """
 
-from .app import DEFAULT_MAX_UPLOAD, Server, is_loopback, make_server
+from .app import DEFAULT_MAX_UPLOAD, SERVER_MAX_PIXELS, Server, is_loopback, make_server
 from .models import ModelStore
 
-__all__ = ["DEFAULT_MAX_UPLOAD", "ModelStore", "Server", "is_loopback", "make_server"]
+__all__ = ["DEFAULT_MAX_UPLOAD", "SERVER_MAX_PIXELS", "ModelStore", "Server", "is_loopback", "make_server"]

@@ -16,6 +16,17 @@ Each function returns plain JSON-able data or raises: a ``MinicnnError``
 for bad input (answered 400 with its one line) or an :class:`ApiError`
 carrying its own status (404 for an unknown sample).
 
+Every cost a request can set is checked before any work (400 naming the
+cap): the options of ``CAPS`` (``steps``, ``samples``; SmoothGrad's samples
+times its base method's passes), ``batch_size`` (copies of the input per
+pass, at most ``MAX_BATCH_VALUES`` values), ``seed`` in 0..2^32-1, every
+float finite, the image's pixels (the server's limit) and the network
+input's (``MAX_INPUT_SCALE``, ``DEFAULT_MAX_INPUT_PIXELS``). A method named
+twice is computed once, so a request asks for at most every registered
+method. While it works, ``check()`` (the server's: has the client gone, is
+the deadline past?) is called between batches through
+``minicnn.util.progress.watching``, and may stop it by raising.
+
 The explanation reuses the command line's own steps
 (``minicnn.explain.run.compute`` and ``maps_for_saving``), so the
 method names, the map keys and the raw values are those of ``minicnn
@@ -25,6 +36,7 @@ explain --save``.
 from __future__ import annotations
 
 import io
+import math
 import time
 from functools import lru_cache
 
@@ -40,6 +52,7 @@ from ..explain.gradcam import weighted_sum
 from ..explain.target import class_index
 from ..inputs.images import (DEFAULT_MAX_PIXELS, data_path, deprocess, image_from_bytes, preprocess, sample_images,
                              size_text)
+from ..util.progress import watching
 from . import overlay
 from .models import ModelStore
 
@@ -53,6 +66,15 @@ STEPS_FOR, STEPS_AGAINST = 6, 2
 #: The network input may have at most this many times the pixels of the model's own input size
 #: (a 32x32 model: 32x512 at most); a panorama stretched further would cost memory, not insight.
 MAX_INPUT_SCALE = 16
+#: The largest value of each integer option a request may set (the command line has no such caps).
+CAPS = {"steps": 512, "samples": 512}
+#: Copies of the network input per pass (``batch_size``) times its values (C x H x W): at most this many
+#: (8 MiB of float32 per pass; 682 copies of a 3x32x32 input, 13 of a 3x224x224 one).
+MAX_BATCH_VALUES = 2 ** 21
+#: A seed is an unsigned 32-bit integer.
+MAX_SEED = 2 ** 32 - 1
+#: Passes per noisy copy of each SmoothGrad base: integrated gradients runs its default 50 steps (+2 passes).
+BASE_PASSES = {"integrated-gradients": 52}
 #: The model the page starts with, and /api/explain uses when a request names none: ResNet-20 is fully
 #: convolutional up to its global average pooling, so it sees an image in its own shape (cat|dog: 32x64).
 DEFAULT_MODEL = "resnet20_cifar10"
@@ -198,32 +220,72 @@ def explain_options(query: dict[str, str]) -> dict:
             try:
                 options[param] = o.type(text)
             except (TypeError, ValueError):
-                raise InputError(f"{param} must be a {getattr(o.type, '__name__', 'value')}; got {text!r}") from None
+                raise InputError(f"{param} must be a {getattr(o.type, '__name__', 'value')}; "
+                                 f"got {text[:40]!r}") from None
+            check_cap(param, options[param])
+    if "samples" in options and options.get("base") in BASE_PASSES:
+        passes = options["samples"] * BASE_PASSES[options["base"]]
+        if passes > CAPS["samples"]:
+            raise InputError(f"samples={options['samples']} with base {options['base']} makes {passes} passes, over "
+                             f"the server's cap of {CAPS['samples']} passes of noisy copies; use samples <= "
+                             f"{CAPS['samples'] // BASE_PASSES[options['base']]}")
     return options
 
 
-def explain(store: ModelStore, query: dict[str, str], body: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
-    """Explain the image in ``body`` with the methods, model, target and layer of ``query``."""
+def check_cap(param: str, value) -> None:
+    """A one-line InputError for an option value the server will not spend on (see the module docstring)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{param} must be a finite number; got {value!r}")
+    if param in CAPS and not 1 <= value <= CAPS[param]:
+        raise InputError(f"{param}={value} is outside 1..{CAPS[param]}, the server's cap on {param}")
+    if param == "seed" and not 0 <= value <= MAX_SEED:
+        raise InputError(f"seed={value} is outside 0..{MAX_SEED} (2^32 - 1), the range of a seed")
+    if param == "batch_size" and value < 1:
+        raise InputError(f"batch_size must be a positive integer; got {value}")
+
+
+def check_batch(options: dict, x: np.ndarray) -> None:
+    """``batch_size`` copies of the network input x[0] per pass: at most MAX_BATCH_VALUES values."""
+    size = options.get("batch_size")
+    if size is not None and size * x[0].size > MAX_BATCH_VALUES:
+        raise InputError(f"batch_size={size} puts {size} copies of the {'x'.join(map(str, x.shape[1:]))} input in "
+                         f"one pass, over the server's cap of {MAX_BATCH_VALUES} values per pass; use batch_size <= "
+                         f"{max(1, MAX_BATCH_VALUES // x[0].size)}")
+
+
+def explain(store: ModelStore, query: dict[str, str], body: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+            check=None) -> dict:
+    """Explain the image in ``body`` with the methods, model, target and layer of ``query``.
+
+    ``check()``, if given, is called while waiting for a worker and between batches of work; it stops the
+    work by raising. No progress bar is drawn.
+    """
     started = time.perf_counter()
     options = explain_options(query)
     name = query.get("model") or default_model(store)
     shared = store.shared(name)
     method = query.get("method") or "gradcam"
-    registry.names(method)                                # an unknown method fails before any work
+    if method != "all":                                   # a method named twice is computed once
+        method = ",".join(dict.fromkeys(registry.names(method)))
     layer = query.get("layer") or None
     if layer is not None:
         shared[layer]                                     # an unknown layer, with a suggestion
     target = query.get("target") or None
     if target is not None:
         target = class_index(shared, target)
-    with store.turn():
+    with store.turn(check), watching(check, quiet=True):
         image = image_from_bytes(body, name="the uploaded image", max_pixels=max_pixels)
         prep = shared.meta["preprocessing"]
         x = preprocess(image, prep)
+        image_shape = list(image.shape[:2])
+        del image                                         # the decoded upload is not needed past here
         check_input_size(shared, x)
+        check_batch(options, x)
         model = store.view(name)
         notes: list[str] = []
         results = compute(model, x, method, target, layer, log=notes.append, options=options)
+        if check is not None:
+            check()
         arrays = maps_for_saving(results, model, x.shape[2:])
         picture = deprocess(x[0], prep)
         first = next(iter(results.values()))
@@ -244,7 +306,7 @@ def explain(store: ModelStore, query: dict[str, str], body: bytes, *, max_pixels
                             for k, n, p, y in top_predictions(model, first.logits[0], TOP)],
             "maps": maps,
             "input": {"shape": list(x.shape[2:]), "png": overlay.picture_png(picture)},
-            "image": {"shape": list(image.shape[:2])},
+            "image": {"shape": image_shape},
             "notes": notes,
             "estimates": estimates(store, name, x.shape[2:]),
             "layer_shapes": store.layer_shapes(name, x.shape[2:]),

@@ -139,10 +139,16 @@ class ModelStore:
             return self._shapes[key]
 
     @contextmanager
-    def turn(self):
-        """Wait for one of the ``workers`` places to compute in."""
-        with self._turns:
+    def turn(self, check=None):
+        """Wait for one of the ``workers`` places to compute in; ``check()`` every 0.1 s meanwhile
+        (it may raise to stop waiting: a client that has gone, a deadline passed)."""
+        while not self._turns.acquire(timeout=0.1):
+            if check is not None:
+                check()
+        try:
             yield
+        finally:
+            self._turns.release()
 
 
 def describe_layers(model: Model) -> tuple[list[LayerInfo], str | None]:
