@@ -349,7 +349,7 @@ class _Walk:
         if ho is not None:
             columns = c_in * k[0] * k[1] * ho * wo
             if columns > MAX_ELEMENTS:
-                raise f.bad("kernel_size", f"{list(k)} on {c_in} channels makes {columns:,} numbers of columns per "
+                raise f.bad("kernel_size", f"{list(k)} on {c_in} channels gives columns of {columns:,} numbers per "
                                            f"image, over the limit of {MAX_ELEMENTS:,}")
         return c_out, ho, wo
 

@@ -521,7 +521,8 @@ def dequantize(q: np.ndarray, entry, where: str = "array") -> np.ndarray:
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{where}: bad quantization entry: {one_line(e)}") from None
     centred = (q.astype(np.int64) - zero.reshape(shape).astype(np.int64)).astype(np.float64)
-    return (centred * scale.reshape(shape).astype(np.float64)).astype(np.float32)
+    with np.errstate(over="ignore"):                 # a product beyond float32 becomes inf, refused by check_values
+        return (centred * scale.reshape(shape).astype(np.float64)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- writing
