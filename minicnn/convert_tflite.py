@@ -37,6 +37,15 @@ point, and dequantised when the file is loaded: w = scale * (q - zero_point);
 int32 biases likewise (zero point 0). See ``minicnn.weights.dequantize``.
 Activations are not quantised: minicnn runs the network in floating point.
 
+Checks. A .tflite file is untrusted input: ``read_tflite`` checks each tensor's
+shape (dimensions in 1..2^28, at most 2^28 elements), its buffer's size and its
+number of scales before copying anything, and ``check_graph`` every tensor,
+quantisation (positive finite scales, zero points in the range of the type),
+operator (tensor indices, strides, dilations, filters, depth multipliers) and
+the declared number of classes (at most 65,536) before any layer is made. The
+model made is checked as the loader will check it (``minicnn.weights.check_model``),
+so a converted file always loads. Each refusal is one line (WeightsError).
+
 Structure, named as torchvision's MobileNetV2 (BatchNorm is already folded):
 the operators form a chain, and
 
@@ -393,6 +402,9 @@ class _Builder:
         f, cg, kh, kw = w.shape
         _, h, wd, c = self.shape(op.inputs[0])
         groups = c if depthwise else 1
+        if depthwise and f % c:
+            raise WeightsError(f"{op.kind} {self.graph.tensors[op.inputs[1]].name!r}: {f} output channels are not a "
+                               f"multiple of its {c} input channels")
         if not depthwise and cg != c:
             raise WeightsError(f"{op.kind} {self.graph.tensors[op.inputs[1]].name!r}: weights for {cg} input channels, "
                                f"the input has {c}")

@@ -31,6 +31,27 @@ or int32) and ``__meta__["quantization"][key]`` says how to read it,
 
 and the loader hands the model w = s * (q - z) in float32 (``dequantize``).
 
+What a file can make minicnn do is checked before it is done (a weights file
+is data from anywhere). Every refusal is a one-line WeightsError naming the
+member, or the layer and its field:
+
+- the file: at most MAX_FILE_BYTES; every member once (a second ``__meta__``
+  or a second copy of a weight is refused), at most MAX_MEMBERS of them;
+- each member, one at a time: its .npy header first (never an object array),
+  then its declared size in the zip against the header (``__meta__`` at most
+  MAX_META_BYTES), then exactly that many bytes, the zip's CRC checked at the end;
+- ``__meta__``: every field minicnn reads (``_check_meta_fields``): names,
+  classes, input_size (at most 4096 pixels a side), preprocessing, ...;
+- ``spec``: every setting of every layer and what the whole network costs
+  at its input size (``minicnn.architecture.check_spec``), before it is built;
+  as many class names as the network has logits;
+- arrays: the dtype and shape their layer needs (floating point, or the
+  integers of a quantised entry whose zero points lie in q's range), every
+  value finite after the cast to float32, BatchNorm variances not negative.
+
+``save`` (and so both converters) runs the same checks on the model it is
+about to write (``check_model``): a file that minicnn writes loads again.
+
 Shipped models live in the repository's top-level ``weights/`` folder (or
 ``$MINICNN_WEIGHTS_DIR``); a shipped model's name is its file name without
 ``.npz``. ``weights/manifest.json`` records each shipped file's sha256, size,

@@ -70,8 +70,21 @@ def _pick(rng, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
+def _array(data: bytes):
+    """A member's array, or None when an earlier mutation already broke it."""
+    try:
+        a = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception:
+        return None
+    return a if isinstance(a, np.ndarray) else None
+
+
 def spec_field(rng, items, meta):
-    path, node = _pick(rng, list(leaves(meta["spec"])) or [("", meta["spec"])])
+    found = list(leaves(meta.get("spec")))
+    if not found:
+        meta["spec"] = _pick(rng, HOSTILE)
+        return items, meta, f"spec = {meta['spec']!r}"
+    path, node = _pick(rng, found)
     field = _pick(rng, sorted(set(node) - {"type"}) + FIELDS)
     node[field] = _pick(rng, HOSTILE)
     return items, meta, f"spec {path}.{field} = {node[field]!r}"
@@ -89,9 +102,9 @@ def meta_field(rng, items, meta):
 
 
 def array_values(rng, items, meta):
-    name, data = _pick(rng, [(n, d) for n, d in items if n != "__meta__.npy"])
-    a = np.load(io.BytesIO(data))
-    if a.dtype.kind != "f" or a.size == 0:
+    name, data = _pick(rng, [(n, d) for n, d in items if n != "__meta__.npy"] or items)
+    a = _array(data)
+    if a is None or a.dtype.kind != "f" or a.size == 0:
         return items, meta, f"values of {name}: integer, unchanged"
     value = _pick(rng, [np.nan, np.inf, -np.inf, 1e39, -1.0, 0.0, 1e-45])
     a = a.astype(np.float64) if value == 1e39 else a.copy()       # 1e39: float64 that overflows float32
@@ -100,8 +113,10 @@ def array_values(rng, items, meta):
 
 
 def array_form(rng, items, meta):
-    name, data = _pick(rng, [(n, d) for n, d in items if n != "__meta__.npy"])
-    a = np.load(io.BytesIO(data))
+    name, data = _pick(rng, [(n, d) for n, d in items if n != "__meta__.npy"] or items)
+    a = _array(data)
+    if a is None:
+        return items, meta, f"form of {name}: already broken"
     kind = _pick(rng, ["int8", "int32", "uint8", "float16", "float64", "complex64", "bool", "U3", "V4", "object",
                        "drop-axis", "add-axis", "transpose", "fortran", "empty", "scalar"])
     if kind == "object":
@@ -143,7 +158,8 @@ def member_structure(rng, items, meta):
     elif kind == "pad":
         items[i] = (name, data + bytes(rng.bytes(int(rng.integers(1, 100)))))
     elif kind == "lying-header":
-        a = np.load(io.BytesIO(data)) if name.endswith(".npy") else np.zeros(1)
+        a = _array(data)
+        a = np.zeros(1) if a is None else a
         header = np.lib.format.header_data_from_array_1_0(a)
         header["shape"] = tuple(_pick(rng, [(10 ** 9,), (2 ** 31 - 1, 2), (-1,), (3, 3, 3, 3, 3), ()]))
         buf = io.BytesIO()

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import architecture, cli, convert_tflite, weights, zoo
+from minicnn import architecture, cli, convert, convert_tflite, weights, zoo
 from minicnn.convert_tflite import Tensor, check_shape, convert_graph
 from minicnn.errors import WeightsError
 
@@ -534,3 +534,34 @@ def test_a_small_seeded_fuzz_run_finds_no_traceback_hang_or_runaway_memory(seed,
     assert report["refused"] + report["loaded"] == 60
     assert report["refused"] > 30                      # most mutations are hostile, and refused
     assert report["slowest_s"] < 5
+
+
+# ---------------------------------------------------------------- the PyTorch converter
+
+def resnet20_state():
+    return {k: v.copy() for k, v in zoo.resnet20(seed=2).state_dict().items()}
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("conv1.weight", np.nan, ("layer 'conv1' (Conv2d)", "weight", "NaN")),
+    ("linear.bias", -np.inf, ("layer 'linear' (Linear)", "bias", "NaN or infinity")),
+    ("layer3.2.bn2.running_var", -4.0, ("layer 'layer3.2.bn2' (BatchNorm2d)", "running_var", "negative")),
+])
+def test_a_poisoned_checkpoint_is_refused_before_it_is_written(key, value, words):
+    state = resnet20_state()
+    state[key].flat[3] = value
+    with pytest.raises(WeightsError) as e:
+        convert.convert_state_dict(state, "resnet20")
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+@pytest.mark.torch
+def test_convert_of_a_poisoned_checkpoint_exits_2_and_writes_nothing(tmp_path, capsys):
+    import torch
+    state = {k: torch.from_numpy(v) for k, v in resnet20_state().items()}
+    state["conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    assert cli.main(["convert", str(tmp_path / "nan.pth"), "--arch", "resnet20", "--out", str(tmp_path / "o.npz")]) == 2
+    err = one_line_error(capsys)
+    assert "'conv1'" in err and "NaN" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.pth"]

@@ -76,8 +76,11 @@ def find(spec: dict, path: str) -> dict:
 
 def leaves(spec: dict, path: str = ""):
     """(path, description) of every layer description in ``spec`` that is not a Sequential."""
-    if spec.get("type") == "Sequential":
-        for name, child in spec.get("children", []):
-            yield from leaves(child, f"{path}.{name}" if path else name)
+    if not isinstance(spec, dict):
+        return
+    if spec.get("type") == "Sequential" and isinstance(spec.get("children"), list):
+        for pair in spec["children"]:
+            if isinstance(pair, list) and len(pair) == 2:
+                yield from leaves(pair[1], f"{path}.{pair[0]}" if path else str(pair[0]))
     else:
         yield path, spec
