@@ -159,8 +159,9 @@ class _Fields:
 class _Walk:
     """The state of one walk: counts, the leaves seen, and the caps checked as it goes."""
 
-    def __init__(self):
+    def __init__(self, costs_only: bool = False):
         self.summary = Summary(shape=())
+        self.costs_only = costs_only      # at another input size: a Linear layer's in_features may not match
 
     def count(self, path, kind, depth):
         self.summary.modules += 1
@@ -360,7 +361,7 @@ class _Walk:
         if len(shape) != 1:
             raise _refuse(f.path, f.kind, f"needs features (F,) but gets a feature map {_shape_text(shape)}; "
                                           f"a Flatten or a pooling to 1x1 then Flatten comes first")
-        if shape[0] is not None and shape[0] != n_in:
+        if shape[0] is not None and shape[0] != n_in and not self.costs_only:
             raise f.bad("in_features", f"is {n_in} but the layer gets {shape[0]} features")
         return (n_out,)
 
@@ -428,13 +429,16 @@ def _shape_text(shape) -> str:
     return "(" + ", ".join("?" if s is None else str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
 
 
-def check_spec(spec, input_size=None) -> Summary:
+def check_spec(spec, input_size=None, *, costs_only: bool = False) -> Summary:
     """Check an architecture description before it is built; a one-line WeightsError naming layer and field.
 
     ``input_size`` (C, H, W), if known, lets every layer's input shape be followed
     and its cost checked; without it the channels and features are followed.
+    ``costs_only``: the costs at another input size than the model's own (a
+    fully convolutional model runs at any), where the features reaching a
+    Linear layer need not match it.
     """
-    walk = _Walk()
+    walk = _Walk(costs_only)
     if not isinstance(spec, dict) or spec.get("type") != "Sequential":
         raise WeightsError(f"the architecture ('spec') must be a Sequential of named layers; got "
                            f"{_show(spec.get('type') if isinstance(spec, dict) else spec)}")
@@ -443,7 +447,7 @@ def check_spec(spec, input_size=None) -> Summary:
     if len(shape) != 1:
         raise WeightsError(f"the architecture ends in a feature map {_shape_text(shape)}, not logits (K,); "
                            f"a Flatten (after pooling) must come last")
-    if shape[0] is not None and not 1 <= shape[0] <= MAX_CLASSES:
+    if shape[0] is not None and not 1 <= shape[0] <= MAX_CLASSES and not costs_only:
         raise WeightsError(f"the architecture gives {shape[0]:,} logits, over the limit of {MAX_CLASSES:,} classes")
     walk.summary.shape = shape
     return walk.summary

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import zipfile
@@ -258,6 +259,15 @@ def check_architecture(meta: dict, where="the model") -> "Summary":
         summary = check_spec(meta["spec"], meta.get("input_size"))
     except WeightsError as e:
         raise WeightsError(f"{where}: {e}") from None
+    prep, size = meta.get("preprocessing"), meta.get("input_size")
+    if size and isinstance(prep, dict) and prep.get("resize") in ("shorter", "none"):
+        from .images import DEFAULT_MAX_INPUT_PIXELS
+        side = math.isqrt(DEFAULT_MAX_INPUT_PIXELS)
+        try:                                   # a fully convolutional model runs at larger sizes too
+            check_spec(meta["spec"], (size[0], side, side), costs_only=True)
+        except WeightsError as e:
+            raise WeightsError(f"{where}: at a {side}x{side} input (resize {prep['resize']!r} keeps the image's "
+                               f"shape): {e}") from None
     classes = meta.get("classes")
     if classes and summary.outputs is not None and len(classes) != summary.outputs:
         raise WeightsError(f"{where}: {META_KEY} 'classes' names {len(classes)} classes but the network has "

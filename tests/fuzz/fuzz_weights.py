@@ -136,7 +136,8 @@ def array_form(rng, items, meta):
     elif kind == "V4":
         new = npy(np.zeros(a.shape, "V4"))
     else:
-        new = npy(a.astype(kind))
+        with np.errstate(invalid="ignore", over="ignore"):
+            new = npy(a.astype(kind))
     return [(n, new if n == name else d) for n, d in items], meta, f"form of {name}: {kind}"
 
 
