@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import resource
 import sys
 import time
@@ -210,12 +211,23 @@ def _zip_bytes(rng, raw: bytes) -> tuple[bytes, str]:
 
 # ---------------------------------------------------------------- the run
 
-def check_case(path: Path) -> str:
+def signature(message: str, path: Path) -> str:
+    """A refusal's kind: its message without the file name, quoted names, numbers and what follows ';' or 'got'."""
+    text = message.replace(str(path), "FILE").split("; ")[0].split(" got ")[0]
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", text)
+    text = re.sub(r"\([^()]*\)|\[[^\[\]]*\]", "(...)", text)
+    return re.sub(r"-?\d[\d,.e+-]*", "N", text)[:90]
+
+
+def check_case(path: Path, refusals: dict | None = None) -> str:
     """'refused' or 'loaded'; raises AssertionError (or anything else) when the promise is broken."""
     try:
         model = minicnn.load(path)
     except WeightsError as e:
         assert str(e) and "\n" not in str(e), repr(str(e))
+        if refusals is not None:
+            kind = signature(str(e), path)
+            refusals[kind] = refusals.get(kind, 0) + 1
         return "refused"
     size = model.input_size or (3, 32, 32)
     try:
@@ -233,7 +245,7 @@ def run(seed: int, count: int, folder: Path, verbose: bool = False) -> dict:
     folder = Path(folder)
     bases = {name: members(path) for name, path in base_files(folder).items()}
     report = {"seed": seed, "count": count, "refused": 0, "loaded": 0, "failures": [], "slowest_s": 0.0,
-              "kinds": {}}
+              "kinds": {}, "refusals": {}}
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for i in range(count):
         base = _pick(rng, sorted(bases))
@@ -252,7 +264,7 @@ def run(seed: int, count: int, folder: Path, verbose: bool = False) -> dict:
             whats.append(what)
         start = time.perf_counter()
         try:
-            outcome = check_case(path)
+            outcome = check_case(path, report["refusals"])
         except Exception as e:          # the promise broken: record it
             outcome = "failure"
             report["failures"].append({"case": i, "base": base, "mutations": whats, "error": type(e).__name__,
@@ -267,6 +279,7 @@ def run(seed: int, count: int, folder: Path, verbose: bool = False) -> dict:
         if verbose and (i + 1) % 500 == 0:
             print(f"{i + 1} cases, {len(report['failures'])} failures", file=sys.stderr)
     report["max_rss_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    report["refusals"] = dict(sorted(report["refusals"].items(), key=lambda kv: -kv[1]))
     return report
 
 
