@@ -37,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minicnn                                                               # noqa: E402
-from minicnn import bench, zoo                                              # noqa: E402
+from minicnn.bench import machine, twins
+from minicnn.models import zoo  # noqa: E402
 from minicnn.layers import Conv2d, Linear                                    # noqa: E402
 from minicnn.layers import conv as conv_module                               # noqa: E402
 from minicnn.windows import (column_blocks, im2col, input_rows, output_hw, pad, pair,   # noqa: E402
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    print(f"one core each; {bench.cpu_model()}; numpy {np.__version__}, torch {torch.__version__}; "
+    print(f"one core each; {machine.cpu_model()}; numpy {np.__version__}, torch {torch.__version__}; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'model':18} {'batch':>5} {'pytorch':>9} {'minicnn':>16} {'products':>16} {'columns':>16} "
           f"{'products+columns':>17}")
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
         else:
             model, shape = minicnn.load(name), (args.batch, 3, 32, 32)
         x = rng.standard_normal(shape).astype(np.float32)
-        twin = bench.torch_twin(model, torch).eval()
+        twin = twins.torch_twin(model, torch).eval()
         with threadpool_limits(limits=1, user_api="blas"), torch.no_grad():
             tx = torch.from_numpy(x)
             pytorch = median_ms(lambda: twin(tx), args.reps)

@@ -49,7 +49,7 @@ def start_server(workers: int, blas_threads: int | None) -> tuple[subprocess.Pop
     if blas_threads:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(blas_threads)
-    proc = subprocess.Popen([sys.executable, "-m", "minicnn.cli", "serve", "--port", "0", "--quiet",
+    proc = subprocess.Popen([sys.executable, "-m", "minicnn.commands.cli", "serve", "--port", "0", "--quiet",
                              "--workers", str(workers)], stdout=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline().strip()
     if not line.startswith("minicnn serving on http://127.0.0.1:"):

@@ -32,7 +32,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minicnn.images import data_path, load_image
+from minicnn.inputs.images import data_path, load_image
 from minicnn.layers import Conv2d
 from minicnn.layers.conv import conv2d_forward
 from minicnn.windows import im2col, output_size, pad
@@ -105,7 +105,7 @@ assert np.all(out_small == -4.5)
 # %% [markdown]
 # The engine's layer computes the same numbers. `Conv2d` takes PyTorch's
 # hyper-parameter names; its weights live in `layer.params` under PyTorch's
-# names. A new layer holds zeros (builders in `minicnn.zoo` initialise
+# names. A new layer holds zeros (builders in `minicnn.models.zoo` initialise
 # them), so we set them ourselves.
 
 # %%

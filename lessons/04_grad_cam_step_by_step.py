@@ -46,7 +46,7 @@ import numpy as np
 import minicnn
 from minicnn import explain
 from minicnn.gradcheck import check_function, numerical_gradient
-from minicnn.images import load_sample, preprocess
+from minicnn.inputs.images import load_sample, preprocess
 from minicnn.layers import softmax
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))

@@ -37,7 +37,7 @@ from scipy.stats import spearmanr
 
 import minicnn
 from minicnn import explain
-from minicnn.images import deprocess, load_sample, preprocess
+from minicnn.inputs.images import deprocess, load_sample, preprocess
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))
 FIGURES.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ import numpy as np
 
 import minicnn
 from minicnn import explain
-from minicnn.images import load_sample, preprocess
+from minicnn.inputs.images import load_sample, preprocess
 from minicnn.layers import Conv2d, MaxPool2d
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))

@@ -40,9 +40,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minicnn
-from minicnn.datasets import open_dataset
+from minicnn.inputs.datasets import open_dataset
 from minicnn.gradcheck import check_function
-from minicnn.images import data_path, preprocess
+from minicnn.inputs.images import data_path, preprocess
 from minicnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, softmax_cross_entropy
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))

@@ -48,7 +48,7 @@ from scipy.stats import spearmanr
 import minicnn
 from minicnn import explain
 from minicnn.explain import registry
-from minicnn.images import load_sample, preprocess
+from minicnn.inputs.images import load_sample, preprocess
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))
 FIGURES.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ import minicnn
 from minicnn import explain
 from minicnn.explain.lrp import composite_epsilon_plus
 from minicnn.explain.lrp_rules import Epsilon, ZPlus
-from minicnn.images import load_sample, preprocess
+from minicnn.inputs.images import load_sample, preprocess
 from minicnn.layers import Conv2d, Linear
 from minicnn.layers.conv import conv2d_forward
 

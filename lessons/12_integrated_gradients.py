@@ -44,7 +44,7 @@ import numpy as np
 import minicnn
 from minicnn import explain
 from minicnn.explain.integrated_gradients import QUADRATURES, quadrature_rule
-from minicnn.images import load_sample, preprocess
+from minicnn.inputs.images import load_sample, preprocess
 from minicnn.layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, ReLU, Sequential
 from minicnn.model import Model
 

@@ -43,13 +43,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minicnn
-from minicnn.datasets import open_dataset
+from minicnn.inputs.datasets import open_dataset
 from minicnn.explain import registry
 from minicnn.figures import save_png
-from minicnn.images import data_path, preprocess
+from minicnn.inputs.images import data_path, preprocess
 from minicnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, softmax_cross_entropy
 from minicnn.metrics import sanity
-from minicnn.metrics.figures import sanity_curves, sanity_grid
+from minicnn.figures.metrics import sanity_curves, sanity_grid
 from minicnn.metrics.maps import pixel_map
 from minicnn.metrics.randomisation import randomised, reset_parameters, steps, units
 from minicnn.metrics.runs import shipped_test_images

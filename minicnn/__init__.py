@@ -12,14 +12,14 @@
 from .errors import MinicnnError
 from .gradcheck import gradcheck
 from .model import Model
-from .zoo import build_architecture
+from .models.zoo import build_architecture
 
 __version__ = "0.1.0"
 
 
 def load(name_or_path) -> Model:
     """A Model from a shipped model name (see ``minicnn models``) or a converted weights file."""
-    from .weights import load as _load
+    from .models.weights import load as _load
     return _load(name_or_path)
 
 

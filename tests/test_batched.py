@@ -25,9 +25,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minicnn import model as model_module
-from minicnn import memory, parallel, zoo
+from minicnn import memory, parallel
+from minicnn.models import zoo
 from minicnn.errors import InputError
-from minicnn.evaluate import prefetched
+from minicnn.models.evaluate import prefetched
 from minicnn.gradcheck import relative_error
 from minicnn.layers import MaxPool2d, ReLU, linear
 from minicnn.layers.linear import linear_backward, linear_forward

@@ -11,14 +11,17 @@ import os
 import numpy as np
 import pytest
 
-from minicnn import bench, zoo
-from minicnn.datasets import class_names
+from minicnn.bench import cases, machine, report, timing, twins
+from minicnn.commands import bench as bench_command
+from minicnn.explain import default_layer
+from minicnn.models import zoo
+from minicnn.inputs.datasets import class_names
 from minicnn.errors import MinicnnError, OutputError
-from minicnn.images import DATA_DIR
+from minicnn.inputs.images import DATA_DIR
 
 #: The shipped CIFAR-10 samples (300 JPEGs): the data set of the ``evaluate`` operation here.
 SAMPLES = str(DATA_DIR / "cifar10")
-WITHOUT_DATA = tuple(op for op in bench.OPERATIONS if op != "evaluate")
+WITHOUT_DATA = tuple(op for op in cases.OPERATIONS if op != "evaluate")
 
 
 def small_case(name, data=None):
@@ -27,29 +30,29 @@ def small_case(name, data=None):
     model.meta.update(classes=class_names("cifar10"), preprocessing={
         "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "resize": "exact", "size": [8, 8]})
     rng = np.random.default_rng(0)
-    case = bench.Case(name, model, rng.standard_normal((1, 3, 8, 8), np.float32),
+    case = cases.Case(name, model, rng.standard_normal((1, 3, 8, 8), np.float32),
                       batch=rng.standard_normal((4, 3, 8, 8), np.float32), data=data,
-                      operations=bench.OPERATIONS if data else WITHOUT_DATA)
+                      operations=cases.OPERATIONS if data else WITHOUT_DATA)
     case.target = int(np.argmax(model.forward(case.x)[0]))
-    case.layer = bench.default_layer(model)
+    case.layer = default_layer(model)
     return case
 
 
 @pytest.fixture
 def fast(monkeypatch):
     """Small models, no pause between samples, no PyTorch, memory figures made up; timed in this process."""
-    for name in bench.SLOW_BLAS_VARIABLES:
+    for name in machine.SLOW_BLAS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(bench, "make_case", small_case)
-    monkeypatch.setattr(bench, "PAUSE_S", 0.0)
-    monkeypatch.setattr(bench, "import_torch", lambda: None)
-    monkeypatch.setattr(bench, "measure_memory",
+    monkeypatch.setattr(timing, "make_case", small_case)
+    monkeypatch.setattr(timing, "PAUSE_S", 0.0)
+    monkeypatch.setattr(timing, "import_torch", lambda: None)
+    monkeypatch.setattr(timing, "measure_memory",
                         lambda name, op, side, data=None: {"peak_mib": 100.0, "op_mib": 10.0, "method": "test"})
 
 
 def test_run_reports_every_operation_with_median_min_max(fast):
-    settings = bench.Settings(reps=2, min_sample_s=0.0, memory=False, case_names=("tiny",))
-    info, results = bench.run(settings)
+    settings = timing.Settings(reps=2, min_sample_s=0.0, memory=False, case_names=("tiny",))
+    info, results = timing.run(settings)
     assert list(results) == [f"tiny/{op}" for op in WITHOUT_DATA]
     for key, row in results.items():
         assert row["minicnn_min_s"] <= row["minicnn_s"] <= row["minicnn_max_s"], key
@@ -61,7 +64,7 @@ def test_run_reports_every_operation_with_median_min_max(fast):
 
 def test_quick_command_prints_the_table_and_writes_json(fast, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench.bench_command(argparse.Namespace(json=str(out), quick=True)) == 0
+    assert bench_command.bench_command(argparse.Namespace(json=str(out), quick=True)) == 0
     text = capsys.readouterr().out
     assert text.startswith("minicnn bench, ")
     for expected in ("machine:", "numpy", "BLAS", "threads", "operation", "ratio", "resnet20_cifar10/gradcam",
@@ -69,7 +72,7 @@ def test_quick_command_prints_the_table_and_writes_json(fast, tmp_path, capsys):
                      "100 (+10)", "evaluate not timed: give the CIFAR-10 JPEG test set with --data"):
         assert expected in text
     data = json.loads(out.read_text())
-    assert set(data) == {f"{m}/{op}" for m in bench.CIFAR_MODELS for op in WITHOUT_DATA} | {"_meta"}
+    assert set(data) == {f"{m}/{op}" for m in cases.CIFAR_MODELS for op in WITHOUT_DATA} | {"_meta"}
     row = data["resnet20_cifar10/gradcam"]
     assert {"minicnn_s", "minicnn_min_s", "minicnn_max_s", "minicnn_peak_mib", "minicnn_op_mib"} <= set(row)
     assert data["_meta"]["reps"] == 3 and "date" in data["_meta"] and "cpu" in data["_meta"]
@@ -78,7 +81,7 @@ def test_quick_command_prints_the_table_and_writes_json(fast, tmp_path, capsys):
 def test_evaluate_is_timed_on_the_data_given(fast, capsys):
     args = argparse.Namespace(json=None, quick=True, models=["vgg_cifar10"], reps=1, no_memory=True,
                               keep_env=False, data=SAMPLES)
-    assert bench.bench_command(args) == 0
+    assert bench_command.bench_command(args) == 0
     text = capsys.readouterr().out
     assert "vgg_cifar10/evaluate" in text and "evaluate not timed" not in text
 
@@ -87,20 +90,20 @@ def test_a_bad_data_path_is_refused_before_any_timing(fast, tmp_path):
     args = argparse.Namespace(json=None, quick=True, models=None, reps=1, no_memory=True, keep_env=False,
                               data=str(tmp_path / "none"))
     with pytest.raises(MinicnnError):
-        bench.bench_command(args)
+        bench_command.bench_command(args)
 
 
 def test_an_unwritable_json_path_is_refused_before_any_timing(fast, tmp_path):
     with pytest.raises(OutputError):
-        bench.bench_command(argparse.Namespace(json=str(tmp_path / "missing" / "b.json"), quick=True))
+        bench_command.bench_command(argparse.Namespace(json=str(tmp_path / "missing" / "b.json"), quick=True))
 
 
 def test_a_model_that_cannot_be_loaded_is_skipped_with_a_note(monkeypatch):
     def refuse(name, data=None):
         raise MinicnnError(f"no model {name}")
-    monkeypatch.setattr(bench, "make_case", refuse)
-    monkeypatch.setattr(bench, "import_torch", lambda: None)
-    info, results = bench.run(bench.Settings(case_names=("vgg_cifar10",), memory=False))
+    monkeypatch.setattr(timing, "make_case", refuse)
+    monkeypatch.setattr(timing, "import_torch", lambda: None)
+    info, results = timing.run(timing.Settings(case_names=("vgg_cifar10",), memory=False))
     assert results == {}
     assert "vgg_cifar10 skipped: no model vgg_cifar10" in info["notes"]
 
@@ -116,7 +119,7 @@ def test_table_with_pytorch_columns_and_targets():
     results = {"vgg16/gradcam": {**row, "ratio": 0.98}, "vgg16/guided_backprop": {**row, "ratio": 1.4},
                "resnet20_cifar10/gradcam": {**row, "ratio": 1.5}, "resnet20_cifar10/batch64": row,
                "vgg_cifar10/evaluate": {**row, "ratio": 1.3, "minicnn_peak_mib": 950.0}}
-    text = bench.table(info, results)
+    text = report.table(info, results)
     assert "ran without OPENBLAS_CORETYPE=Haswell" in text
     assert "load average (1 min): 0.5 before, 0.75 after (on 2 cores)" in text
     assert "220 ms (200-300)" in text and "1.05x" in text and "700 (+150)" in text
@@ -130,7 +133,7 @@ def test_table_with_pytorch_columns_and_targets():
 
 def test_the_slow_blas_variables_are_dropped_from_a_copy_of_the_environment():
     environ = {"PATH": "/bin", "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576"}
-    env, dropped = bench.clean_environment(environ)
+    env, dropped = machine.clean_environment(environ)
     assert env == {"PATH": "/bin"}
     assert dropped == ["OPENBLAS_CORETYPE=Haswell", "OPENBLAS_L2_SIZE=1048576"]
     assert "OPENBLAS_CORETYPE" in environ                      # the caller's environment is untouched
@@ -140,12 +143,12 @@ def test_with_slow_blas_variables_the_timing_runs_in_a_child_and_this_process_li
     """The bench never replaces or ends its caller: with the variables set it waits for a child process."""
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     monkeypatch.setenv("OPENBLAS_L2_SIZE", "512")
-    monkeypatch.delenv(bench._DROPPED, raising=False)
+    monkeypatch.delenv(machine._DROPPED, raising=False)
     pid = os.getpid()
     out = tmp_path / "bench.json"
     args = argparse.Namespace(json=str(out), quick=True, models=["vgg_cifar10"], reps=1, no_memory=True,
                               keep_env=False)
-    assert bench.bench_command(args) == 0
+    assert bench_command.bench_command(args) == 0
     assert os.getpid() == pid                                  # still this process, still running
     meta = json.loads(out.read_text())["_meta"]
     assert meta["dropped_env"] == "OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=512"
@@ -156,23 +159,23 @@ def test_with_slow_blas_variables_the_timing_runs_in_a_child_and_this_process_li
 
 def test_keep_env_times_in_this_process_and_says_the_variables_were_kept(fast, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    monkeypatch.delenv(bench._DROPPED, raising=False)
-    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: pytest.fail("no child process expected"))
+    monkeypatch.delenv(machine._DROPPED, raising=False)
+    monkeypatch.setattr(bench_command.subprocess, "run", lambda *a, **k: pytest.fail("no child process expected"))
     args = argparse.Namespace(json=None, quick=True, models=None, reps=1, no_memory=True, keep_env=True)
-    assert bench.bench_command(args) == 0
+    assert bench_command.bench_command(args) == 0
     assert "note: OPENBLAS_CORETYPE=Haswell set: BLAS may run an older, slower kernel" in capsys.readouterr().out
 
 
 def test_the_child_gets_the_same_arguments():
     args = argparse.Namespace(json="b.json", quick=True, models=["vgg_cifar10", "vgg16"], reps=2, no_memory=True,
                               keep_env=False, data="cifar.zip")
-    assert bench.bench_argv(args) == ["--json", "b.json", "--quick", "--models", "vgg_cifar10,vgg16", "--reps", "2",
+    assert bench_command.bench_argv(args) == ["--json", "b.json", "--quick", "--models", "vgg_cifar10,vgg16", "--reps", "2",
                                       "--no-memory", "--data", "cifar.zip"]
-    assert bench.bench_argv(argparse.Namespace(json=None, quick=False)) == []
+    assert bench_command.bench_argv(argparse.Namespace(json=None, quick=False)) == []
 
 
 def test_memory_probe_runs_in_a_fresh_process():
-    m = bench.measure_memory("vgg_cifar", "gradcam", "minicnn")
+    m = timing.measure_memory("vgg_cifar", "gradcam", "minicnn")
     assert m is not None and 0 < m["op_mib"] <= m["peak_mib"]
 
 
@@ -180,19 +183,19 @@ def test_memory_probe_runs_in_a_fresh_process():
 def test_pytorch_twin_does_the_same_work():
     torch = pytest.importorskip("torch")
     case = small_case("tiny", SAMPLES)
-    twin = bench.torch_twin(case.model, torch)
-    mine, theirs = bench.minicnn_operations(case), bench.torch_operations(case, twin, torch)
-    assert set(mine) == set(theirs) == set(bench.OPERATIONS)
-    for op in bench.OPERATIONS:
+    twin = twins.torch_twin(case.model, torch)
+    mine, theirs = cases.minicnn_operations(case), twins.torch_operations(case, twin, torch)
+    assert set(mine) == set(theirs) == set(cases.OPERATIONS)
+    for op in cases.OPERATIONS:
         if op == "evaluate":                      # images right: a near-tie of two logits may flip one
             assert abs(int(mine[op]()[0]) - int(theirs[op]()[0])) <= 1
         else:
-            assert bench.relative_difference(mine[op](), theirs[op]()) < 1e-4, op
+            assert timing.relative_difference(mine[op](), theirs[op]()) < 1e-4, op
     resnet = zoo.resnet20()
     x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
     with torch.no_grad():
-        logits = bench.torch_twin(resnet, torch)(torch.from_numpy(x))
-    assert bench.relative_difference(resnet.forward(x), logits) < 1e-5
+        logits = twins.torch_twin(resnet, torch)(torch.from_numpy(x))
+    assert timing.relative_difference(resnet.forward(x), logits) < 1e-5
 
 
 @pytest.mark.torch
@@ -201,9 +204,9 @@ def test_pytorch_twin_of_a_mobilenet_v2_does_the_same_work():
     model = zoo.mobilenet_v2(num_classes=5, settings=((1, 4, 1, 1), (2, 6, 2, 2)), first_channels=4,
                              last_channels=8)
     rng = np.random.default_rng(0)
-    case = bench.Case("tiny_mobilenet", model, rng.standard_normal((1, 3, 32, 32), np.float32))
-    case.target, case.layer = int(np.argmax(model.forward(case.x)[0])), bench.default_layer(model)
-    twin = bench.torch_twin(model, torch)
-    mine, theirs = bench.minicnn_operations(case), bench.torch_operations(case, twin, torch)
+    case = cases.Case("tiny_mobilenet", model, rng.standard_normal((1, 3, 32, 32), np.float32))
+    case.target, case.layer = int(np.argmax(model.forward(case.x)[0])), default_layer(model)
+    twin = twins.torch_twin(model, torch)
+    mine, theirs = cases.minicnn_operations(case), twins.torch_operations(case, twin, torch)
     for op in ("forward", "gradcam", "guided_backprop", "guided_gradcam"):
-        assert bench.relative_difference(mine[op](), theirs[op]()) < 1e-4, op
+        assert timing.relative_difference(mine[op](), theirs[op]()) < 1e-4, op

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn import demo, explain, figures, weights, zoo
-from minicnn.cli import main
-from minicnn.images import sample_images
+from minicnn.figures import demo
+from minicnn import explain, figures
+from minicnn.models import weights, zoo
+from minicnn.commands.cli import main
+from minicnn.inputs.images import sample_images
 
 from test_explain_helpers import shipped
 
@@ -112,7 +114,7 @@ def test_explain_attribution_methods_take_their_options(tmp_path, capsys, cat_pa
     with np.load(npz, allow_pickle=False) as f:
         maps = {k: f[k] for k in ("integrated_gradients", "vargrad", "lrp_epsilon_gamma_box", "deconvnet")}
     from minicnn import load
-    from minicnn.images import load_image, preprocess
+    from minicnn.inputs.images import load_image, preprocess
     model = load("resnet20_cifar10")
     x = preprocess(load_image(cat_path), model.meta["preprocessing"])
     ig = explain.integrated_gradients(model, x, steps=6, quadrature="riemann_middle", baseline="blur")

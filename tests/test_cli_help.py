@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from minicnn import cli
+from minicnn.commands import cli
 
 
 def subcommands():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from minicnn.cli import main
+from minicnn.commands.cli import main
 from minicnn.metrics.scorecard import METRICS
 
 from test_explain_helpers import shipped
@@ -87,7 +87,7 @@ def test_bad_arguments_are_one_line_errors_before_any_work(capsys, argv, message
 
 @pytest.mark.parametrize("command", ["sanity", "scorecard"])
 def test_existing_files_are_replaced_only_with_force_and_all_outputs_are_written_together(tmp_path, capsys, command):
-    # The one overwrite rule of every command (minicnn.atomic.Outputs): refused before any work, one line.
+    # The one overwrite rule of every command (minicnn.util.atomic.Outputs): refused before any work, one line.
     shipped("vgg_cifar10")
     js = tmp_path / "r.json"
     figure = ["--out", str(tmp_path / "r.png")] if command == "sanity" else ["--out-dir", str(tmp_path / "figs")]
@@ -106,7 +106,7 @@ def test_existing_files_are_replaced_only_with_force_and_all_outputs_are_written
 
 def test_an_output_that_names_the_weights_is_refused(tmp_path, capsys):
     weights = tmp_path / "m.npz"
-    from minicnn.weights import locate
+    from minicnn.models.weights import locate
     weights.write_bytes(locate("vgg_cifar10")[0].read_bytes())
     code, out, err = run(capsys, "sanity", "--model", str(weights), "--images", "1", "--json", str(weights), "--force")
     assert code != 0 and "same file" in err and len(err.strip().splitlines()) == 1

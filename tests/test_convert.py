@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import cli, convert, weights, zoo
+from minicnn.commands import cli
+from minicnn.models.convert import pytorch as convert
+from minicnn.models import weights, zoo
 from minicnn.errors import InputError, MissingDependencyError, UnknownNameError, WeightsError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -10,10 +10,11 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import minicnn
-from minicnn import cli, weights
-from minicnn.convert_tflite import Graph, Operator, Tensor, convert_graph, read_tflite, same_padding
+from minicnn.commands import cli
+from minicnn.models import weights
+from minicnn.models.convert.tflite import Graph, Operator, Tensor, convert_graph, read_tflite, same_padding
 from minicnn.errors import MissingDependencyError, WeightsError
-from minicnn.images import preprocess
+from minicnn.inputs.images import preprocess
 from minicnn.layers import InvertedResidual, ZeroPad2d
 
 

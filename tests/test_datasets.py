@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn.datasets import class_names, open_dataset
+from minicnn.inputs.datasets import class_names, open_dataset
 from minicnn.errors import ImageError, InputError, UnknownNameError
-from minicnn.images import DATA_DIR
+from minicnn.inputs.images import DATA_DIR
 
 # ---------------------------------------------------------------------------
 # A tiny image-folder tree: test/{cat: 3, dog: 2}, train/{cat: 1, dog: 1}

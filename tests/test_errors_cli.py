@@ -4,7 +4,7 @@ One table per category: images, arrays, model/layer/target, weights files, writi
 its input in ``tmp_path`` and names the command line and the API call that must both refuse it,
 the exception class (a MinicnnError subclass) and words the message must contain: what was
 wrong, and what would be right. The command line is run in-process (``cli.main``); one test runs
-the real ``python -m minicnn.cli`` in a subprocess.
+the real ``python -m minicnn.commands.cli`` in a subprocess.
 
 Tests run as root here, where permission bits do not stop a write, so "not writable" is simulated
 by making ``os.access`` answer False for the one folder concerned.
@@ -30,12 +30,16 @@ import pytest
 from PIL import Image
 
 import minicnn
-from minicnn import cli, convert, demo, explain, fetch, weights
+from minicnn.commands import cli
+from minicnn.models.convert import pytorch as convert
+from minicnn.figures import demo
+from minicnn import explain
+from minicnn.models import fetch, weights
 from minicnn.commands import explain as explain_cli
 from minicnn.errors import (ChecksumError, ImageError, InputError, MinicnnError, OutputError, UnknownNameError,
                             WeightsError)
 from minicnn.explain.target import class_index
-from minicnn.images import ImageWarning, load_image, preprocess, sample_images
+from minicnn.inputs.images import ImageWarning, load_image, preprocess, sample_images
 from minicnn.layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
 
@@ -173,7 +177,7 @@ def _folder(tmp, _):
 
 
 def _dataset_with_a_broken_image(tmp, _):
-    from minicnn.datasets import open_dataset
+    from minicnn.inputs.datasets import open_dataset
     for cls in ("cat", "dog"):
         (tmp / "pets" / "test" / cls).mkdir(parents=True)
         (tmp / "pets" / "test" / cls / "0.png").write_bytes(png_bytes(Image.new("RGB", (32, 32), (9, 9, 9))))
@@ -805,12 +809,13 @@ def _demo_unwritable(tmp, monkeypatch):
 
 def _bench_json_missing_folder(tmp, monkeypatch):
     import argparse
-    from minicnn import bench
-    for name in bench.SLOW_BLAS_VARIABLES:  # else bench re-executes itself without them
+    from minicnn.bench import machine
+    from minicnn.commands import bench as bench_command
+    for name in machine.SLOW_BLAS_VARIABLES:  # else bench re-executes itself without them
         monkeypatch.delenv(name, raising=False)
     out = tmp / "results" / "bench.json"
     return (["bench", "--quick", "--json", out],
-            lambda: bench.bench_command(argparse.Namespace(json=str(out), quick=True)))
+            lambda: bench_command.bench_command(argparse.Namespace(json=str(out), quick=True)))
 
 
 WRITING_REFUSALS = [
@@ -901,12 +906,13 @@ def _demo_exists(tmp, _):
 
 def _bench_json_exists(tmp, monkeypatch):
     import argparse
-    from minicnn import bench
-    for name in bench.SLOW_BLAS_VARIABLES:
+    from minicnn.bench import machine
+    from minicnn.commands import bench as bench_command
+    for name in machine.SLOW_BLAS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     out = _existing("bench.json")(tmp)
     return (["bench", "--quick", "--json", out],
-            lambda: bench.bench_command(argparse.Namespace(json=str(out), quick=True)))
+            lambda: bench_command.bench_command(argparse.Namespace(json=str(out), quick=True)))
 
 
 def _convert_over_its_checkpoint(tmp, _):
@@ -1169,10 +1175,10 @@ def test_fetch_is_written_then_renamed_and_overwrites_only_with_force(tmp_path, 
 # ================================================================ the real command
 
 def test_the_installed_command_exits_2_with_one_line():
-    """``python -m minicnn.cli``, as a user runs it: status 2, one stderr line, nothing on stdout."""
+    """``python -m minicnn.commands.cli``, as a user runs it: status 2, one stderr line, nothing on stdout."""
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("MINICNN_WEIGHTS_DIR", None)
-    done = subprocess.run([sys.executable, "-m", "minicnn.cli", "layers", "--model", "resnet21_cifar10"],
+    done = subprocess.run([sys.executable, "-m", "minicnn.commands.cli", "layers", "--model", "resnet21_cifar10"],
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("minicnn: error: unknown model 'resnet21_cifar10'; did you mean 'resnet20_cifar10'? "
@@ -1185,7 +1191,7 @@ def test_the_installed_command_exits_2_with_one_line():
 def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, argv):
     """``minicnn ... | head -1``: stdout's reader is gone before minicnn writes; SIGPIPE's status, no traceback."""
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "minicnn.cli", *argv], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "minicnn.commands.cli", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     proc.stdout.close()
     try:

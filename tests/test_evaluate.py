@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 import minicnn
-from minicnn import cli, weights
-from minicnn.datasets import open_dataset
+from minicnn.commands import cli
+from minicnn.models import weights
+from minicnn.inputs.datasets import open_dataset
 from minicnn.errors import InputError
-from minicnn.evaluate import Accuracy, evaluate, label_map
-from minicnn.progress import Progress
+from minicnn.models.evaluate import Accuracy, evaluate, label_map
+from minicnn.util.progress import Progress
 
 SAMPLES = Path(minicnn.__file__).parent / "data" / "cifar10"   # test/<class>/*.jpg, 30 per class
 

@@ -158,7 +158,8 @@ def test_z_box_needs_the_input_bounds():
 def test_lrp_of_a_batch_in_chunks_is_that_of_each_image(monkeypatch, composite):
     """A batch cut into chunks (on threads) merges every BatchNorm into its convolution, as one image does."""
     from minicnn import model as model_module
-    from minicnn import parallel, zoo
+    from minicnn import parallel
+    from minicnn.models import zoo
     from minicnn.layers import BatchNorm2d
     model = zoo.init_weights(zoo.resnet20(), seed=3).astype(np.float64)
     rng = np.random.default_rng(13)

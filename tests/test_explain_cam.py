@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from minicnn import explain, zoo
+from minicnn import explain
+from minicnn.models import zoo
 from minicnn.errors import InputError
-from minicnn.images import load_sample, preprocess
+from minicnn.inputs.images import load_sample, preprocess
 
 from test_explain_helpers import GAP_X, gap_model, shipped, small_cnn
 

@@ -17,7 +17,7 @@ from minicnn.errors import InputError
 from minicnn.explain.eigen_cams import first_component
 from minicnn.explain.gradient_cams import PYTORCH_GRAD_CAM_EPS
 from minicnn.explain.resize import resize_bilinear
-from minicnn.images import preprocess
+from minicnn.inputs.images import preprocess
 
 from test_explain_helpers import DENSE_X, GAP_X, dense_model, gap_model, shipped
 
@@ -353,8 +353,8 @@ CAM_FAMILY = ["gradcam-plus-plus", "xgradcam", "hirescam", "layercam", "scorecam
 
 
 def test_every_method_runs_from_the_command_line_and_saves_under_its_key(tmp_path, capsys):
-    from minicnn.cli import main
-    from minicnn.images import sample_images
+    from minicnn.commands.cli import main
+    from minicnn.inputs.images import sample_images
     shipped("resnet20_cifar10")
     image = str(sample_images("cat")[explain.CAT_DOG[0][1]][0])
     npz = tmp_path / "maps.npz"
@@ -370,7 +370,7 @@ def test_every_method_runs_from_the_command_line_and_saves_under_its_key(tmp_pat
     assert {k: v for k, v in shapes.items() if k not in ("logits", "layer", "target", "target_name", "model")} == {
         **{m.replace("-", "_"): (16, 16) for m in CAM_FAMILY[:-1]}, "fullgrad": (32, 32)}
     model = shipped("resnet20_cifar10")
-    from minicnn.images import load_image
+    from minicnn.inputs.images import load_image
     x = preprocess(load_image(image), model.meta["preprocessing"])
     np.testing.assert_array_equal(saved["gradcam_plus_plus"], explain.gradcam_plus_plus(model, x, "dog", "layer2").map[0])
     # Ablation-CAM's weights are differences of float32 logits, and the CLI ran the ablated copies in
@@ -381,15 +381,15 @@ def test_every_method_runs_from_the_command_line_and_saves_under_its_key(tmp_pat
 
 
 def test_score_cam_variant_from_the_command_line(tmp_path, capsys):
-    from minicnn.cli import main
-    from minicnn.images import sample_images
+    from minicnn.commands.cli import main
+    from minicnn.inputs.images import sample_images
     shipped("resnet20_cifar10")
     image = str(sample_images("ship")[0][0])
     npz = tmp_path / "maps.npz"
     assert main(["explain", image, "--model", "resnet20_cifar10", "--method", "scorecam", "--scorecam-variant",
                  "pytorch-grad-cam", "--out", str(tmp_path / "f.png"), "--save", str(npz)]) == 0
     model = shipped("resnet20_cifar10")
-    from minicnn.images import load_image
+    from minicnn.inputs.images import load_image
     x = preprocess(load_image(image), model.meta["preprocessing"])
     with np.load(npz, allow_pickle=False) as f:
         np.testing.assert_allclose(f["scorecam"], explain.scorecam(model, x, variant="pytorch-grad-cam").map[0],

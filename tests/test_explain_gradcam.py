@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minicnn import explain, zoo
+from minicnn import explain
+from minicnn.models import zoo
 from minicnn.errors import InputError, UnknownNameError
 from minicnn.explain.resize import resize_bilinear
 from minicnn.gradcheck import check_function, compare, numerical_gradient

@@ -91,10 +91,11 @@ def test_progress_bar_goes_to_stderr_only_when_asked_or_slow(rng, capsys):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"size": 9}, "patch 9x9 is larger than the image 8x8"),
+    ({"size": 9}, "patch 9 wide x 9 high is larger than the image 8 wide x 8 high"),
     ({"size": 0}, "size must be positive"),
     ({"stride": (1, 2, 3)}, "stride must be an int or"),
-    ({"size": 2, "stride": 3}, "stride 3x3 is larger than the patch 2x2: some pixels would never be covered"),
+    ({"size": 2, "stride": 3},
+     "stride 3 wide x 3 high is larger than the patch 2 wide x 2 high: some pixels would never be covered"),
     ({"fill": "grey"}, "fill must be a number, 'mean' or an array"),
     ({"fill": np.zeros(5)}, "broadcastable to"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),

@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minicnn.windows as windows
-from minicnn import parallel, zoo
+from minicnn import parallel
+from minicnn.models import zoo
 from minicnn.gradcheck import relative_error
 from minicnn.layers import conv
 from minicnn.gradcheck import numerical_gradient

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import cli, fetch
+from minicnn.commands import cli
+from minicnn.models import fetch
 from minicnn.errors import ChecksumError, DownloadError, InputError, OutputError, UnknownNameError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -58,7 +58,7 @@ def test_captions_are_wrapped_to_the_figure_and_printed_once(rng):
 
 
 def test_the_demo_names_its_images_and_its_sizes():
-    from minicnn.demo import figure1, load_models
+    from minicnn.figures.demo import figure1, load_models
     vgg, resnet = load_models()
     fig, _ = figure1(vgg, resnet)
     title = fig.get_suptitle()
@@ -71,7 +71,7 @@ def test_the_demo_names_its_images_and_its_sizes():
 def test_the_gallery_labels_every_bar():
     from minicnn import load
     from minicnn.explain import cat_dog_image
-    from minicnn.gallery import gallery_figure
+    from minicnn.figures.gallery import gallery_figure
     fig = gallery_figure(load("resnet20_cifar10"), cat_dog_image(), ["cat", "dog"], ["gradcam", "eigencam", "cam"],
                          layer="layer3")
     bars = colour_bars(fig)

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import explain, weights
-from minicnn.images import data_path, load_image, preprocess
+from minicnn import explain
+from minicnn.models import weights
+from minicnn.inputs.images import data_path, load_image, preprocess
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOL = 1e-4
@@ -122,7 +123,7 @@ def test_shipped_samples_decode_as_recorded():
 
 
 def test_catdog_is_the_two_samples_side_by_side():
-    from minicnn.images import load_sample, side_by_side
+    from minicnn.inputs.images import load_sample, side_by_side
     with np.load(FIXTURES / "resnet20_cifar10_torch.npz") as z:
         recorded = z["catdog.images"][0]
     assert np.array_equal(side_by_side(load_sample("cat", 0), load_sample("dog", 0)), recorded)

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from PIL import Image, features
 
 from minicnn.errors import ImageError, InputError, UnknownNameError
-from minicnn.images import (DATA_DIR, IMAGENET_MEAN, IMAGENET_STD, ImageWarning, check_preprocessing, data_path,
-                            deprocess, image_from_bytes, load_image, load_sample, preprocess, sample_images,
-                            side_by_side, to_rgb)
+from minicnn.inputs.images import (DATA_DIR, IMAGENET_MEAN, IMAGENET_STD, ImageWarning, check_preprocessing, data_path,
+                                   deprocess, image_from_bytes, load_image, load_sample, preprocess, sample_images,
+                                   side_by_side, to_rgb)
 
 RNG = np.random.default_rng(7)
 RGB = RNG.integers(0, 256, (6, 9, 3), dtype=np.uint8)

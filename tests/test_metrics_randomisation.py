@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from minicnn import zoo
+from minicnn.models import zoo
 from minicnn.errors import InputError
 from minicnn.layers import Conv2d, Linear, ReLU
 from minicnn.metrics import sanity

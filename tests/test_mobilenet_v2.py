@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import cli, explain, weights
+from minicnn.commands import cli
+from minicnn import explain
+from minicnn.models import weights
 from minicnn.explain import registry
-from minicnn.images import data_path, load_image, preprocess
+from minicnn.inputs.images import data_path, load_image, preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "mobilenet_v2_tflite.npz"
@@ -98,7 +100,7 @@ def test_preprocessing_may_name_pillows_bicubic_filter():
 
 
 def test_spec_is_the_zoos_mobilenet_v2():
-    from minicnn.zoo import mobilenet_v2
+    from minicnn.models.zoo import mobilenet_v2
     assert weights.read_meta(ROOT / "weights" / "mobilenet_v2.npz")["spec"] == mobilenet_v2().spec()
 
 
@@ -211,7 +213,8 @@ def test_layers_lists_blocks_and_their_parts(capsys):
 def test_demo_writes_the_imagenet_figures_whose_rows_light_up_each_animal(tmp_path, monkeypatch, capsys):
     from matplotlib.figure import Figure
 
-    from minicnn import demo, figures
+    from minicnn.figures import demo
+    from minicnn import figures
     # the CIFAR figures are tested in test_cli_explain.py: stand-ins here
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))

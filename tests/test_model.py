@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from minicnn import zoo
+from minicnn.models import zoo
 from minicnn.errors import GradientCheckError, InputError, UnknownNameError, WeightsError
 from minicnn.gradcheck import check_function, check_model
 from minicnn.layers import (AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Dropout, Flatten, Linear,

@@ -87,7 +87,7 @@ def extras():
 
 def test_every_shell_command_names_what_exists():
     """minicnn commands parse with the real parser; files, extras and scripts they name exist."""
-    from minicnn.cli import build_parser
+    from minicnn.commands.cli import build_parser
     for name, text in (("README.md", README), ("lessons/README.md", LESSONS_README)):
         commands = list(shell_commands(text))
         assert len(commands) > 5, name
@@ -112,7 +112,7 @@ def test_every_shell_command_names_what_exists():
 def test_the_cheap_readme_commands_run_as_written(tmp_path, monkeypatch, capsys):
     """models, layers, explain and evaluate on shipped files, exactly as the README writes them
     (--method all left out: it takes long), from a folder where their outputs may land."""
-    from minicnn import cli
+    from minicnn.commands import cli
     monkeypatch.chdir(tmp_path)
     ran = []
     for argv in shell_commands(README):
@@ -159,8 +159,9 @@ def test_the_methods_table_describes_every_registered_method():
 
 def test_the_own_photo_section_says_what_the_models_answer(tmp_path, capsys):
     """The classes and probabilities quoted for the shipped photos, and the size line `explain` prints."""
-    from minicnn import cli, load
-    from minicnn.images import data_path, load_image, preprocess
+    from minicnn.commands import cli
+    from minicnn import load
+    from minicnn.inputs.images import data_path, load_image, preprocess
     from minicnn.layers import softmax
     section = README[README.index("## Explaining your own photo"):README.index("## On the command line")]
     for photo, model, name, p in [("coffee.png", "vgg_cifar10", "bird", "0.26"),

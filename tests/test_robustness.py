@@ -34,12 +34,16 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import minicnn
-from minicnn import atomic, cli, convert, demo, fetch, weights
+from minicnn.util import atomic
+from minicnn.commands import cli
+from minicnn.models.convert import pytorch as convert
+from minicnn.figures import demo
+from minicnn.models import fetch, weights
 from minicnn.commands import explain as explain_cli
-from minicnn.datasets import open_dataset
+from minicnn.inputs.datasets import open_dataset
 from minicnn.errors import (ChecksumError, DownloadError, ImageError, MinicnnError, OutputError, UnknownNameError,
                             WeightsError)
-from minicnn.images import image_from_bytes, load_image, sample_images
+from minicnn.inputs.images import image_from_bytes, load_image, sample_images
 from minicnn.layers import MODULE_TYPES, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
 

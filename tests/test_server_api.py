@@ -21,9 +21,9 @@ import minicnn
 from minicnn import explain as mx
 from minicnn.explain import registry
 from minicnn.explain.gradcam import weighted_sum
-from minicnn.images import preprocess, sample_images
+from minicnn.inputs.images import preprocess, sample_images
 from minicnn.server import app, is_loopback
-from minicnn.weights import shipped_models
+from minicnn.models.weights import shipped_models
 
 from server_helpers import (api_array, cat_dog_png, explain, get_json, library_maps, request, running,  # noqa: F401
                             server, store)
@@ -318,3 +318,33 @@ def test_a_body_that_stops_arriving_is_408_and_the_server_keeps_serving(store, m
             reply = s.makefile("rb").read()
         assert reply.startswith(b"HTTP/1.1 408") and b"stopped arriving for 1 s" in reply
         still_serving(server)
+
+
+def test_models_and_answers_carry_estimates_layer_shapes_and_unavailable_methods(server, store, cat_dog_png):
+    from minicnn.explain.estimate import estimate_seconds
+    status, body = get_json(server, "/api/models")
+    assert status == 200
+    for m in body["models"]:
+        spatial = [li["name"] for li in m["layers"] if li["spatial"]]
+        assert set(m["estimates"]) == set(registry.METHODS)
+        for name, e in m["estimates"].items():
+            if name in ("scorecam", "ablationcam"):                   # one pass per map K: per layer
+                assert sorted(e) == sorted(spatial) and all(v > 0 for v in e.values())
+            else:
+                assert e > 0
+        K = {li["name"]: li["shape"][0] for li in m["layers"]}
+        first, last = spatial[0], m["default_layer"]
+        assert (m["estimates"]["scorecam"][first] < m["estimates"]["scorecam"][last]) == (K[first] < K[last])
+        assert len(m["pass_seconds"]) == 2 and all(t > 0 for t in m["pass_seconds"])
+        assert m["unavailable"] == ({"cam": m["unavailable"].get("cam")} if m["name"] == "vgg_cifar10" else {})
+    vgg = next(m for m in body["models"] if m["name"] == "vgg_cifar10")
+    assert "global average pooling" in vgg["unavailable"]["cam"]
+
+    status, answer = explain(server, cat_dog_png, "model=resnet20_cifar10&method=gradcam&layer=layer2")
+    assert status == 200 and answer["input"]["shape"] == [32, 64]
+    assert answer["layer_shapes"]["layer2"] == [32, 16, 32]                 # C, then h x w for this 64 wide input
+    assert answer["layer_shapes"]["layer2"][1:] == answer["maps"]["gradcam"]["shape"]
+    shared = store.shared("resnet20_cifar10")
+    times = store.pass_times("resnet20_cifar10")
+    assert answer["estimates"]["gradcam"] == round(estimate_seconds("gradcam", shared, (32, 64), times), 3)
+    assert answer["estimates"]["occlusion"] == round(estimate_seconds("occlusion", shared, (32, 64), times), 3)

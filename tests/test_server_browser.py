@@ -2,7 +2,11 @@
 
 Loads the page from a test server, picks the cat|dog sample, explains 'cat'
 and then 'dog', and reads the Grad-CAM overlay back from the page's canvas:
-its hot (red) half must move from the left to the right. Nothing is
+its hot (red) half must move from the left to the right. Then, on every
+shipped model, ticks and unticks every method alone and in pairs (each
+method beside a layer method and beside a layer-free one): never an error
+banner, never a console error, one drawn map per ticked method; a layer
+move recomputes only the methods that use the layer. Nothing is
 downloaded: the browser and its driver are the system's (Selenium Manager
 is never asked). Skipped, with the reason, where Chromium, its driver or
 Selenium is not installed (`.ci/run` installs them).
@@ -40,6 +44,7 @@ def browser():
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--window-size=1440,1000", "--hide-scrollbars", "--no-first-run", "--disable-extensions"):
         options.add_argument(arg)
@@ -107,3 +112,161 @@ def test_switching_the_target_from_cat_to_dog_moves_the_gradcam_heat_from_left_t
     assert cat_left > cat_right + 20, (cat_left, cat_right)
     assert dog_right > dog_left + 20, (dog_left, dog_right)
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- every method, alone and in pairs, on every model
+
+#: Options that keep the many-pass methods short in the browser test (the page sends them with the request).
+FAST_OPTIONS = {"integrated-gradients": {"steps": 4}, "smoothgrad": {"samples": 3},
+                "smoothgrad-squared": {"samples": 3}, "vargrad": {"samples": 3}}
+#: MobileNetV2 explained at 64x64 instead of 224x224 (it is fully convolutional up to its pooling; 2x2 at
+#: 'features'), and at a layer of 16 maps, so Score-CAM's 1 + K passes stay few.
+SMALL_INPUT = {"mobilenet_v2": [64, 64]}
+LAYER = {"mobilenet_v2": "features.1"}
+
+
+@pytest.fixture(scope="module")
+def small_store():
+    from minicnn.server import ModelStore
+    s = ModelStore(workers=2)
+    for name, size in SMALL_INPUT.items():
+        if name in s.models:
+            m = s.models[name]
+            m.meta = {**m.meta, "preprocessing": {**m.meta["preprocessing"], "size": size}}
+    return s
+
+
+def console_errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def tick_only(driver, names: list[str]) -> None:
+    """Click the method checkboxes as a user would: tick ``names`` first, then untick the others."""
+    driver.execute_script("""
+        const want = new Set(arguments[0]);
+        const boxes = [...document.querySelectorAll('#methods input')];
+        for (const b of boxes) if (want.has(b.value) && !b.checked) b.click();
+        for (const b of boxes) if (!want.has(b.value) && b.checked) b.click();""", names)
+
+
+SHOWN = """
+    const n = arguments[0];
+    const figs = [...document.querySelectorAll('#maps figure.map')];
+    if (document.body.dataset.busy !== '0' || figs.length !== n || figs.some((f) => f.dataset.state === 'pending')) {
+      return null;                                       // not settled yet
+    }
+    const maps = figs.map((f) => {
+      const c = f.querySelector('canvas');
+      let drawn = false;
+      if (c) {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) { drawn = true; break; }
+      }
+      return [f.dataset.method, f.dataset.state, drawn];
+    });
+    const e = document.getElementById('error');
+    return {maps, error: e.hidden ? '' : e.textContent, status: document.getElementById('status').textContent,
+            steps_hidden: document.getElementById('steps').hidden};"""
+
+
+def check_shown(driver, names: list[str], order: list[str], where: str, timeout: float = 60) -> None:
+    """The page shows one drawn map per ticked method, in the registry's order, and no error anywhere."""
+    end = time.monotonic() + timeout
+    while (shown := driver.execute_script(SHOWN, len(names))) is None:
+        assert time.monotonic() < end, (where, driver.execute_script(
+            "return [document.getElementById('status').textContent,"
+            " [...document.querySelectorAll('#maps figure.map')].map((f) => f.dataset.state)]"))
+        time.sleep(0.02)
+    expected = sorted(names, key=order.index)
+    assert [tuple(m) for m in shown["maps"]] == [(m, "done", True) for m in expected], (where, shown)
+    assert shown["error"] == "", (where, shown["error"])
+    assert "refused" not in shown["status"] and "fault" not in shown["status"], (where, shown["status"])
+    assert shown["steps_hidden"] == ("gradcam" not in names), (where, shown)
+    assert console_errors(driver) == [], where
+
+
+def test_every_method_alone_and_in_pairs_on_every_model(browser, small_store):
+    from minicnn.explain import registry
+    started = time.monotonic()
+    with running(small_store) as server:
+        browser.get(server.url)
+        wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('maps').dataset.target")
+        browser.execute_script("Object.assign(state.options, arguments[0])", FAST_OPTIONS)
+        # sizes written one way (minicnn.inputs.images.size_text), the layer hint for the input shown
+        caption = browser.execute_script("return document.getElementById('input-caption').textContent")
+        assert caption == "cat | dog: 64 wide x 32 high, seen by resnet20_cifar10 as 64 wide x 32 high", caption
+        hint = browser.execute_script("return document.getElementById('layer-hint').textContent")
+        assert hint.startswith("layer3: Sequential, 64 maps of 16 wide x 8 high "
+                               "for this input of 64 wide x 32 high"), hint
+        # from here a 32x32 CIFAR-10 test image: half the pixels of cat|dog, fewer occlusion positions
+        browser.execute_script("chooseSample(state.samples.find((s) => s.group === 'CIFAR-10 test'))")
+        wait_for(browser, "document.body.dataset.busy === '0' && "
+                          "document.getElementById('input-caption').textContent.includes('32 wide x 32 high, seen')")
+        order = list(registry.METHODS)
+        models = browser.execute_script("return state.models.map((m) => [m.name, Object.keys(m.unavailable)])")
+        assert sorted(name for name, _ in models) == sorted(small_store.names)
+        for name, unavailable in models:
+            browser.execute_script("const s = document.getElementById('model'); s.value = arguments[0];"
+                                   "s.dispatchEvent(new Event('change'));", name)
+            if name in LAYER:
+                browser.execute_script("const s = document.getElementById('layer'); s.value = arguments[0];"
+                                       "s.dispatchEvent(new Event('change'));", LAYER[name])
+            check_shown(browser, ["gradcam"], order, f"{name}: after choosing it")
+            layered = browser.execute_script(
+                "return state.methods.filter((m) => usesLayer(m)).map((m) => m.name)")
+            usable = [m for m in order if m not in unavailable]
+            assert unavailable == (["cam"] if name == "vgg_cifar10" else []), (name, unavailable)
+            L = [m for m in usable if m in layered]
+            F = [m for m in usable if m not in layered]
+            pairs = [(L[i % len(L)], F[i % len(F)]) for i in range(max(len(L), len(F)))]
+            pairs += [(L[i], L[(i + 1) % len(L)]) for i in range(len(L))]
+            pairs += [(F[i], F[(i + 1) % len(F)]) for i in range(len(F))]
+            for m in usable:
+                tick_only(browser, [m])
+                check_shown(browser, [m], order, f"{name}: {m} alone")
+            for pair in pairs:
+                tick_only(browser, list(pair))
+                check_shown(browser, list(pair), order, f"{name}: {pair}")
+            # a layer move recomputes the layer method only: occlusion's answer is reused
+            tick_only(browser, ["occlusion", "gradcam"])
+            check_shown(browser, ["occlusion", "gradcam"], order, f"{name}: occlusion and gradcam")
+            before = browser.execute_script("return state.requests")
+            browser.execute_script("const s = document.getElementById('layer-slider');"
+                                   "s.value = String(Number(s.value) + 1); s.dispatchEvent(new Event('input'));")
+            wait_for(browser, f"state.requests > {before}", timeout=10)
+            check_shown(browser, ["occlusion", "gradcam"], order, f"{name}: after a layer move")
+            assert browser.execute_script("return state.requests") == before + 1, name
+            # a class chosen while occlusion computes abandons (aborts) its request for the old class
+            aborted = browser.execute_script("return state.aborted")
+            browser.execute_script("""
+                const t = document.getElementById('target');
+                t.value = t.options[2].value; t.dispatchEvent(new Event('change'));
+                t.value = t.options[3].value; t.dispatchEvent(new Event('change'));""")
+            check_shown(browser, ["occlusion", "gradcam"], order, f"{name}: after two classes")
+            assert browser.execute_script("return state.aborted") >= aborted + 2, name
+            target = browser.execute_script("return document.getElementById('target').value")
+            assert browser.execute_script("return document.getElementById('maps').dataset.target") == target
+            tick_only(browser, ["gradcam"])
+    print(f"every method alone and in pairs on {len(models)} models: {time.monotonic() - started:.1f} s")
+
+
+def test_a_refusal_and_a_fault_in_the_page_are_told_apart(browser, store):
+    """The server refusing a request says so with its message; a fault in the page's own drawing says that."""
+    with running(store) as server:
+        browser.get(server.url)
+        wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('maps').dataset.target")
+        banner = "const e = document.getElementById('error'); return e.hidden ? '' : e.textContent"
+        status = "return document.getElementById('status').textContent"
+        browser.execute_script("state.options.saliency = {bogus: '1'}")            # the server answers 400
+        tick_only(browser, ["saliency"])
+        wait_for(browser, "!document.getElementById('error').hidden")
+        assert browser.execute_script(banner).startswith(
+            "the server refused Saliency |dy/dx| (HTTP 400): unknown query parameter 'bogus'")
+        assert browser.execute_script(status) == "the server refused Saliency |dy/dx|"
+        browser.execute_script("state.options = {}; window.drawPicture = () => { throw new Error('boom'); }")
+        tick_only(browser, ["occlusion"])
+        wait_for(browser, "document.body.dataset.busy === '0' && "
+                          "document.getElementById('error').textContent.includes('boom')")
+        assert browser.execute_script(banner) == "a fault in this page's own code (not a refusal by the server): boom"
+        assert "refused" not in browser.execute_script(status)
+        assert any("boom" in line for line in console_errors(browser))

@@ -14,15 +14,15 @@ from types import SimpleNamespace
 import argparse
 import pytest
 
-from minicnn.cli import main
+from minicnn.commands.cli import main
 from minicnn.commands import serve as serve_cmd
-from minicnn.images import sample_images
+from minicnn.inputs.images import sample_images
 
 from server_helpers import explain, running, store  # noqa: F401
 
 
 def test_serve_prints_its_address_first_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "minicnn.cli", "serve", "--port", "0", "--quiet"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "minicnn.commands.cli", "serve", "--port", "0", "--quiet"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()

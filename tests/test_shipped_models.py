@@ -4,7 +4,8 @@ import json
 from pathlib import Path
 
 import minicnn
-from minicnn import cli, weights
+from minicnn.commands import cli
+from minicnn.models import weights
 from minicnn.layers import Sequential
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"

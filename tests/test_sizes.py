@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from minicnn import cli, load
-from minicnn.images import (FAR_FROM_TRAINING, InputSizeWarning, data_path, how_resized, preprocess, size_text,
-                            training_size_note)
+from minicnn.commands import cli
+from minicnn import load
+from minicnn.inputs.images import (FAR_FROM_TRAINING, InputSizeWarning, data_path, how_resized, preprocess, size_text,
+                                   training_size_note)
 
 CIFAR_EXACT = {"mean": [0.5] * 3, "std": [0.25] * 3, "resize": "exact", "size": [32, 32]}
 CIFAR_SHORTER = {**CIFAR_EXACT, "resize": "shorter", "resize_shorter": 32}

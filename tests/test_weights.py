@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import cli, weights, zoo
+from minicnn.commands import cli
+from minicnn.models import weights, zoo
 from minicnn.errors import ChecksumError, OutputError, UnknownNameError, WeightsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -358,6 +359,6 @@ def test_weights_dir_finds_a_regular_install_under_the_prefix(tmp_path, monkeypa
     installed = tmp_path / "prefix" / "share" / "minicnn" / "weights"
     installed.mkdir(parents=True)
     (installed / "manifest.json").write_text('{"models": {}}')
-    monkeypatch.setattr(minicnn, "__file__", str(tmp_path / "site-packages" / "minicnn" / "__init__.py"))
+    monkeypatch.setattr(weights, "PACKAGE_DIR", tmp_path / "site-packages" / "minicnn")
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
     assert weights.weights_dir() == installed

@@ -15,9 +15,9 @@ cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
 out=docs/scorecard
 for model in vgg_cifar10 resnet20_cifar10; do
-    $PYTHON -m minicnn.cli scorecard --model "$model" --images 200 --seed 0 \
+    $PYTHON -m minicnn.commands.cli scorecard --model "$model" --images 200 --seed 0 \
         --json "$out/scorecard_$model.json" --out-dir "$out" --force > "$out/scorecard_$model.md"
-    $PYTHON -m minicnn.cli sanity --model "$model" --images 50 --mode cascading --seed 0 \
+    $PYTHON -m minicnn.commands.cli sanity --model "$model" --images 50 --mode cascading --seed 0 \
         --json "$out/sanity_$model.json" --out "$out/sanity_$model.png" --force > "$out/sanity_$model.md"
 done
 $PYTHON - "$out" <<'EOF'

@@ -30,7 +30,7 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
 only the keys of the methods computed are written.
 
 Files: the figure's extension picks its format (.png, .jpg/.jpeg, .pdf,
-.svg); ``--save`` must end .npz. Like every command (``minicnn.atomic.Outputs``),
+.svg); ``--save`` must end .npz. Like every command (``minicnn.util.atomic.Outputs``),
 ``explain`` replaces an existing file only with ``--force``, never writes
 over its own image or weights file (links included) nor both outputs to one
 file, checks all of that before loading the model, and writes the figure and
@@ -52,90 +52,22 @@ import numpy as np
 
 from ..errors import InputError
 from ..explain import registry
-from ..layers import softmax
-
-
-def compute(model, x, method: str, target=None, layer: str | None = None, *, log=print, options=None) -> dict:
-    """{method name: Explanation} for ``method`` ("all", a name, or a comma-separated list) on the batch x.
-
-    Guided Grad-CAM also brings its two factors ("gradcam", "guided-backprop").
-    With "all", a method that does not apply to this network (CAM) is skipped
-    with a note through ``log``; asked for by name, that is a one-line InputError.
-    ``options`` ({param: value}) go to the methods that declare them.
-    """
-    chosen = registry.names(method)
-    options = {k: v for k, v in (options or {}).items() if v is not None}
-    out = {}
-    for name in chosen:
-        m = registry.get(name)
-        own = {k: v for k, v in options.items() if k in {o.param for o in m.options}}
-        try:
-            r = m.run(model, x, target, layer if takes_layer(m, method) else None, **own)
-        except InputError as e:
-            if not (m.optional and method == "all"):
-                raise
-            log(f"{name}: skipped: {e}")
-            continue
-        for part in getattr(r, "parts", lambda: {})().items():
-            out.setdefault(*part)
-        out[name] = r
-    order = list(registry.METHODS)
-    return {m: out[m] for m in sorted(out, key=order.index)}
-
-
-def takes_layer(m, method: str) -> bool:
-    """Whether method row ``m``, chosen by ``method`` ("all" or names), is given the user's ``layer``.
-
-    Methods without a layer (``uses_layer`` false) never are; an optional one
-    (CAM) under "all" finds its own layer.
-    """
-    return m.uses_layer and not (m.optional and method == "all")
-
-
-def ignoring_layer(method: str) -> list[str]:
-    """The chosen methods to which ``--layer`` means nothing."""
-    return [n for n in registry.names(method) if not takes_layer(registry.get(n), method)]
-
-
-def maps_for_saving(results: dict, model, input_hw) -> dict[str, np.ndarray]:
-    """The raw maps of image 0 under the keys of the module docstring."""
-    arrays: dict[str, np.ndarray] = {}
-    first = next(iter(results.values()))
-    for method, r in results.items():
-        key = registry.get(method).key
-        arrays[key] = np.asarray(r.map[0])
-        if method == "gradcam":
-            arrays["gradcam_upsampled"] = r.upsampled(input_hw)[0]
-    arrays["logits"] = np.asarray(first.logits[0])
-    layers = [r.layer for r in results.values() if r.layer]
-    arrays["layer"] = np.array(layers[0] if layers else "")
-    arrays["target"] = np.array(int(first.targets[0]))
-    arrays["target_name"] = np.array(first.target_names[0])
-    arrays["model"] = np.array(model.name)
-    return arrays
+from ..explain.run import compute, ignoring_layer, maps_for_saving, takes_layer, top_predictions  # noqa: F401 (the CLI's API)
 
 
 def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:
     """Write the arrays as an .npz, atomically (temporary file, then os.replace).
 
-    With ``outputs`` (a ``minicnn.atomic.Outputs`` inside ``writing()``) it
+    With ``outputs`` (a ``minicnn.util.atomic.Outputs`` inside ``writing()``) it
     is one of that run's all-or-nothing outputs.
     """
-    from ..atomic import atomic_output
+    from ..util.atomic import atomic_output
     for k, v in arrays.items():
         if v.dtype == object:
             raise InputError(f"refusing to save {k!r}: object arrays would need pickle")
     with (outputs.open(path) if outputs is not None else atomic_output(path, force=True)) as f:
         np.savez(f, **arrays)
     return os.fspath(path)
-
-
-def top_predictions(model, logits: np.ndarray, top: int) -> list[tuple[int, str, float, float]]:
-    """The top classes of one image, best first: (index, name, softmax probability, pre-softmax score y)."""
-    p = softmax(logits[None])[0]
-    order = np.argsort(-logits, kind="stable")[:top]
-    return [(int(k), model.classes[k] if k < len(model.classes) else str(k), float(p[k]), float(logits[k]))
-            for k in order]
 
 
 def prediction_text(model, logits: np.ndarray, top: int) -> str:
@@ -148,7 +80,7 @@ def prediction_text(model, logits: np.ndarray, top: int) -> str:
 def explanation_figure(results: dict, picture: np.ndarray, model, image_name: str):
     """One panel for the network's input (as the network saw it) and one per method (at most 4 per row)."""
     from ..figures import Panel, grid_figure, method_panel
-    from ..images import size_text
+    from ..inputs.images import size_text
     panels = [Panel("image", picture, f"network input: {size_text(picture.shape)}\n{image_name}")]
     panels += [method_panel(r, picture, 0, model_name=model.name) for r in results.values()]
     per_row = 4 if len(panels) > 4 else len(panels)
@@ -166,9 +98,9 @@ def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam
     format, the maps in .npz; neither may be an input or the other, and an
     existing file is replaced only with ``force``. Nothing is loaded.
     """
-    from ..atomic import Outputs
+    from ..util.atomic import Outputs
     from ..figures import FIGURE_FORMATS
-    from ..weights import locate
+    from ..models.weights import locate
     chosen = registry.names(method)
     outputs = Outputs(force=force)
     outputs.input(image, "IMAGE")
@@ -182,11 +114,11 @@ def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam
 
 
 def explain_command(args) -> int:
-    from .. import load
+    from ..models.weights import load
     from ..explain.target import class_index
     from ..figures import save_figure
-    from ..images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, deprocess, load_image, preprocess
-    from ..images import InputSizeWarning, how_resized, size_text, training_size_note
+    from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, deprocess, load_image, preprocess
+    from ..inputs.images import InputSizeWarning, how_resized, size_text, training_size_note
 
     top = getattr(args, "top", 5)
     if not isinstance(top, int) or top < 1:

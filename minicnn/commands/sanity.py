@@ -7,14 +7,13 @@ prints one Markdown table per similarity (a row per method, a column per
 randomisation step), and writes the JSON of ``minicnn.metrics.Sanity.json``
 (``--json``) and two figures (``--out FIG.png``: the maps step by step, in
 the style of Adebayo et al.'s Figure 2, and ``FIG_curves.png``: similarity
-against depth). Like every command (``minicnn.atomic.Outputs``), it
+against depth). Like every command (``minicnn.util.atomic.Outputs``), it
 replaces an existing file only with ``--force``, checks every output before
 the work, and writes them all or none.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,19 +25,12 @@ def curves_path(out) -> Path:
     return out.with_name(f"{out.stem}_curves{out.suffix or '.png'}")
 
 
-def write_json(path, data, outputs) -> str:
-    """``data`` as JSON into ``path``, one of ``outputs`` (inside its ``writing()``)."""
-    with outputs.open(path) as f:
-        f.write((json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
-    return str(path)
-
-
 def sanity_command(args) -> int:
-    from .. import load
-    from ..atomic import Outputs
+    from ..models.weights import load
+    from ..util.atomic import Outputs
     from ..metrics import sanity
     from ..metrics.runs import selected_methods
-    from ..weights import locate
+    from ..models.weights import locate
 
     selected_methods(args.methods)                        # unknown names fail before any work
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
@@ -58,10 +50,10 @@ def sanity_command(args) -> int:
     written = []
     with outputs.writing():                              # the JSON and both figures appear together, or none does
         if args.json:
-            written.append(f"json: {write_json(args.json, result.json(), outputs)}")
+            written.append(f"json: {outputs.write_json(args.json, result.json())}")
         if args.out:
             from ..figures import save_png
-            from ..metrics.figures import sanity_curves, sanity_grid
+            from ..figures.metrics import sanity_curves, sanity_grid
             grid = save_png(sanity_grid(result), args.out, dpi=80, outputs=outputs)    # a panel per method and step
             curves = save_png(sanity_curves(result), curves_path(args.out), dpi=100, outputs=outputs)
             written += [f"figure: {grid}", f"figure: {curves}"]

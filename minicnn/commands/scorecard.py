@@ -8,7 +8,7 @@ confidence interval per metric), and writes the JSON of
 ``minicnn.metrics.Scorecard.json`` (``--json``) and, with ``--out-dir``
 (created if missing), two figures: ``scorecard_<model>_curves.png``
 (deletion and insertion curves) and ``scorecard_<model>_maps.png`` (a grid
-of example maps). Like every command (``minicnn.atomic.Outputs``), it
+of example maps). Like every command (``minicnn.util.atomic.Outputs``), it
 replaces an existing file only with ``--force``, checks every output before
 the work, and writes them all or none.
 """
@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-from .sanity import write_json
 
 
 def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
@@ -29,11 +28,11 @@ def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
 
 
 def scorecard_command(args) -> int:
-    from .. import load
-    from ..atomic import Outputs
+    from ..models.weights import load
+    from ..util.atomic import Outputs
     from ..metrics import scorecard
     from ..metrics.runs import selected_methods
-    from ..weights import locate
+    from ..models.weights import locate
 
     selected_methods(args.methods)                        # unknown names fail before any work
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
@@ -53,10 +52,10 @@ def scorecard_command(args) -> int:
     written = []
     with outputs.writing():                              # the JSON and the figures appear together, or none does
         if args.json:
-            written.append(f"json: {write_json(args.json, card.json(), outputs)}")
+            written.append(f"json: {outputs.write_json(args.json, card.json())}")
         if paths:
             from ..figures import save_png
-            from ..metrics.figures import deletion_insertion_curves, example_maps
+            from ..figures.metrics import deletion_insertion_curves, example_maps
             written.append(f"figure: {save_png(deletion_insertion_curves(card), paths['curves'], dpi=100, outputs=outputs)}")
             written.append(f"figure: {save_png(example_maps(card), paths['maps'], dpi=90, outputs=outputs)}")
     print("\n".join(written)) if written else None

@@ -28,7 +28,8 @@
 | ``smoothgrad``        | mean of a map over noisy copies of x (also             | (N, C, H, W)  |
 |                       | ``smoothgrad_squared``, ``vargrad``)                  |               |
 | ``lrp``               | relevance R_i, from R = y^c by local rules (also      | (N, C, H, W)  |
-|                       | ``lrp_epsilon``, ``lrp_epsilon_plus``, ...)           |               |
+|                       | ``lrp_epsilon``, ``lrp_epsilon_plus``,                |               |
+|                       | ``lrp_epsilon_gamma_box``)                            |               |
 
 (g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
 ReLU(sum_k w_k A^k).)
@@ -49,7 +50,7 @@ from .catdog import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
 from .gradcam import GradCAM, counterfactual, gradcam
 from .guided import GuidedGradCAM, deconvnet, guided_backprop, guided_gradcam
 from .integrated_gradients import IntegratedGradients, integrated_gradients
-from .lrp import LRP, lrp, lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
+from .lrp import LRP, RelevanceBudget, lrp, lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
 from .occlusion import Occlusion, occlusion
 from .resize import resize_bilinear
 from .eigen_cams import EigenCAM, eigencam, eigengradcam
@@ -58,10 +59,10 @@ from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, h
 from .perturbation_cams import AblationCAM, ScoreCAM, ablationcam, scorecam
 from .saliency import channel_max_abs, input_x_gradient, saliency
 from .smoothgrad import SmoothGrad, smoothgrad, smoothgrad_squared, vargrad
-from .target import Explanation, choose_targets, class_index, default_layer, onehot
+from .target import Explanation, LayerMap, choose_targets, class_index, default_layer, onehot
 
 __all__ = [
-    "CAT_DOG", "Explanation", "GradCAM", "GuidedGradCAM", "Occlusion", "cam", "cam_head", "cat_dog_image",
+    "CAT_DOG", "Explanation", "LayerMap", "GradCAM", "GuidedGradCAM", "Occlusion", "cam", "cam_head", "cat_dog_image",
     "channel_max_abs", "choose_targets", "class_index", "counterfactual", "default_layer", "gradcam",
     "guided_backprop", "guided_gradcam", "occlusion", "onehot", "registry", "resize_bilinear", "saliency",
     "imagenet_cat_dog_image",
@@ -71,4 +72,5 @@ __all__ = [
     # attribution by modified backward passes
     "IntegratedGradients", "LRP", "SmoothGrad", "deconvnet", "input_x_gradient", "integrated_gradients", "lrp",
     "lrp_epsilon", "lrp_epsilon_gamma_box", "lrp_epsilon_plus", "smoothgrad", "smoothgrad_squared", "vargrad",
+    "RelevanceBudget",
 ]

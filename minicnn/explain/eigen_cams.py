@@ -35,21 +35,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .gradient_cams import layer_gradient
-from .resize import resize_bilinear
-from .target import Explanation, choose_targets, feature_map, scores_of
+from .target import LayerMap, choose_targets, feature_map, scores_of
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class EigenCAM(Explanation):
+class EigenCAM(LayerMap):
     """``map`` (N, h, w) = ReLU of the first component; ``direction`` (N, K) = v_1; ``singular_values`` (N, r)."""
 
     direction: np.ndarray
     singular_values: np.ndarray
     relu: bool = True
-
-    def upsampled(self, size, *, align_corners: bool = False) -> np.ndarray:
-        """The map resized bilinearly to ``size`` (H, W): (N, H, W)."""
-        return resize_bilinear(self.map, size, align_corners=align_corners)
 
     @property
     def explained(self) -> np.ndarray:

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .resize import resize_bilinear
-from .target import Explanation, choose_targets, feature_map, onehot, scores_of
+from .target import LayerMap, choose_targets, feature_map, onehot, scores_of
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class GradCAM(Explanation):
+class GradCAM(LayerMap):
     """A Grad-CAM (or counterfactual) result; ``map`` is L^c, (N, h, w), raw.
 
     alpha : (N, K) the weights alpha_k^c (negated for the counterfactual)
@@ -42,10 +41,6 @@ class GradCAM(Explanation):
 
     alpha: np.ndarray
     relu: bool = True
-
-    def upsampled(self, size, *, align_corners: bool = False) -> np.ndarray:
-        """The map resized bilinearly to ``size`` (H, W): (N, H, W)."""
-        return resize_bilinear(self.map, size, align_corners=align_corners)
 
 
 def weighted_sum(alpha: np.ndarray, A: np.ndarray) -> np.ndarray:

@@ -52,8 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .gradcam import GradCAM, weighted_sum
-from .resize import resize_bilinear
-from .target import Explanation, choose_targets, feature_map, onehot, scores_of
+from .target import LayerMap, choose_targets, feature_map, onehot, scores_of
 
 #: The constants pytorch-grad-cam 1.5.7 adds to denominators (pass them as ``eps`` to reproduce it).
 PYTORCH_GRAD_CAM_EPS = {"gradcam-plus-plus": 1e-6, "xgradcam": 1e-7}
@@ -168,15 +167,11 @@ def xgradcam(model, x, target=None, layer: str | None = None, *, relu: bool = Tr
 # ---------------------------------------------------------------- element-wise: HiResCAM, LayerCAM
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class ElementwiseCAM(Explanation):
+class ElementwiseCAM(LayerMap):
     """HiResCAM or LayerCAM: ``map`` = ReLU(sum_k weights^k * A^k) (N, h, w); ``weights`` (N, K, h, w)."""
 
     weights: np.ndarray
     relu: bool = True
-
-    def upsampled(self, size, *, align_corners: bool = False) -> np.ndarray:
-        """The map resized bilinearly to ``size`` (H, W): (N, H, W)."""
-        return resize_bilinear(self.map, size, align_corners=align_corners)
 
 
 def hirescam(model, x, target=None, layer: str | None = None, *, relu: bool = True) -> ElementwiseCAM:

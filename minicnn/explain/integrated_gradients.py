@@ -52,7 +52,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import check_input
-from ..progress import Progress
+from ..util.progress import Progress
 from .target import Explanation, choose_targets, onehot, scores_of
 
 QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")

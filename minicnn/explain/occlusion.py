@@ -39,8 +39,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..inputs.images import size_text
 from ..model import check_input
-from ..progress import Progress
+from ..util.progress import Progress
 from .target import Explanation, choose_targets, scores_of
 
 #: Elements (images x C x H x W) per forward pass when batch_size is not given.
@@ -80,7 +81,7 @@ def _pair(v, what: str, limit: tuple[int, int]) -> tuple[int, int]:
     if a < 1 or b < 1:
         raise InputError(f"occlusion {what} must be positive; got {v!r}")
     if what == "size" and (a > limit[0] or b > limit[1]):
-        raise InputError(f"occlusion patch {a}x{b} is larger than the image {limit[0]}x{limit[1]}")
+        raise InputError(f"occlusion patch {size_text((a, b))} is larger than the image {size_text(limit)}")
     return a, b
 
 
@@ -114,7 +115,7 @@ def occlusion(model, x, target=None, *, size=None, stride=None, fill=0.0, batch_
     size = _pair(size if size is not None else max(1, min(h, w) // 4), "size", (h, w))
     stride = _pair(stride if stride is not None else (max(1, size[0] // 4), max(1, size[1] // 4)), "stride", (h, w))
     if stride[0] > size[0] or stride[1] > size[1]:
-        raise InputError(f"occlusion stride {stride[0]}x{stride[1]} is larger than the patch {size[0]}x{size[1]}: "
+        raise InputError(f"occlusion stride {size_text(stride)} is larger than the patch {size_text(size)}: "
                          f"some pixels would never be covered; use a stride of at most the patch size")
     if batch_size is None:
         batch_size = max(1, BATCH_ELEMENTS // x[0].size)

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import InputError
 from ..layers import softmax
 from ..model import check_input
-from ..progress import Progress
+from ..util.progress import Progress
 from .gradcam import GradCAM, weighted_sum
 from .gradient_cams import divide
 from .occlusion import BATCH_ELEMENTS

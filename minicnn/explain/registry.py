@@ -165,7 +165,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("eigengradcam", eigengradcam, "Eigen-Grad-CAM", "layer", "heat", "ReLU(1st component of gA), raw",
            "cam", cost="1 forward + backward to the layer (+ one SVD)"),
     Method("fullgrad", fullgrad, "FullGrad", "pixels", "heat", "sum of scaled terms, in [0, 1]", "cam",
-           uses_layer=False, cost="1 forward + 1 backward"),
+           uses_layer=False, cost="1 forward + 1 backward (+ every bias term upsampled to the input)"),
     Method("input-x-gradient", input_x_gradient, "Input x Gradient", "input", "relevance",
            "sum over channels x dy^c/dx", "gradient", uses_layer=False, cost="1 forward + 1 backward"),
     Method("deconvnet", deconvnet, "DeconvNet", "input", "gradient", "deconvnet signal at x (shown as RGB)",

@@ -21,15 +21,29 @@ feed the very same noise to captum and to minicnn.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, unknown_name
 from ..model import check_input
-from ..progress import Progress
+from ..util.progress import Progress
+from .guided import deconvnet, guided_backprop, guided_gradcam
+from .integrated_gradients import integrated_gradients
+from .lrp import lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
+from .saliency import input_x_gradient, saliency
 from .target import Explanation, choose_targets
+
+#: The methods SmoothGrad can smooth: those of the registry whose map is over the input (N, C, H, W), the
+#: smoothings excepted (a test keeps this table equal to the registry's). Each is called as
+#: ``function(model, x, targets, **base_options)``.
+BASES = {"saliency": saliency, "input-x-gradient": input_x_gradient, "guided-backprop": guided_backprop,
+         "deconvnet": deconvnet, "guided-gradcam": guided_gradcam, "integrated-gradients": integrated_gradients,
+         "lrp-epsilon": lrp_epsilon, "lrp-epsilon-plus": lrp_epsilon_plus,
+         "lrp-epsilon-gamma-box": lrp_epsilon_gamma_box}
 
 KINDS = {"smoothgrad": "mean", "smoothgrad-squared": "mean of squares", "vargrad": "variance"}
 #: Input elements (copies x C x H x W) per call of the base method when batch_size is not given.
@@ -53,14 +67,19 @@ def noise_sigma(x: np.ndarray, noise_level: float) -> np.ndarray:
     return noise_level * (flat.max(axis=1) - flat.min(axis=1))
 
 
-def _base_method(base: str):
-    from . import registry                    # the registry imports this module
-    m = registry.get(base)
-    if m.kind != "input" or m.name in KINDS:
-        usable = [b.name for b in registry.METHODS.values() if b.kind == "input" and b.name not in KINDS]
-        raise InputError(f"SmoothGrad needs a base method with a map over the input (N, C, H, W); {m.name!r} is not "
-                         f"one; choose one of: {', '.join(usable)}")
-    return m
+def _base_method(base: str, options: dict):
+    """The function of the base method called ``base``, after checking ``options`` are keyword arguments it takes."""
+    if not isinstance(base, str) or base not in BASES:
+        if not difflib.get_close_matches(str(base), list(BASES), n=1, cutoff=0.8):
+            raise InputError(f"SmoothGrad needs a base method with a map over the input (N, C, H, W); {base!r} is "
+                             f"not one; choose one of: {', '.join(BASES)}")
+        raise unknown_name("base method", base, list(BASES))
+    function = BASES[base]
+    takes = [p.name for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise InputError(f"{base} takes no option {unknown[0]!r}; it takes: {', '.join(takes) or 'none'}")
+    return function
 
 
 def smooth(model, x, target=None, *, kind: str = "smoothgrad", base: str = "saliency", samples: int = 50,
@@ -81,7 +100,8 @@ def smooth(model, x, target=None, *, kind: str = "smoothgrad", base: str = "sali
         raise InputError(f"unknown smoothing {kind!r}; choose one of: {', '.join(KINDS)}")
     x = check_input(x)
     n = x.shape[0]
-    m = _base_method(base)
+    base_options = dict(base_options or {})
+    function = _base_method(base, base_options)
     logits = model.forward(x)
     targets = choose_targets(model, logits, target)
     if noise is not None:
@@ -115,14 +135,14 @@ def smooth(model, x, target=None, *, kind: str = "smoothgrad", base: str = "sali
             else:
                 e = rng.standard_normal((count, *x.shape)) * sigma[None, :, None, None, None]
             copies = (x[None] + e.astype(x.dtype)).reshape(count * n, *x.shape[1:])
-            maps = m.run(model, copies, np.tile(targets, count), None, **(base_options or {})).map
+            maps = function(model, copies, np.tile(targets, count), **base_options).map
             maps = maps.reshape(count, *x.shape).astype(np.float64)
             total += maps.sum(axis=0)
             squares += (maps * maps).sum(axis=0)
             bar.update(count * n)
     mean, mean_sq = total / samples, squares / samples
     out = {"smoothgrad": mean, "smoothgrad-squared": mean_sq, "vargrad": mean_sq - mean * mean}[kind]
-    return SmoothGrad(method=kind, map=out.astype(x.dtype), base=m.name, samples=int(samples), sigma=sigma,
+    return SmoothGrad(method=kind, map=out.astype(x.dtype), base=base, samples=int(samples), sigma=sigma,
                       targets=targets, scores=logits[np.arange(n), targets], logits=logits, layer=None,
                       classes=model.classes)
 

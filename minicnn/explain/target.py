@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import InputError, unknown_name
 from ..layers import Conv2d, ReLU, ReLU6
+from .resize import resize_bilinear
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -57,6 +58,15 @@ class Explanation:
     def target_names(self) -> list[str]:
         """The explained class of each image, by name when the model names its classes."""
         return [self.classes[c] if c < len(self.classes) else str(c) for c in self.targets]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class LayerMap(Explanation):
+    """An explanation whose ``map`` (N, h, w) lies over a layer's positions (the CAM family)."""
+
+    def upsampled(self, size, *, align_corners: bool = False) -> np.ndarray:
+        """The map resized bilinearly to ``size`` (H, W): (N, H, W)."""
+        return resize_bilinear(self.map, size, align_corners=align_corners)
 
 
 # ---------------------------------------------------------------- target class

@@ -30,7 +30,7 @@ from .. import parallel
 from ..windows import (add_shifted_columns, col2im, column_blocks, im2col, input_rows, output_hw, pad, pair,
                        scratch, shifted_columns, side_by_side, unpad)
 from .base import Layer
-from .grouped import check_groups, grouped_conv2d_backward, grouped_conv2d_forward
+from .grouped import check_groups, depthwise_conv2d_backward, depthwise_conv2d_forward
 
 
 # ---------------------------------------------------------------- reference tier
@@ -292,6 +292,38 @@ def conv2d_input_grad_transposed(dout, w, padding=0, dilation=1):
     return conv2d_forward(dout, flipped, None, 1, (dh * (kh - 1) - ph, dw * (kw - 1) - pw), dilation)
 
 
+# ---------------------------------------------------------------- groups
+
+
+def grouped_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Depthwise (groups = C) by ``depthwise_conv2d_forward``; other groupings one ordinary convolution per group."""
+    n, c, h, wd = x.shape
+    f, cg = w.shape[:2]
+    if groups == c and cg == 1:
+        return depthwise_conv2d_forward(x, w, b, stride, padding, dilation)
+    fg = f // groups
+    parts = [conv2d_forward(x[:, g * cg:(g + 1) * cg], w[g * fg:(g + 1) * fg],
+                       None if b is None else b[g * fg:(g + 1) * fg], stride, padding, dilation)
+             for g in range(groups)]
+    return np.concatenate(parts, axis=1)
+
+
+def grouped_conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, groups=1, param_grads=True):
+    """dx, dw, db of ``grouped_conv2d_forward`` (dw, db None unless ``param_grads``)."""
+    c = x.shape[1]
+    f, cg = w.shape[:2]
+    if groups == c and cg == 1:
+        return depthwise_conv2d_backward(dout, x, w, stride, padding, dilation, param_grads)
+    fg = f // groups
+    parts = [conv2d_backward(np.ascontiguousarray(dout[:, g * fg:(g + 1) * fg]), x[:, g * cg:(g + 1) * cg],
+                        w[g * fg:(g + 1) * fg], stride, padding, dilation, param_grads)
+             for g in range(groups)]
+    dx = np.concatenate([p[0] for p in parts], axis=1)
+    if not param_grads:
+        return dx, None, None
+    return dx, np.concatenate([p[1] for p in parts], axis=0), np.concatenate([p[2] for p in parts])
+
+
 class Conv2d(Layer):
     """torch.nn.Conv2d: zero padding, stride, dilation, optional bias, groups.
 
@@ -300,7 +332,7 @@ class Conv2d(Layer):
     over a strided view of the windows, other groupings one ordinary convolution per group.
 
     The parameters start at zero: load them (``Model.load_state_dict``,
-    ``minicnn.load``) or initialise them (``minicnn.zoo.init_weights``).
+    ``minicnn.load``) or initialise them (``minicnn.models.zoo.init_weights``).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True,

@@ -34,7 +34,7 @@ with its innermost loop along the channels, contiguous in both operands
 Backward, dx is the same correlation run on dout spread onto the positions
 its windows read, with the kernel flipped (the transposed convolution), and
 dw[f, 0, u, v] = sum_{n,i,j} dout[n, f, i, j] * T[n, i, j, u, v, f], a second einsum.
-Other groupings call ``conv2d_forward`` / ``conv2d_backward`` once per group.
+Other groupings are one ordinary convolution per group (``conv.grouped_conv2d_forward``).
 ``*_reference`` functions are the sums above as loops; tests prove the tiers agree.
 """
 
@@ -45,7 +45,6 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..errors import InputError
 from ..windows import output_hw, pad, pair, unpad
-from . import conv  # conv.conv2d_forward / conv2d_backward, looked up at call time
 
 
 def check_groups(in_channels: int, out_channels: int, groups: int) -> int:
@@ -237,32 +236,3 @@ def depthwise_conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param
     dw = np.einsum("nijuvf,nfij->fuv", taps, dout)[:, None]
     db = dout.sum(axis=(0, 2, 3))
     return dx, dw, db
-
-
-def grouped_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    """Depthwise (groups = C) by ``depthwise_conv2d_forward``; other groupings one ordinary convolution per group."""
-    n, c, h, wd = x.shape
-    f, cg = w.shape[:2]
-    if groups == c and cg == 1:
-        return depthwise_conv2d_forward(x, w, b, stride, padding, dilation)
-    fg = f // groups
-    parts = [conv.conv2d_forward(x[:, g * cg:(g + 1) * cg], w[g * fg:(g + 1) * fg],
-                            None if b is None else b[g * fg:(g + 1) * fg], stride, padding, dilation)
-             for g in range(groups)]
-    return np.concatenate(parts, axis=1)
-
-
-def grouped_conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, groups=1, param_grads=True):
-    """dx, dw, db of ``grouped_conv2d_forward`` (dw, db None unless ``param_grads``)."""
-    c = x.shape[1]
-    f, cg = w.shape[:2]
-    if groups == c and cg == 1:
-        return depthwise_conv2d_backward(dout, x, w, stride, padding, dilation, param_grads)
-    fg = f // groups
-    parts = [conv.conv2d_backward(np.ascontiguousarray(dout[:, g * fg:(g + 1) * fg]), x[:, g * cg:(g + 1) * cg],
-                             w[g * fg:(g + 1) * fg], stride, padding, dilation, param_grads)
-             for g in range(groups)]
-    dx = np.concatenate([p[0] for p in parts], axis=1)
-    if not param_grads:
-        return dx, None, None
-    return dx, np.concatenate([p[1] for p in parts], axis=0), np.concatenate([p[2] for p in parts])

@@ -23,7 +23,7 @@ modes:
 
 (PyTorch draws the weights by ``kaiming_uniform_(W, a=sqrt(5))``, whose bound
 sqrt(6 / ((1 + a^2) fan_in)) is 1/sqrt(fan_in).) Note that this is not what
-``minicnn.zoo.init_weights`` draws: that is torchvision's VGG scheme
+``minicnn.models.zoo.init_weights`` draws: that is torchvision's VGG scheme
 (He-normal convolutions, N(0, 0.01) dense layers, zero biases).
 """
 

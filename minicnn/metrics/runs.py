@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..explain.run import run_or_refusal
 from ..explain import registry
 from .cost import counting_passes
 from .maps import pixel_map
@@ -49,7 +50,7 @@ class MethodRun:
 def shipped_test_images(count: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``count`` of the 300 shipped CIFAR-10 test images, class by class in turn (image 0 of each class,
     then image 1 of each, ...): (images (count, 32, 32, 3) uint8, labels (count,), class names)."""
-    from ..images import load_image, sample_images
+    from ..inputs.images import load_image, sample_images
     samples = sample_images()
     classes = sorted({c for _, c in samples})
     if not 1 <= count <= len(samples):
@@ -66,7 +67,7 @@ def shipped_test_images(count: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def model_inputs(model, count: int) -> tuple[np.ndarray, dict]:
     """The first ``count`` shipped test images (``shipped_test_images``) as the model's input
     (count, C, H, W), and its preprocessing; a one-line error for a model that records none."""
-    from ..images import preprocess
+    from ..inputs.images import preprocess
     prep = model.meta.get("preprocessing")
     if not prep:
         raise InputError(f"{model.name} records no preprocessing; cannot prepare the test images for it")
@@ -88,15 +89,12 @@ def run_method(model, method: registry.Method, x: np.ndarray, targets: np.ndarra
     raws, forwards, backwards, seconds = [], 0, 0, 0.0
     for start in range(0, len(x), chunk):
         part = slice(start, start + chunk)
-        try:
-            with counting_passes(model) as count:
-                began = time.perf_counter()
-                result = method.run(model, x[part], targets[part])
-                seconds += time.perf_counter() - began
-        except InputError as e:
-            if not method.optional:
-                raise
-            run.skipped = str(e)
+        with counting_passes(model) as count:
+            began = time.perf_counter()
+            result = run_or_refusal(method, model, x[part], targets[part])
+            seconds += time.perf_counter() - began
+        if isinstance(result, InputError):
+            run.skipped = str(result)
             return run
         forwards, backwards = forwards + count.forwards, backwards + count.backwards
         raws.append(np.asarray(result.map))

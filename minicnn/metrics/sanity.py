@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..progress import Progress
+from ..util.progress import Progress
 from .randomisation import MODES, randomised, steps as randomisation_steps
 from .runs import forward_in_batches, model_inputs, run_method, selected_methods
 from .similarity import scale01, spearman, ssim
@@ -102,7 +102,7 @@ def similarities(original, randomised_run) -> dict[str, np.ndarray]:
 def sanity(model, *, methods: str | None = None, images: int = 50, mode: str = "cascading", seed: int = 0,
            chunk: int = 50, progress: bool = True) -> Sanity:
     """Randomise ``model`` step by step and compare every method's maps with the trained ones (module docstring)."""
-    from ..images import deprocess
+    from ..inputs.images import deprocess
     if mode not in MODES:
         raise InputError(f"randomisation mode must be one of {', '.join(MODES)}; got {mode!r}")
     began = time.perf_counter()

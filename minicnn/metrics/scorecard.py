@@ -59,7 +59,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..layers import softmax
-from ..progress import Progress
+from ..util.progress import Progress
 from .agreement import occlusion_spearman
 from .baselines import BASELINES, baseline_maps
 from .deletion import auc, blur, deletion_curve, insertion_curve
@@ -185,7 +185,7 @@ def mosaic_inputs(model, count: int, seed: int):
     The tiles come from the first 8 * count shipped images (class by class in turn, at least 40),
     all 300 if those do not give ``count`` mosaics; each is classified once, alone.
     """
-    from ..images import preprocess
+    from ..inputs.images import preprocess
     for pool in sorted({min(300, max(40, 8 * count)), 300}):
         images, labels, _ = shipped_test_images(pool)
         x = preprocess(images, model.meta["preprocessing"])
@@ -203,7 +203,7 @@ def mosaic_inputs(model, count: int, seed: int):
 def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int = 0, steps: int = 10,
               batch: int = 32, chunk: int = 50, examples: int = 4, progress: bool = True) -> Scorecard:
     """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method."""
-    from ..images import deprocess
+    from ..inputs.images import deprocess
     began = time.perf_counter()
     rows = selected_methods(methods)
     x, prep = model_inputs(model, images)

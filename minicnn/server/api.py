@@ -1,17 +1,23 @@
 """The JSON API: what each endpoint answers, independent of HTTP.
 
-    GET  /api/models             every served model: classes, layers (name, type, output shape), default layer
+    GET  /api/models             every served model: classes, layers (name, type, output shape), default layer,
+                                 the optional methods that do not apply to it (and why)
     GET  /api/methods            every registered method (minicnn.explain.registry), with its display
     GET  /api/samples            the shipped sample images
     GET  /api/samples/NAME       one of them, as its image file
     POST /api/explain?model=M&method=M1,M2&target=T&layer=L    body: an image file
+
+/api/models and /api/explain carry ``estimates``: about how many seconds
+each method takes here (``minicnn.explain.estimate``: its passes times a
+forward and backward measured once per model); /api/explain also carries
+``layer_shapes``, the (C, h, w) of every layer with a feature-map output for the request's input.
 
 Each function returns plain JSON-able data or raises: a ``MinicnnError``
 for bad input (answered 400 with its one line) or an :class:`ApiError`
 carrying its own status (404 for an unknown sample).
 
 The explanation reuses the command line's own steps
-(``minicnn.commands.explain.compute`` and ``maps_for_saving``), so the
+(``minicnn.explain.run.compute`` and ``maps_for_saving``), so the
 method names, the map keys and the raw values are those of ``minicnn
 explain --save``.
 """
@@ -25,13 +31,15 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from ..commands.explain import compute, maps_for_saving, top_predictions
+from ..explain.run import compute, maps_for_saving, top_predictions
 from ..errors import ImageError, InputError, unknown_name
 from ..explain import registry
 from ..explain.catdog import CAT_DOG, cat_dog_image
+from ..explain.estimate import estimate_seconds
 from ..explain.gradcam import weighted_sum
 from ..explain.target import class_index
-from ..images import DEFAULT_MAX_PIXELS, data_path, deprocess, image_from_bytes, preprocess, sample_images, size_text
+from ..inputs.images import (DEFAULT_MAX_PIXELS, data_path, deprocess, image_from_bytes, preprocess, sample_images,
+                             size_text)
 from . import overlay
 from .models import ModelStore
 
@@ -77,8 +85,32 @@ def models_info(store: ModelStore) -> dict:
             "default_layer": store.default_layers[name],
             "layers": [{"name": li.name, "type": li.type, "shape": list(li.shape), "depth": li.depth,
                         "spatial": li.spatial} for li in store.layers[name]],
+            "pass_seconds": store.pass_times(name)[:2],
+            "unavailable": store.unavailable(name),
+            "estimates": estimates(store, name, m.input_size[1:]),
         })
     return {"models": out, "default": default_model(store)}
+
+
+def estimates(store: ModelStore, name: str, hw) -> dict:
+    """About how many seconds each method takes on model ``name`` for a network input of size hw = (H, W).
+
+    {method: seconds}, or {method: {layer: seconds}} for a method whose cost
+    depends on the layer (Score-CAM and Ablation-CAM: one pass per map K), for
+    every spatial layer. From ``minicnn.explain.estimate``: the method's passes
+    times the model's measured pass (``ModelStore.pass_times``).
+    """
+    shared = store.shared(name)
+    times = store.pass_times(name)
+    spatial = [li for li in store.layers[name] if li.spatial]
+    out: dict = {}
+    for m in registry.METHODS.values():
+        if m.name in ("scorecam", "ablationcam"):
+            out[m.name] = {li.name: round(estimate_seconds(m.name, shared, hw, times, li.name, channels=li.shape[0]), 3)
+                           for li in spatial}
+        else:
+            out[m.name] = round(estimate_seconds(m.name, shared, hw, times), 3)
+    return out
 
 
 def default_model(store: ModelStore) -> str:
@@ -110,10 +142,10 @@ def _samples() -> dict[str, dict]:
     """name -> {"title", "group", "class", "bytes" or "path", "type"}: the cat|dog image, two photos, CIFAR-10."""
     (cat, i), (dog, j) = CAT_DOG
     out = {"cat_dog": {"title": "cat | dog", "group": "featured", "class": None, "type": "image/png",
-                       "about": f"CIFAR-10 test images {cat} #{i} and {dog} #{j} side by side (32x64), "
+                       "about": f"CIFAR-10 test images {cat} #{i} and {dog} #{j} side by side ({size_text((32, 64))}), "
                                 f"as in Figure 1 of the Grad-CAM paper", "make": _cat_dog_png}}
-    for stem, about in (("chelsea", "Chelsea the cat, a photograph (451x300, scikit-image, CC0)"),
-                        ("coffee", "a cup of coffee, a photograph (600x400, scikit-image, CC0)")):
+    for stem, about in (("chelsea", f"Chelsea the cat, a photograph ({size_text((300, 451))}, scikit-image, CC0)"),
+                        ("coffee", f"a cup of coffee, a photograph ({size_text((400, 600))}, scikit-image, CC0)")):
         try:
             out[stem] = {"title": stem, "group": "featured", "class": None, "type": "image/png",
                          "about": about, "path": data_path("images", f"{stem}.png")}
@@ -214,6 +246,8 @@ def explain(store: ModelStore, query: dict[str, str], body: bytes, *, max_pixels
             "input": {"shape": list(x.shape[2:]), "png": overlay.picture_png(picture)},
             "image": {"shape": list(image.shape[:2])},
             "notes": notes,
+            "estimates": estimates(store, name, x.shape[2:]),
+            "layer_shapes": store.layer_shapes(name, x.shape[2:]),
         }
         if "gradcam" in results:
             answer["gradcam_steps"] = gradcam_steps(model, x, results["gradcam"])

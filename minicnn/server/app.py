@@ -16,7 +16,7 @@ server promises:
   host other than ``localhost`` or a loopback address is refused with 403,
   so a web page elsewhere cannot reach the server through DNS rebinding;
 - nothing the client sends is written to disk or executed: an upload is
-  decoded in memory (``minicnn.images.image_from_bytes``, with its pixel
+  decoded in memory (``minicnn.inputs.images.image_from_bytes``, with its pixel
   limit), explained and forgotten.
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import InputError, MinicnnError, OutputError, one_line
-from ..images import DEFAULT_MAX_PIXELS
+from ..inputs.images import DEFAULT_MAX_PIXELS
 from . import api
 from .models import ModelStore
 

@@ -26,6 +26,10 @@ from ..explain.target import default_layer
 from ..model import Model
 
 
+#: How many (model, input size) pairs ``ModelStore.layer_shapes`` keeps.
+SHAPES_KEPT = 64
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     """One addressable layer: its name, type and output shape (C, h, w) for the model's own input size."""
@@ -49,7 +53,7 @@ class ModelStore:
     """
 
     def __init__(self, names: list[str] | None = None, *, workers: int = 2, log=None) -> None:
-        from ..weights import load, shipped_models
+        from ..models.weights import load, shipped_models
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"workers must be a positive integer; got {workers!r}")
         self.models: dict[str, Model] = {}
@@ -70,6 +74,10 @@ class ModelStore:
         self.default_layers = {name: d[1] for name, d in described.items()}
         self._turns = threading.BoundedSemaphore(workers)
         self.workers = workers
+        self._pass_times: dict[str, tuple[float, ...]] = {}
+        self._pass_lock = threading.Lock()
+        self._unavailable: dict[str, dict[str, str]] = {}
+        self._shapes: dict[tuple[str, int, int], dict[str, list[int]]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -85,6 +93,50 @@ class ModelStore:
         """A Model of its own for one request: the shared layers and weights, an empty pass."""
         shared = self.shared(name)
         return Model(shared.root, shared.meta)
+
+    def pass_times(self, name: str) -> tuple[float, ...]:
+        """Seconds per image of a forward and a backward (single and batched) on model ``name``:
+        ``minicnn.explain.estimate.pass_seconds``, measured once per model, on first use."""
+        from ..explain.estimate import pass_seconds
+        with self._pass_lock:
+            if name not in self._pass_times:
+                self._pass_times[name] = pass_seconds(self.view(name))
+            return self._pass_times[name]
+
+    def unavailable(self, name: str) -> dict[str, str]:
+        """{method: why not} for each optional method (CAM) that does not apply to model ``name``.
+
+        Runs each optional method once on a zero image of the model's input size, on first use.
+        """
+        from ..explain import registry
+        with self._pass_lock:
+            if name not in self._unavailable:
+                why = {}
+                run = self.view(name)
+                for m in registry.METHODS.values():
+                    if m.optional:
+                        try:
+                            m.run(run, np.zeros((1, *run.input_size), np.float32))
+                        except InputError as e:
+                            why[m.name] = str(e)
+                self._unavailable[name] = why
+            return self._unavailable[name]
+
+    def layer_shapes(self, name: str, hw) -> dict[str, list[int]]:
+        """{layer: [C, h, w]} of every layer with a feature-map output, for a network input of size hw = (H, W).
+
+        One forward of a zero image per (model, size), kept (at most SHAPES_KEPT sizes; then forgotten).
+        """
+        key = (name, int(hw[0]), int(hw[1]))
+        with self._pass_lock:
+            if key not in self._shapes:
+                if len(self._shapes) >= SHAPES_KEPT:
+                    self._shapes.clear()
+                run = self.view(name)
+                run.forward(np.zeros((1, run.input_size[0], key[1], key[2]), np.float32))
+                self._shapes[key] = {n: [int(s) for s in a.shape[1:]] for n, a in run.activations.items()
+                                     if a.ndim == 4}
+            return self._shapes[key]
 
     @contextmanager
     def turn(self):

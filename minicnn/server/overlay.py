@@ -69,15 +69,23 @@ def picture_png(picture: np.ndarray) -> str:
 def display(result, picture: np.ndarray) -> dict:
     """How the page shows one method's result over ``picture``: the figures' panel, as a PNG and its scale.
 
-    Returns {"display", "png"} and, for heat panels, "range" (the raw values
+    Returns {"display", "png", "note"} and, for heat panels, "range" (the raw values
     at the two ends of the colour bar), "label" (what one value is),
-    "colormap" and "colors" (the colour bar's stops, low to high).
+    "colormap" and "colors" (the colour bar's stops, low to high). "note" is
+    the line the page writes under the map ("" for none): for LRP, where the
+    relevance went (``RelevanceBudget.summary``), otherwise the figures' panel
+    remark ("all zero: ...", "tiny scale: ..."). LRP results add "budget"
+    (``RelevanceBudget.as_dict``: y^c, what reached the input, every stage's share).
     """
     panel = figures.method_panel(result, picture, 0)
+    budget = getattr(result, "budget", None)
+    said = {"note": budget.summary(0) if budget is not None else panel.remark}
+    if budget is not None:
+        said["budget"] = budget.as_dict(0)
     if panel.kind == "gradient":
         return {"display": "gradient", "png": png_data_url(np.round(figures.gradient_to_rgb(panel.data) * 255)
-                                                             .astype(np.uint8))}
-    return heat(panel.data, panel.kind, panel.label)
+                                                             .astype(np.uint8)), **said}
+    return {**heat(panel.data, panel.kind, panel.label), **said}
 
 
 def heat(m: np.ndarray, kind: str, label: str = "", *, limits: tuple[float, float] | None = None) -> dict:

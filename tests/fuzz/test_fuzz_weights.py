@@ -19,8 +19,11 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import architecture, cli, convert, convert_tflite, weights, zoo
-from minicnn.convert_tflite import Tensor, check_shape, convert_graph
+from minicnn.commands import cli
+from minicnn.models import architecture, weights, zoo
+from minicnn.models.convert import pytorch as convert
+from minicnn.models.convert import tflite as convert_tflite
+from minicnn.models.convert.tflite import Tensor, check_shape, convert_graph
 from minicnn.errors import WeightsError
 
 from . import fuzz_weights
@@ -309,7 +312,7 @@ def test_explain_and_evaluate_refuse_it_and_write_nothing(row, bases, tmp_path, 
 
 def test_the_real_command_line_prints_one_line_and_no_traceback(bases, tmp_path):
     path = write(tmp_path / "bad.npz", spec_edit("conv1", "stride", [0, 0])(list(bases["resnet20"])))
-    run = subprocess.run([sys.executable, "-m", "minicnn.cli", "layers", "--model", str(path)],
+    run = subprocess.run([sys.executable, "-m", "minicnn.commands.cli", "layers", "--model", str(path)],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.count("\n") == 1 and "'conv1'" in run.stderr and "stride" in run.stderr

@@ -405,8 +405,8 @@ def randomise_batchnorm(net: nn.Module, gen: torch.Generator) -> None:
 
 def make_small_vgg(out_dir: Path) -> list[tuple[str, str, Path]]:
     sys.path.insert(0, str(ROOT))
-    from minicnn.convert import convert_checkpoint
-    from minicnn.weights import save
+    from minicnn.models.convert.pytorch import convert_checkpoint
+    from minicnn.models.weights import save
     made = []
     for bn in (False, True):
         torch.manual_seed(11 if bn else 10)

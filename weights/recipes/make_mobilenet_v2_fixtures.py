@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import minicnn                                         # noqa: E402
-from minicnn.images import data_path, load_image, preprocess   # noqa: E402
+from minicnn.inputs.images import data_path, load_image, preprocess  # noqa: E402
 
 PHOTOS = ("pets.jpg", "chelsea.png", "coffee.png", "parrot.jpg", "hot_dog.jpg")
 #: minicnn layer -> the TensorFlow tensor (first name) holding its output.

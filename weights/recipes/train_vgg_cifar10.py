@@ -19,7 +19,7 @@ augmented there, so a GPU never waits for a data loader.
 Data (positional argument ``data``), either
   * a zip of image folders: ``train/<class>/*.jpg`` and optionally ``test/<class>/*.jpg``;
   * the CIFAR-10 python archive ``cifar-10-python.tar.gz`` or its extracted folder
-    ``cifar-10-batches-py``, read with ``minicnn.datasets`` (whose unpickler runs no code).
+    ``cifar-10-batches-py``, read with ``minicnn.inputs.datasets`` (whose unpickler runs no code).
 
 Examples::
 
@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[2]   # the repository, for minicnn.datasets
+ROOT = Path(__file__).resolve().parents[2]   # the repository, for minicnn.inputs.datasets
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck"]
 CFG = [32, 32, "M", 64, 64, "M", 128, 128, "M"]
@@ -146,11 +146,11 @@ def _zip_split(path: str, split: str, limit: int | None, seed: int, workers: int
 # --------------------------------------------------------------------------- data: CIFAR python archive
 
 def _cifar_split(path: str, split: str, limit: int | None, seed: int):
-    """The CIFAR-10 python archive, read by minicnn.datasets: its unpickler builds the arrays
+    """The CIFAR-10 python archive, read by minicnn.inputs.datasets: its unpickler builds the arrays
     itself from checked placeholders, so a tampered batch can neither run code nor forge a dtype."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from minicnn.datasets import open_dataset
+    from minicnn.inputs.datasets import open_dataset
     from minicnn.errors import UnknownNameError
     try:
         ds = open_dataset(path, split)

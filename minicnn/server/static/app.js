@@ -14,12 +14,16 @@ const state = {
   layer: null,         // a layer name, or null for the model's default
   chosen: new Set(),   // method names
   target: null,        // a class name, or null for the top-1 class
-  image: null,         // {blob, name}
+  image: null,         // {blob, name, sample}
+  imageId: 0,          // a new number for every image chosen (the cache keys answers by it)
+  options: {},         // method name -> its options for /api/explain (none set by the page yet)
   opacity: 0.5,
-  result: null,        // the last /api/explain answer
-  pictures: {},        // decoded images of the last answer, by key
-  seq: 0,              // the number of the latest request (older answers are dropped)
-  controller: null,    // aborts the request in flight when a newer one starts
+  cache: new Map(),    // methodKey -> {answer, pictures} | {controller, started, estimate} | {error, kind}
+  requests: 0,         // how many /api/explain requests the page has sent
+  aborted: 0,          // how many of them it abandoned (and aborted)
+  shownHead: null,     // the answer whose picture and predictions are shown
+  shownSteps: null,    // the answer whose Grad-CAM steps are shown
+  pageError: null,     // a fault in the page's own code, shown until the next redraw
 };
 
 // ------------------------------------------------------------------ small helpers
@@ -59,6 +63,9 @@ async function getJSON(url) {
   if (!r.ok) throw new Error(body.error || `${url}: HTTP ${r.status}`);
   return body;
 }
+
+// A size (h, w) the way minicnn writes sizes everywhere (minicnn.images.size_text): "64 wide x 32 high".
+function sizeText(h, w) { return `${w} wide x ${h} high`; }
 
 function setStatus(text) { $("status").textContent = text; }
 
@@ -147,6 +154,7 @@ async function chooseSample(s) {
 
 function setImage(blob, name, sample = null) {
   state.image = { blob, name, sample };
+  state.imageId += 1;
   state.target = null;               // a new picture: explain its top-1 class first
   markChosenSample();
   explain();
@@ -168,15 +176,19 @@ function chooseModel(name) {
   $("model").value = state.model.name;
   state.layer = null;
   state.target = null;
+  for (const name of Object.keys(state.model.unavailable || {})) state.chosen.delete(name);
+  if (state.chosen.size === 0) state.chosen.add("gradcam");
+  for (const input of document.querySelectorAll("#methods input")) input.checked = state.chosen.has(input.value);
   const layers = spatialLayers();
   $("layer").replaceChildren(...layers.map((l) => el("option", {
     value: l.name,
-    text: `${"\u2003".repeat(l.depth)}${l.name} · ${l.type} · ${l.shape.join("×")}` +
+    text: `${"\u2003".repeat(l.depth)}${l.name} · ${l.type} · ${l.shape[0]} maps` +
           (l.name === state.model.default_layer ? "  (default)" : ""),
   })));
   $("layer-slider").max = String(layers.length - 1);
   showLayer(state.model.default_layer);
   buildTargets(null);
+  updateEstimates();
 }
 
 function showLayer(name) {
@@ -185,8 +197,12 @@ function showLayer(name) {
   $("layer").value = layers[i].name;
   $("layer-slider").value = String(i);
   const l = layers[i];
-  $("layer-hint").textContent = `${l.name}: ${l.type}, ${l.shape[0]} maps of ${l.shape[1]}×${l.shape[2]} ` +
-    `(for a ${state.model.input_size.slice(1).join("×")} input). Slide from the input (left) to the output (right).`;
+  // the layer's maps for the input shown (the answer says), else for an input of the model's own size
+  const head = state.image ? headFor(state.imageId, state.model.name, targetKey()) : null;
+  const shape = (head && head.layer_shapes && head.layer_shapes[l.name]) || l.shape;
+  const [H, W] = head ? head.input.shape : state.model.input_size.slice(1);
+  $("layer-hint").textContent = `${l.name}: ${l.type}, ${shape[0]} maps of ${sizeText(shape[1], shape[2])} ` +
+    `for ${head ? "this" : "an"} input of ${sizeText(H, W)}. Slide from the input (left) to the output (right).`;
 }
 
 let layerTimer = null;
@@ -208,6 +224,8 @@ function buildLayerControls() {
 function buildMethods() {
   const box = $("methods");
   box.replaceChildren();
+  box.before(el("p", { class: "hint", text: "Under each method: what it costs in passes through the network, and " +
+    "about how long it takes here (its passes times a pass measured on this machine)." }));
   for (const m of state.methods) {
     const input = el("input", { type: "checkbox", value: m.name, checked: state.chosen.has(m.name) });
     input.addEventListener("change", () => {
@@ -215,8 +233,9 @@ function buildMethods() {
       if (state.chosen.size === 0) { state.chosen.add(m.name); input.checked = true; return; }
       explain();
     });
-    box.append(el("label", { class: "method", title: m.value },
-      input, el("span", { class: "name", text: m.title }), el("span", { class: "cost", text: m.cost })));
+    box.append(el("label", { class: "method", title: m.value, "data-method": m.name },
+      input, el("span", { class: "name", text: m.title }), el("span", { class: "cost", text: m.cost }),
+      el("span", { class: "estimate" })));
   }
 }
 
@@ -234,7 +253,7 @@ function buildDisplay() {
   $("opacity").addEventListener("input", () => {
     state.opacity = Number($("opacity").value) / 100;
     $("opacity-value").textContent = `${$("opacity").value}%`;
-    drawMaps();
+    try { drawMaps(); } catch (e) { pageFault(e); }
   });
   $("target").addEventListener("change", () => { state.target = $("target").value || null; explain(); });
 }
@@ -264,74 +283,263 @@ function buildDrop() {
 }
 
 // ------------------------------------------------------------------ asking the server
+//
+// One request per method, and one cache: a method's answer is kept under the key of what it depends on
+// (the image, the model, the class, the layer only for methods that use one, their options). A change asks
+// the server only for the ticked methods whose key changed; the layer slider leaves occlusion, IG or LRP
+// alone. A request whose key is no longer wanted is aborted, so the server can stop its work.
+//
+// Two kinds of failure are kept apart: the server refusing a request (HTTP 4xx/5xx: its own one-line
+// message) or not answering (network), and a fault in this page's own code while drawing an answer.
 
-async function explain() {
+function targetKey() {
+  // the top-1 class asked for by name is the same question as "the top-1 class"
+  const head = headFor(state.imageId, state.model.name, "");
+  return state.target && !(head && head.target.name === state.target) ? state.target : "";
+}
+
+function currentLayer() {
+  return state.layer || state.model.default_layer;
+}
+
+// Whether the layer slider means something to method m: CAM (optional) finds its own layer, as under --method all.
+function usesLayer(m) {
+  return m.uses_layer && !m.optional;
+}
+
+function methodKey(m) {
+  return JSON.stringify([m.name, state.imageId, state.model.name, targetKey(), usesLayer(m) ? currentLayer() : "",
+                         state.options[m.name] || {}]);
+}
+
+// Any answer already here for this image, model and class: its picture, predictions and target.
+function headFor(imageId, model, target) {
+  for (const entry of state.cache.values()) {
+    if (entry.answer && entry.imageId === imageId && entry.model === model && entry.target === target) return entry.answer;
+  }
+  return null;
+}
+
+function chosenMethods() {
+  return state.methods.filter((m) => state.chosen.has(m.name));
+}
+
+function explain() {
   if (!state.image || !state.model) return;
-  const seq = ++state.seq;
-  if (state.controller) state.controller.abort();
-  const controller = new AbortController();
-  state.controller = controller;
-  const q = new URLSearchParams({ model: state.model.name, method: [...state.chosen].join(",") });
-  if (state.layer) q.set("layer", state.layer);
-  if (state.target) q.set("target", state.target);
-  document.body.dataset.busy = "1";
-  const names = state.methods.filter((m) => state.chosen.has(m.name)).map((m) => m.title).join(", ");
-  const started = performance.now();
-  const tick = setInterval(() => setStatus(`computing ${names}… ${((performance.now() - started) / 1000).toFixed(1)} s`), 200);
-  setStatus(`computing ${names}…`);
-  try {
-    const r = await fetch(`/api/explain?${q}`, { method: "POST", body: state.image.blob, signal: controller.signal });
-    const body = await r.json();
-    if (seq !== state.seq) return;
-    if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
-    await render(body);
-    if (seq !== state.seq) return;
-    showError("");
-    setStatus(`${body.model} · ${body.layer || "no layer"} · explained '${body.target.name}' in ${body.seconds.toFixed(2)} s`);
-  } catch (e) {
-    if (e.name === "AbortError" || seq !== state.seq) return;
-    showError(e.message);
-    setStatus("the last request was refused; the page shows the answer before it");
-  } finally {
-    clearInterval(tick);
-    if (seq === state.seq) document.body.dataset.busy = "0";
+  const wanted = new Map(chosenMethods().map((m) => [methodKey(m), m]));
+  for (const [key, entry] of state.cache) {
+    if (entry.controller && !wanted.has(key)) {          // abandoned: stop it here and on the server
+      entry.controller.abort();
+      state.aborted += 1;
+      state.cache.delete(key);
+    } else if (entry.error && !wanted.has(key)) {
+      state.cache.delete(key);                            // a refusal is shown once, not kept
+    }
+  }
+  forgetOldAnswers(wanted);
+  for (const [key, m] of wanted) if (!state.cache.has(key)) request(m, key);
+  show();
+}
+
+// Answers for earlier images are dropped; of the rest, at most KEPT answers are kept (the oldest go first).
+const KEPT = 100;
+function forgetOldAnswers(wanted) {
+  for (const [key, entry] of state.cache) {
+    if (entry.answer && entry.imageId !== state.imageId) state.cache.delete(key);
+  }
+  for (const [key, entry] of state.cache) {
+    if (state.cache.size <= KEPT) break;
+    if (entry.answer && !wanted.has(key)) state.cache.delete(key);
   }
 }
 
-// ------------------------------------------------------------------ showing the answer
+function request(m, key) {
+  const controller = new AbortController();
+  const target = targetKey();
+  const entry = { method: m.name, imageId: state.imageId, model: state.model.name, target, controller,
+                  started: performance.now(), estimate: estimateFor(m) };
+  state.cache.set(key, entry);
+  state.requests += 1;
+  const q = new URLSearchParams({ model: state.model.name, method: m.name, ...(state.options[m.name] || {}) });
+  if (usesLayer(m)) q.set("layer", currentLayer());
+  if (target) q.set("target", target);
+  (async () => {
+    let r, body;
+    try {
+      r = await fetch(`/api/explain?${q}`, { method: "POST", body: state.image.blob, signal: controller.signal });
+      body = await r.json().catch(() => ({}));
+    } catch (e) {
+      if (e.name === "AbortError") return;
+      entry.error = `the server did not answer ${m.title}: ${e.message}`;
+      entry.kind = "network";
+    }
+    if (state.cache.get(key) !== entry) return;            // abandoned meanwhile
+    delete entry.controller;
+    if (r && !r.ok) {
+      entry.error = `the server refused ${m.title} (HTTP ${r.status}): ${body.error || r.statusText}`;
+      entry.kind = "refused";
+    } else if (r) {
+      try {
+        entry.pictures = await decodePictures(body);
+        entry.answer = body;
+        entry.seconds = (performance.now() - entry.started) / 1000;
+      } catch (e) {
+        entry.error = `the page could not decode ${m.title}'s answer: ${e.message}`;
+        entry.kind = "page";
+      }
+    }
+    if (state.cache.get(key) === entry) show();
+  })();
+}
 
-async function render(result) {
-  const pictures = { input: await loadImage(result.input.png) };
-  for (const [key, m] of Object.entries(result.maps)) pictures[key] = await loadImage(m.png);
-  const steps = result.gradcam_steps;
+async function decodePictures(answer) {
+  const pictures = { input: await loadImage(answer.input.png) };
+  for (const [key, m] of Object.entries(answer.maps)) pictures[key] = await loadImage(m.png);
+  const steps = answer.gradcam_steps;
   if (steps) {
     for (const m of steps.maps) pictures[`A${m.k}`] = await loadImage(m.png);
     pictures.weighted_sum = await loadImage(steps.weighted_sum.png);
     pictures.relu = await loadImage(steps.relu.png);
   }
-  state.result = result;
-  state.pictures = pictures;
+  return pictures;
+}
 
+// What the page shows now: an entry per ticked method (its answer, its refusal, or its progress).
+function entries() {
+  return chosenMethods().map((m) => ({ m, entry: state.cache.get(methodKey(m)) || {} }));
+}
+
+// Redraw everything from the cache; a fault in the page's own drawing is shown as what it is.
+function show() {
+  state.pageError = null;
+  try {
+    render();
+  } catch (e) {
+    pageFault(e);
+  }
+}
+
+function pageFault(e) {
+  console.error(e);
+  state.pageError = `a fault in this page's own code (not a refusal by the server): ${e.message}`;
+  showError(state.pageError);
+  setStatus("the page hit a fault in its own code; the message above says where");
+}
+
+// ------------------------------------------------------------------ estimates and progress
+
+function estimateFor(m) {
+  const head = state.image && state.model ? headFor(state.imageId, state.model.name, targetKey()) : null;
+  let e = ((head && head.estimates) || state.model.estimates || {})[m.name];
+  if (e && typeof e === "object") e = e[currentLayer()];
+  return typeof e === "number" ? e : null;
+}
+
+function secondsText(s) {
+  if (s === null || s === undefined) return "?";
+  if (s < 1) return "under 1 s";
+  if (s < 90) return `about ${Math.round(s)} s`;
+  return `about ${Math.round(s / 60)} min`;
+}
+
+function updateEstimates() {
+  for (const label of document.querySelectorAll("#methods .method")) {
+    const m = state.methods.find((x) => x.name === label.dataset.method);
+    const why = (state.model.unavailable || {})[m.name];
+    const span = label.querySelector(".estimate");
+    label.querySelector("input").disabled = !!why;
+    label.classList.toggle("unavailable", !!why);
+    label.title = why || m.value;
+    if (why) {
+      span.textContent = `does not apply to ${state.model.name}`;
+      label.classList.remove("slow");
+      continue;
+    }
+    const e = estimateFor(m);
+    span.textContent = `${secondsText(e)} on ${state.model.name}`;
+    label.classList.toggle("slow", e !== null && e >= 10);
+    label.dataset.estimate = e === null ? "" : String(e);
+  }
+}
+
+// "12.3 s of about 60 s": the time since the request left, against its estimate.
+function progressText(entry) {
+  const elapsed = (performance.now() - entry.started) / 1000;
+  return `${elapsed.toFixed(1)} s of ${secondsText(entry.estimate)}`;
+}
+
+function tickProgress() {
+  if (!state.model || !state.image) return;
+  const pending = entries().filter(({ entry }) => entry.controller);
+  for (const { m, entry } of pending) {
+    const fig = document.querySelector(`#maps figure[data-method="${m.name}"]`);
+    if (!fig) continue;
+    const elapsed = (performance.now() - entry.started) / 1000;
+    fig.querySelector(".elapsed").textContent = progressText(entry);
+    const bar = fig.querySelector("progress");
+    if (entry.estimate) bar.value = Math.min(0.99, elapsed / entry.estimate);
+  }
+  if (pending.length) {
+    setStatus(`computing ${pending.map(({ m, entry }) => `${m.title} (${progressText(entry)})`).join(", ")}…`);
+  }
+}
+
+// ------------------------------------------------------------------ showing the answer
+
+function render() {
+  const all = entries();
+  const pending = all.filter(({ entry }) => entry.controller);
+  const failed = all.filter(({ entry }) => entry.error);
+  const done = all.filter(({ entry }) => entry.answer);
+  document.body.dataset.busy = pending.length ? "1" : "0";
+  updateEstimates();
+  const head = done.length ? done[0].entry.answer : headFor(state.imageId, state.model.name, targetKey());
+  if (head) renderHead(head);
+  renderMaps(all, head);
+  const gradcam = done.find(({ m }) => m.name === "gradcam");
+  renderSteps(gradcam ? gradcam.entry : null);
+  showLayer(currentLayer());
+  drawMaps();
+  showError([...failed.map(({ entry }) => entry.error), state.pageError].filter(Boolean).join("\n"));
+  if (pending.length) {
+    tickProgress();
+  } else if (failed.length) {
+    const refused = failed.filter(({ entry }) => entry.kind === "refused").map(({ m }) => m.title);
+    const other = failed.filter(({ entry }) => entry.kind !== "refused").map(({ m }) => m.title);
+    setStatus([refused.length ? `the server refused ${refused.join(", ")}` : "",
+               other.length ? `no map for ${other.join(", ")}` : ""].filter(Boolean).join("; ") +
+              (done.length ? `; the other maps are shown` : ""));
+  } else if (head) {
+    const computed = done.filter(({ entry }) => entry.fresh !== false);
+    for (const { entry } of done) entry.fresh = false;
+    const took = computed.reduce((t, { entry }) => t + entry.answer.seconds, 0);
+    setStatus(`${head.model} · ${currentLayer() || "no layer"} · explained '${head.target.name}': ` +
+              (computed.length ? `${computed.length} map${computed.length > 1 ? "s" : ""} computed in ${took.toFixed(2)} s` : "") +
+              (computed.length && computed.length < done.length ? ", " : "") +
+              (done.length > computed.length ? `${done.length - computed.length} reused` : ""));
+  }
+}
+
+function renderHead(result) {
+  if (state.shownHead === result) return;
+  state.shownHead = result;
   const input = $("input-canvas");
   sizeCanvas(input, result.input.shape, 512);
-  drawPicture(input, pictures.input);
+  loadImage(result.input.png).then((img) => { if (state.shownHead === result) drawPicture(input, img); })
+    .catch(pageFault);
   const [h, w] = result.input.shape;
   const [ih, iw] = result.image.shape;
   $("input-caption").textContent =
-    `${state.image.name}: ${ih}×${iw} pixels (height × width), seen by ${result.model} as ${h}×${w}`;
-
+    `${state.image.name}: ${sizeText(ih, iw)}, seen by ${result.model} as ${sizeText(h, w)}`;
   renderPredictions(result);
   buildTargets(result);
   $("question-class").textContent = `'${result.target.name}'`;
   $("maps-title").textContent =
     `Explanations of '${result.target.name}' (class ${result.target.index}, y = ${fmt(result.target.score)})`;
-  renderMaps(result);
-  renderSteps(result);
-  drawMaps();
   const maps = $("maps");
   maps.dataset.target = result.target.name;
   maps.dataset.model = result.model;
-  maps.dataset.layer = result.layer || "";
+  maps.dataset.layer = currentLayer() || "";
 }
 
 function renderPredictions(result) {
@@ -352,49 +560,76 @@ function renderPredictions(result) {
   }
 }
 
-function renderMaps(result) {
+function renderMaps(all, head) {
   const maps = $("maps");
   maps.replaceChildren();
-  const byKey = Object.fromEntries(state.methods.map((m) => [m.key, m]));
-  for (const [key, entry] of Object.entries(result.maps)) {
-    if (!byKey[key]) continue;       // e.g. gradcam_upsampled: the same map at the input's size
-    const canvas = el("canvas", { "data-key": key, "data-display": entry.display });
-    sizeCanvas(canvas, result.input.shape, 512);
-    const where = byKey[key].uses_layer && result.layer ? ` · ${result.layer}` : "";
-    const shape = entry.shape.join("×");
-    const figure = el("figure", { class: "map" },
-      el("figcaption", {}, el("b", { text: entry.title }), el("span", { text: `${where} · raw ${shape}` })),
-      canvas,
-      entry.display === "gradient"
-        ? el("div", { class: "gradient-note", text: byKey[key].value })
-        : colourBar(entry));
+  for (const { m, entry } of all) {
+    const figure = el("figure", { class: "map", "data-method": m.name });
+    const answer = entry.answer;
+    const mapEntry = answer && answer.maps[m.key];
+    if (mapEntry) {
+      const canvas = el("canvas", { "data-key": m.key, "data-display": mapEntry.display });
+      canvas.entry = entry;
+      sizeCanvas(canvas, answer.input.shape, 512);
+      const where = m.uses_layer && answer.layer ? ` · ${answer.layer}` : "";
+      figure.dataset.state = "done";
+      figure.append(
+        el("figcaption", {}, el("b", { text: mapEntry.title }),
+           el("span", { text: `${where} · raw ${shapeText(mapEntry.shape)}` })),
+        canvas,
+        mapEntry.display === "gradient" ? el("div", { class: "gradient-note", text: m.value }) : colourBar(mapEntry),
+        mapEntry.note ? el("div", { class: "map-note", text: mapEntry.note }) : "");   // where relevance went, all zero
+    } else if (entry.error) {
+      figure.dataset.state = "error";
+      figure.append(el("figcaption", {}, el("b", { text: m.title })), el("p", { class: "map-error", text: entry.error }));
+    } else if (answer) {
+      figure.dataset.state = "empty";            // e.g. CAM on a network without GAP -> one dense layer
+      figure.append(el("figcaption", {}, el("b", { text: m.title })),
+                    el("p", { class: "hint", text: (answer.notes || []).join(" ") || "no map for this model" }));
+    } else {
+      figure.dataset.state = "pending";
+      figure.append(el("figcaption", {}, el("b", { text: m.title }), el("span", { text: "computing…" })),
+                    el("div", { class: "pending" }, el("progress", { max: 1 }), el("span", { class: "elapsed" })));
+    }
     maps.append(figure);
   }
 }
 
+// The shape of a raw map: [h, w] or [C, h, w] (C channels of an input-sized map).
+function shapeText(shape) {
+  const [h, w] = shape.slice(-2);
+  return shape.length > 2 ? `${shape[0]} channels of ${sizeText(h, w)}` : sizeText(h, w);
+}
+
 function drawMaps() {
-  const result = state.result;
-  if (!result) return;
   for (const canvas of document.querySelectorAll("#maps canvas, #step-overlay canvas")) {
-    const key = canvas.dataset.key;
+    const pictures = canvas.entry && canvas.entry.pictures;
+    if (!pictures || !pictures[canvas.dataset.key]) continue;   // nothing (yet) to draw on it
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     if (canvas.dataset.display === "gradient") {
-      drawPicture(canvas, state.pictures[key]);
+      drawPicture(canvas, pictures[canvas.dataset.key]);
     } else {
-      drawPicture(canvas, state.pictures.input);
-      drawPicture(canvas, state.pictures[key], { alpha: state.opacity });
+      drawPicture(canvas, pictures.input);
+      drawPicture(canvas, pictures[canvas.dataset.key], { alpha: state.opacity });
     }
   }
 }
 
-function renderSteps(result) {
-  const steps = result.gradcam_steps;
+function renderSteps(entry) {
+  const result = entry && entry.answer;
+  const steps = result && result.gradcam_steps;
   $("steps").hidden = !steps;
-  if (!steps) return;
+  if (!steps) {
+    $("step-overlay").replaceChildren();         // no canvas left to draw from an answer without Grad-CAM
+    return;
+  }
+  if (state.shownSteps === result) return;
+  state.shownSteps = result;
+  const pictures = entry.pictures;
   const [h, w] = steps.shape;
   $("steps-lead").textContent =
-    `Layer ${steps.layer} holds K = ${steps.K} feature maps A^k of ${h}×${w}. One backward pass gives ` +
+    `Layer ${steps.layer} holds K = ${steps.K} feature maps A^k of ${sizeText(h, w)}. One backward pass gives ` +
     `α_k = mean over i,j of ∂y^c/∂A^k_ij for c = '${result.target.name}': how much the class score rises ` +
     `when map k brightens. Grad-CAM is ReLU(Σ_k α_k A^k).`;
   drawAlphaChart(steps);
@@ -405,7 +640,7 @@ function renderSteps(result) {
   const card = (m) => {
     const canvas = el("canvas", { class: "pixels" });
     sizeCanvas(canvas, m.shape, 160);
-    drawPicture(canvas, state.pictures[`A${m.k}`], { smooth: false });
+    drawPicture(canvas, pictures[`A${m.k}`], { smooth: false });
     const bar = el("span", { class: `abar ${m.alpha < 0 ? "neg" : "pos"}` });
     bar.style.width = `${(50 * Math.abs(m.alpha) / amax).toFixed(1)}%`;
     return el("figure", { class: `fmap ${m.side}` },
@@ -433,9 +668,10 @@ function renderSteps(result) {
     drawPicture(canvas, picture, { smooth: false });
     $(id).replaceChildren(el("figcaption", { text: title }), canvas, colourBar(entry));
   };
-  stepFigure("step-sum", "Σ_k α_k A^k", steps.weighted_sum, state.pictures.weighted_sum);
-  stepFigure("step-relu", "ReLU(Σ_k α_k A^k) = Grad-CAM", steps.relu, state.pictures.relu);
+  stepFigure("step-sum", "Σ_k α_k A^k", steps.weighted_sum, pictures.weighted_sum);
+  stepFigure("step-relu", "ReLU(Σ_k α_k A^k) = Grad-CAM", steps.relu, pictures.relu);
   const overlay = el("canvas", { "data-key": "gradcam", "data-display": "heat" });
+  overlay.entry = entry;
   sizeCanvas(overlay, result.input.shape, 240);
   $("step-overlay").replaceChildren(el("figcaption", { text: "over the input" }), overlay,
     result.maps.gradcam ? colourBar(result.maps.gradcam) : null);
@@ -477,6 +713,7 @@ async function start() {
     buildDisplay();
     buildDrop();
     chooseModel(models.default);
+    setInterval(() => { try { tickProgress(); } catch (e) { pageFault(e); } }, 250);
     buildSamples();
     const first = state.samples.find((s) => s.name === "cat_dog") || state.samples[0];
     if (first) await chooseSample(first);
@@ -485,5 +722,9 @@ async function start() {
     document.body.dataset.busy = "0";
   }
 }
+
+// A fault anywhere in the page's code is shown as one, never as a refused request.
+window.addEventListener("error", (e) => pageFault(e.error || new Error(e.message)));
+window.addEventListener("unhandledrejection", (e) => pageFault(e.reason instanceof Error ? e.reason : new Error(String(e.reason))));
 
 start();

@@ -10,7 +10,7 @@ what torchvision itself checks (``torch.hub``, ``check_hash``); the full
 digests are not published next to the files, so minicnn checks the same
 prefix. An already-downloaded checkpoint with the right digest is reused.
 Nothing is overwritten without ``--force``; the converted file is written
-atomically too. Conversion needs PyTorch (see ``minicnn.convert``).
+atomically too. Conversion needs PyTorch (see ``minicnn.models.convert.pytorch``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .atomic import Outputs, atomic_output, check_writable, same_file
-from .errors import ChecksumError, DownloadError, InputError, OutputError, unknown_name
-from .progress import Progress
+from ..util.atomic import Outputs, atomic_output, check_writable, same_file
+from ..errors import ChecksumError, DownloadError, InputError, OutputError, unknown_name
+from ..util.progress import Progress
 from .weights import sha256_file
 
 BASE_URL = "https://download.pytorch.org/models/"
@@ -128,7 +128,7 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
     if checkpoint is not None:
         ckpt = Path(os.fspath(checkpoint))
         if not ckpt.is_file():
-            from .convert import not_a_checkpoint
+            from .convert.pytorch import not_a_checkpoint
             raise InputError(not_a_checkpoint(ckpt))
         check_digest(sha256_file(ckpt), expected, ckpt)
         source_url = url
@@ -145,7 +145,7 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
             print(f"using {ckpt} (already downloaded, sha256 verified)")
         else:
             download(source_url, ckpt, expected_sha256=expected, force=force, progress=progress)
-    from .convert import convert_checkpoint
+    from .convert.pytorch import convert_checkpoint
     from .weights import save
     meta = {**IMAGENET_META, "name": name,
             "provenance": {"source_url": source_url or BASE_URL + file_name, "official_file": file_name,

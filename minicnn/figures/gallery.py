@@ -1,6 +1,6 @@
 """Gallery figures: one image explained for several classes by many methods, side by side.
 
-    from minicnn.gallery import gallery_figure
+    from minicnn.figures.gallery import gallery_figure
     fig = gallery_figure(model, cat_dog_image(), ["cat", "dog"], ["gradcam", "hirescam", "scorecam"])
 
 Rows are the target classes, columns the original image and then one method
@@ -15,26 +15,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .explain import registry
-from .layers import softmax
+from ..errors import InputError
+from ..explain import registry
+from ..layers import softmax
+from ..explain.run import run_or_refusal
 
 
 def explain_all(model, image: np.ndarray, targets: list, methods: list[str], *, layer: str | None = None,
                 options: dict | None = None) -> dict:
     """{method name: Explanation or the InputError that refused it} for the image repeated once per target."""
-    from .images import preprocess
+    from ..inputs.images import preprocess
     x = np.repeat(preprocess(image, model.meta["preprocessing"]), len(targets), axis=0)
     results = {}
     for name in methods:
         m = registry.get(name)
-        own = {k: v for k, v in (options or {}).items() if k in {o.param for o in m.options}}
-        try:
-            results[m.name] = m.run(model, x, list(targets), layer, **own)
-        except InputError as e:
-            if not m.optional:
-                raise
-            results[m.name] = e
+        results[m.name] = run_or_refusal(m, model, x, list(targets), layer, options)
     return results
 
 
@@ -47,8 +42,8 @@ def gallery_figure(model, image: np.ndarray, targets: list, methods: list[str], 
     ``columns`` wraps after that many methods: the rest get another block of
     rows, one per class again (long galleries of wide images stay readable).
     """
-    from .figures import Panel, grid_figure, method_panel
-    from .images import deprocess, preprocess
+    from . import Panel, grid_figure, method_panel
+    from ..inputs.images import deprocess, preprocess
     results = results if results is not None else explain_all(model, image, targets, methods, layer=layer,
                                                                options=options)
     picture = deprocess(preprocess(image, model.meta["preprocessing"])[0], model.meta["preprocessing"])

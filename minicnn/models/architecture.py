@@ -37,6 +37,10 @@ walks the description and checks:
   and no layer's output, padded input or convolution columns (C k_h k_w Ho Wo)
   may hold more than MAX_ELEMENTS numbers per image, nor all outputs together
   more than MAX_KEPT (a pass keeps them for its backward).
+  A model whose preprocessing keeps the image's shape (resize "shorter" or
+  "none") runs at other sizes too; ``minicnn.models.weights.check_architecture``
+  checks its costs again at the largest input ``minicnn.inputs.images.preprocess``
+  takes by default, 512x512 (``costs_only``).
 
 The network must end in logits, (K,) with 1 <= K <= MAX_CLASSES. Each refusal
 is a one-line WeightsError naming the layer (its PyTorch path) and the field.
@@ -46,7 +50,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 MAX_CHANNELS = 1 << 16          # channels of any feature map
 MAX_FEATURES = 1 << 20          # inputs or outputs of a Linear layer (VGG's classifier reads 25,088)
@@ -197,7 +201,7 @@ class _Walk:
             raise WeightsError(f"{_where(path, 'layer')}: not a layer description {{\"type\": ...}}; "
                                f"got {_show(spec)}")
         kind = spec.get("type")
-        from .layers import MODULE_TYPES
+        from ..layers import MODULE_TYPES
         if not isinstance(kind, str) or kind not in MODULE_TYPES:
             raise WeightsError(f"{_where(path, 'layer')}: unknown layer type {_show(kind)}; "
                                f"known: {', '.join(MODULE_TYPES)}")
@@ -275,7 +279,7 @@ class _Walk:
         return self.built(f"{p}.relu", "BasicBlock", {"type": "ReLU"}, main, depth + 1)
 
     def inverted_residual(self, f: _Fields, shape, depth):
-        from .layers.inverted_residual import PADDINGS
+        from ..layers.inverted_residual import PADDINGS
         c_in, c_out = f.int("in_channels", 1, MAX_CHANNELS), f.int("out_channels", 1, MAX_CHANNELS)
         stride = f.choice("stride", (1, 2), 1)
         t = f.int("expand_ratio", 1, MAX_EXPAND, 6)

@@ -34,7 +34,7 @@ from the file, so the padding is the one TensorFlow uses at the model's input si
 
 Quantisation. 8-bit weights are kept as they are, with their scale and zero
 point, and dequantised when the file is loaded: w = scale * (q - zero_point);
-int32 biases likewise (zero point 0). See ``minicnn.weights.dequantize``.
+int32 biases likewise (zero point 0). See ``minicnn.models.weights.dequantize``.
 Activations are not quantised: minicnn runs the network in floating point.
 
 Checks. A .tflite file is untrusted input: ``read_tflite`` checks each tensor's
@@ -43,7 +43,7 @@ number of scales before copying anything, and ``check_graph`` every tensor,
 quantisation (positive finite scales, zero points in the range of the type),
 operator (tensor indices, strides, dilations, filters, depth multipliers) and
 the declared number of classes (at most 65,536) before any layer is made. The
-model made is checked as the loader will check it (``minicnn.weights.check_model``),
+model made is checked as the loader will check it (``minicnn.models.weights.check_model``),
 so a converted file always loads. Each refusal is one line (WeightsError).
 
 Structure, named as torchvision's MobileNetV2 (BatchNorm is already folded):
@@ -62,10 +62,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, MissingDependencyError, WeightsError
-from .layers import (AdaptiveAvgPool2d, Conv2d, Flatten, InvertedResidual, ReLU, ReLU6, Sequential,
-                     ZeroPad2d)
-from .model import Model
+from ...errors import InputError, MissingDependencyError, WeightsError
+from .meta import with_user_meta
+from ...layers import AdaptiveAvgPool2d, Conv2d, Flatten, InvertedResidual, ReLU, ReLU6, Sequential, ZeroPad2d
+from ...model import Model
 
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX")
 ACTIVATIONS = {"NONE": None, "RELU": ReLU, "RELU6": ReLU6}
@@ -246,7 +246,7 @@ def check_graph(graph: Graph, where: str = "the model") -> None:
     multipliers in 1..MAX_EXPAND. The input is (1, H, W, 3) with H, W <= MAX_INPUT_SIDE; the
     output declares 1..MAX_CLASSES classes.
     """
-    from .architecture import MAX_CLASSES, MAX_EXPAND, MAX_INPUT_SIDE, MAX_LAYERS, MAX_WINDOW
+    from ..architecture import MAX_CLASSES, MAX_EXPAND, MAX_INPUT_SIDE, MAX_LAYERS, MAX_WINDOW
     if len(graph.tensors) > 8 * MAX_LAYERS or len(graph.operators) > MAX_LAYERS:
         raise WeightsError(f"{where} has {len(graph.tensors):,} tensors and {len(graph.operators):,} operators, more "
                            f"than {8 * MAX_LAYERS:,} and {MAX_LAYERS:,}")
@@ -370,7 +370,7 @@ def _weights(graph: Graph, index: int, layout: tuple) -> tuple[np.ndarray, dict 
     if t.dtype not in ("UINT8", "INT8", "INT32") or not t.scale:
         raise WeightsError(f"tensor {t.name!r} has type {t.dtype} without a scale; minicnn reads FLOAT32 weights "
                            f"and quantised UINT8, INT8 and INT32 ones")
-    from .weights import dequantize
+    from ..weights import dequantize
     if len(t.scale) == 1:
         entry = {"scale": t.scale[0], "zero_point": t.zero_point[0]}
     else:
@@ -554,7 +554,7 @@ def convert_graph(graph: Graph, *, meta: dict | None = None, where: str = "the m
         if key not in b.arrays:
             raise WeightsError(f"{where}: no weights were found for {key!r}")
     model.load_state_dict(b.arrays)
-    from .weights import check_model
+    from ..weights import check_model
     check_model(model, where=where)               # what the loader will check: a model that fails is never written
     return model, b.quantized
 
@@ -590,14 +590,13 @@ def graph_meta(graph: Graph, root, builder: _Builder, meta: dict | None) -> dict
     else:
         mean, std, formula = 0.5, 0.5, "(pixel - 127.5) / 127.5 (assumed: the input is not quantised)"
     n_classes = graph.tensors[graph.outputs[0]].shape[-1]
-    from .zoo import mobilenet_v2
+    from ..zoo import mobilenet_v2
     arch = "mobilenet_v2" if root.spec() == mobilenet_v2(num_classes=n_classes).spec() else "tflite"
     out = {"name": "model", "arch": arch, "input_size": [int(c), int(h), int(w)],
            "classes": [str(k) for k in range(n_classes)],
            "preprocessing": {"mean": [mean] * 3, "std": [std] * 3, "resize": "exact", "size": [int(h), int(w)],
                              "formula": formula},
            "source_names": builder.source_names}
-    from .convert import with_user_meta
     return with_user_meta(out, meta, n_classes, "the model")
 
 
@@ -616,7 +615,7 @@ def read_labels(path) -> list[str]:
 
 def convert_tflite(path, *, meta: dict | None = None) -> tuple[Model, dict]:
     """(Model, quantized arrays) from a .tflite file; provenance records the file's name and sha256."""
-    from .weights import sha256_file
+    from ..weights import sha256_file
     tflite = import_tflite()
     graph = read_tflite(path)
     meta = dict(meta or {})
@@ -629,7 +628,7 @@ def convert_tflite(path, *, meta: dict | None = None) -> tuple[Model, dict]:
 
 def convert_tflite_command(args, meta: dict) -> int:
     """``minicnn convert MODEL.tflite --out FILE [--labels] [--name] [--meta] [--force]`` (after the checks)."""
-    from .weights import save, sha256_file
+    from ..weights import save, sha256_file
     if getattr(args, "fold_bn", False):
         raise InputError("--fold-bn is for PyTorch checkpoints; a TensorFlow Lite model has its BatchNorm folded")
     model, quantized = convert_tflite(args.checkpoint, meta=meta)

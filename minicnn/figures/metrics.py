@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..figures import HEAT_CMAP, MAGNITUDE_CMAP, Figure, to_display
-from .baselines import BASELINES
-from .intervals import mean_ci95
-from .maps import pixel_map
-from .similarity import scale01
+from ..metrics.baselines import BASELINES
+from ..metrics.intervals import mean_ci95
+from ..metrics.maps import pixel_map
+from ..metrics.similarity import scale01
 
 LABELS = {"spearman_abs": "Spearman of |map|", "spearman": "Spearman of signed map", "ssim": "SSIM of |map| in [0, 1]"}
 

@@ -16,7 +16,7 @@
 Each dataset has ``.classes``, ``len()``, iteration over ``(image, label)``
 pairs (``image``: (H, W, 3) uint8) and ``batches(batch_size)`` yielding
 ``(images, labels)``: (N, H, W, 3) uint8 and (N,) int64. Feed ``images`` to
-:func:`minicnn.images.preprocess`.
+:func:`minicnn.inputs.images.preprocess`.
 
 Errors: a missing path, an unknown format, an empty dataset or a corrupt or
 tampered file raise :class:`~minicnn.errors.ImageError`; an unknown split
@@ -38,7 +38,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import ImageError, InputError, unknown_name
+from ..errors import ImageError, InputError, unknown_name
 from .images import DATA_DIR, image_from_bytes, load_image, size_text
 
 __all__ = ["IMAGE_EXTENSIONS", "Dataset", "open_dataset", "class_names", "CIFAR_SPLITS"]

@@ -19,7 +19,11 @@ display, normalised and coloured:
   at the figure's resolution, so they are pictures, not dots;
 - a caption under the panels says what y and p are and what the colours
   mean where a colour bar cannot (occlusion's red and blue, gradient
-  pictures): each panel's ``notes``, from the method's registry row.
+  pictures): each panel's ``notes``, from the method's registry row;
+- what a map alone would hide is said on its panel (``Panel.remark``,
+  :func:`panel_remark`: "all zero: ...", "tiny scale: ...") and in the
+  caption (:func:`panel_notes`: where an LRP pass's relevance went, a
+  method's known artefacts such as DeconvNet's stride pattern).
 
 Figures are ``matplotlib.figure.Figure`` objects built without pyplot (no
 global state, no window); :func:`save_figure` writes one atomically, in the
@@ -46,9 +50,9 @@ from matplotlib.cm import ScalarMappable             # noqa: E402
 from matplotlib.colors import Normalize              # noqa: E402
 from matplotlib.figure import Figure                 # noqa: E402
 
-from .atomic import atomic_output, refuse_folder_or_device  # noqa: E402
-from .errors import InputError, OutputError          # noqa: E402
-from .explain.resize import resize_bilinear          # noqa: E402
+from ..util.atomic import atomic_output, refuse_folder_or_device  # noqa: E402
+from ..errors import InputError, OutputError  # noqa: E402
+from ..explain.resize import resize_bilinear  # noqa: E402
 
 #: Colour maps: the paper's jet for class maps, a diverging map for signed drops.
 HEAT_CMAP, SIGNED_CMAP, MAGNITUDE_CMAP = "jet", "RdBu_r", "inferno"
@@ -131,6 +135,8 @@ class Panel:
     label : what the colour bar's numbers are (e.g. "score drop y^c(x) - y^c(occluded)")
     notes : lines for the figure's caption (what y, p and the colours mean); a figure
             prints each different line once, under its panels
+    remark: a short line written on the panel itself, for what the map alone would hide
+            ("all zero: ...", "relevance at the input = 1.8e-05 of y^c"); see :func:`panel_remark`
     """
 
     kind: str
@@ -140,6 +146,7 @@ class Panel:
     alpha: float = 0.5
     label: str = ""
     notes: tuple[str, ...] = ()
+    remark: str = ""
 
 
 def _extent(shape) -> tuple[float, float, float, float]:
@@ -157,8 +164,12 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(panel.title, fontsize=fontsize)
-    if cax is not None and panel.kind not in ("heat", "signed", "relevance", "magnitude"):
+    draw_remark(ax, panel.remark, fontsize)
+    blank = panel.kind in ("heat", "signed", "relevance", "magnitude") and not np.any(panel.data)
+    if cax is not None and (blank or panel.kind not in ("heat", "signed", "relevance", "magnitude")):
         cax.set_axis_off()
+    if blank:                                       # all zero: the picture alone, no colour and no colour bar
+        panel = Panel("image", panel.image, panel.title) if panel.image is not None else Panel("text")
     if panel.kind == "text":
         for side in ax.spines.values():
             side.set_visible(False)
@@ -195,6 +206,18 @@ def draw_panel(fig: Figure, ax, panel: Panel, *, cax=None, fontsize: float = 10)
         bar.formatter = matplotlib.ticker.ScalarFormatter()
         bar.formatter.set_powerlimits((-3, 4))
         bar.update_ticks()
+
+
+def draw_remark(ax, remark: str, fontsize: float = 10) -> None:
+    """Write ``remark`` on the panel ``ax``: bottom left, inside, on a white box, wrapped to the panel's width."""
+    if not remark:
+        return
+    import textwrap
+    width = ax.get_position().width * ax.figure.get_figwidth()                   # inches
+    chars = max(12, int(width * 72 / (0.55 * (fontsize - 2))))
+    ax.text(0.02, 0.02, "\n".join(textwrap.wrap(remark, chars)), transform=ax.transAxes, ha="left", va="bottom",
+            fontsize=fontsize - 2, zorder=5, bbox={"boxstyle": "round,pad=0.2", "facecolor": "white",
+                                                   "alpha": 0.85, "linewidth": 0})
 
 
 def grid_figure(rows: list[list[Panel]], *, row_labels: list[str] | None = None, title: str | None = None,
@@ -278,7 +301,7 @@ def save_figure(fig: Figure, path, *, dpi: int = 120, outputs=None) -> str:
     """Write ``fig`` in the format its extension names (.png, .jpg, .jpeg, .pdf, .svg); returns the path.
 
     Alone, the file is written atomically (temporary file, then os.replace)
-    and an existing one replaced; with ``outputs`` (a ``minicnn.atomic.Outputs``
+    and an existing one replaced; with ``outputs`` (a ``minicnn.util.atomic.Outputs``
     inside its ``writing()`` block) it is one of that run's all-or-nothing
     outputs, under that run's overwrite rule.
     """
@@ -310,7 +333,7 @@ def upsample_for(m: np.ndarray, image: np.ndarray) -> np.ndarray:
 
 def _method(result):
     """The registry row of a result's method; a one-line error for a method with no row."""
-    from .explain.registry import METHODS
+    from ..explain.registry import METHODS
     m = METHODS.get(result.method)
     if m is None:
         raise InputError(f"no panel for method {result.method!r}")
@@ -319,7 +342,7 @@ def _method(result):
 
 def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool = True) -> str:
     """A two-line title: method, class and score; then model and layer."""
-    from .explain.registry import METHODS
+    from ..explain.registry import METHODS
     name = METHODS[result.method].title if result.method in METHODS else result.method
     line1 = f"{name}: {result.target_names[i]!r} (y={float(result.scores[i]):.2f})"
     where = [s for s in (model_name, result.layer if layer else None) if s]
@@ -333,14 +356,73 @@ def method_panel(result, image: np.ndarray, i: int = 0, *, model_name: str | Non
     Maps at any resolution (layer or input) are resized bilinearly to the
     picture's size; saliency is shown as max_ch |dy/dx|.
     """
-    from .explain.saliency import channel_max_abs
+    from ..explain.saliency import channel_max_abs
     method = _method(result)
     kind = method.display
     title = describe(result, i, model_name) if title is None else title
-    notes = (Y_AND_P, method.caption or DISPLAY_CAPTIONS.get(kind, ""))
+    notes = (Y_AND_P, method.caption or DISPLAY_CAPTIONS.get(kind, ""), *panel_notes(result, i))
+    remark = panel_remark(result, i)
     m = result.map[i]
     if kind == "gradient":
-        return Panel("gradient", m, title, image=image, notes=notes)
+        return Panel("gradient", m, title, image=image, notes=notes, remark=remark)
     if m.ndim == 3:                                   # (C, H, W) shown as one number per pixel
         m = channel_max_abs(m) if kind == "magnitude" else m.sum(axis=0)
-    return Panel(kind, upsample_for(m, image), title, image=image, label=method.value, notes=notes)
+    return Panel(kind, upsample_for(m, image), title, image=image, label=method.value, notes=notes, remark=remark)
+
+
+#: A map whose total |value| is below this fraction of |y^c| is "tiny" (methods whose maps share out y^c).
+TINY_FRACTION = 1e-2
+#: Methods whose maps share out the score y^c over the input (LRP, Integrated Gradients, Input x Gradient):
+#: for them a map's scale is compared with y^c.
+SHARES_OF_Y = ("lrp-", "integrated-gradients", "input-x-gradient")
+#: Methods whose map values are in the units of y^c (in a network that ends GAP -> linear, the mean of
+#: sum_k alpha_k A^k is y^c - b; occlusion's are score drops): for them the largest |value| is compared with y^c.
+UNITS_OF_Y = ("gradcam", "counterfactual", "hirescam", "cam", "occlusion")
+#: The line under LRP's budget lines, once per figure.
+LRP_BUDGET = ("LRP: each unit's bias keeps its share of the relevance on the way down, so the input gets "
+              "y^c minus what the stages took (a negative share: the stage added relevance)")
+#: Captions for patterns that come from a method, not from the image.
+KNOWN_ARTEFACTS = {
+    "deconvnet": "DeconvNet: its backward pass runs each strided convolution in reverse, where the kernels overlap "
+                 "unevenly, and keeps only positive signals; the grid this leaves at the network's stride (stripes "
+                 "on MobileNetV2, a checkerboard on ResNet-20) is the method's artefact, not evidence in the image",
+}
+
+
+def panel_remark(result, i: int = 0) -> str:
+    """What to write on image i's panel so that the map cannot mislead, or "" (nothing to say).
+
+    - an all-zero map: "all zero: no evidence for (against, for the counterfactual) 'c' at <layer>"
+      (the picture is then shown uncoloured, without a colour bar);
+    - a map that shares out y^c (LRP, IG, Input x Gradient) with sum |m| < TINY_FRACTION |y^c|:
+      "tiny scale: relevance at the input = <sum m / y^c> of y^c" (the colour bar's numbers are then tiny);
+    - a map in the units of y^c (UNITS_OF_Y) with max |m| < TINY_FRACTION |y^c|:
+      "tiny scale: largest value = <max |m| / y^c> of y^c (almost no evidence for 'c' at <layer>)".
+    """
+    m = np.asarray(result.map[i], dtype=np.float64)
+    name = result.target_names[i]
+    if not np.any(m):
+        side = "against" if result.method == "counterfactual" else "for"
+        return f"all zero: no evidence {side} {name!r} at {result.layer or 'the input'}"
+    y = float(result.scores[i])
+    if result.method.startswith(SHARES_OF_Y) and y != 0 and float(np.abs(m).sum()) < TINY_FRACTION * abs(y):
+        what = "relevance" if result.method.startswith("lrp-") else "attribution"
+        return f"tiny scale: {what} at the input = {float(m.sum()) / y:.2g} of y^c"
+    if result.method in UNITS_OF_Y and y != 0 and float(np.abs(m).max()) < TINY_FRACTION * abs(y):
+        side = "against" if result.method == "counterfactual" else "for"
+        return (f"tiny scale: largest value = {float(np.abs(m).max()) / abs(y):.2g} of y^c (almost no evidence "
+                f"{side} {name!r} at {result.layer or 'the input'})")
+    return ""
+
+
+def panel_notes(result, i: int = 0) -> tuple[str, ...]:
+    """Caption lines about this result: where an LRP pass's relevance went, the method's known artefacts."""
+    lines = []
+    budget = getattr(result, "budget", None)
+    if budget is not None:
+        title = _method(result).title
+        lines.append(f"{title}, {result.target_names[i]!r}: {budget.summary(i)}")
+        lines.append(LRP_BUDGET)
+    if result.method in KNOWN_ARTEFACTS:
+        lines.append(KNOWN_ARTEFACTS[result.method])
+    return tuple(lines)

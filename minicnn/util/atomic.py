@@ -42,6 +42,7 @@ target; the target itself keeps its previous content (or stays absent).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -49,7 +50,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from .errors import InputError, MinicnnError, OutputError
+from ..errors import InputError, MinicnnError, OutputError
 
 #: What every "already exists" refusal says.
 FORCE_HINT = "pass --force (force=True) to overwrite it"
@@ -224,6 +225,12 @@ class Outputs:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+
+    def write_json(self, path, data) -> str:
+        """``data`` as JSON (indented, no NaN) into ``path``, one of these outputs (inside ``writing()``)."""
+        with self.open(path) as f:
+            f.write((json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
+        return str(path)
 
     # ---------------------------------------------------------------- internals
 

@@ -31,9 +31,9 @@ from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from .errors import InputError
-from .model import Model
-from .progress import Progress
+from ..errors import InputError
+from ..model import Model
+from ..util.progress import Progress
 
 
 @dataclass
@@ -89,12 +89,12 @@ def prefetched(items: Iterable[T]) -> Iterator[T]:
 
 def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = None, *,
              progress: bool = False) -> Accuracy:
-    """Top-1 accuracy of ``model`` on ``dataset`` (see minicnn.datasets.open_dataset).
+    """Top-1 accuracy of ``model`` on ``dataset`` (see minicnn.inputs.datasets.open_dataset).
 
     ``limit`` evaluates only the first ``limit`` images (in the dataset's
     order: class by class). ``progress`` draws a bar on stderr.
     """
-    from .images import preprocess
+    from ..inputs.images import preprocess
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch size must be a positive integer; got {batch_size!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
@@ -123,9 +123,9 @@ def evaluate_command(args) -> int:
 
     Without ``--data``: the 300 CIFAR-10 test images shipped in ``minicnn/data/cifar10``.
     """
-    from . import load
-    from .datasets import open_dataset
-    from .images import DATA_DIR
+    from .weights import load
+    from ..inputs.datasets import open_dataset
+    from ..inputs.images import DATA_DIR
     model = load(args.model)
     dataset = open_dataset(DATA_DIR / "cifar10" if args.data is None else args.data, args.split)
     if args.data is None:

@@ -11,7 +11,7 @@
 - ``mobilenet_v2``: MobileNetV2 (Sandler et al. 2018) with its BatchNorm
   folded, torchvision's names (features.0 .. features.18), TensorFlow's SAME
   padding and a 1x1 convolution as classifier, as in the TensorFlow Lite
-  model it is converted from (``minicnn/convert_tflite.py``). Not in
+  model it is converted from (``minicnn/models/convert/tflite.py``). Not in
   ``ARCHITECTURES``: it is made by the TFLite converter, not from PyTorch checkpoints.
 
 Builders return a Model with random weights (He initialisation, seeded).
@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import unknown_name
-from .layers import (AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Dropout, Flatten, InvertedResidual,
-                     Linear, MaxPool2d, ReLU, Sequential)
-from .layers.inverted_residual import conv_relu6
-from .model import Model
+from ..errors import unknown_name
+from ..layers import (AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Dropout, Flatten, InvertedResidual, Linear,
+                      MaxPool2d, ReLU, Sequential)
+from ..layers.inverted_residual import conv_relu6
+from ..model import Model
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -40,11 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, MissingDependencyError, WeightsError, unknown_name
-from .layers import BatchNorm2d, Conv2d
-from .layers.norm import fold_into_conv
-from .model import Model
-from .zoo import ARCHITECTURES, VGG_CONFIGS, vgg, vgg_cifar, resnet20
+from ...errors import InputError, MissingDependencyError, WeightsError, unknown_name
+from .meta import with_user_meta
+from ...layers import BatchNorm2d, Conv2d
+from ...layers.norm import fold_into_conv
+from ...model import Model
+from ..zoo import ARCHITECTURES, VGG_CONFIGS, vgg, vgg_cifar, resnet20
 
 SUPPORTED = sorted(ARCHITECTURES)
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel, torch.compile
@@ -278,7 +279,7 @@ def convert_state_dict(state: dict, arch: str, *, fold_bn: bool = False, meta: d
     state = {k: v.astype(np.float32, copy=False) for k, v in state.items()}
     model.load_state_dict(state)
     model.meta = converted_meta(arch, model, fold_bn, meta)
-    from .weights import check_model
+    from ..weights import check_model
     check_model(model, where="the checkpoint")  # what the loader will check: a model that fails is never written
     return model
 
@@ -290,33 +291,13 @@ def converted_meta(arch: str, model: Model, fold_bn: bool, meta: dict | None) ->
     n_classes = len(model.classes)
     if n_classes == 1000 and arch.startswith("vgg") and arch != "vgg_cifar":
         try:
-            from .datasets import class_names
+            from ...inputs.datasets import class_names
             out["classes"] = class_names("imagenet")
         except Exception:  # the shipped label file is optional here; numbers remain
             pass
     if fold_bn:
         out["bn_folded"] = True
     return with_user_meta(out, meta, n_classes, "the checkpoint's classifier")
-
-
-def with_user_meta(out: dict, meta: dict | None, n_classes: int, what: str) -> dict:
-    """``out`` updated by the user's ``meta`` (provenance entries merged), its class list checked against the outputs.
-
-    ``what`` names the outputs in the one-line error ("the checkpoint's classifier", "the model").
-    """
-    meta = dict(meta or {})
-    if not isinstance(meta.get("provenance") or {}, dict):
-        raise InputError(f"--meta: 'provenance' must be a table; got {meta['provenance']!r:.60}")
-    provenance = {**(out.get("provenance") or {}), **(meta.pop("provenance", None) or {})}
-    out.update(meta)
-    if provenance:
-        out["provenance"] = provenance
-    classes = out.get("classes")
-    if not isinstance(classes, list) or len(classes) != n_classes:
-        raise InputError(f"the metadata lists {len(classes) if isinstance(classes, list) else classes!r} class "
-                         f"names but {what} has {n_classes} outputs")
-    out["classes"] = [str(c) for c in classes]
-    return out
 
 
 # ---------------------------------------------------------------- the whole conversion
@@ -340,7 +321,7 @@ def convert_checkpoint(path, arch: str, *, fold_bn: bool = False, meta: dict | N
 
 def tflite_model(path) -> bool:
     """Whether ``path`` is a TensorFlow Lite model (``.tflite``, or the flatbuffer identifier "TFL3")."""
-    from .convert_tflite import is_tflite
+    from .tflite import is_tflite
     return str(path).lower().endswith(".tflite") or is_tflite(path)
 
 
@@ -363,8 +344,8 @@ def read_meta_argument(text) -> dict:
 
 def convert_command(args) -> int:
     """``minicnn convert CHECKPOINT --arch NAME --out FILE [--fold-bn] [--name] [--meta] [--force]``."""
-    from .atomic import Outputs
-    from .weights import save, sha256_file
+    from ...util.atomic import Outputs
+    from ..weights import save, sha256_file
     outputs = Outputs(force=args.force)               # the overwrite rule of every command; refuse before the slow part
     outputs.input(args.checkpoint, "CHECKPOINT")
     out = outputs.output(args.out, "--out")
@@ -381,10 +362,10 @@ def convert_command(args) -> int:
         meta["name"] = args.name
     meta.setdefault("name", out.stem if out.suffix == ".npz" else out.name)
     if getattr(args, "labels", None):
-        from .convert_tflite import read_labels
+        from .tflite import read_labels
         meta["classes"] = read_labels(args.labels)
     if tflite:
-        from .convert_tflite import convert_tflite_command
+        from .tflite import convert_tflite_command
         return convert_tflite_command(args, meta)
     model = convert_checkpoint(args.checkpoint, args.arch, fold_bn=args.fold_bn, meta=meta)
     save(model, out, force=args.force)

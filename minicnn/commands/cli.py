@@ -14,7 +14,7 @@ import os
 import sys
 import warnings
 
-from .errors import MinicnnError
+from ..errors import MinicnnError
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -62,39 +62,39 @@ def show_note(message, category, filename, lineno, file=None, line=None) -> None
 
 
 def cmd_layers(args) -> int:
-    from . import load
+    from ..models.weights import load
     print(load(args.model).summary())
     return 0
 
 
 def cmd_models(args) -> int:
-    from .weights import models_table
+    from ..models.weights import models_table
     print(models_table())
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_command
+    from ..models.evaluate import evaluate_command
     return evaluate_command(args)
 
 
 def cmd_convert(args) -> int:
-    from .convert import convert_command
+    from ..models.convert.pytorch import convert_command
     return convert_command(args)
 
 
 def cmd_fetch(args) -> int:
-    from .fetch import fetch_command
+    from ..models.fetch import fetch_command
     return fetch_command(args)
 
 
 def cmd_explain(args) -> int:
-    from .commands.explain import explain_command
+    from .explain import explain_command
     return explain_command(args)
 
 
 def cmd_demo(args) -> int:
-    from .demo import demo_command
+    from ..figures.demo import demo_command
     return demo_command(args)
 
 
@@ -104,30 +104,30 @@ def cmd_bench(args) -> int:
 
 
 def add_force_option(p: argparse.ArgumentParser) -> None:
-    """``--force``, the one overwrite rule of every command that writes files (see minicnn.atomic.Outputs)."""
+    """``--force``, the one overwrite rule of every command that writes files (see minicnn.util.atomic.Outputs)."""
     p.add_argument("--force", action="store_true",
                    help="replace output files that already exist (never an input file, never two outputs "
                         "on one file; without it an existing output is refused before any work)")
 
 
 def cmd_serve(args) -> int:
-    from .commands.serve import serve_command
+    from .serve import serve_command
     return serve_command(args)
 
 
 def cmd_sanity(args) -> int:
-    from .commands.sanity import sanity_command
+    from .sanity import sanity_command
     return sanity_command(args)
 
 
 def cmd_scorecard(args) -> int:
-    from .commands.scorecard import scorecard_command
+    from .scorecard import scorecard_command
     return scorecard_command(args)
 
 
 def add_method_options(p: argparse.ArgumentParser) -> None:
     """--method, and every option a registered method takes (each flag once)."""
-    from .explain import registry
+    from ..explain import registry
     p.add_argument("--method", default="gradcam",
                    help="a method, a comma-separated list of them, or 'all' (default: gradcam); methods: "
                         + ", ".join(registry.METHODS))
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="minicnn", description="A NumPy CNN engine that shows its work: backprop and Grad-CAM in the open.",
         epilog="Commands that write files (explain, convert, fetch, demo, bench --json) replace an existing file "
                "only with --force, never write over their own input files, and check every output before any work.")
-    from . import __version__
+    from .. import __version__
     parser.add_argument("--version", action="version", version=f"minicnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_force_option(p)
     p.set_defaults(func=cmd_fetch)
 
-    p = sub.add_parser("explain", help="explain a prediction: Grad-CAM, guided backprop, occlusion, ...")
+    from ..explain.estimate import HELP as EXPLAIN_TIMES
+    p = sub.add_parser("explain", help="explain a prediction: Grad-CAM, guided backprop, occlusion, ...",
+                       epilog=EXPLAIN_TIMES)
     p.add_argument("image", help="the image file to explain (PNG, JPEG, ...; any size: the model's resize rule applies)")
     p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
     p.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
@@ -203,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", default=None, help="raw maps to write (a file name ending .npz)")
     p.add_argument("--top", type=int, default=5, help="how many top classes to print")
     add_force_option(p)
-    from .images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS
+    from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse image files of more pixels than this, before decoding (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--max-input-pixels", type=positive_int, default=DEFAULT_MAX_INPUT_PIXELS,
@@ -231,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: a child process without them)")
     p.set_defaults(func=cmd_bench)
 
-    from .commands.serve import byte_size
+    from .serve import byte_size
     p = sub.add_parser("serve", help="the explorer in the browser: pick an image, a class, a layer, a method")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")

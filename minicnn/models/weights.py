@@ -43,7 +43,7 @@ member, or the layer and its field:
 - ``__meta__``: every field minicnn reads (``_check_meta_fields``): names,
   classes, input_size (at most 4096 pixels a side), preprocessing, ...;
 - ``spec``: every setting of every layer and what the whole network costs
-  at its input size (``minicnn.architecture.check_spec``), before it is built;
+  at its input size (``minicnn.models.architecture.check_spec``), before it is built;
   as many class names as the network has logits;
 - arrays: the dtype and shape their layer needs (floating point, or the
   integers of a quantised entry whose zero points lie in q's range), every
@@ -71,11 +71,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_output
+from ..util.atomic import atomic_output
+from ..errors import ChecksumError, InputError, WeightsError, one_line, unknown_name
+from ..model import Model, build
 from .architecture import (MAX_CHANNELS, MAX_CLASSES, MAX_INPUT_SIDE, MAX_LAYERS, MAX_PARAMETERS, Summary,
                            check_spec)
-from .errors import ChecksumError, InputError, WeightsError, one_line, unknown_name
-from .model import Model, build
 
 FORMAT, VERSION = "minicnn-weights", 1
 META_KEY = "__meta__"
@@ -97,6 +97,10 @@ _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, 
 
 # ---------------------------------------------------------------- where shipped models live
 
+#: The folder of the minicnn package (in a checkout, the shipped weights are in ../weights).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
 def weights_dir() -> Path:
     """The shipped weights folder.
 
@@ -107,8 +111,7 @@ def weights_dir() -> Path:
     env = os.environ.get("MINICNN_WEIGHTS_DIR")
     if env:
         return Path(env)
-    import minicnn
-    checkout = Path(minicnn.__file__).resolve().parent.parent / "weights"
+    checkout = PACKAGE_DIR.parent / "weights"
     installed = Path(sys.prefix) / "share" / "minicnn" / "weights"
     return checkout if (checkout / MANIFEST).exists() or not (installed / MANIFEST).exists() else installed
 
@@ -204,7 +207,7 @@ def read_weights(path) -> Model:
     """Read a weights file (no checksum): check the metadata and the architecture, build it, check and load every array.
 
     Nothing is allocated before it is checked: the architecture's every setting and
-    cost (``minicnn.architecture``), each member's header (name, dtype, shape) and
+    cost (``minicnn.models.architecture``), each member's header (name, dtype, shape) and
     its declared size, before its data is read, a member at a time.
     """
     path = Path(path)
@@ -253,7 +256,7 @@ def read_weights(path) -> Model:
 
 
 def check_architecture(meta: dict, where="the model") -> "Summary":
-    """``meta["spec"]`` checked at ``meta["input_size"]`` (``minicnn.architecture.check_spec``), and the
+    """``meta["spec"]`` checked at ``meta["input_size"]`` (``minicnn.models.architecture.check_spec``), and the
     class names against the logits; a one-line WeightsError starting with ``where``."""
     try:
         summary = check_spec(meta["spec"], meta.get("input_size"))
@@ -261,7 +264,7 @@ def check_architecture(meta: dict, where="the model") -> "Summary":
         raise WeightsError(f"{where}: {e}") from None
     prep, size = meta.get("preprocessing"), meta.get("input_size")
     if size and isinstance(prep, dict) and prep.get("resize") in ("shorter", "none"):
-        from .images import DEFAULT_MAX_INPUT_PIXELS
+        from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS
         side = math.isqrt(DEFAULT_MAX_INPUT_PIXELS)
         try:                                   # a fully convolutional model runs at larger sizes too
             check_spec(meta["spec"], (size[0], side, side), costs_only=True)
@@ -474,7 +477,7 @@ def _check_meta_fields(meta: dict, path) -> None:
     name, arch: strings of at most MAX_TEXT characters; classes: at most
     MAX_CLASSES strings of at most MAX_TEXT characters; input_size: [C, H, W]
     with C in 1..MAX_CHANNELS and H, W in 1..MAX_INPUT_SIDE; preprocessing: as
-    ``minicnn.images.check_preprocessing`` wants it, its sizes at most
+    ``minicnn.inputs.images.check_preprocessing`` wants it, its sizes at most
     MAX_INPUT_SIDE; provenance: a table; licence: a table or a string;
     accuracy: a table whose top1 is a percentage (or null); quantization: a table.
     """
@@ -499,7 +502,7 @@ def _check_meta_fields(meta: dict, path) -> None:
                            f"channels, {MAX_INPUT_SIDE} pixels high and wide)")
     prep = meta.get("preprocessing")
     if prep is not None:
-        from .images import check_preprocessing
+        from ..inputs.images import check_preprocessing
         try:
             p = check_preprocessing(prep)
         except InputError as e:

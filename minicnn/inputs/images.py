@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, InputError, one_line, unknown_name
+from ..errors import ImageError, InputError, one_line, unknown_name
 
 __all__ = [
     "ImageWarning", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_INPUT_PIXELS", "IMAGENET_MEAN",
@@ -59,7 +59,7 @@ RESIZE_MODES = ("exact", "shorter_then_center_crop", "shorter", "none")
 #: Pillow filters a preprocessing description may name ("interpolation"; default "bilinear").
 INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 _SAMPLES_DIR = DATA_DIR / "cifar10" / "test"
 
 # Serialises minicnn's own brief changes of Pillow's global pixel limit.

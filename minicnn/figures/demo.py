@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MinicnnError, OutputError
-from .layers import softmax
+from ..errors import MinicnnError, OutputError
+from ..layers import softmax
 
 RESNET, VGG = "resnet20_cifar10", "vgg_cifar10"
 #: Single images of the second figure: (class, index among the shipped test images of that class).
@@ -53,6 +53,12 @@ CAM_METHODS = ("gradcam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam
 ATTRIBUTION = ("saliency", "guided-backprop", "deconvnet", "input-x-gradient", "integrated-gradients", "smoothgrad",
                "lrp-epsilon", "lrp-epsilon-plus", "lrp-epsilon-gamma-box")
 ATTRIBUTION_OPTIONS: dict = {}
+#: Registry methods in neither gallery, and where the demo shows them instead (a test checks that every
+#: registered method is in a gallery or here).
+ELSEWHERE = {"counterfactual": "the tour and the explorer (Grad-CAM's negation)",
+             "guided-gradcam": "Figure 1, column (d)",
+             "occlusion": "Figure 1, column (e)", "cam": "equal to Grad-CAM on ResNet-20 (lesson 6)",
+             "smoothgrad-squared": "a variant of SmoothGrad", "vargrad": "a variant of SmoothGrad"}
 #: The shipped ImageNet model, and what the ImageNet figures explain.
 IMAGENET = "mobilenet_v2"
 PETS, PETS_TARGETS = "pets.jpg", ("Italian greyhound", "Boston bull, Boston terrier")
@@ -68,7 +74,7 @@ COLUMNS = ("(a) original", "(b) Guided Backprop", "(c) Grad-CAM", "(d) Guided Gr
 
 def load_models():
     """(vgg-style model, resnet20) from the shipped weights; the first is resnet20 if vgg_cifar10 is absent."""
-    from . import load
+    from ..models.weights import load
     resnet = load(RESNET)
     try:
         vgg = load(VGG)
@@ -82,8 +88,8 @@ def explain_rows(vgg, resnet, image: np.ndarray, targets: list) -> list[dict]:
 
     Returns one dict per target: the results of each method for that row.
     """
-    from . import explain
-    from .images import preprocess
+    from .. import explain
+    from ..inputs.images import preprocess
     x = np.repeat(preprocess(image, vgg.meta["preprocessing"]), len(targets), axis=0)
     xr = np.repeat(preprocess(image, resnet.meta["preprocessing"]), len(targets), axis=0)
     ggc = explain.guided_gradcam(vgg, x, targets)             # also holds guided backprop and Grad-CAM
@@ -99,7 +105,7 @@ def row_panels(row: dict, image: np.ndarray) -> list:
     Titles: column letter, method, class (its first name, for ImageNet's "Boston bull, Boston terrier"),
     score, model and layer.
     """
-    from .figures import Panel, method_panel
+    from . import Panel, method_panel
     i, gc = row["index"], row["gradcam"]
     name = repr(gc.target_names[i].split(",")[0])
     p = softmax(gc.logits[i:i + 1])[0, gc.targets[i]]
@@ -122,10 +128,10 @@ def row_panels(row: dict, image: np.ndarray) -> list:
 
 def figure1(vgg, resnet):
     """The cat|dog figure: a row for 'cat' and a row for 'dog'. Returns (Figure, rows)."""
-    from .explain import CAT_DOG, cat_dog_image
-    from .figures import grid_figure
-    from .images import preprocess
-    from .images import sample_images, size_text
+    from ..explain import CAT_DOG, cat_dog_image
+    from . import grid_figure
+    from ..inputs.images import preprocess
+    from ..inputs.images import sample_images, size_text
     image = cat_dog_image()
     rows = explain_rows(vgg, resnet, image, ["cat", "dog"])
     (cat, i), (dog, j) = CAT_DOG
@@ -142,7 +148,7 @@ def figure1(vgg, resnet):
 
 def first_correct(model, class_name: str, start: int = 0) -> int:
     """Index of the first shipped test image of ``class_name`` (from ``start``) the model gets right."""
-    from .images import load_image, preprocess, sample_images
+    from ..inputs.images import load_image, preprocess, sample_images
     paths = [p for p, _ in sample_images(class_name)]
     x = preprocess([load_image(p) for p in paths], model.meta["preprocessing"])
     hits = np.flatnonzero(model.forward(x).argmax(axis=1) == model.classes.index(class_name))
@@ -152,8 +158,8 @@ def first_correct(model, class_name: str, start: int = 0) -> int:
 
 def samples_figure(vgg, resnet, samples=SAMPLES):
     """The same columns for single test images, explained for the class the VGG-style model predicts."""
-    from .figures import grid_figure
-    from .images import load_sample, sample_images
+    from . import grid_figure
+    from ..inputs.images import load_sample, sample_images
     panels, labels = [], []
     for class_name, start in samples:
         index = first_correct(vgg, class_name, start)
@@ -168,8 +174,8 @@ def samples_figure(vgg, resnet, samples=SAMPLES):
 
 def imagenet_rows(model, image: np.ndarray, targets, *, occlusion: bool = True, resize: bool = True) -> list[dict]:
     """Columns (a)-(e) (or (a)-(d) without occlusion) for one photo and each target, one batch per method."""
-    from . import explain
-    from .images import preprocess
+    from .. import explain
+    from ..inputs.images import preprocess
     prep = model.meta["preprocessing"] if resize else {**model.meta["preprocessing"], "resize": "none"}
     x = np.repeat(preprocess(image, prep), len(targets), axis=0)
     ggc = explain.guided_gradcam(model, x, list(targets))
@@ -180,16 +186,16 @@ def imagenet_rows(model, image: np.ndarray, targets, *, occlusion: bool = True, 
 
 def imagenet_figures(model):
     """(Figure 1 on pets.jpg, its rows), (the cat|dog pair figure, its rows), explained by the ImageNet model."""
-    from .explain import imagenet_cat_dog_image
-    from .figures import grid_figure
-    from .images import data_path, deprocess, load_image, preprocess
+    from ..explain import imagenet_cat_dog_image
+    from . import grid_figure
+    from ..inputs.images import data_path, deprocess, load_image, preprocess, size_text
     photo = load_image(data_path("images", PETS))
     picture = deprocess(preprocess(photo, model.meta["preprocessing"])[0], model.meta["preprocessing"])
     rows = imagenet_rows(model, photo, PETS_TARGETS)
     short = [repr(t.split(",")[0]) for t in PETS_TARGETS]
     pets = grid_figure([row_panels(r, picture) for r in rows], row_labels=short, panel_height=1.6,
-                       title=f"Figure 1 of Grad-CAM on a real photograph: {PETS} ({photo.shape[1]}x{photo.shape[0]}, "
-                             f"Open Images, CC BY 2.0) seen by {model.name} at 224x224 (ImageNet, 1001 classes)\n"
+                       title=f"Figure 1 of Grad-CAM on a real photograph: {PETS} ({size_text(photo.shape)}, "
+                             f"Open Images, CC BY 2.0) seen by {model.name} at {size_text((224, 224))} (ImageNet, 1001 classes)\n"
                              f"explained for {short[0]} and {short[1]}, the network's top two; (e) occlusion: "
                              f"56x56 grey patch every 28 px; y = pre-softmax score, p = softmax")
     pair = imagenet_cat_dog_image()
@@ -203,7 +209,7 @@ def imagenet_figures(model):
 
 def cam_gallery(resnet):
     """The CAM family on the cat|dog image: rows 'cat' and 'dog', one column per method, at layer3."""
-    from .explain import cat_dog_image
+    from ..explain import cat_dog_image
     from .gallery import gallery_figure
     return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(CAM_METHODS), layer="layer3", columns=5,
                           title=f"The CAM family on the cat|dog image (64 wide x 32 high): {resnet.name}, layer3 "
@@ -212,7 +218,7 @@ def cam_gallery(resnet):
 
 def attribution_gallery(resnet):
     """The cat|dog image explained for 'cat' and 'dog' by ResNet-20 with the methods of ATTRIBUTION."""
-    from .explain import cat_dog_image
+    from ..explain import cat_dog_image
     from .gallery import gallery_figure
     return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(ATTRIBUTION), options=ATTRIBUTION_OPTIONS,
                           columns=5, title=f"{resnet.name} on cat|dog: attribution by modified backward passes, "
@@ -222,18 +228,18 @@ def attribution_gallery(resnet):
 def run_demo(out_dir="minicnn-demo", *, force: bool = False, log=print) -> list[str]:
     """Write the demo's PNGs into ``out_dir`` (created if missing); returns their paths.
 
-    Follows every command's overwrite rule (``minicnn.atomic.Outputs``): PNGs
+    Follows every command's overwrite rule (``minicnn.util.atomic.Outputs``): PNGs
     left by an earlier run are replaced only with ``force``; both are written
     at the end, together, or none is.
     """
-    from .atomic import Outputs
-    from .figures import save_png
+    from ..util.atomic import Outputs
+    from . import save_png
     out = Path(os.fspath(out_dir))
     if out.exists() and not out.is_dir():
         raise OutputError(f"cannot write into {out}: it is a file, not a folder; choose another --out-dir")
     outputs = Outputs(force=force)
     paths = [outputs.output(out / name, "--out-dir", create_folder=True) for name in FILES]  # before the work
-    from . import load
+    from ..models.weights import load
     vgg, resnet = load_models()
     if vgg is resnet:
         log(f"note: {VGG} is not installed; columns (b)-(e) use {RESNET}")

@@ -1,0 +1,1 @@
+"""Conversion of other frameworks' checkpoints into minicnn's weights format (PyTorch, TFLite)."""
