@@ -31,6 +31,27 @@ or int32) and ``__meta__["quantization"][key]`` says how to read it,
 
 and the loader hands the model w = s * (q - z) in float32 (``dequantize``).
 
+What a file can make minicnn do is checked before it is done (a weights file
+is data from anywhere). Every refusal is a one-line WeightsError naming the
+member, or the layer and its field:
+
+- the file: at most MAX_FILE_BYTES; every member once (a second ``__meta__``
+  or a second copy of a weight is refused), at most MAX_MEMBERS of them;
+- each member, one at a time: its .npy header first (never an object array),
+  then its declared size in the zip against the header (``__meta__`` at most
+  MAX_META_BYTES), then exactly that many bytes, the zip's CRC checked at the end;
+- ``__meta__``: every field minicnn reads (``_check_meta_fields``): names,
+  classes, input_size (at most 4096 pixels a side), preprocessing, ...;
+- ``spec``: every setting of every layer and what the whole network costs
+  at its input size (``minicnn.models.architecture.check_spec``), before it is built;
+  as many class names as the network has logits;
+- arrays: the dtype and shape their layer needs (floating point, or the
+  integers of a quantised entry whose zero points lie in q's range), every
+  value finite after the cast to float32, BatchNorm variances not negative.
+
+``save`` (and so both converters) runs the same checks on the model it is
+about to write (``check_model``): a file that minicnn writes loads again.
+
 Shipped models live in the repository's top-level ``weights/`` folder (or
 ``$MINICNN_WEIGHTS_DIR``); a shipped model's name is its file name without
 ``.npz``. ``weights/manifest.json`` records each shipped file's sha256, size,
@@ -41,6 +62,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import zipfile
@@ -50,9 +72,11 @@ from pathlib import Path
 import numpy as np
 
 from ..util.atomic import atomic_output
-from ..errors import ChecksumError, UnknownNameError, WeightsError, one_line, unknown_name
+from ..errors import ChecksumError, InputError, UnknownNameError, WeightsError, one_line, unknown_name
 from ..util.files import MAX_TEXT_BYTES, check_name, check_regular_file, read_text_file
 from ..model import Model, build
+from .architecture import (MAX_CHANNELS, MAX_CLASSES, MAX_INPUT_SIDE, MAX_LAYERS, MAX_PARAMETERS, Summary,
+                           check_spec)
 
 FORMAT, VERSION = "minicnn-weights", 1
 META_KEY = "__meta__"
@@ -60,8 +84,10 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "minicnn-manifest"
 _FILE_KEYS = ("format", "version", "spec", "quantization")  # describe the file, not the model
 QUANTIZED_DTYPES = (np.uint8, np.int8, np.int32)
-#: A weights file larger than this is refused before it is opened (VGG-16 in float32 is 528 MB).
-MAX_WEIGHTS_BYTES = 4 * 2**30
+MAX_META_BYTES = 16 << 20                # __meta__: the JSON text (ImageNet's classes and a licence are ~60 KB)
+MAX_MEMBERS = 4 * MAX_LAYERS + 1         # at most four arrays a layer, and __meta__
+MAX_FILE_BYTES = 8 * MAX_PARAMETERS + (64 << 20)   # every weight in float64 at the cap, headers and metadata
+MAX_TEXT = 256                           # characters of a class name, a model's name or its arch
 
 # What a damaged zip or .npy member can raise while being read (RuntimeError: a member flagged as
 # encrypted; zlib.error: a compressed member whose data is damaged).
@@ -201,11 +227,17 @@ def load(name_or_path) -> Model:
 
 
 def read_weights(path) -> Model:
-    """Read a weights file (no checksum): rebuild the architecture, check and load every array."""
+    """Read a weights file (no checksum): check the metadata and the architecture, build it, check and load every array.
+
+    Nothing is allocated before it is checked: the architecture's every setting and
+    cost (``minicnn.models.architecture``), each member's header (name, dtype, shape) and
+    its declared size, before its data is read, a member at a time.
+    """
     path = Path(path)
     npz = _open_npz(path)
     try:
         meta = _read_meta(npz, path)
+        summary = check_architecture(meta, path)
         try:
             root = build(meta["spec"])
         except WeightsError as e:
@@ -217,6 +249,10 @@ def read_weights(path) -> Model:
         quantization = meta.get("quantization") or {}
         if not isinstance(quantization, dict):
             raise WeightsError(f"{path}: {META_KEY} 'quantization' must be a table {{key: {{scale, zero_point}}}}")
+        for key in quantization:
+            if key not in npz.files:
+                raise WeightsError(f"{path}: {META_KEY} 'quantization' describes {str(key)[:80]!r}, an array the "
+                                   f"file does not hold")
         arrays = {}
         for key in npz.files:
             if key == META_KEY:
@@ -225,22 +261,61 @@ def read_weights(path) -> Model:
                 extra = sorted(set(npz.files) - set(expected) - {META_KEY})
                 raise WeightsError(f"{path}: array {extra[0]!r} ({len(extra)} unexpected in all) has no place "
                                    f"in the architecture")
-            shape, dtype = _member_header(npz, key, path)
-            if shape != expected[key].shape:
-                layer, _, param = key.rpartition(".")
-                raise WeightsError(
-                    f"{path}: layer {layer!r} ({type(model[layer]).__name__}) does not fit: {param} has shape "
-                    f"{shape} in the file, the architecture needs {tuple(expected[key].shape)}")
-            arrays[key] = _read_member(npz, key, path)
+            layer, _, param = key.rpartition(".")
+            arrays[key] = _read_array(npz, key, path, shape=tuple(expected[key].shape),
+                                      kinds=QUANTIZED_DTYPES if key in quantization else "f",
+                                      layer=(layer, type(model[layer]).__name__, param))
             if key in quantization:
                 arrays[key] = dequantize(arrays[key], quantization[key], f"{path}: array {key!r}")
+            arrays[key] = check_values(key, arrays[key], model[layer], f"{path}: ")
         try:
             model.load_state_dict(arrays)
         except WeightsError as e:
             raise WeightsError(f"{path}: {e}") from None
+        del summary
         return model
     finally:
         npz.close()
+
+
+def check_architecture(meta: dict, where="the model") -> "Summary":
+    """``meta["spec"]`` checked at ``meta["input_size"]`` (``minicnn.models.architecture.check_spec``), and the
+    class names against the logits; a one-line WeightsError starting with ``where``."""
+    try:
+        summary = check_spec(meta["spec"], meta.get("input_size"))
+    except WeightsError as e:
+        raise WeightsError(f"{where}: {e}") from None
+    prep, size = meta.get("preprocessing"), meta.get("input_size")
+    if size and isinstance(prep, dict) and prep.get("resize") in ("shorter", "none"):
+        from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS
+        side = math.isqrt(DEFAULT_MAX_INPUT_PIXELS)
+        try:                                   # a fully convolutional model runs at larger sizes too
+            check_spec(meta["spec"], (size[0], side, side), costs_only=True)
+        except WeightsError as e:
+            raise WeightsError(f"{where}: at a {side}x{side} input (resize {prep['resize']!r} keeps the image's "
+                               f"shape): {e}") from None
+    classes = meta.get("classes")
+    if classes and summary.outputs is not None and len(classes) != summary.outputs:
+        raise WeightsError(f"{where}: {META_KEY} 'classes' names {len(classes)} classes but the network has "
+                           f"{summary.outputs} outputs")
+    return summary
+
+
+def check_values(key: str, a: np.ndarray, layer, where: str = "") -> np.ndarray:
+    """``a`` as float32, or a one-line WeightsError: NaN, infinity (also from rounding float64 to float32),
+    or a negative BatchNorm variance (sqrt(var + eps) would be NaN)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        a32 = np.asarray(a).astype(np.float32, copy=False)
+    owner, _, param = key.rpartition(".")
+    if not np.isfinite(a32).all():
+        bad = np.argwhere(~np.isfinite(a32))
+        at = tuple(int(i) for i in bad[0]) if bad.size else ()
+        raise WeightsError(f"{where}layer {owner!r} ({type(layer).__name__}): {param} holds NaN or infinity "
+                           f"({len(bad)} values, first at index {at})")
+    if param == "running_var" and (a32 < 0).any():
+        raise WeightsError(f"{where}layer {owner!r} ({type(layer).__name__}): running_var holds negative "
+                           f"variances (the smallest is {float(a32.min())!r})")
+    return a32
 
 
 def read_meta(path) -> dict:
@@ -262,7 +337,7 @@ def _not_a_file(path: Path) -> str:
 def _open_npz(path: Path):
     if not path.is_file():
         raise WeightsError(_not_a_file(path) if path.exists() else f"weights file not found: {path}")
-    check_regular_file(path, MAX_WEIGHTS_BYTES, "the weights file", WeightsError)
+    check_regular_file(path, MAX_FILE_BYTES, "the weights file", WeightsError)      # not a pipe; at most ~2 GiB
     if path.stat().st_size == 0:
         raise WeightsError(f"{path} is empty (0 bytes), not a weights file; was a download or copy cut short?")
     try:
@@ -279,7 +354,29 @@ def _open_npz(path: Path):
         raise WeightsError(f"{path} is not a readable weights file (.npz), it may be truncated: {one_line(e)}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise WeightsError(f"{path} holds a single array, not a minicnn weights file (.npz with {META_KEY})")
+    try:
+        _check_members(npz, path)
+    except WeightsError:
+        npz.close()
+        raise
     return npz
+
+
+def _check_members(npz, path: Path) -> None:
+    """Every member once: no name twice (``w`` and ``w.npy`` are one name), no folders, at most MAX_MEMBERS."""
+    names = npz.zip.namelist()
+    if len(names) > MAX_MEMBERS:
+        raise WeightsError(f"{path} holds {len(names):,} members, more than the {MAX_MEMBERS:,} a weights file "
+                           f"can need")
+    seen = set()
+    for name in names:
+        key = name[:-4] if name.endswith(".npy") else name
+        if key in seen:
+            raise WeightsError(f"{path}: member {key!r} appears twice in the zip (which copy counts is not "
+                               f"defined); the file was tampered with or badly written")
+        if not key or name.endswith("/"):
+            raise WeightsError(f"{path}: member {name!r} is a folder or has no name, not an array")
+        seen.add(key)
 
 
 def _starts_like_a_pickle(path: Path) -> bool:
@@ -307,46 +404,74 @@ def _member_name(npz, key: str) -> str:
     return f"{key}.npy" if f"{key}.npy" in names else key
 
 
-def _member_header(npz, key: str, path: Path) -> tuple[tuple, np.dtype]:
-    """(shape, dtype) of one array from its .npy header, before any data is read."""
+def _read_array(npz, key: str, path: Path, *, shape=None, kinds="f", max_bytes=None, layer=None) -> np.ndarray:
+    """One member, read with a bound: header first, then exactly the bytes it declares.
+
+    The .npy header gives (shape, dtype); the dtype must be of ``kinds`` (dtype
+    kinds such as "f", or a tuple of dtypes), never an object array; the shape must be
+    ``shape`` (when given) and the data at most ``max_bytes``; the zip's declared size of
+    the member must be the header plus that data. Only then is the data read (and the
+    zip's CRC checked at its end). ``layer``: (name, type, parameter) for the messages.
+    """
     fmt = np.lib.format
+    what = f"array {key!r}"
     try:
-        with npz.zip.open(_member_name(npz, key)) as f:
+        info = npz.zip.getinfo(_member_name(npz, key))
+        with npz.zip.open(info) as f:
             version = fmt.read_magic(f)
             if version == (1, 0):
-                shape, _, dtype = fmt.read_array_header_1_0(f)
+                found, fortran, dtype = fmt.read_array_header_1_0(f)
             elif version == (2, 0):
-                shape, _, dtype = fmt.read_array_header_2_0(f)
+                found, fortran, dtype = fmt.read_array_header_2_0(f)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
+            found = tuple(found)
+            if dtype.hasobject:
+                raise WeightsError(f"{path}: {what} holds pickled Python objects; refused (minicnn never unpickles)")
+            if shape is not None and found != shape:
+                name, kind, param = layer or (key, "?", key)
+                raise WeightsError(f"{path}: layer {name!r} ({kind}) does not fit: {param} has shape {found} in the "
+                                   f"file, the architecture needs {shape}")
+            ok = dtype.kind in kinds if isinstance(kinds, str) else any(dtype == np.dtype(k) for k in kinds)
+            if not ok or dtype.itemsize == 0 or dtype.fields is not None or dtype.subdtype is not None:
+                name, kind, param = layer or (key, "?", key)
+                wanted = ("floating point" if kinds == "f" else
+                          " or ".join(str(np.dtype(k)) for k in kinds) if not isinstance(kinds, str) else kinds)
+                where = f"layer {name!r} ({kind}): {param}" if layer else what
+                raise WeightsError(f"{path}: {where} has dtype {dtype}, expected {wanted}"
+                                   + ("; a quantised array needs its entry in __meta__ 'quantization'"
+                                      if kinds == "f" and dtype.kind in "iu" else ""))
+            count = 1
+            for n in found:
+                count *= int(n)
+            nbytes = count * dtype.itemsize
+            if max_bytes is not None and nbytes > max_bytes:
+                raise WeightsError(f"{path}: {what} declares {nbytes:,} bytes, over the limit of {max_bytes:,}")
+            if info.file_size != f.tell() + nbytes:
+                raise WeightsError(f"{path}: {what} is {info.file_size:,} bytes in the zip but its header describes "
+                                   f"{f.tell() + nbytes:,}; the file was tampered with or is damaged")
+            data = bytearray(nbytes)
+            view, done = memoryview(data), 0
+            while done < nbytes:
+                got = f.readinto(view[done:done + (1 << 24)])
+                if not got:
+                    raise EOFError(f"the data ends after {done} of {nbytes} bytes")
+                done += got
+            if f.read(1):
+                raise ValueError("data continues after the array")
+    except WeightsError:
+        raise
     except _READ_ERRORS as e:
-        raise WeightsError(f"{path}: array {key!r} is damaged: {one_line(e)}") from None
-    if dtype.hasobject:
-        raise WeightsError(f"{path}: array {key!r} holds pickled Python objects; refused (minicnn never unpickles)")
-    return tuple(shape), dtype
-
-
-def _read_member(npz, key: str, path: Path) -> np.ndarray:
-    try:
-        value = npz[key]
-    except ValueError as e:
-        if "pickle" in str(e) or "Object arrays" in str(e):
-            raise WeightsError(f"{path}: array {key!r} holds pickled Python objects; refused "
-                               f"(minicnn never unpickles)") from None
-        raise WeightsError(f"{path}: array {key!r} is damaged: {one_line(e)}") from None
-    except _READ_ERRORS as e:
-        raise WeightsError(f"{path}: array {key!r} is damaged or truncated: {one_line(e)}") from None
-    if not isinstance(value, np.ndarray):
-        raise WeightsError(f"{path}: member {key!r} is not a .npy array")
-    return value
+        raise WeightsError(f"{path}: {what} is damaged or truncated: {one_line(e)}") from None
+    a = np.frombuffer(data, dtype=dtype)
+    return a.reshape(found[::-1]).transpose() if fortran else a.reshape(found)
 
 
 def _read_meta(npz, path: Path) -> dict:
     if META_KEY not in npz.files:
         raise WeightsError(f"{path} has no {META_KEY} entry: not a minicnn weights file "
                            f"(a PyTorch checkpoint must be converted with `minicnn convert`)")
-    _member_header(npz, META_KEY, path)  # refuses an object array before it is read
-    raw = _read_member(npz, META_KEY, path)
+    raw = _read_array(npz, META_KEY, path, kinds="uU", max_bytes=MAX_META_BYTES)   # bytes or text, bounded
     try:
         if raw.dtype == np.uint8 and raw.ndim == 1:
             text = raw.tobytes().decode("utf-8")
@@ -368,18 +493,53 @@ def _read_meta(npz, path: Path) -> dict:
     return meta
 
 
-def _check_meta_fields(meta: dict, path: Path) -> None:
-    """The fields the rest of minicnn reads without looking twice: name, classes, input_size."""
-    if "name" in meta and not isinstance(meta["name"], str):
-        raise WeightsError(f"{path}: {META_KEY} 'name' must be a string; got {meta['name']!r:.60}")
+def _check_meta_fields(meta: dict, path) -> None:
+    """Every field of ``__meta__`` the rest of minicnn reads, checked once here (one-line WeightsError).
+
+    name, arch: strings of at most MAX_TEXT characters; classes: at most
+    MAX_CLASSES strings of at most MAX_TEXT characters; input_size: [C, H, W]
+    with C in 1..MAX_CHANNELS and H, W in 1..MAX_INPUT_SIDE; preprocessing: as
+    ``minicnn.inputs.images.check_preprocessing`` wants it, its sizes at most
+    MAX_INPUT_SIDE; provenance: a table; licence: a table or a string;
+    accuracy: a table whose top1 is a percentage (or null); quantization: a table.
+    """
+    for key in ("name", "arch"):
+        if key in meta and not (isinstance(meta[key], str) and len(meta[key]) <= MAX_TEXT):
+            raise WeightsError(f"{path}: {META_KEY} {key!r} must be a string of at most {MAX_TEXT} characters; "
+                               f"got {meta[key]!r:.60}")
     classes = meta.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         raise WeightsError(f"{path}: {META_KEY} 'classes' must be a list of class names; got {classes!r:.60}")
+    if classes is not None and (len(classes) > MAX_CLASSES or any(len(c) > MAX_TEXT for c in classes)):
+        raise WeightsError(f"{path}: {META_KEY} 'classes' must be at most {MAX_CLASSES:,} names of at most "
+                           f"{MAX_TEXT} characters; got {len(classes):,} names, the longest "
+                           f"{max(map(len, classes)):,} characters")
     size = meta.get("input_size")
     if size is not None and not (isinstance(size, list) and len(size) == 3 and all(
             isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)):
         raise WeightsError(f"{path}: {META_KEY} 'input_size' must be [C, H, W], three positive integers; "
                            f"got {size!r:.60}")
+    if size is not None and (size[0] > MAX_CHANNELS or max(size[1:]) > MAX_INPUT_SIDE):
+        raise WeightsError(f"{path}: {META_KEY} 'input_size' {size} is over the limits (at most {MAX_CHANNELS} "
+                           f"channels, {MAX_INPUT_SIDE} pixels high and wide)")
+    prep = meta.get("preprocessing")
+    if prep is not None:
+        from ..inputs.images import check_preprocessing
+        try:
+            p = check_preprocessing(prep)
+        except InputError as e:
+            raise WeightsError(f"{path}: {META_KEY} 'preprocessing': {e}") from None
+        sides = [*(p.get("size") or []), p.get("resize_shorter") or 0]
+        if max(sides, default=0) > MAX_INPUT_SIDE:
+            raise WeightsError(f"{path}: {META_KEY} 'preprocessing' resizes to {max(sides)} pixels, over the "
+                               f"limit of {MAX_INPUT_SIDE}")
+    for key, kinds, what in (("provenance", (dict,), "a table"), ("licence", (dict, str), "a table or a string"),
+                             ("accuracy", (dict,), "a table"), ("quantization", (dict,), "a table")):
+        if meta.get(key) is not None and not isinstance(meta[key], kinds):
+            raise WeightsError(f"{path}: {META_KEY} {key!r} must be {what}; got {meta[key]!r:.60}")
+    top1 = (meta.get("accuracy") or {}).get("top1")
+    if top1 is not None and not (isinstance(top1, (int, float)) and not isinstance(top1, bool) and 0 <= top1 <= 100):
+        raise WeightsError(f"{path}: {META_KEY} 'accuracy' top1 must be a percentage in 0..100; got {top1!r:.60}")
 
 
 # ---------------------------------------------------------------- quantised arrays
@@ -410,10 +570,15 @@ def dequantize(q: np.ndarray, entry, where: str = "array") -> np.ndarray:
             raise ValueError("scale and zero_point must be two numbers, or two lists as long as q's axis 'axis'")
         if not (np.all(np.isfinite(scale)) and np.all(scale > 0) and np.all(zero == np.round(zero))):
             raise ValueError("scales must be positive finite numbers and zero points integers")
+        lo, hi = np.iinfo(q.dtype).min, np.iinfo(q.dtype).max
+        if zero.size and not (zero.min() >= lo and zero.max() <= hi):
+            raise ValueError(f"zero points must lie in the range of q's dtype {q.dtype}, {lo}..{hi}; got "
+                             f"{float(zero.min() if zero.min() < lo else zero.max()):g}")
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{where}: bad quantization entry: {one_line(e)}") from None
     centred = (q.astype(np.int64) - zero.reshape(shape).astype(np.int64)).astype(np.float64)
-    return (centred * scale.reshape(shape).astype(np.float64)).astype(np.float32)
+    with np.errstate(over="ignore"):                 # a product beyond float32 becomes inf, refused by check_values
+        return (centred * scale.reshape(shape).astype(np.float64)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- writing
@@ -441,6 +606,7 @@ def save(model: Model, path, *, force: bool = False, quantized: dict | None = No
             **{k: v for k, v in model.meta.items() if k not in _FILE_KEYS},
             "spec": model.spec()}
     arrays = model.state_dict()
+    check_model(model, meta, where=str(path))
     if quantized:
         meta["quantization"] = {}
         for key, (q, entry) in quantized.items():
@@ -456,6 +622,17 @@ def save(model: Model, path, *, force: bool = False, quantized: dict | None = No
     with atomic_output(path, force=force) as f:
         np.savez(f, **{META_KEY: packed}, **arrays)
     return Path(path)
+
+
+def check_model(model: Model, meta: dict | None = None, where: str = "the model") -> None:
+    """The checks ``read_weights`` makes, made on a model about to be written (``save``, the converters):
+    its metadata, its architecture and costs, its class names against its logits, every array finite.
+    A model that passes them loads again; one that does not is a one-line WeightsError and nothing is written."""
+    meta = meta if meta is not None else {**model.meta, "spec": model.spec()}
+    _check_meta_fields(meta, where)
+    check_architecture(meta, where)
+    for key, a in model.state_dict().items():
+        check_values(key, a, model[key.rpartition(".")[0]], f"{where}: ")
 
 
 # ---------------------------------------------------------------- the manifest
@@ -534,5 +711,6 @@ def models_table() -> str:
 
 
 __all__ = ["FORMAT", "VERSION", "META_KEY", "load", "read_weights", "read_meta", "save", "weights_dir",
+           "check_model", "check_architecture", "check_values",
            "read_manifest", "shipped_models", "sha256_file", "verify_checksum", "locate", "manifest_entry",
            "register", "models_table", "encode_meta", "dequantize"]

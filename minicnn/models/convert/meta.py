@@ -11,6 +11,8 @@ def with_user_meta(out: dict, meta: dict | None, n_classes: int, what: str) -> d
     ``what`` names the outputs in the one-line error ("the checkpoint's classifier", "the model").
     """
     meta = dict(meta or {})
+    if not isinstance(meta.get("provenance") or {}, dict):
+        raise InputError(f"--meta: 'provenance' must be a table; got {meta['provenance']!r:.60}")
     provenance = {**(out.get("provenance") or {}), **(meta.pop("provenance", None) or {})}
     out.update(meta)
     if provenance:
