@@ -100,3 +100,17 @@ html_theme_options = {
 }
 html_sidebars = {"index": [], "changelog": [], "troubleshooting": []}
 html_context = {"default_mode": "light"}
+
+
+def download_the_lessons_as_written(app, exception):
+    """The "Download Python source code" link gives the lesson itself (its prose in Markdown, as in
+    lessons/), not the copy rewritten for sphinx-gallery; the notebook link stays sphinx-gallery's."""
+    if exception is not None or app.builder.name != "html":
+        return
+    for lesson in sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py")):
+        for copy in Path(app.outdir, "_downloads").glob(f"*/{lesson.name}"):
+            copy.write_bytes(lesson.read_bytes())
+
+
+def setup(app):
+    app.connect("build-finished", download_the_lessons_as_written)
