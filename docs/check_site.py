@@ -28,7 +28,7 @@ import shutil
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import unquote, urldefrag, urljoin, urlparse
+from urllib.parse import unquote, urldefrag, urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP_DIRS = ("_static", "_sources", "_downloads", "_images", "_modules")
@@ -75,7 +75,7 @@ def browser():
     return driver
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ids_in(path: Path) -> frozenset[str]:
     text = path.read_text(encoding="utf-8", errors="replace")
     return frozenset(re.findall(r'\b(?:id|name)="([^"]+)"', text))

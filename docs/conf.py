@@ -43,7 +43,8 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 # docs/ also holds the README's images and the scorecard's files: only these are pages
-exclude_patterns = ["_build", "_lesson_scripts", "_included", "_scorecard_tables", "lessons", "scorecard/*.md", "Thumbs.db", ".DS_Store",
+exclude_patterns = ["_build", "_lesson_scripts", "_included", "_scorecard_tables", "lessons", "scorecard/*.md",
+                    "Thumbs.db", ".DS_Store",
                     "learn/*.ipynb", "learn/*.py", "learn/*.zip", "learn/*.json"]
 suppress_warnings = []
 

@@ -143,6 +143,11 @@ def _rst_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("`", "\\`")
 
 
+#: what a map's ``kind`` means, in words
+SHAPES = {"layer": "(N, h, w) at a layer", "pixels": "(N, H, W) over the pixels",
+          "input": "(N, C, H, W) like the input"}
+
+
 def method_section(m, figure: str | None = None, agreement: dict | None = None,
                    figure_note: str = "") -> str:
     """One method's section of its family's page."""
@@ -155,11 +160,13 @@ def method_section(m, figure: str | None = None, agreement: dict | None = None,
         lines += [_rst_escape(first_line), ""]
     lines += [".. list-table::", "   :widths: 25 75", "",
               "   * - one value of the map", f"     - ``{m.value}``",
-              "   * - the map", f"     - {dict(layer='(N, h, w) at a layer', pixels='(N, H, W) over the pixels', input='(N, C, H, W) like the input')[m.kind]}; shown as {m.display}",
+              "   * - the map", f"     - {SHAPES[m.kind]}; shown as {m.display}",
               "   * - cost per image", f"     - {_rst_escape(m.cost) or 'see the docstring'}",
               "   * - uses ``--layer``", f"     - {'yes' if m.uses_layer else 'no (works on the input)'}"]
     ref = REFERENCES.get(m.name)
-    lines += ["   * - reference", f"     - {_rst_escape(ref[0]) + ', recorded in tests/fixtures/' + ref[1] if ref else _rst_escape(NO_REFERENCE.get(m.name, 'none'))}"]
+    reference = (f"{_rst_escape(ref[0])}, recorded in tests/fixtures/{ref[1]}" if ref
+                 else _rst_escape(NO_REFERENCE.get(m.name, "none")))
+    lines += ["   * - reference", f"     - {reference}"]
     if agreement:
         lines += ["   * - agreement, measured when this page was built", "     - " + "; ".join(
             f"{model}: relative error {err:.1e}" for model, err in agreement.items())
