@@ -143,7 +143,7 @@ def gallery_script(text: str, source_name: str) -> str:
     intro = markdown_to_rst(cells[0][1])
     intro += (f"\n.. note::\n\n   This page is ``{source_name}``, run when the book was built: every number and "
               f"figure below is its output. Run it yourself with ``python {source_name}``, or open it as a "
-              f"notebook (see :doc:`/learn/index`).\n")
+              f"notebook (``lessons/README.md`` says how).\n")
     parts = [f'r"""\n{intro}"""\n']
     for kind, body in cells[1:]:
         if kind == "markdown":
