@@ -1,4 +1,9 @@
-"""The README's promises: its tour runs as written, and CI runs exactly its test command."""
+"""The README's and the book's promises: the tour runs as written, CI runs exactly the README's test command.
+
+The README is the front door; its long sections live in the book's pages (docs/*.md), where these
+tests read them: the tour (docs/tour.md), your own photo (docs/own-photo.md), the command line and
+its table of methods (docs/command-line.md), and every shell command of every page.
+"""
 
 import re
 from pathlib import Path
@@ -9,16 +14,21 @@ from minicnn.gradcheck import relative_error
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+#: The book's pages that hold what the README held (docs/*.md), by name.
+BOOK = {name: (ROOT / "docs" / f"{name}.md").read_text() for name in
+        ("index", "tour", "own-photo", "command-line", "methods", "trust", "explorer", "models", "speed",
+         "troubleshooting")}
+TOUR = BOOK["tour"]
 
 
-def code_blocks(language):
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+def code_blocks(language, text=TOUR):
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
 
 
 def test_the_tour_runs_as_written_and_its_grad_cam_is_the_derivative():
     tour = code_blocks("python")[0]
     ns = {}
-    exec(compile(tour, "README.md (tour)", "exec"), ns)
+    exec(compile(tour, "docs/tour.md (tour)", "exec"), ns)
     # The tour computes alpha from the engine's backward and checks gradcam.py, which uses the
     # same formula; prove the numbers instead. alpha_k = (1/Z) sum_ij dy^c/dA^k_ij is the
     # derivative of y^c along a uniform shift of map k, d/dt y^c(A + t 1_k) / Z: central
@@ -55,7 +65,7 @@ def test_the_tour_echoes_nothing_when_pasted_into_a_repl():
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    test_command = next(block.strip() for block in code_blocks("sh") if "pytest" in block)
+    test_command = next(block.strip() for block in code_blocks("sh", README) if "pytest" in block)
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert "'" not in test_command
     assert f"python3 .ci/guard.py -- '{test_command}'" in ci      # the command itself, run under the guard
@@ -97,9 +107,10 @@ def extras():
 def test_every_shell_command_names_what_exists():
     """minicnn commands parse with the real parser; files, extras and scripts they name exist."""
     from minicnn.commands.cli import build_parser
-    for name, text in (("README.md", README), ("lessons/README.md", LESSONS_README)):
+    pages = [(f"docs/{name}.md", text) for name, text in BOOK.items()]
+    for name, text in [("README.md", README), ("lessons/README.md", LESSONS_README), *pages]:
         commands = list(shell_commands(text))
-        assert len(commands) > 5, name
+        assert len(commands) > 5 or name.startswith("docs/"), name
         for argv in commands:
             program, args = argv[0], argv[1:]
             shipped = [a.lstrip("@") for a in args if a.lstrip("@").startswith(("minicnn/", "lessons/", "tests/"))]
@@ -119,14 +130,16 @@ def test_every_shell_command_names_what_exists():
 
 
 def test_the_cheap_readme_commands_run_as_written(tmp_path, monkeypatch, capsys):
-    """models, layers, explain and evaluate on shipped files, exactly as the README writes them
+    """models, layers, explain and evaluate on shipped files, exactly as the README and the book write them
     (--method all left out: it takes long), from a folder where their outputs may land."""
     from minicnn.commands import cli
     monkeypatch.chdir(tmp_path)
     ran = []
-    for argv in shell_commands(README):
-        if argv[0] != "minicnn" or argv[1] not in CHEAP or "all" in argv or "--data" in argv:
+    seen = set()
+    for argv in shell_commands("\n".join([README, BOOK["own-photo"], BOOK["command-line"]])):
+        if argv[0] != "minicnn" or argv[1] not in CHEAP or "all" in argv or "--data" in argv or tuple(argv) in seen:
             continue
+        seen.add(tuple(argv))
         args = [str(ROOT / a) if a.startswith("minicnn/data/") else a for a in argv[1:]]
         if "--model" in args and args[args.index("--model") + 1].endswith(".npz"):
             continue                                       # a model the reader converts first
@@ -134,7 +147,7 @@ def test_the_cheap_readme_commands_run_as_written(tmp_path, monkeypatch, capsys)
         ran.append(argv[1])
     out = capsys.readouterr().out
     assert set(ran) == set(CHEAP) and len(ran) >= 6
-    assert "top-1 accuracy: 81.33% (300 images)" in out          # the comment on README's evaluate line
+    assert "top-1 accuracy: 81.33% (300 images)" in out          # the comment on the evaluate line
 
 
 def test_every_python_block_runs_in_order(tmp_path, monkeypatch):
@@ -144,7 +157,7 @@ def test_every_python_block_runs_in_order(tmp_path, monkeypatch):
     namespace = {}
     try:
         for k, block in enumerate(code_blocks("python")):
-            exec(compile(block, f"README.md (python block {k})", "exec"), namespace)
+            exec(compile(block, f"docs/tour.md (python block {k})", "exec"), namespace)
     finally:
         plt.close("all")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat_gradcam.png", "cat_gradcam_by_hand.png"]
@@ -154,13 +167,13 @@ def test_the_methods_table_describes_every_registered_method():
     """One row per method of minicnn.explain.registry, its colour-bar column the registry's `value`."""
     from minicnn.explain import registry
     rows = {}
-    for line in README.splitlines():
+    for line in BOOK["command-line"].splitlines():
         m = re.fullmatch(r"\| `([a-z0-9-]+)` \| (.+) \| `(.+)` \|", line)
         if m:
             assert m.group(1) not in rows, f"two rows for {m.group(1)}"
             rows[m.group(1)] = (m.group(2), m.group(3).replace("\\|", "|"))
     missing = sorted(set(registry.METHODS) - set(rows))
-    assert not missing, f"README.md's table of methods lacks {missing}: add a row per method"
+    assert not missing, f"docs/command-line.md's table of methods lacks {missing}: add a row per method"
     assert sorted(rows) == sorted(registry.METHODS)
     for name, (what, value) in rows.items():
         assert value == registry.get(name).value and len(what) > 20, name
@@ -172,7 +185,7 @@ def test_the_own_photo_section_says_what_the_models_answer(tmp_path, capsys):
     from minicnn import load
     from minicnn.inputs.images import data_path, load_image, preprocess
     from minicnn.layers import softmax
-    section = README[README.index("## Explaining your own photo"):README.index("## On the command line")]
+    section = BOOK["own-photo"]
     for photo, model, name, p in [("coffee.png", "vgg_cifar10", "bird", "0.26"),
                                   ("coffee.png", "resnet20_cifar10", "cat", "0.61"),
                                   ("chelsea.png", "vgg_cifar10", "cat", "0.92"),

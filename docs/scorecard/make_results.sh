@@ -1,5 +1,5 @@
 #!/bin/sh
-# Regenerate the results shown in README.md ("Which explanation can be trusted?"):
+# Regenerate the results shown in the book (docs/trust.md, "Which map to trust"):
 # the scorecard of both shipped models on 200 shipped test images and the cascading
 # sanity check on 50, for every method in the registry at the time of running.
 #
