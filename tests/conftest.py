@@ -36,7 +36,7 @@ settings.register_profile("thorough", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: Caches that tools write on their own; anything else new in the checkout is a test writing where it must not.
-_TOOL_CACHES = ("__pycache__", ".pytest_cache", ".hypothesis", ".venv", ".egg-info")
+_TOOL_CACHES = ("__pycache__", ".pytest_cache", ".hypothesis", ".venv", ".egg-info", ".ruff_cache")
 
 
 @pytest.fixture
