@@ -123,7 +123,7 @@ def check_input(x, channels: int | None = None) -> np.ndarray:
     """The batch as a float array (N, C, H, W), or a one-line InputError saying what is wrong.
 
     float32 and float64 pass unchanged (views too); other float types become
-    float32. Integer images must be preprocessed first (see minicnn.inputs.images).
+    float32. Integer images must be preprocessed first (see minicnn.inputs.preprocess).
     """
     if not isinstance(x, np.ndarray):
         try:
@@ -141,7 +141,8 @@ def check_input(x, channels: int | None = None) -> np.ndarray:
                          + ("; is the image channels-last (N, H, W, C)?" if x.shape[-1] == channels else ""))
     if not np.issubdtype(x.dtype, np.floating):
         raise InputError(f"expected floating-point input, got dtype {x.dtype}; "
-                         "preprocess images with minicnn.inputs.images.preprocess or convert with x.astype(np.float32)")
+                         "preprocess images with minicnn.inputs.preprocess.preprocess "
+                         "or convert with x.astype(np.float32)")
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float32)
     if not np.isfinite(x).all():

@@ -14,7 +14,7 @@ from minicnn.commands import cli
 from minicnn.models import weights
 from minicnn.models.convert.tflite import Graph, Operator, Tensor, convert_graph, read_tflite, same_padding
 from minicnn.errors import MissingDependencyError, WeightsError
-from minicnn.inputs.images import preprocess
+from minicnn.inputs.preprocess import preprocess
 from minicnn.layers import InvertedResidual, ZeroPad2d
 
 

@@ -39,7 +39,9 @@ from minicnn.commands import explain as explain_cli
 from minicnn.errors import (ChecksumError, ImageError, InputError, MinicnnError, OutputError, UnknownNameError,
                             WeightsError)
 from minicnn.explain.target import class_index
-from minicnn.inputs.images import ImageWarning, load_image, preprocess, sample_images
+from minicnn.inputs.images import ImageWarning, load_image
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import sample_images
 from minicnn.layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
 

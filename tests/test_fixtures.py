@@ -16,7 +16,9 @@ import pytest
 import minicnn
 from minicnn import explain
 from minicnn.models import weights
-from minicnn.inputs.images import data_path, load_image, preprocess
+from minicnn.inputs.images import load_image
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import data_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOL = 1e-4
@@ -123,7 +125,8 @@ def test_shipped_samples_decode_as_recorded():
 
 
 def test_catdog_is_the_two_samples_side_by_side():
-    from minicnn.inputs.images import load_sample, side_by_side
+    from minicnn.inputs.preprocess import side_by_side
+    from minicnn.inputs.samples import load_sample
     with np.load(FIXTURES / "resnet20_cifar10_torch.npz") as z:
         recorded = z["catdog.images"][0]
     assert np.array_equal(side_by_side(load_sample("cat", 0), load_sample("dog", 0)), recorded)

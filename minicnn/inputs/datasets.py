@@ -16,7 +16,7 @@
 Each dataset has ``.classes``, ``len()``, iteration over ``(image, label)``
 pairs (``image``: (H, W, 3) uint8) and ``batches(batch_size)`` yielding
 ``(images, labels)``: (N, H, W, 3) uint8 and (N,) int64. Feed ``images`` to
-:func:`minicnn.inputs.images.preprocess`.
+:func:`minicnn.inputs.preprocess.preprocess`.
 
 Errors: a missing path, an unknown format, an empty dataset or a corrupt or
 tampered file raise :class:`~minicnn.errors.ImageError`; an unknown split
@@ -39,7 +39,9 @@ import numpy as np
 
 from ..errors import ImageError, InputError, unknown_name
 from ..util.files import check_folder, check_name, check_regular_file, list_folder, read_regular_file
-from .images import DATA_DIR, image_from_bytes, load_image, size_text
+from .images import image_from_bytes, load_image
+from .preprocess import size_text
+from .samples import DATA_DIR
 
 __all__ = ["IMAGE_EXTENSIONS", "Dataset", "open_dataset", "class_names", "CIFAR_SPLITS"]
 

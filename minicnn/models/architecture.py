@@ -39,7 +39,7 @@ walks the description and checks:
   more than MAX_KEPT (a pass keeps them for its backward).
   A model whose preprocessing keeps the image's shape (resize "shorter" or
   "none") runs at other sizes too; ``minicnn.models.weights.check_architecture``
-  checks its costs again at the largest input ``minicnn.inputs.images.preprocess``
+  checks its costs again at the largest input ``minicnn.inputs.preprocess.preprocess``
   takes by default, 512x512 (``costs_only``).
 
 The network must end in logits, (K,) with 1 <= K <= MAX_CLASSES. Each refusal

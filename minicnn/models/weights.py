@@ -499,7 +499,7 @@ def _check_meta_fields(meta: dict, path) -> None:
     name, arch: strings of at most MAX_TEXT characters; classes: at most
     MAX_CLASSES strings of at most MAX_TEXT characters; input_size: [C, H, W]
     with C in 1..MAX_CHANNELS and H, W in 1..MAX_INPUT_SIDE; preprocessing: as
-    ``minicnn.inputs.images.check_preprocessing`` wants it, its sizes at most
+    ``minicnn.inputs.preprocess.check_preprocessing`` wants it, its sizes at most
     MAX_INPUT_SIDE; provenance: a table; licence: a table or a string;
     accuracy: a table whose top1 is a percentage (or null); quantization: a table.
     """
@@ -524,7 +524,7 @@ def _check_meta_fields(meta: dict, path) -> None:
                            f"channels, {MAX_INPUT_SIDE} pixels high and wide)")
     prep = meta.get("preprocessing")
     if prep is not None:
-        from ..inputs.images import check_preprocessing
+        from ..inputs.preprocess import check_preprocessing
         try:
             p = check_preprocessing(prep)
         except InputError as e:
