@@ -34,7 +34,7 @@ from minicnn.commands import cli
 from minicnn.models.convert import pytorch as convert
 from minicnn.figures import demo
 from minicnn import explain
-from minicnn.models import fetch, weights
+from minicnn.models import fetch, shipped, weights
 from minicnn.commands import explain as explain_cli
 from minicnn.errors import (ChecksumError, ImageError, InputError, MinicnnError, OutputError, UnknownNameError,
                             WeightsError)
@@ -625,7 +625,7 @@ def _shipped_missing(tmp, monkeypatch):
     return ["explain", CAT, "--model", "vgg_cifar10", "--out", tmp / "o.png"], lambda: minicnn.load("vgg_cifar10")
 
 
-_EXPECTED_SHA = weights.read_manifest(SHIPPED)["models"]["resnet20_cifar10"]["sha256"]
+_EXPECTED_SHA = shipped.read_manifest(SHIPPED)["models"]["resnet20_cifar10"]["sha256"]
 
 
 def _vgg_state() -> dict:

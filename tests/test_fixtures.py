@@ -15,7 +15,7 @@ import pytest
 
 import minicnn
 from minicnn import explain
-from minicnn.models import weights
+from minicnn.models import shipped
 from minicnn.inputs.images import load_image
 from minicnn.inputs.preprocess import preprocess
 from minicnn.inputs.samples import data_path
@@ -29,7 +29,7 @@ MODELS = {
     str(FIXTURES / "vgg11_small.npz"): "vgg11_small",          # converted test checkpoints
     str(FIXTURES / "vgg11_bn_small_folded.npz"): "vgg11_bn_small",
 }
-for _name in weights.read_manifest(Path(__file__).resolve().parent.parent / "weights")["models"]:
+for _name in shipped.read_manifest(Path(__file__).resolve().parent.parent / "weights")["models"]:
     MODELS.setdefault(_name, _name)          # the checkout's models, whatever MINICNN_WEIGHTS_DIR says
 
 
@@ -46,7 +46,7 @@ def cases(fixture: str, *, recording: str | None = None) -> list[str]:
 
 
 def test_every_shipped_model_has_a_fixture():
-    missing = [n for n in weights.shipped_models() if not (FIXTURES / f"{n}_torch.npz").exists()]
+    missing = [n for n in shipped.shipped_models() if not (FIXTURES / f"{n}_torch.npz").exists()]
     assert not missing, f"run weights/recipes/make_fixtures.py --model NAME ARCH CHECKPOINT for {missing}"
 
 

@@ -119,7 +119,7 @@ def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam
     """
     from ..util.atomic import Outputs
     from ..figures import FIGURE_FORMATS
-    from ..models.weights import locate
+    from ..models.shipped import locate
     chosen = registry.names(method)
     outputs = Outputs(force=force)
     outputs.input(image, "IMAGE")

@@ -38,7 +38,7 @@ walks the description and checks:
   may hold more than MAX_ELEMENTS numbers per image, nor all outputs together
   more than MAX_KEPT (a pass keeps them for its backward).
   A model whose preprocessing keeps the image's shape (resize "shorter" or
-  "none") runs at other sizes too; ``minicnn.models.weights.check_architecture``
+  "none") runs at other sizes too; ``minicnn.models.content.check_architecture``
   checks its costs again at the largest input ``minicnn.inputs.preprocess.preprocess``
   takes by default, 512x512 (``costs_only``).
 
