@@ -22,6 +22,10 @@ A batch of several images goes through the network in chunks of images,
 on every core (``minicnn.parallel``): no layer mixes images, so each chunk
 is a pass of its own and ``activations`` and ``gradients`` join the
 chunks' arrays along the batch axis when read.
+
+This module is over 450 lines because ``Model`` is one object: its forward,
+its partial forward from a layer and its backward share the chunks and the
+kept arrays, and a learner reads them together.
 """
 
 from __future__ import annotations
