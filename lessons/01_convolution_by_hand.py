@@ -32,7 +32,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minicnn.inputs.images import data_path, load_image
+from minicnn.inputs.images import load_image
+from minicnn.inputs.samples import data_path
 from minicnn.layers import Conv2d
 from minicnn.layers.conv import conv2d_forward
 from minicnn.windows import im2col, output_size, pad

@@ -30,7 +30,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minicnn
-from minicnn.inputs.images import deprocess, load_image, load_sample, preprocess, sample_images
+from minicnn.inputs.images import load_image
+from minicnn.inputs.preprocess import deprocess, preprocess
+from minicnn.inputs.samples import load_sample, sample_images
 from minicnn.layers import Conv2d, Linear, MaxPool2d, softmax
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))

@@ -46,7 +46,8 @@ import numpy as np
 import minicnn
 from minicnn import explain
 from minicnn.gradcheck import check_function, numerical_gradient
-from minicnn.inputs.images import load_sample, preprocess
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import load_sample
 from minicnn.layers import softmax
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))

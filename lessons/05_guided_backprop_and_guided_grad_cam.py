@@ -37,7 +37,7 @@ import numpy as np
 import minicnn
 from minicnn import explain
 from minicnn.gradcheck import check_function
-from minicnn.inputs.images import preprocess
+from minicnn.inputs.preprocess import preprocess
 from minicnn.layers import ReLU
 from minicnn.layers.activation import RELU_RULES
 

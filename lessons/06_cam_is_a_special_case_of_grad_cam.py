@@ -34,7 +34,8 @@ import numpy as np
 
 import minicnn
 from minicnn import explain
-from minicnn.inputs.images import load_sample, preprocess
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import load_sample
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))
 FIGURES.mkdir(parents=True, exist_ok=True)

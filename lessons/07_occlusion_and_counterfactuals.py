@@ -37,7 +37,8 @@ from scipy.stats import spearmanr
 
 import minicnn
 from minicnn import explain
-from minicnn.inputs.images import deprocess, load_sample, preprocess
+from minicnn.inputs.preprocess import deprocess, preprocess
+from minicnn.inputs.samples import load_sample
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))
 FIGURES.mkdir(parents=True, exist_ok=True)

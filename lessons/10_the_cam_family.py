@@ -48,7 +48,8 @@ from scipy.stats import spearmanr
 import minicnn
 from minicnn import explain
 from minicnn.explain import registry
-from minicnn.inputs.images import load_sample, preprocess
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import load_sample
 
 FIGURES = Path(os.environ.get("MINICNN_LESSON_FIGURES", "lesson-figures"))
 FIGURES.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,8 @@ import minicnn
 from minicnn import explain
 from minicnn.explain.lrp import composite_epsilon_plus
 from minicnn.explain.lrp_rules import Epsilon, ZPlus
-from minicnn.inputs.images import load_sample, preprocess
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import load_sample
 from minicnn.layers import Conv2d, Linear
 from minicnn.layers.conv import conv2d_forward
 

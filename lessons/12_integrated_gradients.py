@@ -44,7 +44,8 @@ import numpy as np
 import minicnn
 from minicnn import explain
 from minicnn.explain.integrated_gradients import QUADRATURES, quadrature_rule
-from minicnn.inputs.images import load_sample, preprocess
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import load_sample
 from minicnn.layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, ReLU, Sequential
 from minicnn.model import Model
 

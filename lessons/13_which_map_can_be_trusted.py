@@ -46,7 +46,8 @@ import minicnn
 from minicnn.inputs.datasets import open_dataset
 from minicnn.explain import registry
 from minicnn.figures import save_png
-from minicnn.inputs.images import data_path, preprocess
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import data_path
 from minicnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, softmax_cross_entropy
 from minicnn.metrics import sanity
 from minicnn.figures.metrics import sanity_curves, sanity_grid

@@ -22,6 +22,10 @@ A batch of several images goes through the network in chunks of images,
 on every core (``minicnn.parallel``): no layer mixes images, so each chunk
 is a pass of its own and ``activations`` and ``gradients`` join the
 chunks' arrays along the batch axis when read.
+
+This module is over 450 lines because ``Model`` is one object: its forward,
+its partial forward from a layer and its backward share the chunks and the
+kept arrays, and a learner reads them together.
 """
 
 from __future__ import annotations
@@ -123,7 +127,7 @@ def check_input(x, channels: int | None = None) -> np.ndarray:
     """The batch as a float array (N, C, H, W), or a one-line InputError saying what is wrong.
 
     float32 and float64 pass unchanged (views too); other float types become
-    float32. Integer images must be preprocessed first (see minicnn.inputs.images).
+    float32. Integer images must be preprocessed first (see minicnn.inputs.preprocess).
     """
     if not isinstance(x, np.ndarray):
         try:
@@ -141,7 +145,8 @@ def check_input(x, channels: int | None = None) -> np.ndarray:
                          + ("; is the image channels-last (N, H, W, C)?" if x.shape[-1] == channels else ""))
     if not np.issubdtype(x.dtype, np.floating):
         raise InputError(f"expected floating-point input, got dtype {x.dtype}; "
-                         "preprocess images with minicnn.inputs.images.preprocess or convert with x.astype(np.float32)")
+                         "preprocess images with minicnn.inputs.preprocess.preprocess "
+                         "or convert with x.astype(np.float32)")
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float32)
     if not np.isfinite(x).all():

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from minicnn.commands.explain import compute, maps_for_saving
-from minicnn.inputs.images import image_from_bytes, preprocess
+from minicnn.inputs.images import image_from_bytes
+from minicnn.inputs.preprocess import preprocess
 from minicnn.server import ModelStore, make_server
 
 

@@ -19,7 +19,7 @@ from minicnn import explain
 from minicnn.util.atomic import Outputs, atomic_output
 from minicnn.models.convert.tflite import convert_graph, same_padding
 from minicnn.errors import InputError, OutputError
-from minicnn.inputs.images import preprocess
+from minicnn.inputs.preprocess import preprocess
 from minicnn.layers import AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
 from minicnn.server import api

@@ -17,7 +17,7 @@ from minicnn.explain import default_layer
 from minicnn.models import zoo
 from minicnn.inputs.datasets import class_names
 from minicnn.errors import MinicnnError, OutputError
-from minicnn.inputs.images import DATA_DIR
+from minicnn.inputs.samples import DATA_DIR
 
 #: The shipped CIFAR-10 samples (300 JPEGs): the data set of the ``evaluate`` operation here.
 SAMPLES = str(DATA_DIR / "cifar10")

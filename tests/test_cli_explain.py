@@ -8,7 +8,7 @@ from minicnn.figures import demo
 from minicnn import explain, figures
 from minicnn.models import weights, zoo
 from minicnn.commands.cli import main
-from minicnn.inputs.images import sample_images
+from minicnn.inputs.samples import sample_images
 
 from test_explain_helpers import shipped
 
@@ -62,7 +62,8 @@ def test_explain_all_prints_the_prediction_and_writes_the_figure_and_the_raw_map
                                                       "lrp_epsilon_plus", "lrp_epsilon_gamma_box")}}
     assert gradcam.max() > 0 and up.shape == (32, 32) and logits.argmax() == 3
     # The saved numbers, not only their shapes: the logits and Grad-CAM worked out from the engine's passes.
-    from minicnn.inputs.images import load_image, preprocess
+    from minicnn.inputs.images import load_image
+    from minicnn.inputs.preprocess import preprocess
     model = shipped("resnet20_cifar10")
     x = preprocess(load_image(cat_path), model.meta["preprocessing"])
     y = model.forward(x)
@@ -125,7 +126,8 @@ def test_explain_attribution_methods_take_their_options(tmp_path, capsys, cat_pa
     with np.load(npz, allow_pickle=False) as f:
         maps = {k: f[k] for k in ("integrated_gradients", "vargrad", "lrp_epsilon_gamma_box", "deconvnet")}
     from minicnn import load
-    from minicnn.inputs.images import load_image, preprocess
+    from minicnn.inputs.images import load_image
+    from minicnn.inputs.preprocess import preprocess
     model = load("resnet20_cifar10")
     x = preprocess(load_image(cat_path), model.meta["preprocessing"])
     # Each saved map against what its options mean, worked out here from the engine's passes.

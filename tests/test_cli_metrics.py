@@ -141,7 +141,7 @@ def test_existing_files_are_replaced_only_with_force_and_all_outputs_are_written
 
 def test_an_output_that_names_the_weights_is_refused(tmp_path, capsys):
     weights = tmp_path / "m.npz"
-    from minicnn.models.weights import locate
+    from minicnn.models.shipped import locate
     weights.write_bytes(locate("vgg_cifar10")[0].read_bytes())
     code, out, err = run(capsys, "sanity", "--model", str(weights), "--images", "1", "--json", str(weights), "--force")
     assert code != 0 and "same file" in err and len(err.strip().splitlines()) == 1

@@ -7,7 +7,7 @@ import pytest
 import minicnn
 from minicnn.util import atomic
 from minicnn.commands import cli
-from minicnn.inputs.images import sample_images
+from minicnn.inputs.samples import sample_images
 from minicnn.errors import OutputError, UnknownNameError, WeightsError
 
 

@@ -9,7 +9,7 @@ import pytest
 import minicnn
 from minicnn.commands import cli
 from minicnn.models.convert import pytorch as convert
-from minicnn.models import weights, zoo
+from minicnn.models import shipped, zoo
 from minicnn.errors import InputError, MissingDependencyError, UnknownNameError, WeightsError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -196,7 +196,7 @@ def test_small_vgg_checkpoint_converts_and_matches_pytorch(tmp_path, capsys, ckp
     x, logits = fixture_logits(fixture)
     assert rel_err(model.forward(x), logits) < 1e-4
     assert model.name == "small" and model.meta["licence"] == "MIT"
-    assert model.meta["provenance"]["source_sha256"] == weights.sha256_file(FIXTURES / ckpt)
+    assert model.meta["provenance"]["source_sha256"] == shipped.sha256_file(FIXTURES / ckpt)
     assert any(type(m).__name__ == "BatchNorm2d" for _, m in model.layers()) == (arch.endswith("_bn") and not fold)
     assert cli.main(argv) == 2  # exists now
     assert cli.main(argv + ["--force"]) == 0

@@ -11,10 +11,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models import weights
-from minicnn.models.convert.tflite import Graph, Operator, Tensor, convert_graph, read_tflite, same_padding
+from minicnn.models import content, weights
+from minicnn.models.convert.tflite import convert_graph, same_padding
+from minicnn.models.convert.tflite_read import Graph, Operator, Tensor, read_tflite
 from minicnn.errors import MissingDependencyError, WeightsError
-from minicnn.inputs.images import preprocess
+from minicnn.inputs.preprocess import preprocess
 from minicnn.layers import InvertedResidual, ZeroPad2d
 
 
@@ -187,10 +188,10 @@ def test_quantised_arrays_round_trip_through_the_file(tmp_path):
 ])
 def test_bad_quantization_entries_are_one_line(entry, words):
     with pytest.raises(WeightsError) as e:
-        weights.dequantize(np.zeros((3, 2), np.uint8), entry, "array 'w'")
+        content.dequantize(np.zeros((3, 2), np.uint8), entry, "array 'w'")
     assert words in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(WeightsError, match="dtype float32"):
-        weights.dequantize(np.zeros(3, np.float32), {"scale": 0.1, "zero_point": 0})
+        content.dequantize(np.zeros(3, np.float32), {"scale": 0.1, "zero_point": 0})
 
 
 def test_depthwise_multiplier_relu_and_valid_padding_as_plain_layers():

@@ -13,7 +13,7 @@ from PIL import Image
 
 from minicnn.inputs.datasets import class_names, open_dataset
 from minicnn.errors import ImageError, InputError, UnknownNameError
-from minicnn.inputs.images import DATA_DIR
+from minicnn.inputs.samples import DATA_DIR
 
 # ---------------------------------------------------------------------------
 # A tiny image-folder tree: test/{cat: 3, dog: 2}, train/{cat: 1, dog: 1}

@@ -34,12 +34,14 @@ from minicnn.commands import cli
 from minicnn.models.convert import pytorch as convert
 from minicnn.figures import demo
 from minicnn import explain
-from minicnn.models import fetch, weights
+from minicnn.models import fetch, shipped, weights
 from minicnn.commands import explain as explain_cli
 from minicnn.errors import (ChecksumError, ImageError, InputError, MinicnnError, OutputError, UnknownNameError,
                             WeightsError)
 from minicnn.explain.target import class_index
-from minicnn.inputs.images import ImageWarning, load_image, preprocess, sample_images
+from minicnn.inputs.images import ImageWarning, load_image
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import sample_images
 from minicnn.layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
 
@@ -623,7 +625,7 @@ def _shipped_missing(tmp, monkeypatch):
     return ["explain", CAT, "--model", "vgg_cifar10", "--out", tmp / "o.png"], lambda: minicnn.load("vgg_cifar10")
 
 
-_EXPECTED_SHA = weights.read_manifest(SHIPPED)["models"]["resnet20_cifar10"]["sha256"]
+_EXPECTED_SHA = shipped.read_manifest(SHIPPED)["models"]["resnet20_cifar10"]["sha256"]
 
 
 def _vgg_state() -> dict:

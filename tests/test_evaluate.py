@@ -9,7 +9,7 @@ import pytest
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models import weights
+from minicnn.models import shipped
 from minicnn.inputs.datasets import open_dataset
 from minicnn.errors import InputError
 from minicnn.models.evaluate import Accuracy, evaluate, label_map
@@ -27,7 +27,7 @@ CORRECT_OF_300 = {"resnet20_cifar10": 244, "vgg_cifar10": 260}
 def test_every_shipped_cifar10_model_has_its_exact_count():
     # mobilenet_v2 (ImageNet) cannot be scored here: tests/test_mobilenet_v2.py pins its agreement
     # with the TFLite interpreter instead.
-    cifar = [name for name in weights.shipped_models() if len(minicnn.load(name).classes) == 10]
+    cifar = [name for name in shipped.shipped_models() if len(minicnn.load(name).classes) == 10]
     assert cifar == sorted(CORRECT_OF_300)
 
 
@@ -35,7 +35,7 @@ def test_every_shipped_cifar10_model_has_its_exact_count():
 def test_shipped_model_accuracy_on_the_shipped_samples(name):
     result = evaluate(minicnn.load(name), open_dataset(SAMPLES), batch_size=100)
     assert (result.correct, result.total) == (CORRECT_OF_300[name], 300), f"{name}: {result}"
-    recorded = weights.read_manifest()["models"][name]["accuracy"]["samples_top1"]
+    recorded = shipped.read_manifest()["models"][name]["accuracy"]["samples_top1"]
     assert recorded == round(100 * CORRECT_OF_300[name] / 300, 2)
 
 

@@ -6,7 +6,8 @@ import pytest
 from minicnn import explain
 from minicnn.models import zoo
 from minicnn.errors import InputError
-from minicnn.inputs.images import load_sample, preprocess
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import load_sample
 
 from test_explain_helpers import GAP_X, gap_model, shipped, small_cnn
 

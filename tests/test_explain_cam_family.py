@@ -17,7 +17,7 @@ from minicnn.errors import InputError
 from minicnn.explain.eigen_cams import first_component
 from minicnn.explain.gradient_cams import PYTORCH_GRAD_CAM_EPS
 from minicnn.explain.resize import resize_bilinear
-from minicnn.inputs.images import preprocess
+from minicnn.inputs.preprocess import preprocess
 
 from test_explain_helpers import DENSE_X, GAP_X, dense_model, gap_model, shipped
 
@@ -354,7 +354,7 @@ CAM_FAMILY = ["gradcam-plus-plus", "xgradcam", "hirescam", "layercam", "scorecam
 
 def test_every_method_runs_from_the_command_line_and_saves_under_its_key(tmp_path, capsys):
     from minicnn.commands.cli import main
-    from minicnn.inputs.images import sample_images
+    from minicnn.inputs.samples import sample_images
     shipped("resnet20_cifar10")
     image = str(sample_images("cat")[explain.CAT_DOG[0][1]][0])
     npz = tmp_path / "maps.npz"
@@ -401,7 +401,7 @@ def test_every_method_runs_from_the_command_line_and_saves_under_its_key(tmp_pat
 
 def test_score_cam_variant_from_the_command_line(tmp_path, capsys):
     from minicnn.commands.cli import main
-    from minicnn.inputs.images import sample_images
+    from minicnn.inputs.samples import sample_images
     shipped("resnet20_cifar10")
     image = str(sample_images("ship")[0][0])
     npz = tmp_path / "maps.npz"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from minicnn import explain
-from minicnn.inputs.images import preprocess
+from minicnn.inputs.preprocess import preprocess
 
 from test_explain_helpers import shipped
 

@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 
 from minicnn import explain
 from minicnn.explain.fullgrad import layer_bias, psi
-from minicnn.inputs.images import preprocess
+from minicnn.inputs.preprocess import preprocess
 from minicnn.layers import (AdaptiveAvgPool2d, AvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Dropout, Flatten, Linear,
                             MaxPool2d, ReLU, Sequential)
 from minicnn.model import Model

@@ -15,8 +15,10 @@ import pytest
 
 import minicnn
 from minicnn import explain
-from minicnn.models import weights
-from minicnn.inputs.images import data_path, load_image, preprocess
+from minicnn.models import shipped
+from minicnn.inputs.images import load_image
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import data_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOL = 1e-4
@@ -27,7 +29,7 @@ MODELS = {
     str(FIXTURES / "vgg11_small.npz"): "vgg11_small",          # converted test checkpoints
     str(FIXTURES / "vgg11_bn_small_folded.npz"): "vgg11_bn_small",
 }
-for _name in weights.read_manifest(Path(__file__).resolve().parent.parent / "weights")["models"]:
+for _name in shipped.read_manifest(Path(__file__).resolve().parent.parent / "weights")["models"]:
     MODELS.setdefault(_name, _name)          # the checkout's models, whatever MINICNN_WEIGHTS_DIR says
 
 
@@ -44,7 +46,7 @@ def cases(fixture: str, *, recording: str | None = None) -> list[str]:
 
 
 def test_every_shipped_model_has_a_fixture():
-    missing = [n for n in weights.shipped_models() if not (FIXTURES / f"{n}_torch.npz").exists()]
+    missing = [n for n in shipped.shipped_models() if not (FIXTURES / f"{n}_torch.npz").exists()]
     assert not missing, f"run weights/recipes/make_fixtures.py --model NAME ARCH CHECKPOINT for {missing}"
 
 
@@ -123,7 +125,8 @@ def test_shipped_samples_decode_as_recorded():
 
 
 def test_catdog_is_the_two_samples_side_by_side():
-    from minicnn.inputs.images import load_sample, side_by_side
+    from minicnn.inputs.preprocess import side_by_side
+    from minicnn.inputs.samples import load_sample
     with np.load(FIXTURES / "resnet20_cifar10_torch.npz") as z:
         recorded = z["catdog.images"][0]
     assert np.array_equal(side_by_side(load_sample("cat", 0), load_sample("dog", 0)), recorded)

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from PIL import Image, features
 
 from minicnn.errors import ImageError, InputError, UnknownNameError
-from minicnn.inputs.images import (DATA_DIR, IMAGENET_MEAN, IMAGENET_STD, ImageWarning, check_preprocessing, data_path,
-                                   deprocess, image_from_bytes, load_image, load_sample, preprocess, sample_images,
-                                   side_by_side, to_rgb)
+from minicnn.inputs.images import ImageWarning, image_from_bytes, load_image, to_rgb
+from minicnn.inputs.preprocess import (IMAGENET_MEAN, IMAGENET_STD, check_preprocessing, deprocess, preprocess,
+                                       side_by_side)
+from minicnn.inputs.samples import DATA_DIR, data_path, load_sample, sample_images
 
 RNG = np.random.default_rng(7)
 RGB = RNG.integers(0, 256, (6, 9, 3), dtype=np.uint8)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from minicnn.explain import occlusion, registry
-from minicnn.inputs.images import preprocess
+from minicnn.inputs.preprocess import preprocess
 from minicnn.metrics import scorecard
 from minicnn.metrics.baselines import random_map
 from minicnn.metrics.deletion import auc, blur, deletion_curve, insertion_curve

@@ -20,7 +20,9 @@ from minicnn.commands import cli
 from minicnn import explain
 from minicnn.models import weights
 from minicnn.explain import registry
-from minicnn.inputs.images import data_path, load_image, preprocess
+from minicnn.inputs.images import load_image
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import data_path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "mobilenet_v2_tflite.npz"

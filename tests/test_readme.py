@@ -183,7 +183,9 @@ def test_the_own_photo_section_says_what_the_models_answer(tmp_path, capsys):
     """The classes and probabilities quoted for the shipped photos, and the size line `explain` prints."""
     from minicnn.commands import cli
     from minicnn import load
-    from minicnn.inputs.images import data_path, load_image, preprocess
+    from minicnn.inputs.images import load_image
+    from minicnn.inputs.preprocess import preprocess
+    from minicnn.inputs.samples import data_path
     from minicnn.layers import softmax
     section = BOOK["own-photo"]
     for photo, model, name, p in [("coffee.png", "vgg_cifar10", "bird", "0.26"),

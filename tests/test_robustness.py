@@ -43,7 +43,8 @@ from minicnn.commands import explain as explain_cli
 from minicnn.inputs.datasets import open_dataset
 from minicnn.errors import (ChecksumError, DownloadError, ImageError, MinicnnError, OutputError, UnknownNameError,
                             WeightsError)
-from minicnn.inputs.images import image_from_bytes, load_image, sample_images
+from minicnn.inputs.images import image_from_bytes, load_image
+from minicnn.inputs.samples import sample_images
 from minicnn.layers import MODULE_TYPES, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
 

@@ -21,9 +21,10 @@ import minicnn
 from minicnn import explain as mx
 from minicnn.explain import registry
 from minicnn.explain.gradcam import weighted_sum
-from minicnn.inputs.images import preprocess, sample_images
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import sample_images
 from minicnn.server import app, is_loopback
-from minicnn.models.weights import shipped_models
+from minicnn.models.shipped import shipped_models
 
 from server_helpers import (api_array, cat_dog_png, explain, get_json, library_maps, request, running,  # noqa: F401
                             server, store)

@@ -192,7 +192,7 @@ def test_every_method_alone_and_in_pairs_on_every_model(browser, small_store):
         browser.get(server.url)
         wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('maps').dataset.target")
         browser.execute_script("Object.assign(state.options, arguments[0])", FAST_OPTIONS)
-        # sizes written one way (minicnn.inputs.images.size_text), the layer hint for the input shown
+        # sizes written one way (minicnn.inputs.preprocess.size_text), the layer hint for the input shown
         caption = browser.execute_script("return document.getElementById('input-caption').textContent")
         assert caption == "cat | dog: 64 wide x 32 high, seen by resnet20_cifar10 as 64 wide x 32 high", caption
         hint = browser.execute_script("return document.getElementById('layer-hint').textContent")

@@ -16,7 +16,7 @@ import pytest
 
 from minicnn.commands.cli import main
 from minicnn.commands import serve as serve_cmd
-from minicnn.inputs.images import sample_images
+from minicnn.inputs.samples import sample_images
 
 from server_helpers import explain, running, store  # noqa: F401
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models import weights
+from minicnn.models import shipped
 from minicnn.layers import Sequential
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -13,13 +13,13 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
 def test_the_checkout_ships_every_model_and_its_files():
     # Tests that use the shipped models fail (they do not skip) when a file is missing; this says why.
-    assert weights.weights_dir().resolve() == WEIGHTS.resolve()
+    assert shipped.weights_dir().resolve() == WEIGHTS.resolve()
     manifest = json.loads((WEIGHTS / "manifest.json").read_text())
-    assert sorted(manifest["models"]) == ["mobilenet_v2", "resnet20_cifar10", "vgg_cifar10"] == weights.shipped_models()
+    assert sorted(manifest["models"]) == ["mobilenet_v2", "resnet20_cifar10", "vgg_cifar10"] == shipped.shipped_models()
     for name, entry in manifest["models"].items():
         path = WEIGHTS / entry["file"]
         assert path.is_file(), f"{path} is missing from the checkout"
-        assert weights.sha256_file(path) == entry["sha256"], f"{path} differs from the manifest"
+        assert shipped.sha256_file(path) == entry["sha256"], f"{path} differs from the manifest"
 
 
 def test_vgg_cifar10_is_only_conv_relu_pool_flatten_dense_dropout(capsys):

@@ -5,8 +5,9 @@ import pytest
 
 from minicnn.commands import cli
 from minicnn import load
-from minicnn.inputs.images import (FAR_FROM_TRAINING, InputSizeWarning, data_path, how_resized, preprocess, size_text,
-                                   training_size_note)
+from minicnn.inputs.preprocess import (FAR_FROM_TRAINING, InputSizeWarning, how_resized, preprocess, size_text,
+                                       training_size_note)
+from minicnn.inputs.samples import data_path
 
 CIFAR_EXACT = {"mean": [0.5] * 3, "std": [0.25] * 3, "resize": "exact", "size": [32, 32]}
 CIFAR_SHORTER = {**CIFAR_EXACT, "resize": "shorter", "resize_shorter": 32}

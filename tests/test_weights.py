@@ -12,7 +12,7 @@ import pytest
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models import weights, zoo
+from minicnn.models import shipped, weights, zoo
 from minicnn.errors import ChecksumError, OutputError, UnknownNameError, WeightsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,12 +143,12 @@ def test_load_shipped_by_name_fast():
 
 
 def test_manifest_matches_the_shipped_files():
-    manifest = weights.read_manifest(SHIPPED)
+    manifest = shipped.read_manifest(SHIPPED)
     assert "resnet20_cifar10" in manifest["models"]
     for name, entry in manifest["models"].items():
         path = SHIPPED / entry["file"]
         assert path.stem == name
-        assert weights.sha256_file(path) == entry["sha256"]
+        assert shipped.sha256_file(path) == entry["sha256"]
         assert path.stat().st_size == entry["size"]
         meta = weights.read_meta(path)
         assert entry["input_size"] == meta["input_size"] and entry["num_classes"] == len(meta["classes"])
@@ -175,8 +175,8 @@ def test_tampered_byte_is_a_checksum_error(shipped_copy):
     with pytest.raises(ChecksumError) as e:
         minicnn.load("resnet20_cifar10")
     msg = one_line(e)
-    expected = weights.read_manifest(shipped_copy)["models"]["resnet20_cifar10"]["sha256"]
-    assert str(path) in msg and expected in msg and weights.sha256_file(path) in msg
+    expected = shipped.read_manifest(shipped_copy)["models"]["resnet20_cifar10"]["sha256"]
+    assert str(path) in msg and expected in msg and shipped.sha256_file(path) in msg
     with pytest.raises(ChecksumError):  # also when the shipped file is named by its path
         minicnn.load(path)
 
@@ -204,8 +204,8 @@ def test_missing_path():
 def test_register_updates_the_manifest(tmp_path):
     path = weights.save(zoo.resnet20(), tmp_path / "mine.npz")
     entry = weights.register(path, tmp_path)
-    manifest = weights.read_manifest(tmp_path)
-    assert manifest["models"]["mine"] == entry and entry["sha256"] == weights.sha256_file(path)
+    manifest = shipped.read_manifest(tmp_path)
+    assert manifest["models"]["mine"] == entry and entry["sha256"] == shipped.sha256_file(path)
     with pytest.raises(WeightsError):
         weights.register(path, tmp_path / "elsewhere")
 
@@ -359,6 +359,6 @@ def test_weights_dir_finds_a_regular_install_under_the_prefix(tmp_path, monkeypa
     installed = tmp_path / "prefix" / "share" / "minicnn" / "weights"
     installed.mkdir(parents=True)
     (installed / "manifest.json").write_text('{"models": {}}')
-    monkeypatch.setattr(weights, "PACKAGE_DIR", tmp_path / "site-packages" / "minicnn")
+    monkeypatch.setattr(shipped, "PACKAGE_DIR", tmp_path / "site-packages" / "minicnn")
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
-    assert weights.weights_dir() == installed
+    assert shipped.weights_dir() == installed

@@ -292,7 +292,7 @@ def _figure(m, image, models: dict, out: Path) -> str:
     from minicnn.explain import resize_bilinear
     from minicnn.explain.run import run_or_refusal
     from minicnn.figures import Panel, grid_figure, method_panel, save_png
-    from minicnn.inputs.images import deprocess, preprocess
+    from minicnn.inputs.preprocess import deprocess, preprocess
     panels, note = [], []
     for name, model in models.items():
         meta = model.meta["preprocessing"]
@@ -327,7 +327,8 @@ def write_method_pages(docs: Path, *, draw: bool = True, log=print) -> dict[str,
     figures, agreements, notes = {}, {}, {}
     if draw:
         import minicnn
-        from minicnn.inputs.images import data_path, load_image
+        from minicnn.inputs.samples import data_path
+        from minicnn.inputs.images import load_image
         image = load_image(data_path("images", IMAGE))
         models = {name: minicnn.load(name) for name in MODELS}
         start = time.perf_counter()

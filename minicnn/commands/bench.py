@@ -43,7 +43,7 @@ def run_without_slow_blas(argv: list[str]) -> int:
 
 def check_model_names(names) -> None:
     """A one-line error (before any timing) for a name in ``--models`` that is no architecture, shipped model or file."""
-    from ..models.weights import locate
+    from ..models.shipped import locate
     from ..models.zoo import ARCHITECTURES
     if not names:
         raise InputError("--models names no model; give a comma-separated list, e.g. resnet20_cifar10,vgg16")

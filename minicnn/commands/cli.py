@@ -78,7 +78,7 @@ def cmd_classes(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from ..models.weights import models_table
+    from ..models.shipped import models_table
     print(models_table())
     return 0
 

@@ -93,7 +93,7 @@ def explanation_figure(results: dict, picture: np.ndarray, model, image_name: st
     """
     from ..explain.target import short_name
     from ..figures import Panel, describe, grid_figure, method_panel, probability_text
-    from ..inputs.images import size_text
+    from ..inputs.preprocess import size_text
     from ..layers import softmax
     panels = [Panel("image", picture, f"network input: {size_text(picture.shape)}\n{image_name}")]
     panels += [method_panel(r, picture, 0, model_name=model.name,
@@ -119,7 +119,7 @@ def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam
     """
     from ..util.atomic import Outputs
     from ..figures import FIGURE_FORMATS
-    from ..models.weights import locate
+    from ..models.shipped import locate
     chosen = registry.names(method)
     outputs = Outputs(force=force)
     outputs.input(image, "IMAGE")
@@ -149,8 +149,8 @@ def explain_command(args) -> int:
     from ..models.weights import load
     from ..explain.target import short_name
     from ..figures import save_figure
-    from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, deprocess, load_image, preprocess
-    from ..inputs.images import InputSizeWarning, how_resized, size_text, training_size_note
+    from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, load_image
+    from ..inputs.preprocess import InputSizeWarning, deprocess, how_resized, preprocess, size_text, training_size_note
 
     top = getattr(args, "top", 5)
     if not isinstance(top, int) or top < 1:

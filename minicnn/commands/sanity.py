@@ -31,7 +31,7 @@ def sanity_command(args) -> int:
     from ..util.atomic import Outputs
     from ..metrics import sanity
     from ..metrics.runs import selected_methods
-    from ..models.weights import locate
+    from ..models.shipped import locate
 
     selected_methods(args.methods)                        # unknown names fail before any work
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work

@@ -33,7 +33,7 @@ def scorecard_command(args) -> int:
     from ..util.atomic import Outputs
     from ..metrics import scorecard
     from ..metrics.runs import selected_methods
-    from ..models.weights import locate
+    from ..models.shipped import locate
 
     selected_methods(args.methods)                        # unknown names fail before any work
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work

@@ -20,7 +20,8 @@ CAT_DOG = (("cat", 18), ("dog", 1))
 
 def cat_dog_image() -> np.ndarray:
     """(32, 64, 3) uint8: shipped cat CAT_DOG[0] on the left, dog CAT_DOG[1] on the right."""
-    from ..inputs.images import load_sample, side_by_side
+    from ..inputs.preprocess import side_by_side
+    from ..inputs.samples import load_sample
     (cat, i), (dog, j) = CAT_DOG
     return side_by_side(load_sample(cat, i), load_sample(dog, j))
 
@@ -33,7 +34,9 @@ def imagenet_cat_dog_image(size: int = 224) -> np.ndarray:
     """(size, 2*size, 3) uint8: Chelsea's central square | the Boston terrier of pets.jpg, bicubic to size x size."""
     from PIL import Image
 
-    from ..inputs.images import data_path, load_image, side_by_side
+    from ..inputs.images import load_image
+    from ..inputs.preprocess import side_by_side
+    from ..inputs.samples import data_path
     cat = load_image(data_path("images", "chelsea.png"))
     h, w = cat.shape[:2]
     side = min(h, w)

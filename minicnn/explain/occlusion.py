@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..inputs.images import size_text
+from ..inputs.preprocess import size_text
 from ..model import check_input
 from ..util.progress import Progress
 from .target import Explanation, choose_targets, scores_of

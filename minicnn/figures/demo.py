@@ -89,7 +89,7 @@ def explain_rows(vgg, resnet, image: np.ndarray, targets: list) -> list[dict]:
     Returns one dict per target: the results of each method for that row.
     """
     from .. import explain
-    from ..inputs.images import preprocess
+    from ..inputs.preprocess import preprocess
     x = np.repeat(preprocess(image, vgg.meta["preprocessing"]), len(targets), axis=0)
     xr = np.repeat(preprocess(image, resnet.meta["preprocessing"]), len(targets), axis=0)
     ggc = explain.guided_gradcam(vgg, x, targets)             # also holds guided backprop and Grad-CAM
@@ -131,8 +131,8 @@ def figure1(vgg, resnet):
     """The cat|dog figure: a row for 'cat' and a row for 'dog'. Returns (Figure, rows)."""
     from ..explain import CAT_DOG, cat_dog_image
     from . import grid_figure
-    from ..inputs.images import preprocess
-    from ..inputs.images import sample_images, size_text
+    from ..inputs.preprocess import preprocess, size_text
+    from ..inputs.samples import sample_images
     image = cat_dog_image()
     rows = explain_rows(vgg, resnet, image, ["cat", "dog"])
     (cat, i), (dog, j) = CAT_DOG
@@ -149,7 +149,9 @@ def figure1(vgg, resnet):
 
 def first_correct(model, class_name: str, start: int = 0) -> int:
     """Index of the first shipped test image of ``class_name`` (from ``start``) the model gets right."""
-    from ..inputs.images import load_image, preprocess, sample_images
+    from ..inputs.images import load_image
+    from ..inputs.preprocess import preprocess
+    from ..inputs.samples import sample_images
     paths = [p for p, _ in sample_images(class_name)]
     x = preprocess([load_image(p) for p in paths], model.meta["preprocessing"])
     hits = np.flatnonzero(model.forward(x).argmax(axis=1) == model.classes.index(class_name))
@@ -160,7 +162,7 @@ def first_correct(model, class_name: str, start: int = 0) -> int:
 def samples_figure(vgg, resnet, samples=SAMPLES):
     """The same columns for single test images, explained for the class the VGG-style model predicts."""
     from . import grid_figure
-    from ..inputs.images import load_sample, sample_images
+    from ..inputs.samples import load_sample, sample_images
     panels, labels = [], []
     for class_name, start in samples:
         index = first_correct(vgg, class_name, start)
@@ -176,7 +178,7 @@ def samples_figure(vgg, resnet, samples=SAMPLES):
 def imagenet_rows(model, image: np.ndarray, targets, *, occlusion: bool = True, resize: bool = True) -> list[dict]:
     """Columns (a)-(e) (or (a)-(d) without occlusion) for one photo and each target, one batch per method."""
     from .. import explain
-    from ..inputs.images import preprocess
+    from ..inputs.preprocess import preprocess
     prep = model.meta["preprocessing"] if resize else {**model.meta["preprocessing"], "resize": "none"}
     x = np.repeat(preprocess(image, prep), len(targets), axis=0)
     ggc = explain.guided_gradcam(model, x, list(targets))
@@ -189,7 +191,9 @@ def imagenet_figures(model):
     """(Figure 1 on pets.jpg, its rows), (the cat|dog pair figure, its rows), explained by the ImageNet model."""
     from ..explain import imagenet_cat_dog_image
     from . import grid_figure
-    from ..inputs.images import data_path, deprocess, load_image, preprocess, size_text
+    from ..inputs.images import load_image
+    from ..inputs.preprocess import deprocess, preprocess, size_text
+    from ..inputs.samples import data_path
     photo = load_image(data_path("images", PETS))
     picture = deprocess(preprocess(photo, model.meta["preprocessing"])[0], model.meta["preprocessing"])
     rows = imagenet_rows(model, photo, PETS_TARGETS)

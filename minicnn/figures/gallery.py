@@ -24,7 +24,7 @@ from ..explain.run import run_or_refusal
 def explain_all(model, image: np.ndarray, targets: list, methods: list[str], *, layer: str | None = None,
                 options: dict | None = None) -> dict:
     """{method name: Explanation or the InputError that refused it} for the image repeated once per target."""
-    from ..inputs.images import preprocess
+    from ..inputs.preprocess import preprocess
     x = np.repeat(preprocess(image, model.meta["preprocessing"]), len(targets), axis=0)
     results = {}
     for name in methods:
@@ -44,7 +44,7 @@ def gallery_figure(model, image: np.ndarray, targets: list, methods: list[str], 
     """
     from ..explain.target import short_name
     from . import Panel, grid_figure, method_panel
-    from ..inputs.images import deprocess, preprocess
+    from ..inputs.preprocess import deprocess, preprocess
     results = results if results is not None else explain_all(model, image, targets, methods, layer=layer,
                                                                options=options)
     picture = deprocess(preprocess(image, model.meta["preprocessing"])[0], model.meta["preprocessing"])

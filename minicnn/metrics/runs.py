@@ -50,7 +50,8 @@ class MethodRun:
 def shipped_test_images(count: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``count`` of the 300 shipped CIFAR-10 test images, class by class in turn (image 0 of each class,
     then image 1 of each, ...): (images (count, 32, 32, 3) uint8, labels (count,), class names)."""
-    from ..inputs.images import load_image, sample_images
+    from ..inputs.images import load_image
+    from ..inputs.samples import sample_images
     samples = sample_images()
     classes = sorted({c for _, c in samples})
     if not 1 <= count <= len(samples):
@@ -67,7 +68,7 @@ def shipped_test_images(count: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def model_inputs(model, count: int) -> tuple[np.ndarray, dict]:
     """The first ``count`` shipped test images (``shipped_test_images``) as the model's input
     (count, C, H, W), and its preprocessing; a one-line error for a model that records none."""
-    from ..inputs.images import preprocess
+    from ..inputs.preprocess import preprocess
     prep = model.meta.get("preprocessing")
     if not prep:
         raise InputError(f"{model.name} records no preprocessing; cannot prepare the test images for it")

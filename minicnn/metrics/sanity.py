@@ -121,7 +121,7 @@ def similarities(original, randomised_run) -> dict[str, np.ndarray]:
 def sanity(model, *, methods: str | None = None, images: int = 50, mode: str = "cascading", seed: int = 0,
            chunk: int = 50, progress: bool = True) -> Sanity:
     """Randomise ``model`` step by step and compare every method's maps with the trained ones (module docstring)."""
-    from ..inputs.images import deprocess
+    from ..inputs.preprocess import deprocess
     seed, chunk = check_seed(seed), check_count(chunk, "chunk")
     if mode not in MODES:
         raise InputError(f"randomisation mode must be one of {', '.join(MODES)}; got {mode!r}")

@@ -38,12 +38,16 @@ walks the description and checks:
   may hold more than MAX_ELEMENTS numbers per image, nor all outputs together
   more than MAX_KEPT (a pass keeps them for its backward).
   A model whose preprocessing keeps the image's shape (resize "shorter" or
-  "none") runs at other sizes too; ``minicnn.models.weights.check_architecture``
-  checks its costs again at the largest input ``minicnn.inputs.images.preprocess``
+  "none") runs at other sizes too; ``minicnn.models.content.check_architecture``
+  checks its costs again at the largest input ``minicnn.inputs.preprocess.preprocess``
   takes by default, 512x512 (``costs_only``).
 
 The network must end in logits, (K,) with 1 <= K <= MAX_CLASSES. Each refusal
 is a one-line WeightsError naming the layer (its PyTorch path) and the field.
+
+This module is over 450 lines because the table above is its specification
+and one walk (``_Walk``, a method per layer type) follows a shape through
+every layer: split, each part would need the whole walk.
 """
 
 from __future__ import annotations

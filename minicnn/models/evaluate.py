@@ -102,7 +102,7 @@ def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = N
     ``limit`` evaluates only the first ``limit`` images (in the dataset's
     order: class by class). ``progress`` draws a bar on stderr.
     """
-    from ..inputs.images import preprocess
+    from ..inputs.preprocess import preprocess
     check_counts(batch_size, limit)
     prep = model.meta.get("preprocessing")
     if not prep:
@@ -130,7 +130,7 @@ def evaluate_command(args) -> int:
     """
     from .weights import load
     from ..inputs.datasets import open_dataset
-    from ..inputs.images import DATA_DIR
+    from ..inputs.samples import DATA_DIR
     check_counts(args.batch_size, args.limit)           # before any loading or printing
     model = load(args.model)
     dataset = open_dataset(DATA_DIR / "cifar10" if args.data is None else args.data, args.split)

@@ -26,7 +26,7 @@ from ..util.atomic import Outputs, atomic_output, check_writable, same_file, wor
 from ..errors import ChecksumError, DownloadError, InputError, OutputError, unknown_name
 from ..util.progress import Progress
 from .official import BASE_URL, CHECKPOINTS, IMAGENET_META  # noqa: F401 (fetch's names)
-from .weights import sha256_file
+from .shipped import sha256_file
 
 _CHUNK = 1 << 20
 

@@ -40,8 +40,8 @@ member, or the layer and its field:
 - each member, one at a time: its .npy header first (never an object array),
   then its declared size in the zip against the header (``__meta__`` at most
   MAX_META_BYTES), then exactly that many bytes, the zip's CRC checked at the end;
-- ``__meta__``: every field minicnn reads (``_check_meta_fields``): names,
-  classes, input_size (at most 4096 pixels a side), preprocessing, ...;
+- ``__meta__``: every field minicnn reads (``minicnn.models.content.check_meta_fields``):
+  names, classes, input_size (at most 4096 pixels a side), preprocessing, ...;
 - ``spec``: every setting of every layer and what the whole network costs
   at its input size (``minicnn.models.architecture.check_spec``), before it is built;
   as many class names as the network has logits;
@@ -50,21 +50,19 @@ member, or the layer and its field:
   value finite after the cast to float32, BatchNorm variances not negative.
 
 ``save`` (and so both converters) runs the same checks on the model it is
-about to write (``check_model``): a file that minicnn writes loads again.
+about to write (``minicnn.models.content.check_model``): a file that minicnn
+writes loads again. The checks of the content (metadata, class count, values,
+quantisation) are in :mod:`minicnn.models.content`, those of the architecture
+in :mod:`minicnn.models.architecture`.
 
-Shipped models live in the repository's top-level ``weights/`` folder (or
-``$MINICNN_WEIGHTS_DIR``); a shipped model's name is its file name without
-``.npz``. ``weights/manifest.json`` records each shipped file's sha256, size,
-classes, input size and accuracy; ``load`` refuses a file whose sha256 differs.
+``load`` takes a file or a shipped model's name (:mod:`minicnn.models.shipped`:
+the weights folder and its manifest) and refuses a shipped file whose sha256
+differs from the manifest's; ``register`` records a file in the manifest.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import os
-import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -72,142 +70,25 @@ from pathlib import Path
 import numpy as np
 
 from ..util.atomic import atomic_output
-from ..errors import ChecksumError, InputError, UnknownNameError, WeightsError, one_line, unknown_name
-from ..util.files import MAX_TEXT_BYTES, check_name, check_regular_file, read_text_file
+from ..errors import WeightsError, one_line
+from ..util.files import check_regular_file
 from ..model import Model, build
-from .architecture import (MAX_CHANNELS, MAX_CLASSES, MAX_INPUT_SIDE, MAX_LAYERS, MAX_PARAMETERS, Summary,
-                           check_spec)
+from .architecture import MAX_LAYERS, MAX_PARAMETERS
+from .content import (META_KEY, QUANTIZED_DTYPES, check_architecture, check_meta_fields, check_model, check_values,
+                      dequantize)
+from .shipped import MANIFEST, _not_a_file, locate, read_manifest, sha256_file, verify_checksum, weights_dir
 
 FORMAT, VERSION = "minicnn-weights", 1
-META_KEY = "__meta__"
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "minicnn-manifest"
 _FILE_KEYS = ("format", "version", "spec", "quantization")  # describe the file, not the model
-QUANTIZED_DTYPES = (np.uint8, np.int8, np.int32)
 MAX_META_BYTES = 16 << 20                # __meta__: the JSON text (ImageNet's classes and a licence are ~60 KB)
 MAX_MEMBERS = 4 * MAX_LAYERS + 1         # at most four arrays a layer, and __meta__
 MAX_FILE_BYTES = 8 * MAX_PARAMETERS + (64 << 20)   # every weight in float64 at the cap, headers and metadata
-MAX_TEXT = 256                           # characters of a class name, a model's name or its arch
 
 # What a damaged zip or .npy member can raise while being read (RuntimeError: a member flagged as
 # encrypted; zlib.error: a compressed member whose data is damaged).
 _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, OverflowError,
                 MemoryError, RecursionError, UnicodeDecodeError, zipfile.BadZipFile, NotImplementedError,
                 RuntimeError, zlib.error)
-
-
-# ---------------------------------------------------------------- where shipped models live
-
-#: The folder of the minicnn package (in a checkout, the shipped weights are in ../weights).
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-
-
-def weights_dir() -> Path:
-    """The shipped weights folder.
-
-    ``$MINICNN_WEIGHTS_DIR`` if set; else ``<repository>/weights`` (a source
-    checkout or an editable install); else ``<prefix>/share/minicnn/weights``,
-    where a regular ``pip install .`` puts the shipped files.
-    """
-    env = os.environ.get("MINICNN_WEIGHTS_DIR")
-    if env:
-        return Path(env)
-    checkout = PACKAGE_DIR.parent / "weights"
-    installed = Path(sys.prefix) / "share" / "minicnn" / "weights"
-    return checkout if (checkout / MANIFEST).exists() or not (installed / MANIFEST).exists() else installed
-
-
-def read_manifest(folder=None) -> dict:
-    """The manifest of ``folder`` (default: ``weights_dir()``) as {"models": {name: entry}}.
-
-    A missing manifest means no shipped models; a damaged one is a WeightsError.
-    """
-    path = Path(folder or weights_dir()) / MANIFEST
-    if not path.exists():
-        return {"format": MANIFEST_FORMAT, "version": 1, "models": {}}
-    try:
-        manifest = json.loads(read_text_file(path, MAX_TEXT_BYTES, "the manifest", WeightsError))
-    except (OSError, ValueError, RecursionError) as e:
-        raise WeightsError(f"cannot read the manifest {path}: {e}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
-        raise WeightsError(f"the manifest {path} has no 'models' table")
-    return manifest
-
-
-def shipped_models() -> list[str]:
-    """Names of the shipped models, sorted."""
-    return sorted(read_manifest()["models"])
-
-
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    """The sha256 of a file's bytes, as 64 hex digits (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_checksum(path, expected: str) -> None:
-    """A one-line ChecksumError unless the file's sha256 is ``expected``."""
-    actual = sha256_file(path)
-    if actual != expected.lower():
-        raise ChecksumError(f"{path} has sha256 {actual}, the manifest records {expected}: "
-                            f"the file is damaged or was modified")
-
-
-def locate(name_or_path) -> tuple[Path, str | None]:
-    """(file, sha256 the manifest records for it or None) for a shipped name or a path."""
-    folder = weights_dir()
-    models = read_manifest(folder)["models"]
-    if not isinstance(name_or_path, (str, os.PathLike)):
-        raise WeightsError(f"expected a model name or a file path, got {name_or_path!r}")
-    text = os.fspath(name_or_path)
-    if not isinstance(text, str) or not text:
-        raise WeightsError(f"expected a model name or a file path, got {name_or_path!r}")
-    if text in models:
-        entry = models[text]
-        path = folder / entry.get("file", f"{text}.npz")
-        if not path.is_file():
-            raise WeightsError(f"the shipped weights file {path} is missing; reinstall minicnn "
-                               f"or point MINICNN_WEIGHTS_DIR at a folder holding it")
-        return path, entry.get("sha256")
-    path = check_name(text, "weights file", WeightsError)   # a name no file system holds: one line, not Errno 36
-    looks_like_path = isinstance(name_or_path, os.PathLike) or os.sep in text or "/" in text or path.suffix
-    if not path.exists():
-        fetchable = _fetchable(path)
-        if fetchable:                               # an official checkpoint: `minicnn fetch` makes the file
-            from ..util.atomic import worded
-            out = "" if os.fspath(path) == f"{fetchable}.npz" else f" --out {path}"
-            if looks_like_path:
-                problem, then, then_api = f"weights file not found: {path}", "", ""
-            else:
-                problem = f"unknown model {text!r} (not shipped)"
-                then, then_api = f"; then --model {fetchable}.npz", f"; then load('{fetchable}.npz')"
-                out = ""
-            kind = WeightsError if looks_like_path else UnknownNameError
-            raise worded(kind(f"{problem}; minicnn.models.fetch.fetch({fetchable!r}) downloads and converts it "
-                                      f"(needs PyTorch){then_api}"),
-                         f"{problem}; `minicnn fetch {fetchable}{out}` downloads and converts it (needs PyTorch)"
-                         f"{then}")
-        if looks_like_path:
-            raise WeightsError(f"weights file not found: {path}")
-        raise unknown_name("model", text, sorted(models) or ["(none shipped)"])
-    if not path.is_file():
-        raise WeightsError(_not_a_file(path))
-    # a shipped file given by its path is checked too
-    for name, entry in models.items():
-        shipped = folder / entry.get("file", f"{name}.npz")
-        if shipped.exists() and path.resolve() == shipped.resolve():
-            return path, entry.get("sha256")
-    return path, None
-
-
-def _fetchable(path: Path) -> str | None:
-    """The name ``minicnn fetch`` knows for a missing weights file ("vgg16.npz" or "vgg16" -> "vgg16"), or None."""
-    from .official import CHECKPOINTS
-    stem = path.name.removesuffix(".npz")
-    return stem if stem in CHECKPOINTS and path.suffix in ("", ".npz") else None
 
 
 # ---------------------------------------------------------------- reading
@@ -278,46 +159,6 @@ def read_weights(path) -> Model:
         npz.close()
 
 
-def check_architecture(meta: dict, where="the model") -> "Summary":
-    """``meta["spec"]`` checked at ``meta["input_size"]`` (``minicnn.models.architecture.check_spec``), and the
-    class names against the logits; a one-line WeightsError starting with ``where``."""
-    try:
-        summary = check_spec(meta["spec"], meta.get("input_size"))
-    except WeightsError as e:
-        raise WeightsError(f"{where}: {e}") from None
-    prep, size = meta.get("preprocessing"), meta.get("input_size")
-    if size and isinstance(prep, dict) and prep.get("resize") in ("shorter", "none"):
-        from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS
-        side = math.isqrt(DEFAULT_MAX_INPUT_PIXELS)
-        try:                                   # a fully convolutional model runs at larger sizes too
-            check_spec(meta["spec"], (size[0], side, side), costs_only=True)
-        except WeightsError as e:
-            raise WeightsError(f"{where}: at a {side}x{side} input (resize {prep['resize']!r} keeps the image's "
-                               f"shape): {e}") from None
-    classes = meta.get("classes")
-    if classes and summary.outputs is not None and len(classes) != summary.outputs:
-        raise WeightsError(f"{where}: {META_KEY} 'classes' names {len(classes)} classes but the network has "
-                           f"{summary.outputs} outputs")
-    return summary
-
-
-def check_values(key: str, a: np.ndarray, layer, where: str = "") -> np.ndarray:
-    """``a`` as float32, or a one-line WeightsError: NaN, infinity (also from rounding float64 to float32),
-    or a negative BatchNorm variance (sqrt(var + eps) would be NaN)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        a32 = np.asarray(a).astype(np.float32, copy=False)
-    owner, _, param = key.rpartition(".")
-    if not np.isfinite(a32).all():
-        bad = np.argwhere(~np.isfinite(a32))
-        at = tuple(int(i) for i in bad[0]) if bad.size else ()
-        raise WeightsError(f"{where}layer {owner!r} ({type(layer).__name__}): {param} holds NaN or infinity "
-                           f"({len(bad)} values, first at index {at})")
-    if param == "running_var" and (a32 < 0).any():
-        raise WeightsError(f"{where}layer {owner!r} ({type(layer).__name__}): running_var holds negative "
-                           f"variances (the smallest is {float(a32.min())!r})")
-    return a32
-
-
 def read_meta(path) -> dict:
     """Only the ``__meta__`` dictionary of a weights file (no arrays are read)."""
     npz = _open_npz(Path(path))
@@ -325,13 +166,6 @@ def read_meta(path) -> dict:
         return _read_meta(npz, Path(path))
     finally:
         npz.close()
-
-
-def _not_a_file(path: Path) -> str:
-    """Why an existing ``path`` cannot be a weights file: a folder, or not a regular file."""
-    if path.is_dir():
-        return f"{path} is a folder, not a weights file"
-    return f"{path} is not a regular file (a device, pipe or socket), not a weights file"
 
 
 def _open_npz(path: Path):
@@ -489,96 +323,8 @@ def _read_meta(npz, path: Path) -> dict:
                            f"reads version {VERSION}")
     if not isinstance(meta.get("spec"), dict):
         raise WeightsError(f"{path}: {META_KEY} has no architecture ('spec')")
-    _check_meta_fields(meta, path)
+    check_meta_fields(meta, path)
     return meta
-
-
-def _check_meta_fields(meta: dict, path) -> None:
-    """Every field of ``__meta__`` the rest of minicnn reads, checked once here (one-line WeightsError).
-
-    name, arch: strings of at most MAX_TEXT characters; classes: at most
-    MAX_CLASSES strings of at most MAX_TEXT characters; input_size: [C, H, W]
-    with C in 1..MAX_CHANNELS and H, W in 1..MAX_INPUT_SIDE; preprocessing: as
-    ``minicnn.inputs.images.check_preprocessing`` wants it, its sizes at most
-    MAX_INPUT_SIDE; provenance: a table; licence: a table or a string;
-    accuracy: a table whose top1 is a percentage (or null); quantization: a table.
-    """
-    for key in ("name", "arch"):
-        if key in meta and not (isinstance(meta[key], str) and len(meta[key]) <= MAX_TEXT):
-            raise WeightsError(f"{path}: {META_KEY} {key!r} must be a string of at most {MAX_TEXT} characters; "
-                               f"got {meta[key]!r:.60}")
-    classes = meta.get("classes")
-    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-        raise WeightsError(f"{path}: {META_KEY} 'classes' must be a list of class names; got {classes!r:.60}")
-    if classes is not None and (len(classes) > MAX_CLASSES or any(len(c) > MAX_TEXT for c in classes)):
-        raise WeightsError(f"{path}: {META_KEY} 'classes' must be at most {MAX_CLASSES:,} names of at most "
-                           f"{MAX_TEXT} characters; got {len(classes):,} names, the longest "
-                           f"{max(map(len, classes)):,} characters")
-    size = meta.get("input_size")
-    if size is not None and not (isinstance(size, list) and len(size) == 3 and all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)):
-        raise WeightsError(f"{path}: {META_KEY} 'input_size' must be [C, H, W], three positive integers; "
-                           f"got {size!r:.60}")
-    if size is not None and (size[0] > MAX_CHANNELS or max(size[1:]) > MAX_INPUT_SIDE):
-        raise WeightsError(f"{path}: {META_KEY} 'input_size' {size} is over the limits (at most {MAX_CHANNELS} "
-                           f"channels, {MAX_INPUT_SIDE} pixels high and wide)")
-    prep = meta.get("preprocessing")
-    if prep is not None:
-        from ..inputs.images import check_preprocessing
-        try:
-            p = check_preprocessing(prep)
-        except InputError as e:
-            raise WeightsError(f"{path}: {META_KEY} 'preprocessing': {e}") from None
-        sides = [*(p.get("size") or []), p.get("resize_shorter") or 0]
-        if max(sides, default=0) > MAX_INPUT_SIDE:
-            raise WeightsError(f"{path}: {META_KEY} 'preprocessing' resizes to {max(sides)} pixels, over the "
-                               f"limit of {MAX_INPUT_SIDE}")
-    for key, kinds, what in (("provenance", (dict,), "a table"), ("licence", (dict, str), "a table or a string"),
-                             ("accuracy", (dict,), "a table"), ("quantization", (dict,), "a table")):
-        if meta.get(key) is not None and not isinstance(meta[key], kinds):
-            raise WeightsError(f"{path}: {META_KEY} {key!r} must be {what}; got {meta[key]!r:.60}")
-    top1 = (meta.get("accuracy") or {}).get("top1")
-    if top1 is not None and not (isinstance(top1, (int, float)) and not isinstance(top1, bool) and 0 <= top1 <= 100):
-        raise WeightsError(f"{path}: {META_KEY} 'accuracy' top1 must be a percentage in 0..100; got {top1!r:.60}")
-
-
-# ---------------------------------------------------------------- quantised arrays
-
-def dequantize(q: np.ndarray, entry, where: str = "array") -> np.ndarray:
-    """w = scale * (q - zero_point) as float32, for an integer array q and its quantization entry.
-
-    ``entry`` is {"scale": s, "zero_point": z} (one pair for all of q) or, with
-    "axis": a, lists of q.shape[a] scales and zero points (one per index along a).
-    The product is taken in float64 and rounded to float32 (for 8-bit q it is exact
-    before that one rounding: q - z has at most 9 bits, s 24).
-    """
-    if not isinstance(entry, dict) or "scale" not in entry or "zero_point" not in entry:
-        raise WeightsError(f"{where}: its quantization entry needs 'scale' and 'zero_point'; got {entry!r:.80}")
-    if q.dtype not in QUANTIZED_DTYPES:
-        raise WeightsError(f"{where} is marked as quantised but has dtype {q.dtype}; expected uint8, int8 or int32")
-    try:
-        scale = np.asarray(entry["scale"], np.float64).astype(np.float32)
-        zero = np.asarray(entry["zero_point"], np.float64)
-        axis = entry.get("axis")
-        if scale.ndim == 0 and zero.ndim == 0 and axis is None:
-            shape = ()
-        elif (scale.ndim == 1 and zero.ndim == 1 and isinstance(axis, int) and not isinstance(axis, bool)
-              and 0 <= axis < q.ndim and len(scale) == len(zero) == q.shape[axis]):
-            shape = [1] * q.ndim
-            shape[axis] = q.shape[axis]
-        else:
-            raise ValueError("scale and zero_point must be two numbers, or two lists as long as q's axis 'axis'")
-        if not (np.all(np.isfinite(scale)) and np.all(scale > 0) and np.all(zero == np.round(zero))):
-            raise ValueError("scales must be positive finite numbers and zero points integers")
-        lo, hi = np.iinfo(q.dtype).min, np.iinfo(q.dtype).max
-        if zero.size and not (zero.min() >= lo and zero.max() <= hi):
-            raise ValueError(f"zero points must lie in the range of q's dtype {q.dtype}, {lo}..{hi}; got "
-                             f"{float(zero.min() if zero.min() < lo else zero.max()):g}")
-    except (TypeError, ValueError) as e:
-        raise WeightsError(f"{where}: bad quantization entry: {one_line(e)}") from None
-    centred = (q.astype(np.int64) - zero.reshape(shape).astype(np.int64)).astype(np.float64)
-    with np.errstate(over="ignore"):                 # a product beyond float32 becomes inf, refused by check_values
-        return (centred * scale.reshape(shape).astype(np.float64)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- writing
@@ -624,17 +370,6 @@ def save(model: Model, path, *, force: bool = False, quantized: dict | None = No
     return Path(path)
 
 
-def check_model(model: Model, meta: dict | None = None, where: str = "the model") -> None:
-    """The checks ``read_weights`` makes, made on a model about to be written (``save``, the converters):
-    its metadata, its architecture and costs, its class names against its logits, every array finite.
-    A model that passes them loads again; one that does not is a one-line WeightsError and nothing is written."""
-    meta = meta if meta is not None else {**model.meta, "spec": model.spec()}
-    _check_meta_fields(meta, where)
-    check_architecture(meta, where)
-    for key, a in model.state_dict().items():
-        check_values(key, a, model[key.rpartition(".")[0]], f"{where}: ")
-
-
 # ---------------------------------------------------------------- the manifest
 
 def manifest_entry(path) -> dict:
@@ -678,39 +413,5 @@ def register(path, folder=None) -> dict:
     return entry
 
 
-def _accuracy_text(acc) -> str:
-    if isinstance(acc, dict) and acc.get("top1") is None and acc.get("note"):
-        return "- (not measured here)"
-    if not isinstance(acc, dict) or acc.get("top1") is None:
-        return "-"
-    on = [str(acc["dataset"])] if acc.get("dataset") else []
-    if isinstance(acc.get("images"), int):
-        on.append(f"{acc['images']:,} images")
-    return f"{acc['top1']:.2f}%" + (f" ({', '.join(on)})" if on else "")
-
-
-def models_table() -> str:
-    """The shipped models as a table: name, classes, input size, top-1 accuracy, parameters."""
-    models = read_manifest()["models"]
-    if not models:
-        return f"no shipped models in {weights_dir()}"
-    rows = [("name", "classes", "input", "top-1 accuracy", "parameters")]
-    for name, e in sorted(models.items()):
-        classes = e.get("classes") or [repr(c) for c in e.get("first_classes") or []]
-        n = e.get("num_classes")
-        what = f"{n}" + (f" ({', '.join(classes[:3])}, ...)" if classes and len(classes) > 3 else
-                         f" ({', '.join(classes)})" if classes else "")
-        size = "x".join(map(str, e.get("input_size") or [])) or "-"
-        params = f"{e['parameters']:,}" if isinstance(e.get("parameters"), int) else "-"
-        rows.append((name, what, size, _accuracy_text(e.get("accuracy")), params))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(r[i].ljust(widths[i]) if i < 4 else r[i].rjust(widths[i]) for i in range(5)).rstrip()
-             for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
-__all__ = ["FORMAT", "VERSION", "META_KEY", "load", "read_weights", "read_meta", "save", "weights_dir",
-           "check_model", "check_architecture", "check_values",
-           "read_manifest", "shipped_models", "sha256_file", "verify_checksum", "locate", "manifest_entry",
-           "register", "models_table", "encode_meta", "dequantize"]
+__all__ = ["FORMAT", "VERSION", "META_KEY", "load", "read_weights", "read_meta", "save", "manifest_entry", "register",
+           "encode_meta"]

@@ -50,8 +50,9 @@ from ..explain.catdog import CAT_DOG, cat_dog_image
 from ..explain.estimate import estimate_seconds
 from ..explain.gradcam import weighted_sum
 from ..explain.target import class_index
-from ..inputs.images import (DEFAULT_MAX_PIXELS, data_path, deprocess, image_from_bytes, preprocess, sample_images,
-                             size_text)
+from ..inputs.images import DEFAULT_MAX_PIXELS, image_from_bytes
+from ..inputs.preprocess import deprocess, preprocess, size_text
+from ..inputs.samples import data_path, sample_images
 from ..util.progress import watching
 from . import overlay
 from .models import ModelStore

@@ -53,7 +53,8 @@ class ModelStore:
     """
 
     def __init__(self, names: list[str] | None = None, *, workers: int = 2, log=None) -> None:
-        from ..models.weights import load, shipped_models
+        from ..models.shipped import shipped_models
+        from ..models.weights import load
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"workers must be a positive integer; got {workers!r}")
         self.models: dict[str, Model] = {}

@@ -24,7 +24,9 @@ from PIL import Image
 from minicnn.commands import cli
 from minicnn import explain, load
 from minicnn.errors import ImageError, InputError
-from minicnn.inputs.images import image_from_bytes, load_image, preprocess, sample_images
+from minicnn.inputs.images import image_from_bytes, load_image
+from minicnn.inputs.preprocess import preprocess
+from minicnn.inputs.samples import sample_images
 
 from . import fuzz_cli
 

@@ -23,7 +23,9 @@ from minicnn.commands import cli
 from minicnn.models import architecture, weights, zoo
 from minicnn.models.convert import pytorch as convert
 from minicnn.models.convert import tflite as convert_tflite
-from minicnn.models.convert.tflite import Tensor, check_shape, convert_graph
+from minicnn.models.convert import tflite_read
+from minicnn.models.convert.tflite import convert_graph
+from minicnn.models.convert.tflite_read import Tensor, check_shape
 from minicnn.errors import WeightsError
 
 from . import fuzz_weights
@@ -517,10 +519,10 @@ def flat_tensor(shape, data_length=0, scales=0):
 def test_the_file_reader_checks_every_tensor_before_copying_it(shape, data_length, scales, words):
     model, tensor = flat_tensor(shape, data_length, scales)
     if words is None:
-        assert convert_tflite._read_tensor(model, tensor, {0: "FLOAT32"}).shape == shape
+        assert tflite_read._read_tensor(model, tensor, {0: "FLOAT32"}).shape == shape
         return
     with pytest.raises(WeightsError, match=words) as e:
-        convert_tflite._read_tensor(model, tensor, {0: "FLOAT32"})
+        tflite_read._read_tensor(model, tensor, {0: "FLOAT32"})
     assert "\n" not in str(e.value) and "'logits'" in str(e.value)
     with pytest.raises(WeightsError):
         check_shape("t", shape if words != "buffer holds 47 bytes" and words != "scales" else (0,))

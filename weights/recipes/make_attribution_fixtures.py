@@ -81,7 +81,8 @@ from zennit.rules import Epsilon  # noqa: E402
 from zennit.types import Convolution  # noqa: E402
 
 import minicnn  # noqa: E402
-from minicnn.inputs.images import load_image, preprocess  # noqa: E402
+from minicnn.inputs.images import load_image  # noqa: E402
+from minicnn.inputs.preprocess import preprocess  # noqa: E402
 
 SAMPLES = ["cat/0000.jpg", "ship/0000.jpg"]
 QUADRATURES = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"]

@@ -67,7 +67,8 @@ sys.path.insert(0, str(ROOT))
 
 import minicnn  # noqa: E402
 from minicnn.bench import torch_twin  # noqa: E402
-from minicnn.inputs.images import load_sample, preprocess  # noqa: E402
+from minicnn.inputs.preprocess import preprocess  # noqa: E402
+from minicnn.inputs.samples import load_sample  # noqa: E402
 
 MODELS = {"resnet20_cifar10": ("layer3", "layer2"), "vgg_cifar10": ("features.19", "features.12")}
 IMAGES = (("cat", 18), ("dog", 1), ("ship", 0))

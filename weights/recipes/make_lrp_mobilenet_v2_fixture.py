@@ -74,7 +74,9 @@ from zennit.rules import Epsilon  # noqa: E402
 from zennit.types import Convolution  # noqa: E402
 
 import minicnn  # noqa: E402
-from minicnn.inputs.images import data_path, load_image, preprocess  # noqa: E402
+from minicnn.inputs.images import load_image  # noqa: E402
+from minicnn.inputs.preprocess import preprocess  # noqa: E402
+from minicnn.inputs.samples import data_path  # noqa: E402
 
 PHOTO, SIZE = "pets.jpg", 64
 

@@ -53,7 +53,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import minicnn                                         # noqa: E402
-from minicnn.inputs.images import data_path, load_image, preprocess  # noqa: E402
+from minicnn.inputs.images import load_image  # noqa: E402
+from minicnn.inputs.preprocess import preprocess  # noqa: E402
+from minicnn.inputs.samples import data_path  # noqa: E402
 
 PHOTOS = ("pets.jpg", "chelsea.png", "coffee.png", "parrot.jpg", "hot_dog.jpg")
 #: minicnn layer -> the TensorFlow tensor (first name) holding its output.

@@ -283,7 +283,7 @@ def convert_state_dict(state: dict, arch: str, *, fold_bn: bool = False, meta: d
     state = {k: v.astype(np.float32, copy=False) for k, v in state.items()}
     model.load_state_dict(state)
     model.meta = converted_meta(arch, model, fold_bn, meta)
-    from ..weights import check_model
+    from ..content import check_model
     check_model(model, where="the checkpoint")  # what the loader will check: a model that fails is never written
     return model
 
