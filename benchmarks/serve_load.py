@@ -1,7 +1,8 @@
-"""Load on `minicnn serve`: many clients sending explain requests at once, on this machine only.
+r"""Load on `minicnn serve`: many clients sending explain requests at once, on this machine only.
 
     python benchmarks/serve_load.py                          # 20 clients, 30 s, the default server
-    python benchmarks/serve_load.py --clients 20 --seconds 30 --workers 2 --blas-threads 1 --out benchmarks/serve_load.txt
+    python benchmarks/serve_load.py --clients 20 --seconds 30 --workers 2 --blas-threads 1 \
+        --out benchmarks/serve_load.txt
 
 Starts ``minicnn serve --port 0 --quiet`` in a child process (on 127.0.0.1,
 a port the system picks), asks each kind of request once on its own for the

@@ -233,7 +233,7 @@ axes[1, 0].text(0.0, 0.5, "top row: stride 1, padding 1\n(output size = input si
                 "bottom row: stride 2, padding 1\n(half the rows and columns)\n\n"
                 "edge maps: colour scale clipped\nat the 99.5th percentile of |value|",
                 fontsize=12, va="center")
-for col, (name, maps) in enumerate(kernels.items(), start=1):
+for col, (name, _maps) in enumerate(kernels.items(), start=1):
     for row, out in enumerate((maps_s1, maps_s2)):
         m = out[0, col - 1]
         if name == "3x3 blur":

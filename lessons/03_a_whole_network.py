@@ -259,7 +259,8 @@ assert off_diagonal[cat].argmax() == dog and off_diagonal[dog].argmax() == cat
 vehicles = [model.classes.index(c) for c in ("airplane", "automobile", "ship", "truck")]
 animals = [c for c in range(10) if c not in vehicles]
 per_class = np.diag(confusion) / 30
-print(f"mean accuracy: vehicles {100 * per_class[vehicles].mean():.1f}%, animals {100 * per_class[animals].mean():.1f}%")
+print(f"mean accuracy: vehicles {100 * per_class[vehicles].mean():.1f}%, "
+      f"animals {100 * per_class[animals].mean():.1f}%")
 assert per_class[animals].mean() < per_class[vehicles].mean()
 
 # %%

@@ -264,7 +264,8 @@ print(f"{'method':>22}  {'cat: on cat half':>16}  {'dog: on cat half':>16}")
 for name, (c, d) in share.items():
     print(f"{name:>22}  {c:16.0%}  {d:16.0%}")
 assert share["Guided Grad-CAM"][0] > 0.8 and share["Guided Grad-CAM"][1] < 0.2
-assert share["Guided Grad-CAM"][0] - share["Guided Grad-CAM"][1] > share["guided backprop"][0] - share["guided backprop"][1]
+assert (share["Guided Grad-CAM"][0] - share["Guided Grad-CAM"][1]
+        > share["guided backprop"][0] - share["guided backprop"][1])
 
 
 # %% [markdown]

@@ -236,7 +236,8 @@ for k, target in enumerate(targets):
                         "counterfactual region covered": score_after_covering(xc, counter.upsampled((32, 64))[k], c)}
     for what, (score, pixels) in covering[target].items():
         print(f"y^{target:3s} {what:>30}: {score:6.2f}" + (f"  ({pixels} pixels covered)" if pixels else ""))
-measured = {"cat": (7.41, 3.67, 8.48), "dog": (6.92, -0.14, 7.55)}   # original, Grad-CAM covered, counterfactual covered
+# original, Grad-CAM covered, counterfactual covered
+measured = {"cat": (7.41, 3.67, 8.48), "dog": (6.92, -0.14, 7.55)}
 for target in targets:
     y = {what: score for what, (score, _) in covering[target].items()}
     assert y["Grad-CAM region covered"] < y["original"] - 2 < y["original"] < y["counterfactual region covered"]

@@ -19,11 +19,11 @@
 # | method | weight of map $k$ (or of each position) | passes per image |
 # |---|---|---|
 # | Grad-CAM | $w_k = \frac{1}{Z}\sum_{ij} g^k_{ij}$ | 1 forward + backward to the layer |
-# | Grad-CAM++ | $w_k = \sum_{ij} a^k_{ij}\,\mathrm{ReLU}(g^k_{ij})$, $a^k_{ij} = \frac{g^2}{2g^2 + S_k g^3}$ | the same |
+# | Grad-CAM++ | $w_k = \sum_{ij} a^k_{ij}\,\mathrm{ReLU}(g^k_{ij})$, $a^k_{ij}=\frac{g^2}{2g^2+S_k g^3}$ | the same |
 # | XGrad-CAM | $w_k = \sum_{ij} \frac{A^k_{ij}}{S_k}\, g^k_{ij}$ | the same |
 # | HiResCAM | $g^k_{ij}$ itself, position by position | the same |
 # | LayerCAM | $\mathrm{ReLU}(g^k_{ij})$, position by position | the same |
-# | Score-CAM | $w_k = \mathrm{softmax}(f(x \odot H^k))_c$, $H^k$ = $A^k$ upsampled, scaled to $[0, 1]$ | $1 + K$ forwards |
+# | Score-CAM | $w_k=\mathrm{softmax}(f(x\odot H^k))_c$, $H^k$ = $A^k$ upsampled, scaled to $[0,1]$ | $1 + K$ forwards |
 # | Ablation-CAM | $w_k = (y^c - y^c_{A^k = 0}) / y^c$ | 1 forward + $K$ forwards from the layer |
 # | Eigen-CAM | first principal component of $A$ (no class at all) | 1 forward |
 # | Eigen-Grad-CAM | first principal component of $g \odot A$ | 1 forward + backward |

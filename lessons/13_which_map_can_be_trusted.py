@@ -52,7 +52,7 @@ from minicnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential,
 from minicnn.metrics import sanity
 from minicnn.figures.metrics import sanity_curves, sanity_grid
 from minicnn.metrics.maps import pixel_map
-from minicnn.metrics.randomisation import randomised, reset_parameters, steps, units
+from minicnn.metrics.randomisation import randomised, steps, units
 from minicnn.metrics.runs import shipped_test_images
 from minicnn.metrics.similarity import scale01, spearman, spearman_abs, ssim
 
@@ -81,11 +81,13 @@ start = time.perf_counter()
 model = minicnn.load("vgg_cifar10")
 fc = model["classifier.3"]
 fan_in = fc.params["weight"].shape[1]
-print(f"classifier.3: W {fc.params['weight'].shape}, fan-in {fan_in}, bound 1/sqrt({fan_in}) = {1 / np.sqrt(fan_in):.4f}")
+print(f"classifier.3: W {fc.params['weight'].shape}, fan-in {fan_in}, "
+      f"bound 1/sqrt({fan_in}) = {1 / np.sqrt(fan_in):.4f}")
 print(f"  trained W: std {fc.params['weight'].std():.4f}, largest |W| {np.abs(fc.params['weight']).max():.4f}")
 twin = randomised(model, ["classifier.3"], seed=0)
 w = twin["classifier.3"].params["weight"]
-print(f"  random  W: std {w.std():.4f} (bound/sqrt(3) = {1 / np.sqrt(3 * fan_in):.4f}), largest |W| {np.abs(w).max():.4f}")
+print(f"  random  W: std {w.std():.4f} (bound/sqrt(3) = {1 / np.sqrt(3 * fan_in):.4f}), "
+      f"largest |W| {np.abs(w).max():.4f}")
 assert np.abs(w).max() <= 1 / np.sqrt(fan_in) and abs(w.std() - 1 / np.sqrt(3 * fan_in)) < 0.1 / np.sqrt(fan_in)
 assert np.array_equal(randomised(model, ["classifier.3"], seed=0)["classifier.3"].params["weight"], w)
 

@@ -18,7 +18,7 @@ h = 1e-6 a correct backward gives err ~ 1e-9; a wrong one gives err ~ 1.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -155,7 +155,7 @@ def check_input(x, channels: int | None = None) -> np.ndarray:
     return x
 
 
-def check_replace(model: "Model", replace) -> dict[str, np.ndarray]:
+def check_replace(model: Model, replace) -> dict[str, np.ndarray]:
     """``forward``'s ``replace``: {known layer name: float array of finite values}, or a one-line InputError."""
     if replace is None:
         return {}
@@ -248,7 +248,7 @@ class Model:
             own = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
             layer.load_arrays(name, own)
 
-    def astype(self, dtype) -> "Model":
+    def astype(self, dtype) -> Model:
         """A copy whose parameters are stored in ``dtype`` (e.g. float64 for gradient checks)."""
         twin = copy.deepcopy(self)
         for _, layer in twin.layers():
@@ -337,7 +337,7 @@ class Model:
             """The layers after ``name``, container by container outwards, on A[piece]."""
             where, run = piece
             out = run.record_output(name, A[where])
-            for (container, later), path in zip(self._after(name), self._enclosing(name)):
+            for (_container, later), path in zip(self._after(name), self._enclosing(name)):
                 for n, child in later:
                     out = child.run_forward(out, run, join(path, n))
                 if path:

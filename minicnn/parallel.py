@@ -13,7 +13,8 @@ NumPy releases the interpreter lock inside its array operations and BLAS
 calls, so such pieces run on separate cores when given to threads. While a
 model pass runs (``session``), the BLAS library is held to one thread: each
 piece already has a core, and BLAS threads on top of ours would compete with
-them (and spin, waiting for work, long after a product ends). The number of threads is the BLAS library's own thread count
+them (and spin, waiting for work, long after a product ends). The number of
+threads is the BLAS library's own thread count
 (``OPENBLAS_NUM_THREADS`` and the like still decide), read with
 ``threadpoolctl``; without it everything runs in the calling thread, as
 plain NumPy does.
@@ -25,7 +26,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable, Iterable
 
 T = TypeVar("T")
 R = TypeVar("R")

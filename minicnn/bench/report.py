@@ -78,7 +78,8 @@ def table(info: dict, results: dict) -> str:
                      f"{r['diff']:.0e}" if "diff" in r else "-", mem(r, "minicnn"), mem(r, "torch")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     for n, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)))
+        lines.append("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                               for i, cell in enumerate(row)))
         if n == 0:
             lines.append("-" * len(lines[-1]))
     checks = targets(results)

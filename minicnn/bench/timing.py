@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 import numpy as np
 from ..errors import MinicnnError
 from .cases import CIFAR_MODELS, Case, make_case, minicnn_operations
@@ -122,7 +122,8 @@ class Settings:
     min_sample_s: float = 0.1           # inner calls per sample: enough for this long (1 for slow calls)
     memory: bool = True
     use_torch: bool = True
-    case_names: tuple = ("vgg16", *CIFAR_MODELS, "mobilenet_v2")   # zoo architectures (random weights) or shipped models
+    # zoo architectures (random weights) or shipped models
+    case_names: tuple = ("vgg16", *CIFAR_MODELS, "mobilenet_v2")
     data: str | None = None             # the CIFAR-10 test set, for ``evaluate``
     notes: list = field(default_factory=list)
 

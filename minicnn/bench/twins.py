@@ -3,7 +3,7 @@ and the same operations written in PyTorch (Grad-CAM, guided backprop, ...), for
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 import numpy as np
 from ..errors import MinicnnError
 from ..explain.occlusion import offsets

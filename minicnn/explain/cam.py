@@ -42,7 +42,8 @@ def _is_pointwise_dense(layer) -> bool:
 
 
 def cam_head(model) -> tuple[str, str]:
-    """(feature map name, dense layer name) when the network ends GAP -> Flatten -> Linear (or GAP -> 1x1 conv -> Flatten).
+    """(feature map name, dense layer name) when the network ends GAP -> Flatten -> Linear
+    (or GAP -> 1x1 conv -> Flatten).
 
     Reads the last forward pass. Otherwise a one-line InputError saying how
     the network does end (e.g. a dense head of several Linear layers).
@@ -51,7 +52,8 @@ def cam_head(model) -> tuple[str, str]:
     tail = leaves[-4:]
     kinds = [type(layer).__name__ for _, layer in tail]
     if len(tail) == 4 and _is_pointwise_dense(tail[2][1]) and isinstance(tail[3][1], Flatten):
-        tail = [tail[0], tail[1], tail[3], tail[2]]    # GAP -> 1x1 conv -> flatten: the same sum as GAP -> flatten -> Linear
+        # GAP -> 1x1 conv -> flatten: the same sum as GAP -> flatten -> Linear
+        tail = [tail[0], tail[1], tail[3], tail[2]]
     ok = (len(tail) == 4 and (isinstance(tail[3][1], Linear) or _is_pointwise_dense(tail[3][1]))
           and isinstance(tail[2][1], Flatten) and tail[0][0] in model.activations
           and _is_global_average(tail[1][1], model.activations[tail[0][0]]))

@@ -202,7 +202,8 @@ def composite_named(model, name: str, *, epsilon: float = 1e-6, gamma: float = 0
             try:
                 finite = bool(np.isfinite(np.asarray(bound, dtype=np.float64)).all())
             except (TypeError, ValueError):
-                raise InputError(f"LRP z^B bound {what} must be a number or an array of numbers; got {bound!r}") from None
+                raise InputError(f"LRP z^B bound {what} must be a number or an array of numbers; "
+                                 f"got {bound!r}") from None
             if not finite:
                 raise InputError(f"LRP z^B bound {what} must be finite (no NaN or infinity)")
         return composite_epsilon_gamma_box(low, high, epsilon, gamma, stabilizer)

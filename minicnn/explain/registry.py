@@ -19,7 +19,8 @@ are the keyword arguments it accepts from the command line (see ``Option``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..errors import InputError, unknown_name
 from .cam import cam

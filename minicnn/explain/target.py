@@ -149,7 +149,8 @@ def _listing(classes: list[str], indices, wanted: str, show: int = 8) -> str:
         match = next((s for s in names if s.casefold().startswith(wanted)), first)
         return f"{i} {first!r}" + (f" (as {match!r})" if match != first else "")
     indices = sorted(indices)
-    return f"{len(indices)} classes: " + ", ".join(map(named, indices[:show])) + (", ..." if len(indices) > show else "")
+    return (f"{len(indices)} classes: " + ", ".join(map(named, indices[:show]))
+            + (", ..." if len(indices) > show else ""))
 
 
 def unknown_class(classes: list[str], target: str):

@@ -200,7 +200,8 @@ def imagenet_figures(model):
     short = [repr(t.split(",")[0]) for t in PETS_TARGETS]
     pets = grid_figure([row_panels(r, picture) for r in rows], row_labels=short, panel_height=1.6,
                        title=f"Figure 1 of Grad-CAM on a real photograph: {PETS} ({size_text(photo.shape)}, "
-                             f"Open Images, CC BY 2.0) seen by {model.name} at {size_text((224, 224))} (ImageNet, 1001 classes)\n"
+                             f"Open Images, CC BY 2.0) seen by {model.name} at {size_text((224, 224))} "
+                             f"(ImageNet, 1001 classes)\n"
                              f"explained for {short[0]} and {short[1]}, the network's top two; (e) occlusion: "
                              f"56x56 grey patch every 28 px; y = pre-softmax score, p = softmax")
     pair = imagenet_cat_dog_image()

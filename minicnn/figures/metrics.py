@@ -156,7 +156,7 @@ def deletion_insertion_curves(card, *, columns: int = 5) -> Figure:
                 style = {"ls": dashes[k], "lw": 1.4} if k in BASELINES else {"marker": ".", "ms": 4, "lw": 1.6}
                 ax.plot(*curve(k, which), color=colour, zorder=3, **style)
         if key != "baselines" and "random" in baselines:
-            for which, colour in colours.items():
+            for which in colours:
                 ax.plot(*curve("random", which), color="black", ls="--", lw=0.8, alpha=0.7, zorder=2)
         if key == "baselines":
             ax.set_title("baselines: " + ", ".join(f"{b} ({dashes[b]})" for b in baselines), fontsize=8)

@@ -41,7 +41,8 @@ PyTorch modules. During a pass, a container writes every output it sees into
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -100,10 +101,10 @@ class Module:
         """The architecture as plain JSON data: {"type": ..., **hyper-parameters}."""
         raise NotImplementedError
 
-    def children(self) -> list[tuple[str, "Module"]]:
+    def children(self) -> list[tuple[str, Module]]:
         return []
 
-    def named_modules(self, path: str = "") -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, path: str = "") -> Iterator[tuple[str, Module]]:
         """(path, module) for this module and everything below it, in forward order."""
         if path:
             yield path, self

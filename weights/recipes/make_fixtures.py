@@ -267,7 +267,8 @@ def cifar_cases(arch: str) -> list[dict]:
     images = np.stack([read_rgb(DATA / "cifar10" / "test" / s) for s in CIFAR_SAMPLES])
     x = torch.cat([torch.from_numpy(rng.standard_normal((1, 3, 32, 32)).astype(np.float32)), normalise(images)])
     cases = [{"case": "batch", "x": x, "images": images,
-              "sources": ["N(0, 1) random, numpy default_rng(0)"] + [f"minicnn/data/cifar10/test/{s}" for s in CIFAR_SAMPLES]}]
+              "sources": ["N(0, 1) random, numpy default_rng(0)"]
+                         + [f"minicnn/data/cifar10/test/{s}" for s in CIFAR_SAMPLES]}]
     if arch == "resnet20":
         cat, dog = read_rgb(DATA / "cifar10/test/cat/0000.jpg"), read_rgb(DATA / "cifar10/test/dog/0000.jpg")
         catdog = np.concatenate([cat, dog], axis=1)[None]

@@ -154,7 +154,7 @@ class Twin:
                 kept[name] = y
             values[out] = y
             if kind == "RESHAPE":
-                y_logits = y
+                y_logits = y                              # noqa: F841 (read at SOFTMAX, a later pass of the loop)
         raise SystemExit("no SOFTMAX at the end")
 
 
