@@ -491,7 +491,7 @@ assert np.all(values[~is_wrong] < TOL) and np.all(values[is_wrong] > 1e-2)
 # | layer | $dx$ | $dW$ | $db$ |
 # |---|---|---|---|
 # | dense | $G\,W$ | $G^\top x$ | $\sum_n G$ |
-# | convolution | $G$ correlated with the rotated kernel (stride 1), else scattered | $G$-weighted windows | $\sum_{n,i,j} G$ |
+# | convolution | $G$ correlated with the rotated kernel (stride 1) | $G$-weighted windows | $\sum_{n,i,j} G$ |
 # | ReLU | $G \odot \mathbb{1}[x > 0]$ | – | – |
 # | max pooling | $G$ routed to each window's first maximum | – | – |
 #
