@@ -27,7 +27,7 @@ from minicnn.models.weights import shipped_models
 
 from server_helpers import (api_array, cat_dog_png, explain, get_json, library_maps, request, running,  # noqa: F401
                             server, store)
-from test_errors_writing import png_bytes, png_claiming
+from refusals import png_bytes, png_claiming
 
 
 def decode_png(data_url: str) -> np.ndarray:
