@@ -1,4 +1,4 @@
-"""The error tests' shared helpers (tests/test_errors_*.py): a refusal's table row and its check, image
+"""The error tests' shared helpers (tests/app/test_errors_*.py): a refusal's table row and its check, image
 bytes, a tiny model, the shipped models as fixtures.
 
 Each error test has one table per category. A row builds its input in ``tmp_path`` and names the command line

@@ -24,7 +24,7 @@ from minicnn.layers import AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Seq
 from minicnn.model import Model
 from minicnn.server import api
 
-from test_convert_tflite import GraphMaker, run_graph
+from models.test_convert_tflite import GraphMaker, run_graph
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 
@@ -277,7 +277,7 @@ def test_a_one_by_three_kernel_with_uneven_same_padding_on_a_seven_by_eight_inpu
     model, y, x_nhwc = converted_and_reference(graph)
     assert model["features.0.pad"].padding == (0, 1, 0, 0)     # (left, right, top, bottom): rows need none
     assert "classifier.bias" not in model.state_dict()
-    from test_convert_tflite import dequantised
+    from models.test_convert_tflite import dequantised
     T = graph.tensors
     stem = nhwc_conv(x_nhwc, dequantised(T[wt]), dequantised(T[b]), 2, ((0, 0), (0, 1)), "NONE")
     assert stem.max() > 6                                      # RELU6 clips, a ReLU would not

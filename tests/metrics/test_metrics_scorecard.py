@@ -24,7 +24,7 @@ from minicnn.metrics.runs import model_inputs, run_method, shipped_test_images
 from minicnn.metrics.scorecard import mosaic_inputs
 
 from test_explain_helpers import shipped, small_cnn
-from test_metrics_randomisation import SMALL_PREP
+from metrics.test_metrics_randomisation import SMALL_PREP
 
 TINY_PREP = dict(SMALL_PREP, size=[12, 12], resize_shorter=12)
 

@@ -17,7 +17,7 @@ from minicnn import explain
 
 from test_explain_helpers import shipped
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 QUADRATURES = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"]
 TOLERANCE = 1e-4
 

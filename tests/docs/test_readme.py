@@ -7,7 +7,7 @@ import numpy as np
 
 from minicnn.gradcheck import relative_error
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

@@ -53,7 +53,7 @@ except ImportError:
     torch = None
 needs_torch = pytest.mark.torch   # skipped without torch (tests/conftest.py), run by CI's torch step
 
-FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
 CAT = sample_images("cat")[0][0]
 #: Enough examples to find the odd exception, few enough for two shared cores; "thorough" raises it.
 MANY = max(120, settings.default.max_examples)

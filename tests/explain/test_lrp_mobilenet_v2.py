@@ -21,7 +21,7 @@ from minicnn import explain
 
 from test_explain_helpers import shipped
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "lrp_mobilenet_v2.npz"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "lrp_mobilenet_v2.npz"
 COMPOSITES = ["epsilon", "epsilon-plus", "epsilon-gamma-box", "epsilon-alpha2-beta1", "epsilon-plus-flat"]
 
 

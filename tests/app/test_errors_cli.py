@@ -1,6 +1,6 @@
 """The command line itself: the installed command (``python -m minicnn.commands.cli``, in a subprocess) exits 2
 with one line, a reader that leaves early gets no traceback, argument mistakes are one line, and notes never
-join an error line. Bad input by category is in tests/test_errors_*.py.
+join an error line. Bad input by category is in tests/app/test_errors_*.py.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from minicnn import explain
 from minicnn.models import weights
 from minicnn.inputs.images import data_path, load_image, preprocess
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOL = 1e-4
 
 # model to test -> its recorded fixture
@@ -27,7 +27,7 @@ MODELS = {
     str(FIXTURES / "vgg11_small.npz"): "vgg11_small",          # converted test checkpoints
     str(FIXTURES / "vgg11_bn_small_folded.npz"): "vgg11_bn_small",
 }
-for _name in weights.read_manifest(Path(__file__).resolve().parent.parent / "weights")["models"]:
+for _name in weights.read_manifest(Path(__file__).resolve().parents[2] / "weights")["models"]:
     MODELS.setdefault(_name, _name)          # the checkout's models, whatever MINICNN_WEIGHTS_DIR says
 
 

@@ -17,8 +17,8 @@ from minicnn.metrics.randomisation import reset_parameters
 from minicnn.metrics.road import impute, impute_reference
 from minicnn.metrics.similarity import spearman, spearman_abs, ssim
 
-REF = dict(np.load(Path(__file__).parent / "fixtures" / "metrics_reference.npz"))
-RANGES = dict(np.load(Path(__file__).parent / "fixtures" / "metrics_reference_ranges.npz"))
+REF = dict(np.load(Path(__file__).resolve().parents[1] / "fixtures" / "metrics_reference.npz"))
+RANGES = dict(np.load(Path(__file__).resolve().parents[1] / "fixtures" / "metrics_reference_ranges.npz"))
 
 
 def test_the_fixture_records_its_libraries():

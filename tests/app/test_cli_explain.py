@@ -185,7 +185,7 @@ def test_demo_writes_the_figure_1_grid_whose_rows_light_up_different_halves(tmp_
     shipped("resnet20_cifar10")
     monkeypatch.setattr(demo, "SAMPLES", (("horse", 0),))            # one single image keeps the test short
     monkeypatch.setattr(demo, "OCCLUSION", {"size": 8, "stride": 8, "fill": 0.0})
-    monkeypatch.setattr(demo, "IMAGENET", "no_imagenet_model")       # the ImageNet figures: tests/test_mobilenet_v2.py
+    monkeypatch.setattr(demo, "IMAGENET", "no_imagenet_model")       # the ImageNet figures: tests/models/test_mobilenet_v2.py
     monkeypatch.setattr(demo, "ATTRIBUTION_OPTIONS", {"steps": 4, "samples": 2})     # the gallery's wiring only
     made = {}
     save_png = figures.save_png

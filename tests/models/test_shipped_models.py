@@ -8,7 +8,7 @@ from minicnn.commands import cli
 from minicnn.models import weights
 from minicnn.layers import Sequential
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
 
 def test_the_checkout_ships_every_model_and_its_files():

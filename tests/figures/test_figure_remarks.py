@@ -16,7 +16,7 @@ from minicnn import explain, figures
 from minicnn.explain.target import Explanation
 
 from test_explain_helpers import shipped, small_cnn
-from test_lrp_mobilenet_v2 import budget_model
+from explain.test_lrp_mobilenet_v2 import budget_model
 
 PICTURE = np.full((8, 8, 3), 128, np.uint8)
 
@@ -80,7 +80,7 @@ def test_lrp_whose_biases_take_almost_all_relevance_says_tiny_scale_and_where_it
 
 
 def test_lrp_epsilon_plus_on_mobilenet_v2_says_how_little_reached_the_input():
-    with np.load(Path(__file__).resolve().parent / "fixtures" / "lrp_mobilenet_v2.npz") as f:
+    with np.load(Path(__file__).resolve().parents[1] / "fixtures" / "lrp_mobilenet_v2.npz") as f:
         x = f["x"]
     r = explain.lrp(shipped("mobilenet_v2"), x, None, "epsilon-plus")
     words = texts(figure_of(r, picture=np.zeros((64, 64, 3))))
@@ -115,7 +115,7 @@ def test_the_servers_answer_for_lrp_on_mobilenet_v2_carries_its_budget_and_the_l
     from minicnn.server import ModelStore
     from server_helpers import explain as post_explain
     from server_helpers import running
-    photo = (Path(__file__).resolve().parents[1] / "minicnn" / "data" / "images" / "pets.jpg").read_bytes()
+    photo = (Path(__file__).resolve().parents[2] / "minicnn" / "data" / "images" / "pets.jpg").read_bytes()
     with running(ModelStore(["mobilenet_v2"], workers=1)) as server:
         status, answer = post_explain(server, photo, "model=mobilenet_v2&method=lrp-epsilon-plus,counterfactual")
     assert status == 200

@@ -14,8 +14,8 @@ from minicnn.metrics.runs import model_inputs
 from minicnn.metrics.scorecard import METRICS
 
 from test_explain_helpers import shipped
-from test_metrics_randomisation import similarities_by_hand
-from test_metrics_scorecard import softmax_score
+from metrics.test_metrics_randomisation import similarities_by_hand
+from metrics.test_metrics_scorecard import softmax_score
 
 
 def run(capsys, *argv):

@@ -12,7 +12,7 @@ from minicnn.models.convert import pytorch as convert
 from minicnn.models import weights, zoo
 from minicnn.errors import InputError, MissingDependencyError, UnknownNameError, WeightsError
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SMALL_CFG = [8, "M", 16, "M", 16, 16, "M", 16, 16, "M", 16, 16, "M"]
 
 

@@ -4,7 +4,7 @@ References (``tests/fixtures/mobilenet_v2_tflite.npz``, written once by
 ``weights/recipes/make_mobilenet_v2_fixtures.py``): the TensorFlow Lite
 interpreter's top-1 on the shipped photos, and a PyTorch twin of the TFLite
 graph built from the same dequantised arrays (its logits, Grad-CAM of the two
-dogs in pets.jpg, guided backprop). ``tests/test_fixtures.py`` also checks
+dogs in pets.jpg, guided backprop). ``tests/models/test_fixtures.py`` also checks
 ``mobilenet_v2_torch.npz`` (activations and gradients) like every shipped model's.
 """
 
@@ -22,7 +22,7 @@ from minicnn.models import weights
 from minicnn.explain import registry
 from minicnn.inputs.images import data_path, load_image, preprocess
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "mobilenet_v2_tflite.npz"
 DOGS = ("Italian greyhound", "Boston bull, Boston terrier")
 

@@ -11,7 +11,7 @@ from minicnn.errors import InputError
 from minicnn.explain.resize import (interpolation_matrix, resize_bilinear, resize_bilinear_reference,
                                     source_coordinates)
 
-FIXTURE = Path(__file__).parent / "fixtures" / "resize_torch.npz"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "resize_torch.npz"
 
 M = np.array([[0.0, 1.0], [2.0, 3.0]])
 

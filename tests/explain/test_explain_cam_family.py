@@ -21,7 +21,7 @@ from minicnn.inputs.images import preprocess
 
 from test_explain_helpers import DENSE_X, GAP_X, dense_model, gap_model, shipped
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LAYERS = {"resnet20_cifar10": ("layer3", "layer2"), "vgg_cifar10": ("features.19", "features.12")}
 CASES = [(model, layer) for model, layers in LAYERS.items() for layer in layers]
 

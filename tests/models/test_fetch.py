@@ -14,7 +14,7 @@ from minicnn.commands import cli
 from minicnn.models import fetch
 from minicnn.errors import ChecksumError, DownloadError, InputError, OutputError, UnknownNameError
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SMALL = FIXTURES / "vgg11_small.pth"
 SMALL_SHA = hashlib.sha256(SMALL.read_bytes()).hexdigest()
 

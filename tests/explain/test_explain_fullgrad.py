@@ -17,7 +17,7 @@ from minicnn.model import Model
 
 from test_explain_helpers import shipped
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def completeness_error(r) -> float:

@@ -15,7 +15,7 @@ from minicnn.commands import cli
 from minicnn.models import weights, zoo
 from minicnn.errors import ChecksumError, OutputError, UnknownNameError, WeightsError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "weights"
 
 

@@ -25,7 +25,7 @@ CORRECT_OF_300 = {"resnet20_cifar10": 244, "vgg_cifar10": 260}
 
 
 def test_every_shipped_cifar10_model_has_its_exact_count():
-    # mobilenet_v2 (ImageNet) cannot be scored here: tests/test_mobilenet_v2.py pins its agreement
+    # mobilenet_v2 (ImageNet) cannot be scored here: tests/models/test_mobilenet_v2.py pins its agreement
     # with the TFLite interpreter instead.
     cifar = [name for name in weights.shipped_models() if len(minicnn.load(name).classes) == 10]
     assert cifar == sorted(CORRECT_OF_300)
