@@ -12,7 +12,7 @@ signal) leaves the first file without the second; guard.py then fails.
 
 Only the pytest process that guard.py started writes them: the plugin takes
 CI_GUARD_DIR out of the environment as soon as it is loaded, so a test that
-runs pytest itself (tests/test_ci_guard.py does) cannot overwrite the outer
+runs pytest itself (tests/docs/test_ci_guard.py does) cannot overwrite the outer
 run's records with its own counts. Standard library only.
 """
 

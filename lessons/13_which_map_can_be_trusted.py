@@ -74,7 +74,7 @@ start = time.perf_counter()
 # $\sqrt{6 / ((1 + a^2) n)} = 1/\sqrt{n}$); a BatchNorm layer goes back to
 # weight 1, bias 0, running mean 0 and variance 1. The draws are seeded by
 # the layer's name, so a layer gets the same random weights at every step.
-# The tests (`tests/test_metrics_reference.py`) compare these draws with
+# The tests (`tests/metrics/test_metrics_reference.py`) compare these draws with
 # PyTorch's own.
 
 # %%

@@ -92,7 +92,7 @@ def network_cases(draw):
     """A small random CNN's description: 1-2 conv stages (each optionally pooled), then a dense head.
 
     stages: (out_channels, kernel, pool) with pool "max" (2x2), "avg" (2x2), "gap" (global) or "none".
-    Build it with ``tests/test_attribution_axioms.py``'s ``network``.
+    Build it with ``tests/explain/test_attribution_axioms.py``'s ``network``.
     """
     stages = draw(st.lists(st.tuples(st.integers(1, 4), st.sampled_from([1, 2, 3]),
                                      st.sampled_from(["max", "avg", "gap", "none"])), min_size=1, max_size=2))

@@ -22,7 +22,7 @@ position, the others one weight per map.) Maps are raw, at the layer's
 resolution; ``relu=False`` returns the sum before the final ReLU.
 
 **Identities on a network ending GAP -> one dense layer** (ResNet-20 at
-``layer3``; proven in tests/test_explain_cam_family.py). There
+``layer3``; proven in tests/explain/test_explain_cam_family.py). There
 y^c = sum_k W[c, k] F_k + b_c with F_k = S_k / Z, so the gradient is the
 same at every position of a map: g^k_ij = G_k = W[c, k] / Z. Then
 

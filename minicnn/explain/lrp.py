@@ -31,7 +31,7 @@ any layer no rule names keep their gradient. Grouped and depthwise
 convolutions are convolutions: their rules share relevance within each group.
 
 The composites were made for (and are checked against zennit on) VGG- and
-ResNet-style networks, and on ``mobilenet_v2`` too (tests/test_lrp_mobilenet_v2.py),
+ResNet-style networks, and on ``mobilenet_v2`` too (tests/explain/test_lrp_mobilenet_v2.py),
 where zennit agrees that almost nothing reaches the input: the biases of its
 BatchNorm-folded convolutions take their share at every unit (z+ keeps b+ in
 its denominator), and on ``pets.jpg`` (224x224, 'Italian greyhound', y^c = 16.49)

@@ -56,7 +56,7 @@ def tiny_mobilenet():
 def base_files(folder: Path) -> dict[str, Path]:
     """The good files the cases start from (two shipped, two written into ``folder``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from test_convert_tflite import mini_mobilenet
+    from models.test_convert_tflite import mini_mobilenet
     from minicnn.models.convert.tflite import convert_graph
     model, quantized = convert_graph(mini_mobilenet(per_channel=True), meta={"name": "quantised"})
     model.meta["classes"] = [f"k{i}" for i in range(5)]

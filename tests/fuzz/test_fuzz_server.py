@@ -32,7 +32,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))          # tests/: the shared server helpers
 
 from server_helpers import explain, request, running, store  # noqa: E402,F401
-from test_errors_cli import png_bytes  # noqa: E402
+from refusals import png_bytes  # noqa: E402
 
 from PIL import Image  # noqa: E402
 
@@ -171,7 +171,7 @@ def hostile_server(store):
 def test_hostile_requests_are_refused_with_one_line(hostile_server, name, data, status, words):
     port = hostile_server.server_address[1]
     if data is None:
-        from test_errors_cli import png_claiming
+        from refusals import png_claiming
         data = post("/api/explain", png_claiming(4001, 4000))
     data = data.replace(b"{port}", str(port).encode())
     got, headers, body = raw(hostile_server, data)

@@ -32,7 +32,7 @@ from . import fuzz_weights
 from .weights_files import REPO, SHIPPED, array_of, find, members, meta_bytes, meta_of, npy, replaced, with_meta, write
 
 sys.path.insert(0, str(REPO / "tests"))
-from test_convert_tflite import GraphMaker, mini_mobilenet  # noqa: E402  (the hand-made graphs of the converter's tests)
+from models.test_convert_tflite import GraphMaker, mini_mobilenet  # noqa: E402  (the hand-made graphs of the converter's tests)
 
 CAT = REPO / "minicnn" / "data" / "cifar10" / "test" / "cat"
 

@@ -1,14 +1,14 @@
 """Mutants of the server's JSON API, the overwrite rule (atomic.py) and the TensorFlow Lite converter.
 
-One realistic mistake each; tests/test_app_proofs.py holds the small,
+One realistic mistake each; tests/app/test_app_proofs.py holds the small,
 hand-built cases that kill them (a tiny model for the Grad-CAM steps, files
 and links in a temporary folder, hand-made TFLite graphs).
 """
 
 from run_mutations import Mutant
 
-PROOFS = "tests/test_app_proofs.py"
-TFLITE = "tests/test_convert_tflite.py"
+PROOFS = "tests/app/test_app_proofs.py"
+TFLITE = "tests/models/test_convert_tflite.py"
 
 
 def m(name, path, old, new, what, *tests, equivalent=""):

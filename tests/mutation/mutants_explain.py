@@ -5,17 +5,17 @@ the target rows, SmoothGrad's noise and per-image targets, the gradient CAMs,
 occlusion, Integrated Gradients, FullGrad, Eigen-CAM, Score-CAM and
 Ablation-CAM, the LRP rules and composites (on the CIFAR-sized networks),
 the registry and the cat|dog image. Each names the test files that must
-kill it; tests/test_explain_proofs.py holds the hand-computed answers most
-of them need (FullGrad's are in tests/test_explain_fullgrad.py).
+kill it; tests/explain/test_explain_proofs.py holds the hand-computed answers most
+of them need (FullGrad's are in tests/explain/test_explain_fullgrad.py).
 """
 
 from run_mutations import Mutant
 
-PROOFS = "tests/test_explain_proofs.py"
-ATTR = "tests/test_explain_attribution.py"
-CAMS = "tests/test_explain_cam_family.py"
-REF = "tests/test_attribution_reference.py"
-FULLGRAD = "tests/test_explain_fullgrad.py"
+PROOFS = "tests/explain/test_explain_proofs.py"
+ATTR = "tests/explain/test_explain_attribution.py"
+CAMS = "tests/explain/test_explain_cam_family.py"
+REF = "tests/explain/test_attribution_reference.py"
+FULLGRAD = "tests/explain/test_explain_fullgrad.py"
 HELPERS = "tests/test_explain_helpers.py"
 
 
@@ -230,11 +230,11 @@ MUTANTS = [
       "the registry forgets the layer it is asked for"),
     m("registry.key-without-underscores", "registry.py",
       "return self.name.replace(\"-\", \"_\")", "return self.name.replace(\"-\", \"\")",
-      "save keys lose their underscores", PROOFS, "tests/test_explain_registry.py"),
+      "save keys lose their underscores", PROOFS, "tests/explain/test_explain_registry.py"),
     m("catdog.halves-swapped", "catdog.py",
       "return side_by_side(load_sample(cat, i), load_sample(dog, j))",
       "return side_by_side(load_sample(dog, j), load_sample(cat, i))",
-      "the dog on the left", "tests/test_explain_catdog.py"),
+      "the dog on the left", "tests/explain/test_explain_catdog.py"),
     m("saliency.input-x-gradient-without-x", "saliency.py",
       "map=x * grad, targets=targets,", "map=grad, targets=targets,",
       "Input x Gradient forgets x", PROOFS, ATTR),

@@ -10,11 +10,11 @@ the metrics' own test files (``tests=``), which take seconds. Run with
 
 from run_mutations import Mutant
 
-SIM = ("tests/test_metrics_similarity.py", "tests/test_metrics_reference.py")
-FAITH = ("tests/test_metrics_faithfulness.py", "tests/test_metrics_reference.py")
-LOC = ("tests/test_metrics_localisation.py", "tests/test_metrics_reference.py")
-RAND = ("tests/test_metrics_randomisation.py", "tests/test_metrics_reference.py")
-CARD = ("tests/test_metrics_scorecard.py",)
+SIM = ("tests/metrics/test_metrics_similarity.py", "tests/metrics/test_metrics_reference.py")
+FAITH = ("tests/metrics/test_metrics_faithfulness.py", "tests/metrics/test_metrics_reference.py")
+LOC = ("tests/metrics/test_metrics_localisation.py", "tests/metrics/test_metrics_reference.py")
+RAND = ("tests/metrics/test_metrics_randomisation.py", "tests/metrics/test_metrics_reference.py")
+CARD = ("tests/metrics/test_metrics_scorecard.py",)
 
 
 def _m(name, path, old, new, what, tests, equivalent=""):
@@ -233,11 +233,11 @@ MUTANTS = [
        "road = road_curves(score, x, pm)", "ROAD's noise and ties ignore the scorecard's seed", CARD),
     # ------------------------------------------------------------ intervals, runs, cost, maps, figures
     _m("intervals.population-sd", "intervals.py", "v.std(ddof=1)", "v.std()", "the interval from the population SD",
-       ("tests/test_metrics_similarity.py",)),
+       ("tests/metrics/test_metrics_similarity.py",)),
     _m("intervals.t-with-n-degrees", "intervals.py", "student_t.ppf(0.975, v.size - 1)", "student_t.ppf(0.975, v.size)",
-       "Student's t with n degrees of freedom instead of n - 1", ("tests/test_metrics_similarity.py",)),
+       "Student's t with n degrees of freedom instead of n - 1", ("tests/metrics/test_metrics_similarity.py",)),
     _m("intervals.nan-kept", "intervals.py", "    v = v[~np.isnan(v)]\n", "", "NaN values not left out",
-       ("tests/test_metrics_similarity.py",)),
+       ("tests/metrics/test_metrics_similarity.py",)),
     _m("runs.first-chunks-targets", "runs.py", "result = method.run(model, x[part], targets[part])",
        "result = method.run(model, x[part], targets[:len(x[part])])", "every chunk explained for the first chunk's targets", CARD),
     _m("runs.passes-per-chunk", "runs.py", "run.passes = (forwards + backwards) / len(x)",
@@ -245,13 +245,13 @@ MUTANTS = [
     _m("runs.signed-is-abs", "runs.py", "run.signed = pixel_map(run.raw, method.kind, size, channels=\"sum\")",
        "run.signed = pixel_map(run.raw, method.kind, size, channels=\"abs\")", "the signed map is the magnitude", CARD),
     _m("cost.one-backward-per-call", "cost.py", "count.backwards += len(dlogits)", "count.backwards += 1",
-       "a backward call counted once, not per image", ("tests/test_metrics_localisation.py",)),
+       "a backward call counted once, not per image", ("tests/metrics/test_metrics_localisation.py",)),
     _m("maps.input-max-over-channels", "maps.py", "return np.abs(m).sum(axis=1) if channels == \"abs\" else m.sum(axis=1)",
        "return np.abs(m).max(axis=1) if channels == \"abs\" else m.sum(axis=1)", "input maps' magnitude by the max over channels",
-       ("tests/test_metrics_localisation.py",)),
+       ("tests/metrics/test_metrics_localisation.py",)),
     _m("maps.layer-aligned-corners", "maps.py", "return resize_bilinear(m, size) if m.shape[1:] != size else m",
        "return resize_bilinear(m, size, align_corners=True) if m.shape[1:] != size else m",
-       "layer maps upsampled with aligned corners", ("tests/test_metrics_localisation.py",)),
+       "layer maps upsampled with aligned corners", ("tests/metrics/test_metrics_localisation.py",)),
     _m("figures.columns-drop-the-last", "figures.py", "return sorted({int(round(i)) for i in np.linspace(0, n - 1, most)})",
        "return sorted({int(i) for i in np.linspace(0, n - 1, most)})", "thinned columns floored, not rounded", CARD),
     _m("figures.columns-at-most", "figures.py", "    if n <= most:\n", "    if n < most:\n",

@@ -48,10 +48,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The fast unit tests of the core, in the order they run (-x stops at the first failure).
-FAST_TESTS = ["tests/test_gradcheck.py", "tests/test_layers.py", "tests/test_fast_paths.py", "tests/test_model.py",
-              "tests/test_explain_helpers.py", "tests/test_explain_gradcam.py", "tests/test_explain_guided.py",
-              "tests/test_explain_cam.py", "tests/test_explain_occlusion.py", "tests/test_explain_catdog.py",
-              "tests/test_resize.py", "tests/test_fixtures.py", "tests/test_readme.py"]
+FAST_TESTS = ["tests/engine/test_gradcheck.py", "tests/engine/test_layers.py", "tests/engine/test_fast_paths.py", "tests/engine/test_model.py",
+              "tests/test_explain_helpers.py", "tests/explain/test_explain_gradcam.py", "tests/explain/test_explain_guided.py",
+              "tests/explain/test_explain_cam.py", "tests/explain/test_explain_occlusion.py", "tests/explain/test_explain_catdog.py",
+              "tests/explain/test_resize.py", "tests/models/test_fixtures.py", "tests/docs/test_readme.py"]
 
 #: What is copied into the scratch folder: the package, its tests and the files they read.
 COPIED = ["minicnn", "tests", "weights", "lessons", "README.md", "pyproject.toml", ".ci"]

@@ -1,7 +1,7 @@
 """Record scikit-image's SSIM, Quantus 0.6.0's metrics and PyTorch's default initialisation as a test fixture.
 
 Writes tests/fixtures/metrics_reference.npz. The maps are drawn here from a
-fixed seed and stored beside the answers, so tests/test_metrics_reference.py
+fixed seed and stored beside the answers, so tests/metrics/test_metrics_reference.py
 compares minicnn.metrics with the same inputs, without importing any of
 these libraries:
 

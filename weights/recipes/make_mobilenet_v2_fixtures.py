@@ -22,7 +22,7 @@ Two references, both independent of minicnn's layers:
 Written:
 
 ``tests/fixtures/mobilenet_v2_torch.npz``, in the format of ``make_fixtures.py``
-(``tests/test_fixtures.py`` reads it): case "chelsea" (the shipped photo,
+(``tests/models/test_fixtures.py`` reads it): case "chelsea" (the shipped photo,
 preprocessed by the model's own description: logits, top-1, the pooled
 features and their gradient), case "random64" (one N(0, 1) input of 64x64: logits,
 top-1, dy^c/dx, and the activations and gradients at ``features.6`` and

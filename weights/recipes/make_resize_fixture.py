@@ -3,7 +3,7 @@
 Writes tests/fixtures/resize_torch.npz: random float64 maps of several shapes
 and ``torch.nn.functional.interpolate(x, size, mode="bilinear",
 align_corners=...)`` of each, for align_corners False and True. The tests in
-tests/test_resize.py compare minicnn.explain.resize.resize_bilinear to these
+tests/explain/test_resize.py compare minicnn.explain.resize.resize_bilinear to these
 values to 1e-6 without importing torch.
 
 Keys: ``case{k}_input`` (N, C, h, w), ``case{k}_size`` [H, W],
