@@ -15,7 +15,7 @@ import argparse
 import pytest
 
 from minicnn.commands.cli import main
-from minicnn.commands import serve as serve_cmd
+from minicnn.commands import options, serve as serve_cmd
 from minicnn.inputs.images import sample_images
 
 from server_helpers import explain, running, store  # noqa: F401
@@ -77,13 +77,13 @@ def test_open_starts_a_browser_and_a_public_address_warns(monkeypatch, capsys, s
 @pytest.mark.parametrize("text, size", [("10485760", 10485760), ("10MiB", 10485760), ("512k", 512000),
                                         ("1.5 KiB", 1536), ("2MB", 2000000)])
 def test_byte_sizes(text, size):
-    assert serve_cmd.byte_size(text) == size
+    assert options.byte_size(text) == size
 
 
 @pytest.mark.parametrize("text", ["", "ten", "-5", "10 parsecs", "0"])
 def test_bad_byte_sizes(text):
     with pytest.raises(argparse.ArgumentTypeError):
-        serve_cmd.byte_size(text)
+        options.byte_size(text)
 
 
 def test_twenty_clients_at_once_get_only_200s_and_the_same_maps(store):

@@ -17,6 +17,7 @@ import sys
 import warnings
 
 from ..errors import MinicnnError
+from .options import add_force_option, positive_int
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -42,17 +43,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"minicnn: error: {message}; see `{self.prog} --help`\n")
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def show_note(message, category, filename, lineno, file=None, line=None) -> None:
@@ -111,13 +101,6 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import bench_command
     return bench_command(args)
-
-
-def add_force_option(p: argparse.ArgumentParser) -> None:
-    """``--force``, the one overwrite rule of every command that writes files (see minicnn.util.atomic.Outputs)."""
-    p.add_argument("--force", action="store_true",
-                   help="replace output files that already exist (never an input file, never two outputs "
-                        "on one file; without it an existing output is refused before any work)")
 
 
 def cmd_serve(args) -> int:
@@ -249,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: a child process without them)")
     p.set_defaults(func=cmd_bench)
 
-    from .serve import byte_size, seconds
+    from .options import byte_size, seconds
     p = sub.add_parser("serve", help="the explorer in the browser: pick an image, a class, a layer, a method")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")

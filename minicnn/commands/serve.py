@@ -20,41 +20,11 @@ body to arrive, ``--deadline`` seconds of work per request, and
 
 from __future__ import annotations
 
-import re
 import signal
 import sys
 import threading
 
 from ..errors import InputError
-
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2, "mib": 1024 ** 2,
-          "g": 1000 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3}
-
-
-def byte_size(text: str) -> int:
-    """An argparse type: a number of bytes, "10485760", "10MiB", "512k", "2MB"."""
-    import argparse
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = m.group(2).lower() if m else None
-    if not m or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"expected a size such as 10485760, 512KiB or 10MiB; got {text!r}")
-    value = int(float(m.group(1)) * _UNITS[unit])
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a size of at least 1 byte; got {text!r}")
-    return value
-
-
-def seconds(text: str) -> float:
-    """An argparse type: a positive, finite number of seconds below 1e6 ("300", "0.5")."""
-    import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds such as 300 or 0.5; got {text!r}") from None
-    if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds below 1e6; got {text!r}")
-    return value
-
 
 def serve_command(args) -> int:
     from ..server import is_loopback, make_server
