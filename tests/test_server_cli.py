@@ -58,9 +58,9 @@ def test_open_starts_a_browser_and_a_public_address_warns(monkeypatch, capsys, s
         return fake
 
     monkeypatch.setattr("minicnn.server.make_server", fake_make_server)
-    monkeypatch.setattr(serve_cmd, "run", lambda server: served.append(server.url) or 0)
+    monkeypatch.setattr(serve_cmd, "serve_until_stopped", lambda server: served.append(server.url) or 0)
     args = SimpleNamespace(host="0.0.0.0", port=8123, open=True, max_upload=100, workers=1, quiet=True)
-    assert serve_cmd.serve_command(args) == 0
+    assert serve_cmd.run(args) == 0
     for _ in range(100):
         if opened:
             break
@@ -70,7 +70,7 @@ def test_open_starts_a_browser_and_a_public_address_warns(monkeypatch, capsys, s
     assert opened == ["http://127.0.0.1:8123/"]
     assert err.startswith("minicnn: warning: bound to 0.0.0.0, not a loopback address")
     args.host, args.open = "127.0.0.1", False
-    assert serve_cmd.serve_command(args) == 0
+    assert serve_cmd.run(args) == 0
     assert capsys.readouterr().err == ""
 
 
@@ -137,7 +137,7 @@ def test_serve_passes_its_limits_to_the_server(monkeypatch, store):
         return SimpleNamespace(url=f"http://{host}:{port}/", store=store)
 
     monkeypatch.setattr("minicnn.server.make_server", fake_make_server)
-    monkeypatch.setattr(serve_cmd, "run", lambda server: 0)
+    monkeypatch.setattr(serve_cmd, "serve_until_stopped", lambda server: 0)
     assert main(["serve", "--quiet", "--max-pixels", "1000", "--deadline", "2.5", "--read-timeout", "0.5",
                  "--max-connections", "3"]) == 0
     assert (seen["max_pixels"], seen["deadline"], seen["read_timeout"], seen["max_connections"]) == (1000, 2.5, 0.5, 3)

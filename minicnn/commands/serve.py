@@ -25,9 +25,33 @@ import sys
 import threading
 
 from ..errors import InputError
+from .options import byte_size, positive_int, seconds
 
-def serve_command(args) -> int:
-    from ..server import is_loopback, make_server
+HELP = "the explorer in the browser: pick an image, a class, a layer, a method"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    p.add_argument("--max-upload", type=byte_size, default=10 * 1024 * 1024,
+                   help="largest image upload in bytes, e.g. 10MiB (the default) or 512KiB")
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="explanations computed at the same time (default: 2); more requests wait their turn")
+    p.add_argument("--max-pixels", type=positive_int, default=16_000_000,
+                   help="most pixels an uploaded image may have (default: 16000000, below the 64000000 of "
+                        "`minicnn explain`)")
+    p.add_argument("--deadline", type=seconds, default=300.0,
+                   help="seconds a request's work may take, waiting for a worker included (default: 300); then 503")
+    p.add_argument("--read-timeout", type=seconds, default=30.0,
+                   help="seconds for a request's headers and body to arrive (default: 30); then 408")
+    p.add_argument("--max-connections", type=positive_int, default=64,
+                   help="connections served at once (default: 64); past it the slowest waiting one is closed")
+    p.add_argument("--quiet", action="store_true", help="no request log on stderr")
+
+
+def run(args) -> int:
+    from ..server import is_loopback, make_server      # lazy: the server (and matplotlib) slow `minicnn --help`
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -45,12 +69,12 @@ def serve_command(args) -> int:
     if args.open:
         url = server.url.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
         threading.Thread(target=open_page, args=(url, log), daemon=True).start()
-    return run(server)
+    return serve_until_stopped(server)
 
 
 def open_page(url: str, log) -> bool:
     """Open ``url`` in the default web browser; where there is none (a server, a container), say so through ``log``."""
-    import webbrowser
+    import webbrowser      # lazy: only --open needs it; keeps `minicnn --help` fast
     try:
         opened = webbrowser.open(url)
     except webbrowser.Error:
@@ -66,7 +90,7 @@ def limits(args) -> dict:
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
-def run(server) -> int:
+def serve_until_stopped(server) -> int:
     """Serve until Ctrl-C or SIGTERM; close the socket; 0."""
     previous = None
     if threading.current_thread() is threading.main_thread():
