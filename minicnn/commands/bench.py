@@ -8,12 +8,27 @@ import json
 import os
 import subprocess
 import sys
+
 from ..errors import InputError
-from ..util.atomic import Outputs
-from ..bench.cases import CIFAR_MODELS
-from ..bench.machine import SLOW_BLAS_VARIABLES, _DROPPED, clean_environment, say
-from ..bench.report import table, to_json
-from ..bench.timing import Settings, run
+from ..models.zoo import ARCHITECTURES
+from .options import add_force_option, positive_int
+
+HELP = "time minicnn (and PyTorch, if installed) on VGG-16 and the shipped models"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_force_option(p)
+    p.add_argument("--quick", action="store_true", help="fewer repetitions, CIFAR models only")
+    p.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
+                   help="comma-separated models to time (default: vgg16, the shipped CIFAR-10 models and mobilenet_v2)")
+    p.add_argument("--reps", type=positive_int, default=None, help="repetitions per operation (default 7; 3 with --quick)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (fresh processes)")
+    p.add_argument("--data", default=None,
+                   help="the CIFAR-10 JPEG test set (zip or folder): also time `minicnn evaluate` on it")
+    p.add_argument("--keep-env", action="store_true",
+                   help="time in this process even when OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set "
+                        "(default: a child process without them)")
 
 
 def bench_argv(args) -> list[str]:
@@ -33,6 +48,7 @@ def run_without_slow_blas(argv: list[str]) -> int:
 
     The child inherits stdout and stderr; this process only waits for it.
     """
+    from ..bench.machine import _DROPPED, clean_environment, say      # lazy: keeps `minicnn --help` fast
     env, dropped = clean_environment(os.environ)
     env[_DROPPED] = ", ".join(dropped)
     say(f"timing in a child process without {', '.join(dropped)} (they select an older, slower kernel for "
@@ -43,8 +59,7 @@ def run_without_slow_blas(argv: list[str]) -> int:
 
 def check_model_names(names) -> None:
     """A one-line error (before any timing) for a name in ``--models`` that is no architecture, shipped model or file."""
-    from ..models.shipped import locate
-    from ..models.zoo import ARCHITECTURES
+    from ..models.weights import locate      # lazy: zipfile, json, hashlib slow `minicnn --help`
     if not names:
         raise InputError("--models names no model; give a comma-separated list, e.g. resnet20_cifar10,vgg16")
     for name in names:
@@ -52,7 +67,14 @@ def check_model_names(names) -> None:
             locate(name)
 
 
-def bench_command(args) -> int:
+def run(args) -> int:
+    # lazy, all: the bench (statistics, decimal), the datasets (tarfile) and Outputs slow `minicnn --help`
+    from ..bench import timing
+    from ..bench.cases import CIFAR_MODELS
+    from ..bench.machine import _DROPPED, SLOW_BLAS_VARIABLES, say
+    from ..bench.report import table, to_json
+    from ..inputs.datasets import open_dataset
+    from ..util.atomic import Outputs
     outputs = Outputs(force=getattr(args, "force", False))  # every command's overwrite rule
     if getattr(args, "models", None) is not None:
         check_model_names(args.models)
@@ -61,7 +83,7 @@ def bench_command(args) -> int:
     slow = any(k in os.environ for k in SLOW_BLAS_VARIABLES)
     if slow and _DROPPED not in os.environ and not getattr(args, "keep_env", False):
         return run_without_slow_blas(bench_argv(args))
-    settings = Settings()
+    settings = timing.Settings()
     if args.quick:
         settings.reps, settings.min_sample_s, settings.case_names = 3, 0.05, CIFAR_MODELS
     if getattr(args, "models", None):
@@ -71,10 +93,9 @@ def bench_command(args) -> int:
     if getattr(args, "no_memory", False):
         settings.memory = False
     if getattr(args, "data", None):
-        from ..inputs.datasets import open_dataset
         open_dataset(args.data)                        # a bad path fails now, not after minutes of timing
         settings.data = str(args.data)
-    info, results = run(settings)
+    info, results = timing.run(settings)
     text = table(info, results)
     print(text)
     if args.json:

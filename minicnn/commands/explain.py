@@ -51,10 +51,57 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..layers import softmax
+from ..errors import InputError, UnknownNameError
 from ..explain import registry
+from ..explain.estimate import HELP as EXPLAIN_TIMES
 from ..explain.run import compute, ignoring_layer, maps_for_saving, takes_layer, top_predictions  # noqa: F401 (the CLI's API)
+from ..explain.target import class_index, short_name
+from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, load_image
+from ..inputs.preprocess import InputSizeWarning, deprocess, how_resized, preprocess, size_text, training_size_note
+from ..layers import softmax
+from .options import add_force_option, positive_int
+
+HELP = "explain a prediction: Grad-CAM, guided backprop, occlusion, ..."
+EPILOG = EXPLAIN_TIMES
+
+
+def add_arguments(p) -> None:
+    p.add_argument("image", help="the image file to explain (PNG, JPEG, ...; any size: the model's resize rule applies)")
+    p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
+    p.add_argument("--target", default=None,
+                   help="class index or name (default: the top-1 class); any synonym of an ImageNet class, in any "
+                        "case, or the beginning of one, e.g. 'Boston bull' or 'tabby'; `minicnn classes --model "
+                        "MODEL` lists them")
+    p.add_argument("--layer", default=None,
+                   help="layer name (default: the last convolutional feature map); methods that work on the input "
+                        "pixels ignore it, with a note")
+    add_method_options(p)
+    p.add_argument("--out", default=None,
+                   help="figure to write; its extension picks the format: .png, .jpg, .jpeg, .pdf or .svg "
+                        "(default: IMAGE_NAME.METHOD.png in the current folder)")
+    p.add_argument("--save", default=None, help="raw maps to write (a file name ending .npz)")
+    p.add_argument("--top", type=int, default=5, help="how many top classes to print")
+    add_force_option(p)
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse image files of more pixels than this, before decoding (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--max-input-pixels", type=positive_int, default=DEFAULT_MAX_INPUT_PIXELS,
+                   help="refuse a network input (the image after the model's resize rule) of more pixels than this, "
+                        f"before the forward pass (default {DEFAULT_MAX_INPUT_PIXELS} = 512x512)")
+
+
+def add_method_options(p) -> None:
+    """--method, and every option a registered method takes (each flag once)."""
+    p.add_argument("--method", default="gradcam",
+                   help="a method, a comma-separated list of them, or 'all' (default: gradcam); methods: "
+                        + ", ".join(registry.METHODS))
+    seen = {}
+    for m in registry.METHODS.values():
+        for o in m.options:
+            if o.flag in seen:
+                continue
+            seen[o.flag] = o
+            p.add_argument(o.flag, dest=o.param, type=o.type, default=o.default,
+                           help=f"{o.help} ({', '.join(n.name for n in registry.METHODS.values() if o in n.options)})")
 
 
 def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:
@@ -63,7 +110,7 @@ def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:
     With ``outputs`` (a ``minicnn.util.atomic.Outputs`` inside ``writing()``) it
     is one of that run's all-or-nothing outputs.
     """
-    from ..util.atomic import atomic_output
+    from ..util.atomic import atomic_output      # lazy: keeps `minicnn --help` fast
     for k, v in arrays.items():
         if v.dtype == object:
             raise InputError(f"refusing to save {k!r}: object arrays would need pickle")
@@ -78,7 +125,6 @@ def prediction_text(model, logits: np.ndarray, top: int) -> str:
     ImageNet labels are synonym lists ("tabby, tabby cat"); the table shows the
     first synonym, and ``minicnn classes`` the whole label.
     """
-    from ..explain.target import short_name
     rows = [(k, short_name(n), p, y) for k, n, p, y in top_predictions(model, logits, top)]
     width = max(len(n) for _, n, _, _ in rows)
     return "\n".join(f"  {r + 1}. {n:<{width}}  p={p:.3f}  y={y:.3f}" for r, (_, n, p, y) in enumerate(rows))
@@ -91,10 +137,7 @@ def explanation_figure(results: dict, picture: np.ndarray, model, image_name: st
     the model and layer, and the ``options`` ({param: value}, None = not
     given) that change that method's map ("baseline=blur, steps=256").
     """
-    from ..explain.target import short_name
-    from ..figures import Panel, describe, grid_figure, method_panel, probability_text
-    from ..inputs.preprocess import size_text
-    from ..layers import softmax
+    from ..figures import Panel, describe, grid_figure, method_panel, probability_text  # lazy: matplotlib
     panels = [Panel("image", picture, f"network input: {size_text(picture.shape)}\n{image_name}")]
     panels += [method_panel(r, picture, 0, model_name=model.name,
                             title=describe(r, 0, model.name, settings=registry.settings_text(name, options)))
@@ -117,9 +160,9 @@ def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam
     format, the maps in .npz; neither may be an input or the other, and an
     existing file is replaced only with ``force``. Nothing is loaded.
     """
-    from ..util.atomic import Outputs
-    from ..figures import FIGURE_FORMATS
-    from ..models.shipped import locate
+    from ..figures import FIGURE_FORMATS      # lazy: matplotlib slows `minicnn --help`
+    from ..models.weights import locate       # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..util.atomic import Outputs         # lazy: as above
     chosen = registry.names(method)
     outputs = Outputs(force=force)
     outputs.input(image, "IMAGE")
@@ -134,8 +177,6 @@ def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam
 
 def cli_class_index(model, target, model_arg) -> int:
     """``class_index``, with an unknown name's error pointing at ``minicnn classes`` for the list."""
-    from ..errors import UnknownNameError
-    from ..explain.target import class_index
     try:
         return class_index(model, target)
     except UnknownNameError as e:
@@ -145,12 +186,9 @@ def cli_class_index(model, target, model_arg) -> int:
             from None
 
 
-def explain_command(args) -> int:
-    from ..models.weights import load
-    from ..explain.target import short_name
-    from ..figures import save_figure
-    from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, load_image
-    from ..inputs.preprocess import InputSizeWarning, deprocess, how_resized, preprocess, size_text, training_size_note
+def run(args) -> int:
+    from ..figures import save_figure      # lazy: matplotlib slows `minicnn --help`
+    from ..models.weights import load      # lazy: zipfile, json, hashlib slow `minicnn --help`
 
     top = getattr(args, "top", 5)
     if not isinstance(top, int) or top < 1:

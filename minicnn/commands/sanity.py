@@ -19,6 +19,22 @@ import time
 import warnings
 from pathlib import Path
 
+from .options import add_force_option, positive_int
+
+HELP = "do the maps change when the weights are randomised? (Adebayo et al. 2018)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="shipped model name or weights file")
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered method)")
+    p.add_argument("--images", type=positive_int, default=50, help="shipped test images to explain (default 50)")
+    p.add_argument("--mode", choices=["cascading", "independent"], default="cascading",
+                   help="randomise from the logits down, one more layer each step, or one layer at a time")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    p.add_argument("--json", default=None, help="write the similarities to this JSON file")
+    p.add_argument("--out", default=None, help="figure of the maps step by step (PNG); curves go to FIG_curves.png")
+    add_force_option(p)
+
 
 def curves_path(out) -> Path:
     """FIG.png -> FIG_curves.png, beside it."""
@@ -26,12 +42,12 @@ def curves_path(out) -> Path:
     return out.with_name(f"{out.stem}_curves{out.suffix or '.png'}")
 
 
-def sanity_command(args) -> int:
-    from ..models.weights import load
-    from ..util.atomic import Outputs
-    from ..metrics import sanity
-    from ..metrics.runs import selected_methods
-    from ..models.shipped import locate
+def run(args) -> int:
+    from ..metrics import sanity                        # lazy: the metrics (and SciPy) slow `minicnn --help`
+    from ..metrics.intervals import IntervalWarning     # lazy: as above
+    from ..metrics.runs import selected_methods         # lazy: as above
+    from ..models.weights import load, locate           # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..util.atomic import Outputs                   # lazy: as above
 
     selected_methods(args.methods)                        # unknown names fail before any work
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
@@ -46,7 +62,6 @@ def sanity_command(args) -> int:
     result = sanity(model, methods=args.methods, images=args.images, mode=args.mode, seed=args.seed)
     print(result.tables())
     if result.images < 2 and args.out:
-        from ..metrics.intervals import IntervalWarning
         warnings.warn("the curves figure has no 95% bands: a mean over one image has no spread to estimate them "
                       "from; use --images 2 or more", IntervalWarning, stacklevel=2)
     print(f"\n{result.model}: {len(result.steps)} {result.mode} steps, {result.images} images, "
@@ -57,8 +72,8 @@ def sanity_command(args) -> int:
         if args.json:
             written.append(f"json: {outputs.write_json(args.json, result.json())}")
         if args.out:
-            from ..figures import save_png
-            from ..figures.metrics import sanity_curves, sanity_grid
+            from ..figures import save_png                                   # lazy: matplotlib slows `minicnn --help`
+            from ..figures.metrics import sanity_curves, sanity_grid         # lazy: as above
             grid = save_png(sanity_grid(result), args.out, dpi=80, outputs=outputs)    # a panel per method and step
             curves = save_png(sanity_curves(result), curves_path(args.out), dpi=100, outputs=outputs)
             written += [f"figure: {grid}", f"figure: {curves}"]

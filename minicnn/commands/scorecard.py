@@ -21,6 +21,19 @@ import time
 import warnings
 from pathlib import Path
 
+from .options import add_force_option, positive_int
+
+HELP = "faithfulness, localisation and cost of every method, against baselines"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="shipped model name or weights file")
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered method)")
+    p.add_argument("--images", type=positive_int, default=200, help="shipped test images to explain (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random baseline, tie-breaking, noise, mosaics")
+    p.add_argument("--json", default=None, help="write the scorecard to this JSON file")
+    p.add_argument("--out-dir", default=None, help="folder for the figures (created if missing)")
+    add_force_option(p)
 
 
 def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
@@ -28,12 +41,13 @@ def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
     return {"curves": out / f"scorecard_{model_name}_curves.png", "maps": out / f"scorecard_{model_name}_maps.png"}
 
 
-def scorecard_command(args) -> int:
-    from ..models.weights import load
-    from ..util.atomic import Outputs
-    from ..metrics import scorecard
-    from ..metrics.runs import selected_methods
-    from ..models.shipped import locate
+def run(args) -> int:
+    from ..metrics import scorecard                     # lazy: the metrics (and SciPy) slow `minicnn --help`
+    from ..metrics.intervals import IntervalWarning     # lazy: as above
+    from ..metrics.runs import selected_methods         # lazy: as above
+    from ..models.weights import load, locate           # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..util.atomic import Outputs                   # lazy: as above
+    from ..metrics.scorecard import INTERVAL_NOTE       # lazy: as above
 
     selected_methods(args.methods)                        # unknown names fail before any work
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
@@ -48,8 +62,6 @@ def scorecard_command(args) -> int:
     card = scorecard(model, methods=args.methods, images=args.images, seed=args.seed)
     print(card.table())
     if card.unknown_intervals():
-        from ..metrics.intervals import IntervalWarning
-        from ..metrics.scorecard import INTERVAL_NOTE
         warnings.warn(INTERVAL_NOTE, IntervalWarning, stacklevel=2)        # one "minicnn: note:" line on stderr
     print(f"\n{card.model}: {card.images} images, {card.mosaics} mosaics, {len(card.methods)} methods and 3 baselines, "
           f"{card.seconds:.0f} s ({time.process_time() - cpu:.0f} s of CPU; "
@@ -59,8 +71,8 @@ def scorecard_command(args) -> int:
         if args.json:
             written.append(f"json: {outputs.write_json(args.json, card.json())}")
         if paths:
-            from ..figures import save_png
-            from ..figures.metrics import deletion_insertion_curves, example_maps
+            from ..figures import save_png                                                 # lazy: matplotlib
+            from ..figures.metrics import deletion_insertion_curves, example_maps          # lazy: matplotlib
             written.append(f"figure: {save_png(deletion_insertion_curves(card), paths['curves'], dpi=100, outputs=outputs)}")
             written.append(f"figure: {save_png(example_maps(card), paths['maps'], dpi=90, outputs=outputs)}")
     print("\n".join(written)) if written else None

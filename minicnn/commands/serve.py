@@ -20,44 +20,38 @@ body to arrive, ``--deadline`` seconds of work per request, and
 
 from __future__ import annotations
 
-import re
 import signal
 import sys
 import threading
 
 from ..errors import InputError
+from .options import byte_size, positive_int, seconds
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2, "mib": 1024 ** 2,
-          "g": 1000 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3}
-
-
-def byte_size(text: str) -> int:
-    """An argparse type: a number of bytes, "10485760", "10MiB", "512k", "2MB"."""
-    import argparse
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = m.group(2).lower() if m else None
-    if not m or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"expected a size such as 10485760, 512KiB or 10MiB; got {text!r}")
-    value = int(float(m.group(1)) * _UNITS[unit])
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a size of at least 1 byte; got {text!r}")
-    return value
+HELP = "the explorer in the browser: pick an image, a class, a layer, a method"
 
 
-def seconds(text: str) -> float:
-    """An argparse type: a positive, finite number of seconds below 1e6 ("300", "0.5")."""
-    import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds such as 300 or 0.5; got {text!r}") from None
-    if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds below 1e6; got {text!r}")
-    return value
+def add_arguments(p) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    p.add_argument("--max-upload", type=byte_size, default=10 * 1024 * 1024,
+                   help="largest image upload in bytes, e.g. 10MiB (the default) or 512KiB")
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="explanations computed at the same time (default: 2); more requests wait their turn")
+    p.add_argument("--max-pixels", type=positive_int, default=16_000_000,
+                   help="most pixels an uploaded image may have (default: 16000000, below the 64000000 of "
+                        "`minicnn explain`)")
+    p.add_argument("--deadline", type=seconds, default=300.0,
+                   help="seconds a request's work may take, waiting for a worker included (default: 300); then 503")
+    p.add_argument("--read-timeout", type=seconds, default=30.0,
+                   help="seconds for a request's headers and body to arrive (default: 30); then 408")
+    p.add_argument("--max-connections", type=positive_int, default=64,
+                   help="connections served at once (default: 64); past it the slowest waiting one is closed")
+    p.add_argument("--quiet", action="store_true", help="no request log on stderr")
 
 
-def serve_command(args) -> int:
-    from ..server import is_loopback, make_server
+def run(args) -> int:
+    from ..server import is_loopback, make_server      # lazy: the server (and matplotlib) slow `minicnn --help`
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -75,12 +69,12 @@ def serve_command(args) -> int:
     if args.open:
         url = server.url.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
         threading.Thread(target=open_page, args=(url, log), daemon=True).start()
-    return run(server)
+    return serve_until_stopped(server)
 
 
 def open_page(url: str, log) -> bool:
     """Open ``url`` in the default web browser; where there is none (a server, a container), say so through ``log``."""
-    import webbrowser
+    import webbrowser      # lazy: only --open needs it; keeps `minicnn --help` fast
     try:
         opened = webbrowser.open(url)
     except webbrowser.Error:
@@ -96,7 +90,7 @@ def limits(args) -> dict:
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
-def run(server) -> int:
+def serve_until_stopped(server) -> int:
     """Serve until Ctrl-C or SIGTERM; close the socket; 0."""
     previous = None
     if threading.current_thread() is threading.main_thread():

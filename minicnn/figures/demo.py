@@ -32,8 +32,6 @@ as wide, is not occluded.
 from __future__ import annotations
 
 import os
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -272,12 +270,3 @@ def run_demo(out_dir="minicnn-demo", *, force: bool = False, log=print) -> list[
     log(f"[{steps}/{steps}] writing {len(figs)} PNGs into {out}")
     with outputs.writing():
         return [save_png(f, path, outputs=outputs) for f, path in zip(figs, paths)]
-
-
-def demo_command(args) -> int:
-    start = time.perf_counter()
-    paths = run_demo(args.out_dir, force=getattr(args, "force", False), log=lambda text: print(text, file=sys.stderr))
-    for p in paths:
-        print(p)
-    print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return 0

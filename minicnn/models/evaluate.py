@@ -121,22 +121,3 @@ def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = N
             seen += len(labels)
             bar.update(len(labels))
     return Accuracy(correct, seen)
-
-
-def evaluate_command(args) -> int:
-    """``minicnn evaluate --model NAME [--data PATH] [--split test] [--batch-size] [--limit]``.
-
-    Without ``--data``: the 300 CIFAR-10 test images shipped in ``minicnn/data/cifar10``.
-    """
-    from .weights import load
-    from ..inputs.datasets import open_dataset
-    from ..inputs.samples import DATA_DIR
-    check_counts(args.batch_size, args.limit)           # before any loading or printing
-    model = load(args.model)
-    dataset = open_dataset(DATA_DIR / "cifar10" if args.data is None else args.data, args.split)
-    if args.data is None:
-        print(f"data: the {len(dataset)} shipped CIFAR-10 {args.split} images (minicnn/data/cifar10); "
-              f"--data names the full test set")
-    result = evaluate(model, dataset, args.batch_size, args.limit, progress=True)
-    print(result)
-    return 0

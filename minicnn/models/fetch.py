@@ -136,10 +136,3 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
     model = convert_checkpoint(ckpt, arch, meta=meta)
     save(model, out, force=force)
     return out
-
-
-def fetch_command(args) -> int:
-    """``minicnn fetch NAME [--out FILE] [--url URL] [--checkpoint FILE] [--force]``."""
-    out = fetch(args.name, out=args.out, url=args.url, checkpoint=args.checkpoint, force=args.force)
-    print(f"wrote {out}")
-    return 0

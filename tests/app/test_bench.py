@@ -64,7 +64,7 @@ def test_run_reports_every_operation_with_median_min_max(fast):
 
 def test_quick_command_prints_the_table_and_writes_json(fast, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench_command.bench_command(argparse.Namespace(json=str(out), quick=True)) == 0
+    assert bench_command.run(argparse.Namespace(json=str(out), quick=True)) == 0
     text = capsys.readouterr().out
     assert text.startswith("minicnn bench, ")
     for expected in ("machine:", "numpy", "BLAS", "threads", "operation", "ratio", "resnet20_cifar10/gradcam",
@@ -81,7 +81,7 @@ def test_quick_command_prints_the_table_and_writes_json(fast, tmp_path, capsys):
 def test_evaluate_is_timed_on_the_data_given(fast, capsys):
     args = argparse.Namespace(json=None, quick=True, models=["vgg_cifar10"], reps=1, no_memory=True,
                               keep_env=False, data=SAMPLES)
-    assert bench_command.bench_command(args) == 0
+    assert bench_command.run(args) == 0
     text = capsys.readouterr().out
     assert "vgg_cifar10/evaluate" in text and "evaluate not timed" not in text
 
@@ -90,12 +90,12 @@ def test_a_bad_data_path_is_refused_before_any_timing(fast, tmp_path):
     args = argparse.Namespace(json=None, quick=True, models=None, reps=1, no_memory=True, keep_env=False,
                               data=str(tmp_path / "none"))
     with pytest.raises(MinicnnError):
-        bench_command.bench_command(args)
+        bench_command.run(args)
 
 
 def test_an_unwritable_json_path_is_refused_before_any_timing(fast, tmp_path):
     with pytest.raises(OutputError):
-        bench_command.bench_command(argparse.Namespace(json=str(tmp_path / "missing" / "b.json"), quick=True))
+        bench_command.run(argparse.Namespace(json=str(tmp_path / "missing" / "b.json"), quick=True))
 
 
 def test_a_model_that_cannot_be_loaded_is_skipped_with_a_note(monkeypatch):
@@ -148,7 +148,7 @@ def test_with_slow_blas_variables_the_timing_runs_in_a_child_and_this_process_li
     out = tmp_path / "bench.json"
     args = argparse.Namespace(json=str(out), quick=True, models=["vgg_cifar10"], reps=1, no_memory=True,
                               keep_env=False)
-    assert bench_command.bench_command(args) == 0
+    assert bench_command.run(args) == 0
     assert os.getpid() == pid                                  # still this process, still running
     meta = json.loads(out.read_text())["_meta"]
     assert meta["dropped_env"] == "OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=512"
@@ -162,7 +162,7 @@ def test_keep_env_times_in_this_process_and_says_the_variables_were_kept(fast, m
     monkeypatch.delenv(machine._DROPPED, raising=False)
     monkeypatch.setattr(bench_command.subprocess, "run", lambda *a, **k: pytest.fail("no child process expected"))
     args = argparse.Namespace(json=None, quick=True, models=None, reps=1, no_memory=True, keep_env=True)
-    assert bench_command.bench_command(args) == 0
+    assert bench_command.run(args) == 0
     assert "note: OPENBLAS_CORETYPE=Haswell set: BLAS may run an older, slower kernel" in capsys.readouterr().out
 
 

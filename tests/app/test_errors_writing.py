@@ -116,7 +116,7 @@ def _bench_json_missing_folder(tmp, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     out = tmp / "results" / "bench.json"
     return (["bench", "--quick", "--json", out],
-            lambda: bench_command.bench_command(argparse.Namespace(json=str(out), quick=True)))
+            lambda: bench_command.run(argparse.Namespace(json=str(out), quick=True)))
 
 
 WRITING_REFUSALS = [
@@ -213,7 +213,7 @@ def _bench_json_exists(tmp, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     out = _existing("bench.json")(tmp)
     return (["bench", "--quick", "--json", out],
-            lambda: bench_command.bench_command(argparse.Namespace(json=str(out), quick=True)))
+            lambda: bench_command.run(argparse.Namespace(json=str(out), quick=True)))
 
 
 def _convert_over_its_checkpoint(tmp, _):
@@ -222,7 +222,8 @@ def _convert_over_its_checkpoint(tmp, _):
     shutil.copy(FIXTURES / "vgg11_small.pth", ckpt)
     args = argparse.Namespace(checkpoint=str(ckpt), arch="vgg11", out=str(ckpt), force=True, meta=None, name=None,
                               fold_bn=False)
-    return ["convert", ckpt, "--arch", "vgg11", "--out", ckpt, "--force"], lambda: convert.convert_command(args)
+    from minicnn.commands import convert as convert_command
+    return ["convert", ckpt, "--arch", "vgg11", "--out", ckpt, "--force"], lambda: convert_command.run(args)
 
 
 def _fetch_over_its_checkpoint(tmp, _):

@@ -15,7 +15,7 @@ import argparse
 import pytest
 
 from minicnn.commands.cli import main
-from minicnn.commands import serve as serve_cmd
+from minicnn.commands import options, serve as serve_cmd
 from minicnn.inputs.samples import sample_images
 
 from server_helpers import explain, running, store  # noqa: F401
@@ -58,9 +58,9 @@ def test_open_starts_a_browser_and_a_public_address_warns(monkeypatch, capsys, s
         return fake
 
     monkeypatch.setattr("minicnn.server.make_server", fake_make_server)
-    monkeypatch.setattr(serve_cmd, "run", lambda server: served.append(server.url) or 0)
+    monkeypatch.setattr(serve_cmd, "serve_until_stopped", lambda server: served.append(server.url) or 0)
     args = SimpleNamespace(host="0.0.0.0", port=8123, open=True, max_upload=100, workers=1, quiet=True)
-    assert serve_cmd.serve_command(args) == 0
+    assert serve_cmd.run(args) == 0
     for _ in range(100):
         if opened:
             break
@@ -70,20 +70,20 @@ def test_open_starts_a_browser_and_a_public_address_warns(monkeypatch, capsys, s
     assert opened == ["http://127.0.0.1:8123/"]
     assert err.startswith("minicnn: warning: bound to 0.0.0.0, not a loopback address")
     args.host, args.open = "127.0.0.1", False
-    assert serve_cmd.serve_command(args) == 0
+    assert serve_cmd.run(args) == 0
     assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("text, size", [("10485760", 10485760), ("10MiB", 10485760), ("512k", 512000),
                                         ("1.5 KiB", 1536), ("2MB", 2000000)])
 def test_byte_sizes(text, size):
-    assert serve_cmd.byte_size(text) == size
+    assert options.byte_size(text) == size
 
 
 @pytest.mark.parametrize("text", ["", "ten", "-5", "10 parsecs", "0"])
 def test_bad_byte_sizes(text):
     with pytest.raises(argparse.ArgumentTypeError):
-        serve_cmd.byte_size(text)
+        options.byte_size(text)
 
 
 def test_twenty_clients_at_once_get_only_200s_and_the_same_maps(store):
@@ -137,7 +137,7 @@ def test_serve_passes_its_limits_to_the_server(monkeypatch, store):
         return SimpleNamespace(url=f"http://{host}:{port}/", store=store)
 
     monkeypatch.setattr("minicnn.server.make_server", fake_make_server)
-    monkeypatch.setattr(serve_cmd, "run", lambda server: 0)
+    monkeypatch.setattr(serve_cmd, "serve_until_stopped", lambda server: 0)
     assert main(["serve", "--quiet", "--max-pixels", "1000", "--deadline", "2.5", "--read-timeout", "0.5",
                  "--max-connections", "3"]) == 0
     assert (seen["max_pixels"], seen["deadline"], seen["read_timeout"], seen["max_connections"]) == (1000, 2.5, 0.5, 3)

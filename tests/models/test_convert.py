@@ -8,6 +8,7 @@ import pytest
 
 import minicnn
 from minicnn.commands import cli
+from minicnn.commands import convert as convert_command
 from minicnn.models.convert import pytorch as convert
 from minicnn.models import shipped, zoo
 from minicnn.errors import InputError, MissingDependencyError, UnknownNameError, WeightsError
@@ -142,14 +143,14 @@ def test_meta_is_merged_and_checked():
 
 
 def test_meta_argument_file_or_text(tmp_path):
-    assert convert.read_meta_argument('{"licence": "MIT"}') == {"licence": "MIT"}
+    assert convert_command.read_meta_argument('{"licence": "MIT"}') == {"licence": "MIT"}
     (tmp_path / "m.json").write_text('{"name": "x"}')
-    assert convert.read_meta_argument(str(tmp_path / "m.json")) == {"name": "x"}
+    assert convert_command.read_meta_argument(str(tmp_path / "m.json")) == {"name": "x"}
     (tmp_path / "list.json").write_text("[1]")
     for bad, words in [("{not json", "not valid JSON"), (str(tmp_path / "missing.json"), "cannot read"),
                        (str(tmp_path / "list.json"), "JSON object")]:
         with pytest.raises(InputError, match=words):
-            convert.read_meta_argument(bad)
+            convert_command.read_meta_argument(bad)
 
 
 def test_missing_torch_is_a_clear_error(tmp_path, monkeypatch, capsys):

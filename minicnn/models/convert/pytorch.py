@@ -32,7 +32,6 @@ the ReLU PyTorch calls features.2, and "features.1" (the BN) no longer exists.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 import zipfile
@@ -40,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError, MissingDependencyError, WeightsError, one_line, unknown_name
+from ...errors import InputError, MissingDependencyError, WeightsError, unknown_name
 from .meta import with_user_meta
-from ...util.files import MAX_TEXT_BYTES, check_regular_file, read_text_file
+from ...util.files import check_regular_file
 from ...layers import BatchNorm2d, Conv2d
 from ...layers.norm import fold_into_conv
 from ...model import Model
@@ -321,58 +320,3 @@ def convert_checkpoint(path, arch: str, *, fold_bn: bool = False, meta: dict | N
               "torch": str(torch.__version__).split("+")[0]}
     meta["provenance"] = {**source, **(meta.get("provenance") or {})}
     return convert_state_dict(state, arch, fold_bn=fold_bn, meta=meta)
-
-
-def tflite_model(path) -> bool:
-    """Whether ``path`` is a TensorFlow Lite model (``.tflite``, or the flatbuffer identifier "TFL3")."""
-    from .tflite import is_tflite
-    return str(path).lower().endswith(".tflite") or is_tflite(path)
-
-
-def read_meta_argument(text) -> dict:
-    """``--meta``: a JSON file, or JSON text starting with '{'."""
-    if text is None:
-        return {}
-    if len(text) > MAX_TEXT_BYTES:
-        raise InputError(f"--meta is {len(text)} characters long, over the limit of {MAX_TEXT_BYTES}")
-    raw = text if text.lstrip().startswith("{") else read_text_file(text, MAX_TEXT_BYTES, "--meta")
-    try:
-        meta = json.loads(raw)
-    except (ValueError, RecursionError) as e:           # RecursionError: nesting thousands deep
-        raise InputError(f"--meta is not valid JSON: {one_line(e)}") from None
-    if not isinstance(meta, dict):
-        raise InputError("--meta must be a JSON object, e.g. {\"licence\": \"BSD-2-Clause\"}")
-    return meta
-
-
-def convert_command(args) -> int:
-    """``minicnn convert CHECKPOINT --arch NAME --out FILE [--fold-bn] [--name] [--meta] [--force]``."""
-    from ...util.atomic import Outputs
-    from ..weights import save, sha256_file
-    outputs = Outputs(force=args.force)               # the overwrite rule of every command; refuse before the slow part
-    outputs.input(args.checkpoint, "CHECKPOINT")
-    out = outputs.output(args.out, "--out")
-    if getattr(args, "labels", None):
-        outputs.input(args.labels, "--labels")
-    tflite = tflite_model(args.checkpoint)
-    if not tflite and args.arch is None:
-        raise InputError("--arch is required for a PyTorch checkpoint (e.g. --arch resnet20); supported: "
-                         + ", ".join(SUPPORTED))
-    if not tflite and args.arch not in ARCHITECTURES:
-        raise unknown_name("architecture", args.arch, SUPPORTED)
-    meta = read_meta_argument(args.meta)
-    if args.name:
-        meta["name"] = args.name
-    meta.setdefault("name", out.stem if out.suffix == ".npz" else out.name)
-    if getattr(args, "labels", None):
-        from .tflite import read_labels
-        meta["classes"] = read_labels(args.labels)
-    if tflite:
-        from .tflite import convert_tflite_command
-        return convert_tflite_command(args, meta)
-    model = convert_checkpoint(args.checkpoint, args.arch, fold_bn=args.fold_bn, meta=meta)
-    save(model, out, force=args.force)
-    print(f"wrote {out} ({model.meta['arch']}{', BatchNorm folded' if args.fold_bn else ''}: "
-          f"{model.num_parameters():,} parameters, {len(model.classes)} classes, "
-          f"input {'x'.join(map(str, model.input_size))}; sha256 {sha256_file(out)})")
-    return 0

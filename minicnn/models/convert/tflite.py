@@ -63,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError, WeightsError
+from ...errors import MissingDependencyError, WeightsError
 from .meta import with_user_meta
 from .tflite_read import FILE_IDENTIFIER, Graph, Operator, Tensor, check_graph, import_tflite, read_tflite
 from ...util.files import MAX_TEXT_BYTES, read_text_file
@@ -350,7 +350,7 @@ def graph_meta(graph: Graph, root, builder: _Builder, meta: dict | None) -> dict
     return with_user_meta(out, meta, n_classes, "the model")
 
 
-# ---------------------------------------------------------------- the command
+# ---------------------------------------------------------------- the labels file; a .tflite file at once
 
 def read_labels(path) -> list[str]:
     """Class names, one a line (blank lines at the end ignored)."""
@@ -371,16 +371,3 @@ def convert_tflite(path, *, meta: dict | None = None) -> tuple[Model, dict]:
               "converted_with": "minicnn convert (TensorFlow Lite)", **({"tflite": version} if version else {})}
     meta["provenance"] = {**source, **(meta.get("provenance") or {})}
     return convert_graph(graph, meta=meta, where=str(path))
-
-
-def convert_tflite_command(args, meta: dict) -> int:
-    """``minicnn convert MODEL.tflite --out FILE [--labels] [--name] [--meta] [--force]`` (after the checks)."""
-    from ..weights import save, sha256_file
-    if getattr(args, "fold_bn", False):
-        raise InputError("--fold-bn is for PyTorch checkpoints; a TensorFlow Lite model has its BatchNorm folded")
-    model, quantized = convert_tflite(args.checkpoint, meta=meta)
-    save(model, args.out, force=args.force, quantized=quantized)
-    print(f"wrote {args.out} (TensorFlow Lite, {len(quantized)} arrays kept quantised: "
-          f"{model.num_parameters():,} parameters, {len(model.classes)} classes, "
-          f"input {'x'.join(map(str, model.input_size))}; sha256 {sha256_file(args.out)})")
-    return 0
