@@ -18,12 +18,14 @@ Built without pyplot (``minicnn.figures`` chooses the backend); save with
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from ..figures import HEAT_CMAP, MAGNITUDE_CMAP, Figure, to_display, wrap_text
 from ..metrics.baselines import BASELINES
 from ..metrics.intervals import mean_ci95
 from ..metrics.maps import pixel_map
 from ..metrics.similarity import scale01
+from .colours import HEAT_CMAP, MAGNITUDE_CMAP, to_display
+from .grid import wrap_text
 
 LABELS = {"spearman_abs": "Spearman of |map|", "spearman": "Spearman of signed map", "ssim": "SSIM of |map| in [0, 1]"}
 

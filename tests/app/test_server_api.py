@@ -23,7 +23,7 @@ from minicnn.explain import registry
 from minicnn.explain.gradcam import weighted_sum
 from minicnn.inputs.preprocess import preprocess
 from minicnn.inputs.samples import sample_images
-from minicnn.server import app, is_loopback
+from minicnn.server import app, hosts, is_loopback
 from minicnn.models.shipped import shipped_models
 
 from server_helpers import (api_array, cat_dog_png, explain, get_json, library_maps, request, running,  # noqa: F401
@@ -281,16 +281,17 @@ def test_is_loopback():
 
 
 def test_host_headers_and_origins_are_parsed_strictly():
-    assert app.parse_host("localhost:8000") == ("localhost", 8000) and app.parse_host("LOCALHOST") == ("localhost", 80)
-    assert app.parse_host("[::1]:8000") == ("::1", 8000) and app.parse_host("127.0.0.1") == ("127.0.0.1", 80)
+    assert hosts.parse_host("localhost:8000") == ("localhost", 8000)
+    assert hosts.parse_host("LOCALHOST") == ("localhost", 80)
+    assert hosts.parse_host("[::1]:8000") == ("::1", 8000) and hosts.parse_host("127.0.0.1") == ("127.0.0.1", 80)
     for bad in ("localhost:80@evil.example", "localhost:", "localhost:99999", "a b", "", "localhost:8000:1",
                 "user@localhost", "localhost/x", "-x", "localhost:+80"):
-        assert app.parse_host(bad) is None, bad
-    assert app.origin_of("http://localhost:8000") == ("http", "localhost", 8000)
-    assert app.origin_of("http://LOCALHOST/page?q=1") == ("http", "localhost", 80)
-    assert app.origin_of("https://localhost") == ("https", "localhost", 443)
+        assert hosts.parse_host(bad) is None, bad
+    assert hosts.origin_of("http://localhost:8000") == ("http", "localhost", 8000)
+    assert hosts.origin_of("http://LOCALHOST/page?q=1") == ("http", "localhost", 80)
+    assert hosts.origin_of("https://localhost") == ("https", "localhost", 443)
     for bad in ("null", "", "file:///etc/passwd", "http://a@localhost:8000", "http://localhost:99999", "%%%"):
-        assert app.origin_of(bad) is None, bad
+        assert hosts.origin_of(bad) is None, bad
 
 
 # ---------------------------------------------------------------- threads
