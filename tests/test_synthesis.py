@@ -156,7 +156,7 @@ def test_layer_objective_gradient_matches_finite_differences(layer, channel, uni
 
 
 def test_layer_objective_inside_a_residual_block(rng):
-    """A block's output is its last leaf's (the relu after the Add): the seed goes there, the shortcut carries it too."""
+    """A block's output is its last leaf's (the relu after the Add): the seed goes there; the shortcut carries it."""
     from minicnn.layers.residual import BasicBlock
     block = BasicBlock(3, 3, 1)
     model = Model(Sequential([("block", block), ("pool", AdaptiveAvgPool2d(1)), ("flat", Flatten()),

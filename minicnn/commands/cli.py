@@ -266,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, help="folder for the figures (created if missing)")
     add_force_option(p)
     p.set_defaults(func=cmd_scorecard)
+
+    from . import attack, visualize  # each module holds its subcommand's flags and body
+    for command in (visualize, attack):
+        command.add_arguments(p := sub.add_parser(command.NAME, help=command.HELP))
+        p.set_defaults(func=command.run)
     return parser
 
 

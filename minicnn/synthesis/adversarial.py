@@ -126,7 +126,7 @@ def fgsm(model: Model, pixels, epsilon, *, labels=None, target=None) -> Attack:
 
 def pgd(model: Model, pixels, epsilon, *, steps: int = 10, step_size: float | None = None, random_start: bool = True,
         seed: int = 0, labels=None, target=None, progress=None) -> Attack:
-    """Projected gradient descent in the L-infinity ball (Madry et al. 2018); ``step_size`` alpha defaults to 2.5 eps / steps."""
+    """Projected gradient descent in the L-infinity ball (Madry et al. 2018); ``step_size`` alpha: 2.5 eps / steps."""
     pixels, epsilon, labels, targets = _check(model, pixels, epsilon, labels, target)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
         raise InputError(f"steps must be an integer in 1..{MAX_STEPS}; got {steps!r}")

@@ -67,7 +67,8 @@ def main() -> None:
             with torch.no_grad():
                 labels = net((p - mean) / std).argmax(1)
             targets = (labels + 3) % 10
-            results[dtype] = (labels, targets, fgsm(net, p, labels, mean, std, +1), fgsm(net, p, targets, mean, std, -1))
+            results[dtype] = (labels, targets, fgsm(net, p, labels, mean, std, +1),
+                              fgsm(net, p, targets, mean, std, -1))
         labels, targets, (_, adv), (_, adv_t) = results[torch.float32]
         labels64, _, (g64, _), (g64_t, _) = results[torch.float64]
         assert torch.equal(labels, labels64)
