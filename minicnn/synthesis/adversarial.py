@@ -115,10 +115,10 @@ def fgsm(model: Model, pixels, epsilon, *, labels=None, target=None) -> Attack:
     image) makes it targeted.
     """
     pixels, epsilon, labels, targets = _check(model, pixels, epsilon, labels, target)
-    mean, std = normalisation(model)
-    before = model.forward(((pixels - mean) / std).astype(pixels.dtype))
-    labels = before.argmax(axis=1) if labels is None else labels
-    _, g = loss_gradient(model, pixels, labels if targets is None else targets)
+    if labels is None:
+        mean, std = normalisation(model)
+        labels = model.forward(((pixels - mean) / std).astype(pixels.dtype)).argmax(axis=1)
+    before, g = loss_gradient(model, pixels, labels if targets is None else targets)   # logits at p: before
     direction = np.sign(g) if targets is None else -np.sign(g)
     adversarial = np.clip(pixels + epsilon * direction, 0, 1).astype(pixels.dtype)
     return _finish(model, "fgsm", epsilon, pixels, adversarial, labels, targets, before, 1, epsilon)
