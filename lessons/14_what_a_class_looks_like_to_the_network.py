@@ -76,7 +76,8 @@ cat_photo = load_sample("cat", 0) / 255.0         # (32, 32, 3) in [0, 1]
 I0 = cat_photo.transpose(2, 0, 1)[None].copy()
 J, dx = ClassScore(CAT).value_and_grad(model64, (I0 - mean) / std)
 dI = dx / std
-err = check_function(lambda I: model64.forward((I - mean) / std)[:, CAT], I0, dI, dout=np.ones(1), max_checks=40)
+err = check_function(lambda image: model64.forward((image - mean) / std)[:, CAT], I0, dI, dout=np.ones(1),
+                     max_checks=40)
 print(f"y^cat(a cat) = {J[0]:.3f}; relative error of dy/dI against central differences: {err:.1e}")
 assert err < 1e-7
 

@@ -179,7 +179,7 @@ for (name, method), row in rates.items():
 for name in ("vgg_cifar10", "resnet20_cifar10"):
     f, p = rates[name, "fgsm"], rates[name, "pgd"]
     assert p[-1] >= 0.95 and f[-1] > 0.7                         # 8/255: PGD fools (nearly) all, FGSM most
-    assert all(pi >= fi - 0.03 for fi, pi in zip(f, p))          # PGD at least as strong, up to noise
+    assert all(pi >= fi - 0.03 for fi, pi in zip(f, p, strict=True))          # PGD at least as strong, up to noise
     assert p == sorted(p)                                        # a larger box never helps the network (PGD)
 assert rates["resnet20_cifar10", "pgd"][1] > rates["vgg_cifar10", "pgd"][1]   # ResNet-20 is the more fragile
 

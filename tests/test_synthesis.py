@@ -190,6 +190,17 @@ def test_objectives_refuse_in_one_line():
         LayerObjective("features.3", 9).value_and_grad(model, np.zeros((1, 3, 8, 8)))
 
 
+def test_a_class_by_index_name_or_first_imagenet_name():
+    from minicnn.synthesis import class_of
+    model = tiny()
+    model.meta["classes"] = ["background", "goldfish, Carassius auratus", "school bus"]
+    assert [class_of(model, v) for v in ("2", 1, "goldfish", "Carassius auratus", "school bus")] == [2, 1, 1, 1, 2]
+    for bad, words in [("3", "out of range"), ("kangaroo", "unknown class 'kangaroo'"), ("-1", "unknown class")]:
+        with pytest.raises(Exception, match=words) as e:
+            class_of(model, bad)
+        assert "\n" not in str(e.value)
+
+
 # ---------------------------------------------------------------- the ascent
 
 @pytest.mark.parametrize("param", ["pixel", "fourier"])

@@ -65,10 +65,10 @@ def run(args) -> int:
     from PIL import Image
 
     from ..errors import InputError
-    from ..explain.target import class_index
     from ..inputs.images import load_image, preprocess
     from ..models.weights import load, locate
     from ..synthesis import adversarial
+    from ..synthesis.objectives import class_of
     from ..synthesis.visualise import normalisation
     from ..util.atomic import Outputs
     from ..util.progress import Progress
@@ -84,7 +84,7 @@ def run(args) -> int:
     save = outputs.output(args.save, "--save", suffixes=(".npz",), kind="the raw arrays (an .npz archive)") \
         if args.save else None
     model = load(args.model)
-    target = None if args.target is None else class_index(model, args.target)
+    target = None if args.target is None else class_of(model, args.target)
     prep = model.meta.get("preprocessing")
     if not prep:
         raise InputError(f"{model.name} records no preprocessing (mean, std, resize); cannot prepare an image for it")

@@ -55,20 +55,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "output is refused before any work)")
 
 
-def class_of(model, text: str) -> int:
-    """A class index from an index or a name; a name may be the first of a comma-separated ImageNet label."""
-    from ..errors import UnknownNameError
-    from ..explain.target import class_index
-    try:
-        return class_index(model, text)
-    except UnknownNameError:
-        wanted = text.strip().lower()
-        hits = [i for i, name in enumerate(model.classes) if wanted in (n.strip().lower() for n in name.split(","))]
-        if len(hits) == 1:
-            return hits[0]
-        raise
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "x"
 
@@ -85,6 +71,7 @@ def run(args) -> int:
     from ..errors import InputError
     from ..models.weights import load, locate
     from ..synthesis import ClassScore, LayerObjective, visualise
+    from ..synthesis.objectives import class_of
     from ..synthesis.visualise import check_steps
     from ..util.atomic import Outputs
     from ..util.progress import Progress

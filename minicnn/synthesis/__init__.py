@@ -12,11 +12,11 @@ util, inputs and models.
 """
 
 from .adversarial import Attack, fgsm, loss_gradient, parse_epsilon, pgd
-from .objectives import ClassScore, LayerObjective
+from .objectives import ClassScore, LayerObjective, class_of
 from .parameterise import FourierImage, PixelImage
 from .transforms import Affine, RandomTransform, jitter, jitter_backward
 from .visualise import MAX_PIXELS, MAX_STEPS, Visualisation, visualise
 
 __all__ = ["Affine", "Attack", "ClassScore", "FourierImage", "LayerObjective", "MAX_PIXELS", "MAX_STEPS",
-           "PixelImage", "RandomTransform", "Visualisation", "fgsm", "jitter", "jitter_backward", "loss_gradient",
-           "parse_epsilon", "pgd", "visualise"]
+           "PixelImage", "RandomTransform", "Visualisation", "class_of", "fgsm", "jitter", "jitter_backward",
+           "loss_gradient", "parse_epsilon", "pgd", "visualise"]

@@ -20,9 +20,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, unknown_name
 from ..layers import Layer
 from ..model import Model
+
+
+def class_of(model: Model, name) -> int:
+    """A class index from an index, a string of digits, a class name, or one of the comma-separated names
+    of an ImageNet label ("goldfish" for "goldfish, Carassius auratus"); a one-line error otherwise."""
+    classes = model.classes
+    text = str(name).strip()
+    if text in classes:
+        return classes.index(text)
+    hits = [i for i, label in enumerate(classes) if text.lower() in (n.strip().lower() for n in label.split(","))]
+    if len(hits) == 1:
+        return hits[0]
+    if text.isdigit() and not isinstance(name, bool):
+        k = int(text)
+        if classes and k >= len(classes):
+            raise InputError(f"class {k} is out of range; {model.name} has classes 0..{len(classes) - 1}")
+        return k
+    raise unknown_name("class", name, classes)
 
 
 @dataclass(frozen=True)
