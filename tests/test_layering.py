@@ -29,7 +29,7 @@ LAYERS = [
     ("util", ("minicnn.util",)),
     ("inputs", ("minicnn.inputs",)),
     ("models", ("minicnn.models",)),
-    ("explain", ("minicnn.explain",)),
+    ("explain", ("minicnn.explain", "minicnn.synthesis")),
     ("metrics", ("minicnn.metrics",)),
     ("figures", ("minicnn.figures", "minicnn.bench")),
     ("server", ("minicnn.server",)),

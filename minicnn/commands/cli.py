@@ -19,7 +19,8 @@ import warnings
 from .. import __version__
 from ..errors import MinicnnError
 from ..util.files import check_name
-from . import bench, classes, convert, demo, evaluate, explain, fetch, layers, models, sanity, scorecard, serve
+from . import (attack, bench, classes, convert, demo, evaluate, explain, fetch, layers, models, sanity, scorecard,
+               serve, visualize)
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -56,7 +57,8 @@ def show_note(message, category, filename, lineno, file=None, line=None) -> None
 
 
 #: The subcommands, in the order ``minicnn --help`` lists them: each module's name is the command's.
-COMMANDS = (layers, classes, models, evaluate, convert, fetch, explain, demo, bench, serve, sanity, scorecard)
+COMMANDS = (layers, classes, models, evaluate, convert, fetch, explain, demo, bench, serve, sanity, scorecard,
+            visualize, attack)
 
 
 def build_parser() -> argparse.ArgumentParser:
