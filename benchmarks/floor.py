@@ -36,13 +36,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import minicnn                                                               # noqa: E402
+import minicnn  # noqa: E402
 from minicnn.bench import machine, twins
+from minicnn.layers import Conv2d, Linear  # noqa: E402
+from minicnn.layers import conv as conv_module  # noqa: E402
 from minicnn.models import zoo  # noqa: E402
-from minicnn.layers import Conv2d, Linear                                    # noqa: E402
-from minicnn.layers import conv as conv_module                               # noqa: E402
-from minicnn.windows import (column_blocks, im2col, input_rows, output_hw, pad, pair,   # noqa: E402
-                             shifted_columns, side_by_side)
+from minicnn.windows import column_blocks, im2col, input_rows, output_hw, pad, pair, shifted_columns, side_by_side  # noqa: E402
 
 
 def median_ms(fn, reps: int) -> float:

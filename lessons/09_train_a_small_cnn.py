@@ -40,8 +40,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minicnn
-from minicnn.inputs.datasets import open_dataset
 from minicnn.gradcheck import check_function
+from minicnn.inputs.datasets import open_dataset
 from minicnn.inputs.preprocess import preprocess
 from minicnn.inputs.samples import data_path
 from minicnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, softmax_cross_entropy

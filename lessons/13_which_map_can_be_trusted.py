@@ -43,14 +43,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minicnn
-from minicnn.inputs.datasets import open_dataset
 from minicnn.explain import registry
 from minicnn.figures import save_png
+from minicnn.figures.metrics import sanity_curves, sanity_grid
+from minicnn.inputs.datasets import open_dataset
 from minicnn.inputs.preprocess import preprocess
 from minicnn.inputs.samples import data_path
 from minicnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, softmax_cross_entropy
 from minicnn.metrics import sanity
-from minicnn.figures.metrics import sanity_curves, sanity_grid
 from minicnn.metrics.maps import pixel_map
 from minicnn.metrics.randomisation import randomised, steps, units
 from minicnn.metrics.runs import shipped_test_images

@@ -32,8 +32,8 @@ import numpy as np
 
 import minicnn
 from minicnn import explain
-from minicnn.inputs.samples import load_sample, sample_images
 from minicnn.inputs.images import load_image
+from minicnn.inputs.samples import load_sample, sample_images
 from minicnn.synthesis import ClassScore, fgsm, loss_gradient, pgd
 from minicnn.synthesis.visualise import normalisation
 

@@ -42,7 +42,6 @@ from .layers import MODULE_TYPES, Layer, Module, Pass, Sequential, StopBackward,
 from .layers.base import join
 from .memory import keep_freed_memory
 
-
 #: Input elements (images x C x H x W) per chunk of a batch (about 43 CIFAR images): large
 #: enough that the Python work of a pass, which holds the interpreter lock while the other
 #: threads wait for it, is small next to its arithmetic (2^16 was 10-25% slower on two

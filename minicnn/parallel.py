@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import TypeVar
-from collections.abc import Callable, Iterable
 
 T = TypeVar("T")
 R = TypeVar("R")

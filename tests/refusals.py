@@ -12,9 +12,9 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -22,11 +22,11 @@ from PIL import Image
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models import weights
 from minicnn.errors import MinicnnError
 from minicnn.inputs.samples import sample_images
 from minicnn.layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
+from minicnn.models import weights
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"

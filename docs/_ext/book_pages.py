@@ -327,8 +327,8 @@ def write_method_pages(docs: Path, *, draw: bool = True, log=print) -> dict[str,
     figures, agreements, notes = {}, {}, {}
     if draw:
         import minicnn
-        from minicnn.inputs.samples import data_path
         from minicnn.inputs.images import load_image
+        from minicnn.inputs.samples import data_path
         image = load_image(data_path("images", IMAGE))
         models = {name: minicnn.load(name) for name in MODELS}
         start = time.perf_counter()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
+
 from .. import explain
 from ..explain import default_layer
-
 
 #: The shipped CIFAR-10 models the bench looks for.
 CIFAR_MODELS = ("resnet20_cifar10", "vgg_cifar10")

@@ -6,9 +6,10 @@ import datetime as _dt
 import os
 import platform
 import sys
-import numpy as np
-from .. import parallel
 
+import numpy as np
+
+from .. import parallel
 
 #: Environment variables that select an older OpenBLAS kernel; the bench drops them.
 SLOW_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .cases import BATCHED, CIFAR_MODELS
 
-
 #: The targets, as largest ratios to PyTorch: per "model/operation", per operation of every
 #: shipped CIFAR model ("cifar/operation").
 TARGETS = {"vgg16/gradcam": 1.0, "vgg16/guided_backprop": 1.1, "cifar/gradcam": 2.0,

@@ -10,14 +10,15 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import numpy as np
+
 from ..errors import MinicnnError
 from .cases import CIFAR_MODELS, Case, make_case, minicnn_operations
 from .machine import _load, blas_info, import_torch, machine_info, say
 from .twins import torch_operations, torch_twin
-
 
 #: Seconds of rest before each timed sample (see ``interleaved``).
 PAUSE_S = 0.3

@@ -4,10 +4,12 @@ and the same operations written in PyTorch (Grad-CAM, guided backprop, ...), for
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import numpy as np
+
 from ..errors import MinicnnError
 from ..explain.occlusion import offsets
-from .cases import Case, EVALUATE_BATCH, MASKED_BATCH_ELEMENTS
+from .cases import EVALUATE_BATCH, MASKED_BATCH_ELEMENTS, Case
 
 
 def torch_twin(model, torch):
@@ -246,9 +248,10 @@ def torch_operations(case: Case, twin, torch, only: str | None = None) -> dict[s
 def torch_evaluate(case: Case, twin, torch) -> Callable[[], np.ndarray]:
     """A PyTorch loop over the test set's images, decoded here (untimed, and resized as the model's
     preprocessing says), 200 at a time: scale, normalise, channels first, classify, count the correct top-1."""
+    from PIL import Image
+
     from ..inputs.datasets import open_dataset
     from ..models.evaluate import label_map
-    from PIL import Image
     dataset = open_dataset(case.data)
     prep = case.model.meta["preprocessing"]
     to_model = torch.from_numpy(label_map(case.model.classes, dataset.classes))

@@ -20,7 +20,6 @@ import numpy as np
 
 from .options import add_force_option, positive_int
 
-
 NAME = "attack"
 HELP = "an adversarial example: FGSM or PGD in the L-infinity ball, untargeted or targeted"
 

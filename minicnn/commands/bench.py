@@ -48,7 +48,7 @@ def run_without_slow_blas(argv: list[str]) -> int:
 
     The child inherits stdout and stderr; this process only waits for it.
     """
-    from ..bench.machine import _DROPPED, clean_environment, say      # lazy: keeps `minicnn --help` fast
+    from ..bench.machine import _DROPPED, clean_environment, say  # lazy: keeps `minicnn --help` fast
     env, dropped = clean_environment(os.environ)
     env[_DROPPED] = ", ".join(dropped)
     say(f"timing in a child process without {', '.join(dropped)} (they select an older, slower kernel for "
@@ -59,7 +59,7 @@ def run_without_slow_blas(argv: list[str]) -> int:
 
 def check_model_names(names) -> None:
     """A one-line error (before any timing) for a name in ``--models`` that is no architecture, shipped model or file."""
-    from ..models.weights import locate      # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..models.weights import locate  # lazy: zipfile, json, hashlib slow `minicnn --help`
     if not names:
         raise InputError("--models names no model; give a comma-separated list, e.g. resnet20_cifar10,vgg16")
     for name in names:

@@ -11,7 +11,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..models.weights import load      # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..models.weights import load  # lazy: zipfile, json, hashlib slow `minicnn --help`
     classes = load(args.model).classes or []
     width = len(str(max(len(classes) - 1, 0)))
     print("\n".join(f"{i:>{width}}  {name}" for i, name in enumerate(classes)))

@@ -19,8 +19,22 @@ import warnings
 from .. import __version__
 from ..errors import MinicnnError
 from ..util.files import check_name
-from . import (attack, bench, classes, convert, demo, evaluate, explain, fetch, layers, models, sanity, scorecard,
-               serve, visualize)
+from . import (
+    attack,
+    bench,
+    classes,
+    convert,
+    demo,
+    evaluate,
+    explain,
+    fetch,
+    layers,
+    models,
+    sanity,
+    scorecard,
+    serve,
+    visualize,
+)
 
 
 class HelpFormatter(argparse.HelpFormatter):

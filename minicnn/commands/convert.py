@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
 
 def tflite_model(path) -> bool:
     """Whether ``path`` is a TensorFlow Lite model (``.tflite``, or the flatbuffer identifier "TFL3")."""
-    from ..models.convert.tflite import is_tflite      # lazy: the converters slow `minicnn --help`
+    from ..models.convert.tflite import is_tflite  # lazy: the converters slow `minicnn --help`
     return str(path).lower().endswith(".tflite") or is_tflite(path)
 
 
@@ -92,8 +92,8 @@ def run(args) -> int:
 
 def run_tflite(args, meta: dict) -> int:
     """``minicnn convert MODEL.tflite --out FILE [--labels] [--name] [--meta] [--force]`` (after the checks)."""
-    from ..models.convert.tflite import convert_tflite      # lazy: the converters slow `minicnn --help`
-    from ..models.weights import save, sha256_file          # lazy: as above
+    from ..models.convert.tflite import convert_tflite  # lazy: the converters slow `minicnn --help`
+    from ..models.weights import save, sha256_file  # lazy: as above
     if getattr(args, "fold_bn", False):
         raise InputError("--fold-bn is for PyTorch checkpoints; a TensorFlow Lite model has its BatchNorm folded")
     model, quantized = convert_tflite(args.checkpoint, meta=meta)

@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..figures.demo import run_demo      # lazy: matplotlib slows `minicnn --help`
+    from ..figures.demo import run_demo  # lazy: matplotlib slows `minicnn --help`
     start = time.perf_counter()
     paths = run_demo(args.out_dir, force=getattr(args, "force", False), log=lambda text: print(text, file=sys.stderr))
     for p in paths:

@@ -24,8 +24,8 @@ def run(args) -> int:
 
     Without ``--data``: the 300 CIFAR-10 test images shipped in ``minicnn/data/cifar10``.
     """
-    from ..inputs.datasets import open_dataset      # lazy: tarfile, zipfile slow `minicnn --help`
-    from ..models.weights import load               # lazy: as above
+    from ..inputs.datasets import open_dataset  # lazy: tarfile, zipfile slow `minicnn --help`
+    from ..models.weights import load  # lazy: as above
     check_counts(args.batch_size, args.limit)           # before any loading or printing
     model = load(args.model)
     dataset = open_dataset(DATA_DIR / "cifar10" if args.data is None else args.data, args.split)

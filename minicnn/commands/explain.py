@@ -110,7 +110,7 @@ def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:
     With ``outputs`` (a ``minicnn.util.atomic.Outputs`` inside ``writing()``) it
     is one of that run's all-or-nothing outputs.
     """
-    from ..util.atomic import atomic_output      # lazy: keeps `minicnn --help` fast
+    from ..util.atomic import atomic_output  # lazy: keeps `minicnn --help` fast
     for k, v in arrays.items():
         if v.dtype == object:
             raise InputError(f"refusing to save {k!r}: object arrays would need pickle")
@@ -160,9 +160,9 @@ def declare_outputs(image, model, out=None, save=None, *, method: str = "gradcam
     format, the maps in .npz; neither may be an input or the other, and an
     existing file is replaced only with ``force``. Nothing is loaded.
     """
-    from ..figures import FIGURE_FORMATS      # lazy: matplotlib slows `minicnn --help`
-    from ..models.weights import locate       # lazy: zipfile, json, hashlib slow `minicnn --help`
-    from ..util.atomic import Outputs         # lazy: as above
+    from ..figures import FIGURE_FORMATS  # lazy: matplotlib slows `minicnn --help`
+    from ..models.weights import locate  # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..util.atomic import Outputs  # lazy: as above
     chosen = registry.names(method)
     outputs = Outputs(force=force)
     outputs.input(image, "IMAGE")
@@ -187,8 +187,8 @@ def cli_class_index(model, target, model_arg) -> int:
 
 
 def run(args) -> int:
-    from ..figures import save_figure      # lazy: matplotlib slows `minicnn --help`
-    from ..models.weights import load      # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..figures import save_figure  # lazy: matplotlib slows `minicnn --help`
+    from ..models.weights import load  # lazy: zipfile, json, hashlib slow `minicnn --help`
 
     top = getattr(args, "top", 5)
     if not isinstance(top, int) or top < 1:

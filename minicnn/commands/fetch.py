@@ -17,7 +17,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     """``minicnn fetch NAME [--out FILE] [--url URL] [--checkpoint FILE] [--force]``."""
-    from ..models.fetch import fetch      # lazy: urllib.request slows `minicnn --help`
+    from ..models.fetch import fetch  # lazy: urllib.request slows `minicnn --help`
     out = fetch(args.name, out=args.out, url=args.url, checkpoint=args.checkpoint, force=args.force)
     print(f"wrote {out}")
     return 0

@@ -10,6 +10,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..models.weights import load      # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..models.weights import load  # lazy: zipfile, json, hashlib slow `minicnn --help`
     print(load(args.model).summary())
     return 0

@@ -43,11 +43,11 @@ def curves_path(out) -> Path:
 
 
 def run(args) -> int:
-    from ..metrics import sanity                        # lazy: the metrics (and SciPy) slow `minicnn --help`
-    from ..metrics.intervals import IntervalWarning     # lazy: as above
-    from ..metrics.runs import selected_methods         # lazy: as above
-    from ..models.weights import load, locate           # lazy: zipfile, json, hashlib slow `minicnn --help`
-    from ..util.atomic import Outputs                   # lazy: as above
+    from ..metrics import sanity  # lazy: the metrics (and SciPy) slow `minicnn --help`
+    from ..metrics.intervals import IntervalWarning  # lazy: as above
+    from ..metrics.runs import selected_methods  # lazy: as above
+    from ..models.weights import load, locate  # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..util.atomic import Outputs  # lazy: as above
 
     selected_methods(args.methods)                        # unknown names fail before any work
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
@@ -72,8 +72,8 @@ def run(args) -> int:
         if args.json:
             written.append(f"json: {outputs.write_json(args.json, result.json())}")
         if args.out:
-            from ..figures import save_png                                   # lazy: matplotlib slows `minicnn --help`
-            from ..figures.metrics import sanity_curves, sanity_grid         # lazy: as above
+            from ..figures import save_png  # lazy: matplotlib slows `minicnn --help`
+            from ..figures.metrics import sanity_curves, sanity_grid  # lazy: as above
             grid = save_png(sanity_grid(result), args.out, dpi=80, outputs=outputs)    # a panel per method and step
             curves = save_png(sanity_curves(result), curves_path(args.out), dpi=100, outputs=outputs)
             written += [f"figure: {grid}", f"figure: {curves}"]

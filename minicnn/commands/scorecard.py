@@ -42,12 +42,12 @@ def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
 
 
 def run(args) -> int:
-    from ..metrics import scorecard                     # lazy: the metrics (and SciPy) slow `minicnn --help`
-    from ..metrics.intervals import IntervalWarning     # lazy: as above
-    from ..metrics.runs import selected_methods         # lazy: as above
-    from ..models.weights import load, locate           # lazy: zipfile, json, hashlib slow `minicnn --help`
-    from ..util.atomic import Outputs                   # lazy: as above
-    from ..metrics.scorecard import INTERVAL_NOTE       # lazy: as above
+    from ..metrics import scorecard  # lazy: the metrics (and SciPy) slow `minicnn --help`
+    from ..metrics.intervals import IntervalWarning  # lazy: as above
+    from ..metrics.runs import selected_methods  # lazy: as above
+    from ..metrics.scorecard import INTERVAL_NOTE  # lazy: as above
+    from ..models.weights import load, locate  # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..util.atomic import Outputs  # lazy: as above
 
     selected_methods(args.methods)                        # unknown names fail before any work
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
@@ -71,8 +71,8 @@ def run(args) -> int:
         if args.json:
             written.append(f"json: {outputs.write_json(args.json, card.json())}")
         if paths:
-            from ..figures import save_png                                                 # lazy: matplotlib
-            from ..figures.metrics import deletion_insertion_curves, example_maps          # lazy: matplotlib
+            from ..figures import save_png  # lazy: matplotlib
+            from ..figures.metrics import deletion_insertion_curves, example_maps  # lazy: matplotlib
             written.append(f"figure: {save_png(deletion_insertion_curves(card), paths['curves'], dpi=100, outputs=outputs)}")
             written.append(f"figure: {save_png(example_maps(card), paths['maps'], dpi=90, outputs=outputs)}")
     print("\n".join(written)) if written else None

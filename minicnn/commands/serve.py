@@ -51,7 +51,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..server import is_loopback, make_server      # lazy: the server (and matplotlib) slow `minicnn --help`
+    from ..server import is_loopback, make_server  # lazy: the server (and matplotlib) slow `minicnn --help`
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -74,7 +74,7 @@ def run(args) -> int:
 
 def open_page(url: str, log) -> bool:
     """Open ``url`` in the default web browser; where there is none (a server, a container), say so through ``log``."""
-    import webbrowser      # lazy: only --open needs it; keeps `minicnn --help` fast
+    import webbrowser  # lazy: only --open needs it; keeps `minicnn --help` fast
     try:
         opened = webbrowser.open(url)
     except webbrowser.Error:

@@ -22,7 +22,6 @@ import numpy as np
 
 from .options import add_force_option, positive_int
 
-
 NAME = "visualize"
 HELP = "the image a class (or a channel, a unit) of the network wants to see: gradient ascent on the input"
 

@@ -47,16 +47,16 @@ map after its ReLU). Maps are raw: not normalised, not coloured
 from . import registry
 from .cam import cam, cam_head
 from .catdog import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
+from .eigen_cams import EigenCAM, eigencam, eigengradcam
+from .fullgrad import FullGrad, fullgrad
 from .gradcam import GradCAM, counterfactual, gradcam
+from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, hirescam, layercam, xgradcam
 from .guided import GuidedGradCAM, deconvnet, guided_backprop, guided_gradcam
 from .integrated_gradients import IntegratedGradients, integrated_gradients
 from .lrp import LRP, RelevanceBudget, lrp, lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
 from .occlusion import Occlusion, occlusion
-from .resize import resize_bilinear
-from .eigen_cams import EigenCAM, eigencam, eigengradcam
-from .fullgrad import FullGrad, fullgrad
-from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, hirescam, layercam, xgradcam
 from .perturbation_cams import AblationCAM, ScoreCAM, ablationcam, scorecam
+from .resize import resize_bilinear
 from .saliency import channel_max_abs, input_x_gradient, saliency
 from .smoothgrad import SmoothGrad, smoothgrad, smoothgrad_squared, vargrad
 from .target import Explanation, LayerMap, choose_targets, class_index, default_layer, onehot

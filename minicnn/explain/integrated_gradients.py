@@ -50,9 +50,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..util.checks import check_seed
 from ..errors import InputError
 from ..model import check_input
+from ..util.checks import check_seed
 from ..util.progress import Progress
 from .target import Explanation, choose_targets, onehot, scores_of
 

@@ -55,10 +55,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..util.checks import check_real
 from ..errors import InputError, unknown_name
-from ..layers import Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Linear, ReLU, ReLU6, Sequential
+from ..layers import AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, Conv2d, Linear, ReLU, ReLU6, Sequential
 from ..layers.norm import fold_into_conv
+from ..util.checks import check_real
 from .lrp_rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, OnLayer, Pass, ZBox, ZPlus
 from .target import Explanation, choose_targets, onehot, scores_of
 

@@ -57,7 +57,6 @@ import numpy as np
 
 from ..errors import InputError
 
-
 # ---------------------------------------------------------------- helpers
 
 def stabilize(d: np.ndarray, eps: float) -> np.ndarray:

@@ -18,20 +18,20 @@ are the keyword arguments it accepts from the command line (see ``Option``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Callable
 
 from ..errors import InputError, unknown_name
 from .cam import cam
+from .eigen_cams import eigencam, eigengradcam
+from .fullgrad import fullgrad
 from .gradcam import counterfactual, gradcam
+from .gradient_cams import gradcam_plus_plus, hirescam, layercam, xgradcam
 from .guided import deconvnet, guided_backprop, guided_gradcam
 from .integrated_gradients import BASELINES, QUADRATURES, integrated_gradients
 from .lrp import lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
 from .occlusion import occlusion
-from .eigen_cams import eigencam, eigengradcam
-from .fullgrad import fullgrad
-from .gradient_cams import gradcam_plus_plus, hirescam, layercam, xgradcam
 from .perturbation_cams import ablationcam, scorecam
 from .saliency import input_x_gradient, saliency
 from .smoothgrad import smoothgrad, smoothgrad_squared, vargrad

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..util.checks import check_real, check_seed
 from ..errors import InputError, unknown_name
 from ..model import check_input
+from ..util.checks import check_real, check_seed
 from ..util.progress import Progress
 from .guided import deconvnet, guided_backprop, guided_gradcam
 from .integrated_gradients import integrated_gradients

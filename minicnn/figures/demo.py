@@ -128,9 +128,9 @@ def row_panels(row: dict, image: np.ndarray) -> list:
 def figure1(vgg, resnet):
     """The cat|dog figure: a row for 'cat' and a row for 'dog'. Returns (Figure, rows)."""
     from ..explain import CAT_DOG, cat_dog_image
-    from . import grid_figure
     from ..inputs.preprocess import preprocess, size_text
     from ..inputs.samples import sample_images
+    from . import grid_figure
     image = cat_dog_image()
     rows = explain_rows(vgg, resnet, image, ["cat", "dog"])
     (cat, i), (dog, j) = CAT_DOG
@@ -159,8 +159,8 @@ def first_correct(model, class_name: str, start: int = 0) -> int:
 
 def samples_figure(vgg, resnet, samples=SAMPLES):
     """The same columns for single test images, explained for the class the VGG-style model predicts."""
-    from . import grid_figure
     from ..inputs.samples import load_sample, sample_images
+    from . import grid_figure
     panels, labels = [], []
     for class_name, start in samples:
         index = first_correct(vgg, class_name, start)
@@ -188,10 +188,10 @@ def imagenet_rows(model, image: np.ndarray, targets, *, occlusion: bool = True, 
 def imagenet_figures(model):
     """(Figure 1 on pets.jpg, its rows), (the cat|dog pair figure, its rows), explained by the ImageNet model."""
     from ..explain import imagenet_cat_dog_image
-    from . import grid_figure
     from ..inputs.images import load_image
     from ..inputs.preprocess import deprocess, preprocess, size_text
     from ..inputs.samples import data_path
+    from . import grid_figure
     photo = load_image(data_path("images", PETS))
     picture = deprocess(preprocess(photo, model.meta["preprocessing"])[0], model.meta["preprocessing"])
     rows = imagenet_rows(model, photo, PETS_TARGETS)

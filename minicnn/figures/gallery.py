@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..explain import registry
-from ..layers import softmax
 from ..explain.run import run_or_refusal
+from ..layers import softmax
 
 
 def explain_all(model, image: np.ndarray, targets: list, methods: list[str], *, layer: str | None = None,
@@ -43,8 +43,8 @@ def gallery_figure(model, image: np.ndarray, targets: list, methods: list[str], 
     rows, one per class again (long galleries of wide images stay readable).
     """
     from ..explain.target import short_name
-    from . import Panel, grid_figure, method_panel
     from ..inputs.preprocess import deprocess, preprocess
+    from . import Panel, grid_figure, method_panel
     results = results if results is not None else explain_all(model, image, targets, methods, layer=layer,
                                                                options=options)
     picture = deprocess(preprocess(image, model.meta["preprocessing"])[0], model.meta["preprocessing"])

@@ -1,16 +1,16 @@
 """Layers with hand-written forward and backward passes, one file per family."""
 
-from .activation import ReLU, relu_rule, RELU_RULES
+from .activation import RELU_RULES, ReLU, relu_rule
 from .base import Identity, Layer, Module, Pass, Sequential, StopBackward
 from .conv import Conv2d
+from .inverted_residual import InvertedResidual
 from .linear import Dropout, Flatten, Linear
 from .loss import softmax, softmax_cross_entropy
 from .norm import BatchNorm2d
-from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
-from .residual import Add, BasicBlock, OptionAShortcut
-from .relu6 import ReLU6
 from .pad import ZeroPad2d
-from .inverted_residual import InvertedResidual
+from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .relu6 import ReLU6
+from .residual import Add, BasicBlock, OptionAShortcut
 
 #: Every module type a weights file may name, by its "type" entry.
 MODULE_TYPES = {cls.__name__: cls for cls in (

@@ -40,9 +40,9 @@ PyTorch modules. During a pass, a container writes every output it sees into
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Iterator
 
 import numpy as np
 

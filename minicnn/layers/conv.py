@@ -27,11 +27,22 @@ from __future__ import annotations
 import numpy as np
 
 from .. import parallel
-from ..windows import (add_shifted_columns, col2im, column_blocks, im2col, input_rows, output_hw, pad, pair,
-                       scratch, shifted_columns, side_by_side, unpad)
+from ..windows import (
+    add_shifted_columns,
+    col2im,
+    column_blocks,
+    im2col,
+    input_rows,
+    output_hw,
+    pad,
+    pair,
+    scratch,
+    shifted_columns,
+    side_by_side,
+    unpad,
+)
 from .base import Layer
 from .grouped import check_groups, depthwise_conv2d_backward, depthwise_conv2d_forward
-
 
 # ---------------------------------------------------------------- reference tier
 

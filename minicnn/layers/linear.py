@@ -24,6 +24,7 @@ from .. import parallel
 from ..errors import InputError
 from .base import Layer
 
+
 def _blocks(size: int, w: np.ndarray) -> list[slice]:
     """``size`` split into one near-equal slice per thread (one slice for a small w)."""
     return parallel.near_equal(size, parallel.threads() if w.size >= parallel.SPLIT_ELEMENTS else 1)

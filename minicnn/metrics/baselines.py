@@ -16,9 +16,9 @@ looks like an explanation and depends on the image alone.
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import sobel
 
 from ..util.checks import check_seed
-from scipy.ndimage import sobel
 
 BASELINES = ("random", "centre", "edges")
 

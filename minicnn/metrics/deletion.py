@@ -31,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import convolve1d
 
-from ..util.checks import check_seed
 from ..errors import InputError
+from ..util.checks import check_seed
 from .similarity import gaussian_window
 
 

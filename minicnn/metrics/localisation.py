@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..util.checks import check_seed
 from ..errors import InputError
+from ..util.checks import check_seed
 
 
 def mosaic(tiles) -> np.ndarray:

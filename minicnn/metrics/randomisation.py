@@ -34,10 +34,10 @@ import zlib
 
 import numpy as np
 
-from ..util.checks import check_seed
 from ..errors import InputError
 from ..layers import BatchNorm2d, Conv2d, Linear
 from ..layers.base import Pass
+from ..util.checks import check_seed
 
 MODES = ("cascading", "independent")
 

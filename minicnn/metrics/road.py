@@ -43,8 +43,8 @@ from scipy.linalg import solveh_banded
 from scipy.sparse import lil_matrix
 from scipy.sparse.linalg import spsolve
 
-from ..util.checks import check_seed
 from ..errors import InputError
+from ..util.checks import check_seed
 from .deletion import pixel_ranks
 
 #: (row offset, column offset): weight of that neighbour.

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..explain.run import run_or_refusal
 from ..explain import registry
+from ..explain.run import run_or_refusal
 from .cost import counting_passes
 from .maps import pixel_map
 

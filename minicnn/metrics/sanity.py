@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..util.checks import check_count, check_seed
 from ..errors import InputError
+from ..util.checks import check_count, check_seed
 from ..util.progress import Progress
-from .randomisation import MODES, randomised, steps as randomisation_steps
+from .randomisation import MODES, randomised
+from .randomisation import steps as randomisation_steps
 from .runs import forward_in_batches, model_inputs, run_method, selected_methods
 from .similarity import scale01, spearman, ssim
 

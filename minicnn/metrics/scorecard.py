@@ -58,9 +58,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..util.checks import check_count, check_seed
 from ..errors import InputError
 from ..layers import softmax
+from ..util.checks import check_count, check_seed
 from ..util.progress import Progress
 from .agreement import occlusion_spearman
 from .baselines import BASELINES, baseline_maps

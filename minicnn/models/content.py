@@ -36,7 +36,7 @@ QUANTIZED_DTYPES = (np.uint8, np.int8, np.int32)
 MAX_TEXT = 256                           # characters of a class name, a model's name or its arch
 
 
-def check_architecture(meta: dict, where="the model") -> "Summary":
+def check_architecture(meta: dict, where="the model") -> Summary:
     """``meta["spec"]`` checked at ``meta["input_size"]`` (``minicnn.models.architecture.check_spec``), and the
     class names against the logits; a one-line WeightsError starting with ``where``."""
     try:

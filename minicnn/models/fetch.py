@@ -22,8 +22,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from ..util.atomic import Outputs, atomic_output, check_writable, same_file, worded
 from ..errors import ChecksumError, DownloadError, InputError, OutputError, unknown_name
+from ..util.atomic import Outputs, atomic_output, check_writable, same_file, worded
 from ..util.progress import Progress
 from .official import BASE_URL, CHECKPOINTS, IMAGENET_META  # noqa: F401 (fetch's names)
 from .shipped import sha256_file

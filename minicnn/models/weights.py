@@ -69,13 +69,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..util.atomic import atomic_output
 from ..errors import WeightsError, one_line
-from ..util.files import check_regular_file
 from ..model import Model, build
+from ..util.atomic import atomic_output
+from ..util.files import check_regular_file
 from .architecture import MAX_LAYERS, MAX_PARAMETERS
-from .content import (META_KEY, QUANTIZED_DTYPES, check_architecture, check_meta_fields, check_model, check_values,
-                      dequantize)
+from .content import (
+    META_KEY,
+    QUANTIZED_DTYPES,
+    check_architecture,
+    check_meta_fields,
+    check_model,
+    check_values,
+    dequantize,
+)
 from .shipped import MANIFEST, _not_a_file, locate, read_manifest, sha256_file, verify_checksum, weights_dir
 
 FORMAT, VERSION = "minicnn-weights", 1

@@ -25,8 +25,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import unknown_name
-from ..layers import (AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Dropout, Flatten, InvertedResidual, Linear,
-                      MaxPool2d, ReLU, Sequential)
+from ..layers import (
+    AdaptiveAvgPool2d,
+    BasicBlock,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    InvertedResidual,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
 from ..layers.inverted_residual import conv_relu6
 from ..model import Model
 

@@ -38,17 +38,17 @@ from __future__ import annotations
 import io
 import math
 import time
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image
 
-from ..explain.run import compute, maps_for_saving, top_predictions
 from ..errors import ImageError, InputError, unknown_name
 from ..explain import registry
 from ..explain.catdog import CAT_DOG, cat_dog_image
 from ..explain.estimate import estimate_seconds
 from ..explain.gradcam import weighted_sum
+from ..explain.run import compute, maps_for_saving, top_predictions
 from ..explain.target import class_index
 from ..inputs.images import DEFAULT_MAX_PIXELS, image_from_bytes
 from ..inputs.preprocess import deprocess, preprocess, size_text
@@ -160,7 +160,7 @@ def methods_info() -> dict:
 
 # ---------------------------------------------------------------- GET /api/samples
 
-@lru_cache(maxsize=None)
+@cache
 def _samples() -> dict[str, dict]:
     """name -> {"title", "group", "class", "bytes" or "path", "type"}: the cat|dog image, two photos, CIFAR-10."""
     (cat, i), (dog, j) = CAT_DOG
@@ -181,7 +181,7 @@ def _samples() -> dict[str, dict]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cat_dog_png() -> bytes:
     """The cat|dog image as a lossless PNG: decoding it gives ``cat_dog_image()`` exactly."""
     buf = io.BytesIO()

@@ -25,7 +25,6 @@ from ..errors import InputError, MinicnnError, unknown_name
 from ..explain.target import default_layer
 from ..model import Model
 
-
 #: How many (model, input size) pairs ``ModelStore.layer_shapes`` keeps.
 SHAPES_KEPT = 64
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -38,7 +38,7 @@ def _table(name: str) -> np.ndarray:
 TABLES = {kind: _table(name) for kind, name in COLORMAPS.items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def colour_stops(kind: str, n: int = 17) -> tuple[str, ...]:
     """``n`` colours of a kind's map from its low end to its high end, as "#rrggbb" (for the colour bar)."""
     table = TABLES[kind]

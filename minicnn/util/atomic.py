@@ -46,9 +46,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from ..errors import InputError, MinicnnError, OutputError
 from .files import check_name
@@ -213,7 +214,7 @@ class Outputs:
         return worded(OutputError(text("force=True")), text("--force"))
 
     @contextmanager
-    def writing(self) -> Iterator["Outputs"]:
+    def writing(self) -> Iterator[Outputs]:
         """Create missing folders, let the block write every output, then rename them all (or undo all)."""
         created: list[Path] = []
         self._writing = True

@@ -22,8 +22,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 _WATCH = threading.local()          # .check: called between batches; .quiet: draw nothing
 
@@ -104,7 +104,7 @@ class Progress:
         return (f"{self.label}  [{bar}]  {self.fmt(self.done)}/{self.fmt(self.total)}{unit}  "
                 f"{100 * frac:3.0f}%")
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

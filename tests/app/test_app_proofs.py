@@ -13,18 +13,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from models.test_convert_tflite import GraphMaker, run_graph
 from numpy.lib.stride_tricks import sliding_window_view
 
 from minicnn import explain
-from minicnn.util.atomic import Outputs, atomic_output
-from minicnn.models.convert.tflite import convert_graph, same_padding
 from minicnn.errors import InputError, OutputError
 from minicnn.inputs.preprocess import preprocess
 from minicnn.layers import AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
+from minicnn.models.convert.tflite import convert_graph, same_padding
 from minicnn.server import api
-
-from models.test_convert_tflite import GraphMaker, run_graph
+from minicnn.util.atomic import Outputs, atomic_output
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 

@@ -13,11 +13,11 @@ import pytest
 
 from minicnn.bench import cases, machine, report, timing, twins
 from minicnn.commands import bench as bench_command
-from minicnn.explain import default_layer
-from minicnn.models import zoo
-from minicnn.inputs.datasets import class_names
 from minicnn.errors import MinicnnError, OutputError
+from minicnn.explain import default_layer
+from minicnn.inputs.datasets import class_names
 from minicnn.inputs.samples import DATA_DIR
+from minicnn.models import zoo
 
 #: The shipped CIFAR-10 samples (300 JPEGs): the data set of the ``evaluate`` operation here.
 SAMPLES = str(DATA_DIR / "cifar10")

@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 from PIL import Image
-
-from minicnn.figures import demo
-from minicnn import explain, figures
-from minicnn.models import weights, zoo
-from minicnn.commands.cli import main
-from minicnn.inputs.samples import sample_images
-
 from test_explain_helpers import shipped
+
+from minicnn import explain, figures
+from minicnn.commands.cli import main
+from minicnn.figures import demo
+from minicnn.inputs.samples import sample_images
+from minicnn.models import weights, zoo
 
 
 @pytest.fixture(scope="module")

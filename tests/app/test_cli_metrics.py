@@ -3,6 +3,9 @@
 import json
 
 import pytest
+from metrics.test_metrics_randomisation import similarities_by_hand
+from metrics.test_metrics_scorecard import softmax_score
+from test_explain_helpers import shipped
 
 from minicnn.commands.cli import main
 from minicnn.explain import registry
@@ -12,10 +15,6 @@ from minicnn.metrics.maps import pixel_map
 from minicnn.metrics.randomisation import randomised
 from minicnn.metrics.runs import model_inputs
 from minicnn.metrics.scorecard import METRICS
-
-from test_explain_helpers import shipped
-from metrics.test_metrics_randomisation import similarities_by_hand
-from metrics.test_metrics_scorecard import softmax_score
 
 
 def run(capsys, *argv):

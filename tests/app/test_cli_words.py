@@ -5,10 +5,10 @@ import webbrowser
 import pytest
 
 import minicnn
-from minicnn.util import atomic
 from minicnn.commands import cli
-from minicnn.inputs.samples import sample_images
 from minicnn.errors import OutputError, UnknownNameError, WeightsError
+from minicnn.inputs.samples import sample_images
+from minicnn.util import atomic
 
 
 def run(capsys, *argv):

@@ -5,16 +5,14 @@ given to ``preprocess``; and views that are not contiguous, which simply work.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from refusals import resnet, vgg  # noqa: F401  (fixtures)
 
 import minicnn
 from minicnn import explain
 from minicnn.errors import InputError
 from minicnn.inputs.preprocess import preprocess
-
-from refusals import resnet, vgg  # noqa: F401  (fixtures)
 
 # ================================================================ arrays given to the API
 # (The command line never hands arrays over: its input is an image file, above.)

@@ -10,12 +10,16 @@ import subprocess
 import sys
 
 import pytest
+from refusals import (
+    CAT,
+    REPO,
+    run_cli,
+    tiny_weights,  # noqa: F401  (fixtures)
+)
 
 from minicnn.commands import cli
 from minicnn.commands import explain as explain_cli
 
-from refusals import CAT, REPO, run_cli
-from refusals import tiny_weights  # noqa: F401  (fixtures)
 
 @pytest.mark.parametrize("method, note", [
     ("saliency", "--layer conv is ignored by saliency (none of the chosen methods works at a layer)"),

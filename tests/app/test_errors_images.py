@@ -14,15 +14,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from refusals import (
+    _PNG,
+    Case,
+    check_refusal,
+    explain_argv,
+    params,
+    png_bytes,
+    png_claiming,
+    resnet,  # noqa: F401  (fixtures)
+)
 
 import minicnn
 from minicnn.commands import cli
 from minicnn.errors import ImageError, InputError
 from minicnn.inputs.images import ImageWarning, load_image
 from minicnn.inputs.preprocess import preprocess
-
-from refusals import _PNG, Case, check_refusal, explain_argv, params, png_bytes, png_claiming
-from refusals import resnet  # noqa: F401  (fixtures)
 
 # ================================================================ images
 

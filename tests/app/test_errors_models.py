@@ -4,9 +4,9 @@ with a suggestion where one is close. The table's rows and their check are in ``
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from refusals import CAT, Case, check_refusal, explain_argv, params
 
 import minicnn
 from minicnn import explain
@@ -14,8 +14,6 @@ from minicnn.errors import InputError, UnknownNameError
 from minicnn.explain.target import class_index
 from minicnn.inputs.images import load_image
 from minicnn.inputs.preprocess import preprocess
-
-from refusals import CAT, Case, check_refusal, explain_argv, params
 
 # ================================================================ model, layer and target
 

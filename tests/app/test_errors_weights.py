@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import pickle
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
+from refusals import _PNG, CAT, FIXTURES, SHIPPED, Case, check_refusal, needs_torch, params, tiny_model
 
 import minicnn
-from minicnn.models.convert import pytorch as convert
-from minicnn.models import fetch, weights
 from minicnn.errors import ChecksumError, InputError, UnknownNameError, WeightsError
 from minicnn.model import Model
-
-from refusals import CAT, FIXTURES, SHIPPED, _PNG, Case, check_refusal, needs_torch, params, tiny_model
+from minicnn.models import fetch, weights
+from minicnn.models.convert import pytorch as convert
 
 # ================================================================ weights files
 

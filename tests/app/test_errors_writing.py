@@ -13,23 +13,31 @@ import io
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 from PIL import Image
+from refusals import (
+    CAT,
+    FIXTURES,
+    SHIPPED,
+    Case,
+    check_refusal,
+    needs_torch,
+    params,
+    run_cli,
+    tiny_model,
+    tiny_weights,  # noqa: F401  (fixtures)
+)
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models.convert import pytorch as convert
-from minicnn.figures import demo
-from minicnn.models import fetch, weights
 from minicnn.commands import explain as explain_cli
 from minicnn.errors import OutputError
-
-from refusals import CAT, FIXTURES, SHIPPED, Case, check_refusal, needs_torch, params, run_cli, tiny_model
-from refusals import tiny_weights  # noqa: F401  (fixtures)
+from minicnn.figures import demo
+from minicnn.models import fetch, weights
 
 # ================================================================ writing
 
@@ -52,6 +60,7 @@ def _explain_out(where: Callable[[Path], Path], flag="--out", unwritable=False):
             argv += ["--out", tmp / "figures" / "fig.png", flag, target]
         if flag == "--out":
             from matplotlib.figure import Figure
+
             from minicnn.figures import save_png
             return argv, lambda: save_png(Figure(), target)
         return argv, lambda: explain_cli.save_maps(target, {"logits": np.zeros(3)})
@@ -110,6 +119,7 @@ def _demo_unwritable(tmp, monkeypatch):
 
 def _bench_json_missing_folder(tmp, monkeypatch):
     import argparse
+
     from minicnn.bench import machine
     from minicnn.commands import bench as bench_command
     for name in machine.SLOW_BLAS_VARIABLES:  # else bench re-executes itself without them
@@ -207,6 +217,7 @@ def _demo_exists(tmp, _):
 
 def _bench_json_exists(tmp, monkeypatch):
     import argparse
+
     from minicnn.bench import machine
     from minicnn.commands import bench as bench_command
     for name in machine.SLOW_BLAS_VARIABLES:

@@ -16,6 +16,8 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
+from refusals import png_bytes, png_claiming
+from server_helpers import api_array, cat_dog_png, explain, get_json, library_maps, request, running, server, store  # noqa: F401
 
 import minicnn
 from minicnn import explain as mx
@@ -23,12 +25,8 @@ from minicnn.explain import registry
 from minicnn.explain.gradcam import weighted_sum
 from minicnn.inputs.preprocess import preprocess
 from minicnn.inputs.samples import sample_images
-from minicnn.server import app, hosts, is_loopback
 from minicnn.models.shipped import shipped_models
-
-from server_helpers import (api_array, cat_dog_png, explain, get_json, library_maps, request, running,  # noqa: F401
-                            server, store)
-from refusals import png_bytes, png_claiming
+from minicnn.server import app, hosts, is_loopback
 
 
 def decode_png(data_url: str) -> np.ndarray:

@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 import pytest
-
 from server_helpers import running, store  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,5 +1,6 @@
 """`minicnn serve` on the command line, and a short version of the load test (loopback only, bounded)."""
 
+import argparse
 import json
 import re
 import signal
@@ -11,14 +12,13 @@ import time
 import urllib.request
 from types import SimpleNamespace
 
-import argparse
 import pytest
-
-from minicnn.commands.cli import main
-from minicnn.commands import options, serve as serve_cmd
-from minicnn.inputs.samples import sample_images
-
 from server_helpers import explain, running, store  # noqa: F401
+
+from minicnn.commands import options
+from minicnn.commands import serve as serve_cmd
+from minicnn.commands.cli import main
+from minicnn.inputs.samples import sample_images
 
 
 def test_serve_prints_its_address_first_serves_and_stops_cleanly_on_ctrl_c(tmp_path):

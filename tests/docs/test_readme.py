@@ -181,8 +181,8 @@ def test_the_methods_table_describes_every_registered_method():
 
 def test_the_own_photo_section_says_what_the_models_answer(tmp_path, capsys):
     """The classes and probabilities quoted for the shipped photos, and the size line `explain` prints."""
-    from minicnn.commands import cli
     from minicnn import load
+    from minicnn.commands import cli
     from minicnn.inputs.images import load_image
     from minicnn.inputs.preprocess import preprocess
     from minicnn.inputs.samples import data_path

@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
+from test_explain_helpers import small_cnn
 
 from minicnn import explain
 from minicnn.errors import InputError, UnknownNameError
 from minicnn.layers import AdaptiveAvgPool2d, Conv2d, Flatten, Layer, Linear, ReLU, Sequential
 from minicnn.layers.activation import relu_backward_guided, relu_forward
 from minicnn.model import Model
-
-from test_explain_helpers import small_cnn
 
 
 def seeded(model, x, c=1):

@@ -24,14 +24,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minicnn import model as model_module
 from minicnn import memory, parallel
-from minicnn.models import zoo
+from minicnn import model as model_module
 from minicnn.errors import InputError
-from minicnn.models.evaluate import prefetched
 from minicnn.gradcheck import relative_error
 from minicnn.layers import MaxPool2d, ReLU, linear
 from minicnn.layers.linear import linear_backward, linear_forward
+from minicnn.models import zoo
+from minicnn.models.evaluate import prefetched
 
 SAME = 1e-12
 

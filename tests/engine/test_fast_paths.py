@@ -16,20 +16,24 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import conv_cases
 
 import minicnn.windows as windows
 from minicnn import parallel
-from minicnn.models import zoo
-from minicnn.gradcheck import relative_error
+from minicnn.gradcheck import numerical_gradient, relative_error
 from minicnn.layers import conv
-from minicnn.gradcheck import numerical_gradient
-from minicnn.layers.conv import (conv2d_backward, conv2d_backward_reference, conv2d_forward,
-                                 conv2d_forward_reference, conv2d_input_grad_side_by_side,
-                                 conv2d_input_grad_transposed, use_transposed)
+from minicnn.layers.conv import (
+    conv2d_backward,
+    conv2d_backward_reference,
+    conv2d_forward,
+    conv2d_forward_reference,
+    conv2d_input_grad_side_by_side,
+    conv2d_input_grad_transposed,
+    use_transposed,
+)
 from minicnn.layers.pool import maxpool2d_backward, maxpool2d_backward_reference, maxpool2d_forward
-from minicnn.windows import (add_shifted_columns, col2im, im2col, output_size, pad, shifted_columns,
-                             side_by_side)
-from strategies import conv_cases
+from minicnn.models import zoo
+from minicnn.windows import add_shifted_columns, col2im, im2col, output_size, pad, shifted_columns, side_by_side
 
 SAME = 1e-10
 

@@ -4,20 +4,40 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from minicnn.gradcheck import check_layer
-from minicnn.layers import (AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten,
-                            Identity, Linear, MaxPool2d, OptionAShortcut, ReLU, softmax_cross_entropy)
-from minicnn.layers import conv
-from minicnn.layers.conv import (conv2d_backward, conv2d_backward_reference, conv2d_forward,
-                                 conv2d_forward_reference)
-from minicnn.layers.pool import (adaptive_avgpool2d_backward, adaptive_avgpool2d_backward_reference,
-                                 adaptive_avgpool2d_forward, adaptive_avgpool2d_forward_reference,
-                                 avgpool2d_backward, avgpool2d_backward_reference, avgpool2d_forward,
-                                 avgpool2d_forward_reference, maxpool2d_backward, maxpool2d_backward_reference,
-                                 maxpool2d_forward, maxpool2d_forward_reference)
-from minicnn.gradcheck import numerical_gradient, relative_error
 from strategies import away_from_zero, conv_cases, conv_cases_for_dx_path, distinct, pool_cases
+
+from minicnn.gradcheck import check_layer, numerical_gradient, relative_error
+from minicnn.layers import (
+    AdaptiveAvgPool2d,
+    Add,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    Linear,
+    MaxPool2d,
+    OptionAShortcut,
+    ReLU,
+    conv,
+    softmax_cross_entropy,
+)
+from minicnn.layers.conv import conv2d_backward, conv2d_backward_reference, conv2d_forward, conv2d_forward_reference
+from minicnn.layers.pool import (
+    adaptive_avgpool2d_backward,
+    adaptive_avgpool2d_backward_reference,
+    adaptive_avgpool2d_forward,
+    adaptive_avgpool2d_forward_reference,
+    avgpool2d_backward,
+    avgpool2d_backward_reference,
+    avgpool2d_forward,
+    avgpool2d_forward_reference,
+    maxpool2d_backward,
+    maxpool2d_backward_reference,
+    maxpool2d_forward,
+    maxpool2d_forward_reference,
+)
 
 TOL = 1e-7       # finite differences, float64
 SAME = 1e-10     # fast path against reference, float64

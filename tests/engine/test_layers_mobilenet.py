@@ -8,17 +8,21 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from strategies import away_from_kinks, grouped_conv_cases
 
-from minicnn.models import zoo
 from minicnn.errors import InputError
 from minicnn.gradcheck import check_layer, check_model, relative_error
 from minicnn.layers import Conv2d, InvertedResidual, ReLU, ReLU6, Sequential, ZeroPad2d
 from minicnn.layers.conv import grouped_conv2d_backward, grouped_conv2d_forward
-from minicnn.layers.grouped import (depthwise_conv2d_backward, depthwise_conv2d_forward,
-                                    grouped_conv2d_backward_reference, grouped_conv2d_forward_reference)
+from minicnn.layers.grouped import (
+    depthwise_conv2d_backward,
+    depthwise_conv2d_forward,
+    grouped_conv2d_backward_reference,
+    grouped_conv2d_forward_reference,
+)
 from minicnn.layers.relu6 import RELU6_RULES
 from minicnn.model import Model, build
-from strategies import away_from_kinks, grouped_conv_cases
+from minicnn.models import zoo
 
 TOL = 1e-7       # finite differences, float64
 SAME = 1e-10     # fast path against reference, float64

@@ -3,12 +3,22 @@
 import numpy as np
 import pytest
 
-from minicnn.models import zoo
 from minicnn.errors import GradientCheckError, InputError, UnknownNameError, WeightsError
 from minicnn.gradcheck import check_function, check_model
-from minicnn.layers import (AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Dropout, Flatten, Linear,
-                            MaxPool2d, ReLU, Sequential)
+from minicnn.layers import (
+    AdaptiveAvgPool2d,
+    BasicBlock,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
 from minicnn.model import Model, build
+from minicnn.models import zoo
 
 
 def tiny_vgg(seed=0) -> Model:

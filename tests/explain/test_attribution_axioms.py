@@ -13,18 +13,28 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from strategies import network_cases
 
 from minicnn import explain
 from minicnn.explain import registry
 from minicnn.explain.integrated_gradients import QUADRATURES
 from minicnn.explain.lrp import Composite, base_map, composite_epsilon
 from minicnn.explain.lrp_rules import AlphaBeta, Epsilon, Flat, Gamma, Pass, ZBox, ZPlus, stabilize
-from minicnn.layers import (AdaptiveAvgPool2d, AvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Flatten, Layer, Linear,
-                            MaxPool2d, ReLU, Sequential)
+from minicnn.layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BasicBlock,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
 from minicnn.layers.norm import fold_into_conv
 from minicnn.model import Model
-
-from strategies import network_cases
 
 
 class Softplus(Layer):

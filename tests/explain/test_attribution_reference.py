@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_explain_helpers import shipped
 
 from minicnn import explain
-
-from test_explain_helpers import shipped
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 QUADRATURES = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"]

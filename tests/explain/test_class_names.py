@@ -9,15 +9,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image
+from test_explain_helpers import shipped, small_cnn
 
-from minicnn.inputs import datasets
 from minicnn import explain
-from minicnn.models import weights
 from minicnn.commands.cli import main
 from minicnn.errors import InputError, UnknownNameError
 from minicnn.explain.target import class_index, short_name, synonyms
-
-from test_explain_helpers import shipped, small_cnn
+from minicnn.inputs import datasets
+from minicnn.models import weights
 
 
 @pytest.fixture(scope="module")

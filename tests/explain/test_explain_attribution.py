@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from test_explain_helpers import DENSE_X, dense_model, small_cnn
 
 from minicnn import explain
 from minicnn.errors import InputError, UnknownNameError
 from minicnn.explain.integrated_gradients import make_baseline, quadrature_rule
-
-from test_explain_helpers import DENSE_X, dense_model, small_cnn
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +160,8 @@ def test_lrp_of_a_batch_in_chunks_is_that_of_each_image(monkeypatch, composite):
     """A batch cut into chunks (on threads) merges every BatchNorm into its convolution, as one image does."""
     from minicnn import model as model_module
     from minicnn import parallel
-    from minicnn.models import zoo
     from minicnn.layers import BatchNorm2d
+    from minicnn.models import zoo
     model = zoo.init_weights(zoo.resnet20(), seed=3).astype(np.float64)
     rng = np.random.default_rng(13)
     for _, layer in model.layers():

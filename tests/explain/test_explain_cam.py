@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
+from test_explain_helpers import GAP_X, gap_model, shipped, small_cnn
 
 from minicnn import explain
-from minicnn.models import zoo
 from minicnn.errors import InputError
 from minicnn.inputs.preprocess import preprocess
 from minicnn.inputs.samples import load_sample
-
-from test_explain_helpers import GAP_X, gap_model, shipped, small_cnn
+from minicnn.models import zoo
 
 
 def test_cam_on_a_gap_network_by_hand():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_explain_helpers import DENSE_X, GAP_X, dense_model, gap_model, shipped
 
 from minicnn import explain
 from minicnn.errors import InputError
@@ -18,8 +19,6 @@ from minicnn.explain.eigen_cams import first_component
 from minicnn.explain.gradient_cams import PYTORCH_GRAD_CAM_EPS
 from minicnn.explain.resize import resize_bilinear
 from minicnn.inputs.preprocess import preprocess
-
-from test_explain_helpers import DENSE_X, GAP_X, dense_model, gap_model, shipped
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LAYERS = {"resnet20_cifar10": ("layer3", "layer2"), "vgg_cifar10": ("features.19", "features.12")}

@@ -7,11 +7,10 @@ those regions spoke against the class).
 
 import numpy as np
 import pytest
+from test_explain_helpers import shipped
 
 from minicnn import explain
 from minicnn.inputs.preprocess import preprocess
-
-from test_explain_helpers import shipped
 
 
 def mass_on(m, half):

@@ -14,8 +14,16 @@ import pytest
 
 from minicnn import load
 from minicnn.explain import registry
-from minicnn.explain.estimate import (BATCHED, FULLGRAD_CHANNELS, LRP_FORWARDS, estimate_seconds, fullgrad_channels,
-                                      pass_seconds, passes, share_after)
+from minicnn.explain.estimate import (
+    BATCHED,
+    FULLGRAD_CHANNELS,
+    LRP_FORWARDS,
+    estimate_seconds,
+    fullgrad_channels,
+    pass_seconds,
+    passes,
+    share_after,
+)
 from minicnn.explain.occlusion import offsets
 from minicnn.metrics.cost import counting_passes
 

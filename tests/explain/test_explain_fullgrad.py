@@ -7,15 +7,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
+from test_explain_helpers import shipped
 
 from minicnn import explain
 from minicnn.explain.fullgrad import layer_bias, psi
 from minicnn.inputs.preprocess import preprocess
-from minicnn.layers import (AdaptiveAvgPool2d, AvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Dropout, Flatten, Linear,
-                            MaxPool2d, ReLU, Sequential)
+from minicnn.layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BasicBlock,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
 from minicnn.model import Model
-
-from test_explain_helpers import shipped
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_explain_helpers import DENSE_X, GAP_X, dense_model, gap_model, small_cnn
 
 from minicnn import explain
-from minicnn.models import zoo
 from minicnn.errors import InputError, UnknownNameError
 from minicnn.explain.resize import resize_bilinear
 from minicnn.gradcheck import check_function, compare, numerical_gradient
-
-from test_explain_helpers import DENSE_X, GAP_X, dense_model, gap_model, small_cnn
-
+from minicnn.models import zoo
 
 # ---------------------------------------------------------------- finite differences
 

@@ -3,14 +3,13 @@
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_explain_helpers import DENSE_X, GAP_X, dense_model, gap_model, small_cnn
 
 from minicnn import explain
 from minicnn.explain.resize import resize_bilinear
 from minicnn.gradcheck import gradcheck
 from minicnn.layers import AdaptiveAvgPool2d, BasicBlock, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
-
-from test_explain_helpers import DENSE_X, GAP_X, dense_model, gap_model, small_cnn
 
 
 def test_guided_backprop_and_saliency_on_a_dense_head_by_hand():

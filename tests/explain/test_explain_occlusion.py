@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_explain_helpers import small_cnn
 
 from minicnn import explain
 from minicnn.errors import InputError
 from minicnn.explain.occlusion import offsets
 from minicnn.layers import Flatten, Linear, Sequential
 from minicnn.model import Model
-
-from test_explain_helpers import small_cnn
 
 
 def linear_model(w):

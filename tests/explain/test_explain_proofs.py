@@ -11,6 +11,7 @@ exist to catch.
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
+from test_explain_helpers import _model, small_cnn
 
 from minicnn import explain
 from minicnn.errors import InputError
@@ -23,8 +24,6 @@ from minicnn.explain.resize import resize_bilinear
 from minicnn.explain.smoothgrad import noise_sigma, smooth
 from minicnn.explain.target import choose_targets, class_index, default_layer, feature_map, onehot, scores_of
 from minicnn.layers import AdaptiveAvgPool2d, Conv2d, Flatten, Linear, ReLU, Sequential, softmax
-
-from test_explain_helpers import _model, small_cnn
 
 TOL = dict(rtol=1e-9, atol=1e-12)
 

@@ -1,6 +1,7 @@
 """The method registry: one row per method, read by the CLI, --save, figures and every front end."""
 
 import importlib
+
 import numpy as np
 import pytest
 

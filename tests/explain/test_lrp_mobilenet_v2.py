@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_explain_helpers import shipped
 
 from minicnn import explain
-
-from test_explain_helpers import shipped
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "lrp_mobilenet_v2.npz"
 COMPOSITES = ["epsilon", "epsilon-plus", "epsilon-gamma-box", "epsilon-alpha2-beta1", "epsilon-plus-flat"]
@@ -135,9 +134,10 @@ def test_the_budget_on_mobilenet_v2_says_the_biases_of_the_last_blocks_took_the_
 
 
 def test_the_budget_of_a_batch_in_chunks_is_that_of_each_image(monkeypatch):
+    from test_explain_helpers import small_cnn
+
     from minicnn import model as model_module
     from minicnn import parallel
-    from test_explain_helpers import small_cnn
     model = small_cnn(4)
     x = np.random.default_rng(5).standard_normal((5, 3, 8, 8))
     targets = [0, 1, 2, 1, 0]

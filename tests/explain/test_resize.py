@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minicnn.errors import InputError
-from minicnn.explain.resize import (interpolation_matrix, resize_bilinear, resize_bilinear_reference,
-                                    source_coordinates)
+from minicnn.explain.resize import interpolation_matrix, resize_bilinear, resize_bilinear_reference, source_coordinates
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "resize_torch.npz"
 

@@ -1,11 +1,10 @@
 """Every colour bar says what its numbers are; every figure's caption says what y, p and the colours mean."""
 
 import numpy as np
-
-from minicnn import explain, figures
-from minicnn.explain import registry
-
 from test_explain_helpers import small_cnn
+
+from minicnn import figures
+from minicnn.explain import registry
 
 
 def colour_bars(fig):

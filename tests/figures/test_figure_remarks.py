@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from explain.test_lrp_mobilenet_v2 import budget_model
 from matplotlib.text import Text
+from test_explain_helpers import shipped, small_cnn
 
 from minicnn import explain, figures
 from minicnn.explain.target import Explanation
-
-from test_explain_helpers import shipped, small_cnn
-from explain.test_lrp_mobilenet_v2 import budget_model
 
 PICTURE = np.full((8, 8, 3), 128, np.uint8)
 
@@ -97,6 +96,7 @@ def test_the_deconvnet_caption_explains_its_stride_pattern(rng):
 
 def test_the_explorers_map_entries_carry_the_same_line_and_lrp_carries_its_budget(rng):
     import json
+
     from minicnn.server import overlay
     x = np.array([1.0, 2.0]).reshape(1, 1, 1, 2)
     d = overlay.display(explain.lrp(budget_model(), x, "a", "epsilon", epsilon=0.0), np.zeros((1, 2, 3)))
@@ -112,9 +112,10 @@ def test_the_explorers_map_entries_carry_the_same_line_and_lrp_carries_its_budge
 
 
 def test_the_servers_answer_for_lrp_on_mobilenet_v2_carries_its_budget_and_the_line_under_the_map():
-    from minicnn.server import ModelStore
     from server_helpers import explain as post_explain
     from server_helpers import running
+
+    from minicnn.server import ModelStore
     photo = (Path(__file__).resolve().parents[2] / "minicnn" / "data" / "images" / "pets.jpg").read_bytes()
     with running(ModelStore(["mobilenet_v2"], workers=1)) as server:
         status, answer = post_explain(server, photo, "model=mobilenet_v2&method=lrp-epsilon-plus,counterfactual")

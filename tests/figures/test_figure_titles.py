@@ -6,14 +6,13 @@ the dragonfly's eight synonyms) once made a 5712x3377 figure of unreadable text.
 
 import numpy as np
 import pytest
+from test_explain_helpers import shipped, small_cnn
 
-from minicnn.inputs import datasets
 from minicnn import explain, figures
 from minicnn.commands.explain import explanation_figure
 from minicnn.explain import registry
 from minicnn.explain.target import Explanation
-
-from test_explain_helpers import shipped, small_cnn
+from minicnn.inputs import datasets
 
 DPI = 120                                              # save_figure's
 
@@ -122,8 +121,8 @@ def test_a_tiny_probability_keeps_two_significant_digits():
 def test_explain_prints_the_layer_shape_when_score_cam_runs_alone(tmp_path, capsys, rng):
     from PIL import Image
 
-    from minicnn.models import weights
     from minicnn.commands.cli import main
+    from minicnn.models import weights
     model = small_cnn(0, dtype=np.float32)
     model.meta["preprocessing"] = {"mean": [0.5] * 3, "std": [0.25] * 3, "resize": "exact", "size": [8, 8]}
     path = weights.save(model, tmp_path / "small.npz")

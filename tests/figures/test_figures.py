@@ -5,11 +5,10 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from test_explain_helpers import small_cnn
 
 from minicnn import explain, figures
 from minicnn.errors import InputError, OutputError
-
-from test_explain_helpers import small_cnn
 
 
 def test_normalize_maps_min_to_0_and_max_to_1():

@@ -6,8 +6,8 @@ import pytest
 
 from minicnn import figures
 from minicnn.explain import registry
-from minicnn.metrics.baselines import BASELINES
 from minicnn.figures.metrics import deletion_insertion_curves, example_maps, sanity_curves, sanity_grid
+from minicnn.metrics.baselines import BASELINES
 from minicnn.metrics.sanity import SIMILARITIES, Sanity
 from minicnn.metrics.scorecard import Scorecard
 

@@ -79,6 +79,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 def fuzz_decoder(cases: int, seed: int) -> dict:
     """Feed ``cases`` mutated images to image_from_bytes; count the outcomes (crash: a list of descriptions)."""
     import warnings
+
     from minicnn.inputs.images import image_from_bytes
     rng = random.Random(seed)
     pool = seeds(rng)

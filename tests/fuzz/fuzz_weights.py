@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 import minicnn
-from minicnn.models import weights, zoo
 from minicnn.errors import InputError, WeightsError
+from minicnn.models import weights, zoo
 
 from .weights_files import SHIPPED, leaves, members, meta_bytes, npy, write
 
@@ -57,6 +57,7 @@ def base_files(folder: Path) -> dict[str, Path]:
     """The good files the cases start from (two shipped, two written into ``folder``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from models.test_convert_tflite import mini_mobilenet
+
     from minicnn.models.convert.tflite import convert_graph
     model, quantized = convert_graph(mini_mobilenet(per_channel=True), meta={"name": "quantised"})
     model.meta["classes"] = [f"k{i}" for i in range(5)]

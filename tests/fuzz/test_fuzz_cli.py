@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn.commands import cli
 from minicnn import explain, load
+from minicnn.commands import cli
 from minicnn.errors import ImageError, InputError
 from minicnn.inputs.images import image_from_bytes, load_image
 from minicnn.inputs.preprocess import preprocess
@@ -248,7 +248,8 @@ def test_no_image_path_starts_ghostscript(user):
 
 def test_server_upload_of_eps_is_400_and_runs_nothing(user):
     from minicnn.server import ModelStore
-    from tests.server_helpers import explain as post, running
+    from tests.server_helpers import explain as post
+    from tests.server_helpers import running
     home, marker = user
     with running(ModelStore(["resnet20_cifar10"], workers=1)) as server:
         status, answer = post(server, EPS, "model=resnet20_cifar10")
@@ -300,9 +301,9 @@ def test_fuzz_cli_small(user, capsys):
 
 
 def test_long_names_from_python_are_one_line_errors(tmp_path):
-    from minicnn.util.atomic import atomic_output
-    from minicnn.inputs.datasets import open_dataset
     from minicnn.errors import OutputError, WeightsError
+    from minicnn.inputs.datasets import open_dataset
+    from minicnn.util.atomic import atomic_output
     for call, error in [(lambda: load(LONG + ".npz"), WeightsError), (lambda: open_dataset(LONG), ImageError),
                         (lambda: load_image(LONG + ".png"), ImageError),
                         (lambda: atomic_output(tmp_path / LONG).__enter__(), OutputError)]:

@@ -31,10 +31,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))          # tests/: the shared server helpers
 
-from server_helpers import explain, request, running, store  # noqa: E402,F401
-from refusals import png_bytes  # noqa: E402
-
 from PIL import Image  # noqa: E402
+from refusals import png_bytes  # noqa: E402
+from server_helpers import explain, request, running, store  # noqa: E402,F401
 
 #: A small photo-like upload: answered in a few milliseconds by resnet20_cifar10's Grad-CAM.
 SMALL = png_bytes(Image.new("RGB", (48, 32), (200, 60, 30)))

@@ -20,19 +20,19 @@ import pytest
 
 import minicnn
 from minicnn.commands import cli
+from minicnn.errors import WeightsError
 from minicnn.models import architecture, weights, zoo
 from minicnn.models.convert import pytorch as convert
 from minicnn.models.convert import tflite as convert_tflite
 from minicnn.models.convert import tflite_read
 from minicnn.models.convert.tflite import convert_graph
-from minicnn.models.convert.tflite_read import Tensor, check_shape
-from minicnn.errors import WeightsError
+from minicnn.models.convert.tflite_read import check_shape
 
 from . import fuzz_weights
-from .weights_files import REPO, SHIPPED, array_of, find, members, meta_bytes, meta_of, npy, replaced, with_meta, write
+from .weights_files import REPO, array_of, find, members, meta_of, npy, replaced, with_meta, write
 
 sys.path.insert(0, str(REPO / "tests"))
-from models.test_convert_tflite import GraphMaker, mini_mobilenet  # noqa: E402  (the hand-made graphs of the converter's tests)
+from models.test_convert_tflite import mini_mobilenet  # noqa: E402  (the hand-made graphs of the converter's tests)
 
 CAT = REPO / "minicnn" / "data" / "cifar10" / "test" / "cat"
 

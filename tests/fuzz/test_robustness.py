@@ -34,19 +34,26 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import minicnn
-from minicnn.util import atomic
 from minicnn.commands import cli
-from minicnn.models.convert import pytorch as convert
-from minicnn.figures import demo
-from minicnn.models import fetch, weights
 from minicnn.commands import explain as explain_cli
+from minicnn.errors import (
+    ChecksumError,
+    DownloadError,
+    ImageError,
+    MinicnnError,
+    OutputError,
+    UnknownNameError,
+    WeightsError,
+)
+from minicnn.figures import demo
 from minicnn.inputs.datasets import open_dataset
-from minicnn.errors import (ChecksumError, DownloadError, ImageError, MinicnnError, OutputError, UnknownNameError,
-                            WeightsError)
 from minicnn.inputs.images import image_from_bytes, load_image
 from minicnn.inputs.samples import sample_images
 from minicnn.layers import MODULE_TYPES, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from minicnn.model import Model
+from minicnn.models import fetch, weights
+from minicnn.models.convert import pytorch as convert
+from minicnn.util import atomic
 
 try:
     import torch

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn.inputs.datasets import class_names, open_dataset
 from minicnn.errors import ImageError, InputError, UnknownNameError
+from minicnn.inputs.datasets import class_names, open_dataset
 from minicnn.inputs.samples import DATA_DIR
 
 # ---------------------------------------------------------------------------

@@ -13,8 +13,14 @@ from PIL import Image, features
 
 from minicnn.errors import ImageError, InputError, UnknownNameError
 from minicnn.inputs.images import ImageWarning, image_from_bytes, load_image, to_rgb
-from minicnn.inputs.preprocess import (IMAGENET_MEAN, IMAGENET_STD, check_preprocessing, deprocess, preprocess,
-                                       side_by_side)
+from minicnn.inputs.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_preprocessing,
+    deprocess,
+    preprocess,
+    side_by_side,
+)
 from minicnn.inputs.samples import DATA_DIR, data_path, load_sample, sample_images
 
 RNG = np.random.default_rng(7)

@@ -3,10 +3,16 @@
 import numpy as np
 import pytest
 
-from minicnn.commands import cli
 from minicnn import load
-from minicnn.inputs.preprocess import (FAR_FROM_TRAINING, InputSizeWarning, how_resized, preprocess, size_text,
-                                       training_size_note)
+from minicnn.commands import cli
+from minicnn.inputs.preprocess import (
+    FAR_FROM_TRAINING,
+    InputSizeWarning,
+    how_resized,
+    preprocess,
+    size_text,
+    training_size_note,
+)
 from minicnn.inputs.samples import data_path
 
 CIFAR_EXACT = {"mean": [0.5] * 3, "std": [0.25] * 3, "resize": "exact", "size": [32, 32]}
@@ -51,6 +57,7 @@ def test_the_note_appears_only_far_from_the_training_size():
 
 def test_explain_prints_both_sizes_and_a_note_for_the_wide_cat_dog_image(tmp_path, capsys):
     from PIL import Image
+
     from minicnn.explain import cat_dog_image
     path = tmp_path / "catdog.png"
     Image.fromarray(cat_dog_image()).save(path)

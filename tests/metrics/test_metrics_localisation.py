@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from test_explain_helpers import small_cnn
 
 from minicnn import explain
 from minicnn.errors import InputError
@@ -10,11 +11,8 @@ from minicnn.explain.resize import resize_bilinear
 from minicnn.metrics.agreement import occlusion_spearman
 from minicnn.metrics.baselines import baseline_maps, centre_map, edge_map, random_map
 from minicnn.metrics.cost import counting_passes
-from minicnn.metrics.localisation import (choose_mosaics, energy_pointing_game, mosaic, pointing_game,
-                                          tile_mask)
+from minicnn.metrics.localisation import choose_mosaics, energy_pointing_game, mosaic, pointing_game, tile_mask
 from minicnn.metrics.maps import pixel_map
-
-from test_explain_helpers import small_cnn
 
 
 def test_mosaic_puts_tiles_zero_to_three_in_reading_order():

@@ -4,18 +4,17 @@ import zlib
 
 import numpy as np
 import pytest
+from test_explain_helpers import shipped, small_cnn
 
-from minicnn.models import zoo
 from minicnn.errors import InputError
-from minicnn.layers import Conv2d, Linear, ReLU
 from minicnn.explain import registry
+from minicnn.layers import Conv2d, Linear, ReLU
 from minicnn.metrics import sanity
 from minicnn.metrics.maps import pixel_map
 from minicnn.metrics.randomisation import randomised, reset_parameters, steps, unit_label, units
 from minicnn.metrics.runs import model_inputs
 from minicnn.metrics.similarity import scale01, spearman, ssim
-
-from test_explain_helpers import shipped, small_cnn
+from minicnn.models import zoo
 
 #: CIFAR-10's normalisation, the shipped images brought to 16x16: small enough for hand-checked runs
 SMALL_PREP = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "resize": "shorter", "size": [16, 16],

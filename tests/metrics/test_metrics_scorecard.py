@@ -9,22 +9,21 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from test_explain_helpers import shipped, small_cnn
 
+from metrics.test_metrics_randomisation import SMALL_PREP
 from minicnn.explain import occlusion, registry
+from minicnn.figures.metrics import _columns, deletion_insertion_curves, sanity_curves
 from minicnn.inputs.preprocess import preprocess
 from minicnn.metrics import scorecard
 from minicnn.metrics.baselines import random_map
 from minicnn.metrics.deletion import auc, blur, deletion_curve, insertion_curve
-from minicnn.figures.metrics import _columns, deletion_insertion_curves, sanity_curves
 from minicnn.metrics.intervals import mean_ci95
 from minicnn.metrics.localisation import choose_mosaics, energy_pointing_game, mosaic, pointing_game, tile_mask
 from minicnn.metrics.maps import pixel_map
 from minicnn.metrics.road import road_curves
 from minicnn.metrics.runs import model_inputs, run_method, shipped_test_images
 from minicnn.metrics.scorecard import mosaic_inputs
-
-from test_explain_helpers import shipped, small_cnn
-from metrics.test_metrics_randomisation import SMALL_PREP
 
 TINY_PREP = dict(SMALL_PREP, size=[12, 12], resize_shorter=12)
 

@@ -9,9 +9,9 @@ import pytest
 import minicnn
 from minicnn.commands import cli
 from minicnn.commands import convert as convert_command
-from minicnn.models.convert import pytorch as convert
-from minicnn.models import shipped, zoo
 from minicnn.errors import InputError, MissingDependencyError, UnknownNameError, WeightsError
+from minicnn.models import shipped, zoo
+from minicnn.models.convert import pytorch as convert
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SMALL_CFG = [8, "M", 16, "M", 16, 16, "M", 16, 16, "M", 16, 16, "M"]

@@ -11,12 +11,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models import content, weights
-from minicnn.models.convert.tflite import convert_graph, same_padding
-from minicnn.models.convert.tflite_read import Graph, Operator, Tensor, read_tflite
 from minicnn.errors import MissingDependencyError, WeightsError
 from minicnn.inputs.preprocess import preprocess
 from minicnn.layers import InvertedResidual, ZeroPad2d
+from minicnn.models import content, weights
+from minicnn.models.convert.tflite import convert_graph, same_padding
+from minicnn.models.convert.tflite_read import Graph, Operator, Tensor, read_tflite
 
 
 class GraphMaker:

@@ -9,9 +9,9 @@ import pytest
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models import shipped
-from minicnn.inputs.datasets import open_dataset
 from minicnn.errors import InputError
+from minicnn.inputs.datasets import open_dataset
+from minicnn.models import shipped
 from minicnn.models.evaluate import Accuracy, evaluate, label_map
 from minicnn.util.progress import Progress
 

@@ -11,8 +11,8 @@ import pytest
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models import fetch
 from minicnn.errors import ChecksumError, DownloadError, InputError, OutputError, UnknownNameError
+from minicnn.models import fetch
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SMALL = FIXTURES / "vgg11_small.pth"

@@ -15,10 +15,10 @@ import pytest
 
 import minicnn
 from minicnn import explain
-from minicnn.models import shipped
 from minicnn.inputs.images import load_image
 from minicnn.inputs.preprocess import preprocess
 from minicnn.inputs.samples import data_path
+from minicnn.models import shipped
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOL = 1e-4

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn.commands import cli
 from minicnn import explain
-from minicnn.models import weights
+from minicnn.commands import cli
 from minicnn.explain import registry
 from minicnn.inputs.images import load_image
 from minicnn.inputs.preprocess import preprocess
 from minicnn.inputs.samples import data_path
+from minicnn.models import weights
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "mobilenet_v2_tflite.npz"
@@ -90,6 +90,7 @@ def test_metadata_classes_and_preprocessing(model):
 
 def test_preprocessing_may_name_pillows_bicubic_filter():
     from PIL import Image
+
     from minicnn.errors import InputError
     img = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     p = {"mean": [0.5] * 3, "std": [0.5] * 3, "resize": "exact", "size": [20, 30]}
@@ -216,8 +217,8 @@ def test_layers_lists_blocks_and_their_parts(capsys):
 def test_demo_writes_the_imagenet_figures_whose_rows_light_up_each_animal(tmp_path, monkeypatch, capsys):
     from matplotlib.figure import Figure
 
-    from minicnn.figures import demo
     from minicnn import figures
+    from minicnn.figures import demo
     # the CIFAR figures are tested in test_cli_explain.py: stand-ins here
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models import shipped
 from minicnn.layers import Sequential
+from minicnn.models import shipped
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 

@@ -12,8 +12,8 @@ import pytest
 
 import minicnn
 from minicnn.commands import cli
-from minicnn.models import shipped, weights, zoo
 from minicnn.errors import ChecksumError, OutputError, UnknownNameError, WeightsError
+from minicnn.models import shipped, weights, zoo
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "weights"

@@ -8,16 +8,32 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_explain_helpers import small_cnn
 
 from minicnn.errors import InputError
 from minicnn.gradcheck import check_function
 from minicnn.layers import AdaptiveAvgPool2d, Flatten, Linear, Sequential
 from minicnn.model import Model
-from minicnn.synthesis import (Affine, ClassScore, FourierImage, LayerObjective, PixelImage, RandomTransform,
-                               jitter, jitter_backward, visualise)
-from minicnn.synthesis.parameterise import (COLOR, decorrelate, decorrelate_backward, irfft2, irfft2_backward,
-                                            sigmoid, sigmoid_backward)
-from test_explain_helpers import small_cnn
+from minicnn.synthesis import (
+    Affine,
+    ClassScore,
+    FourierImage,
+    LayerObjective,
+    PixelImage,
+    RandomTransform,
+    jitter,
+    jitter_backward,
+    visualise,
+)
+from minicnn.synthesis.parameterise import (
+    COLOR,
+    decorrelate,
+    decorrelate_backward,
+    irfft2,
+    irfft2_backward,
+    sigmoid,
+    sigmoid_backward,
+)
 
 PREP = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "resize": "exact", "size": [8, 8]}
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_explain_helpers import shipped, small_cnn
 
 from minicnn.errors import InputError
 from minicnn.gradcheck import check_function
 from minicnn.synthesis import fgsm, loss_gradient, parse_epsilon, pgd
-from test_explain_helpers import shipped, small_cnn
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "fgsm_cifar10.npz"
 PREP = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "resize": "exact", "size": [8, 8]}

@@ -67,15 +67,22 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from importlib.metadata import version  # noqa: E402
+
 import captum  # noqa: E402
 import scipy  # noqa: E402
-from importlib.metadata import version  # noqa: E402
 from captum.attr import Deconvolution, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency  # noqa: E402
 from captum.attr._core import noise_tunnel  # noqa: E402
 from scipy.ndimage import gaussian_filter  # noqa: E402
 from zennit.canonizers import SequentialMergeBatchNorm  # noqa: E402
-from zennit.composites import (EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat,  # noqa: E402
-                               LayerMapComposite, layer_map_base)
+from zennit.composites import (  # noqa: E402
+    EpsilonAlpha2Beta1,
+    EpsilonGammaBox,
+    EpsilonPlus,
+    EpsilonPlusFlat,
+    LayerMapComposite,
+    layer_map_base,
+)
 from zennit.layer import Sum  # noqa: E402
 from zennit.rules import Epsilon  # noqa: E402
 from zennit.types import Convolution  # noqa: E402

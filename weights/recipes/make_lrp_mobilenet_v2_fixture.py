@@ -67,8 +67,14 @@ def torchvision_stand_in() -> None:
 
 torchvision_stand_in()
 
-from zennit.composites import (EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat,  # noqa: E402
-                               LayerMapComposite, layer_map_base)
+from zennit.composites import (  # noqa: E402
+    EpsilonAlpha2Beta1,
+    EpsilonGammaBox,
+    EpsilonPlus,
+    EpsilonPlusFlat,
+    LayerMapComposite,
+    layer_map_base,
+)
 from zennit.layer import Sum  # noqa: E402
 from zennit.rules import Epsilon  # noqa: E402
 from zennit.types import Convolution  # noqa: E402

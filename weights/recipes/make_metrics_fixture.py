@@ -43,7 +43,8 @@ import quantus
 import skimage
 import torch
 from quantus.functions.perturb_func import noisy_linear_imputation
-from quantus.functions.similarity_func import correlation_spearman, ssim as quantus_ssim
+from quantus.functions.similarity_func import correlation_spearman
+from quantus.functions.similarity_func import ssim as quantus_ssim
 from skimage.metrics import structural_similarity
 
 

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import minicnn                                         # noqa: E402
+import minicnn  # noqa: E402
 from minicnn.inputs.images import load_image  # noqa: E402
 from minicnn.inputs.preprocess import preprocess  # noqa: E402
 from minicnn.inputs.samples import data_path  # noqa: E402

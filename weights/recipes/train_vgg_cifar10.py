@@ -150,8 +150,8 @@ def _cifar_split(path: str, split: str, limit: int | None, seed: int):
     itself from checked placeholders, so a tampered batch can neither run code nor forge a dtype."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from minicnn.inputs.datasets import open_dataset
     from minicnn.errors import UnknownNameError
+    from minicnn.inputs.datasets import open_dataset
     try:
         ds = open_dataset(path, split)
     except UnknownNameError:  # the archive has no such split

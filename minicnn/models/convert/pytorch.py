@@ -40,12 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError, MissingDependencyError, WeightsError, unknown_name
-from .meta import with_user_meta
-from ...util.files import check_regular_file
 from ...layers import BatchNorm2d, Conv2d
 from ...layers.norm import fold_into_conv
 from ...model import Model
-from ..zoo import ARCHITECTURES, VGG_CONFIGS, vgg, vgg_cifar, resnet20
+from ...util.files import check_regular_file
+from ..zoo import ARCHITECTURES, VGG_CONFIGS, resnet20, vgg, vgg_cifar
+from .meta import with_user_meta
 
 SUPPORTED = sorted(ARCHITECTURES)
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel, torch.compile

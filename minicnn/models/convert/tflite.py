@@ -63,12 +63,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import MissingDependencyError, WeightsError
-from .meta import with_user_meta
-from .tflite_read import FILE_IDENTIFIER, Graph, Operator, Tensor, check_graph, import_tflite, read_tflite
-from ...util.files import MAX_TEXT_BYTES, read_text_file
+from ...errors import WeightsError
 from ...layers import AdaptiveAvgPool2d, Conv2d, Flatten, InvertedResidual, ReLU, ReLU6, Sequential, ZeroPad2d
 from ...model import Model
+from ...util.files import MAX_TEXT_BYTES, read_text_file
+from .meta import with_user_meta
+from .tflite_read import FILE_IDENTIFIER, Graph, Operator, Tensor, check_graph, import_tflite, read_tflite
 
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX")
 ACTIVATIONS = {"NONE": None, "RELU": ReLU, "RELU6": ReLU6}
