@@ -12,6 +12,7 @@ is built and no map computed (the specs are only walked).
 from __future__ import annotations
 
 import http.client
+import json
 import math
 import os
 from types import SimpleNamespace
@@ -210,8 +211,9 @@ def small_server():
         yield server
 
 
-def send(server, method, path, headers, body=None):
-    """The status of one request whose headers are sent as given (repeated names allowed)."""
+def send(server, method, path, headers, body=None, error=False):
+    """The status of one request whose headers are sent as given (repeated names allowed);
+    with ``error``, (status, the JSON answer's error)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=60)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
@@ -219,8 +221,8 @@ def send(server, method, path, headers, body=None):
             conn.putheader(k, v)
         conn.endheaders(body)
         r = conn.getresponse()
-        r.read()
-        return r.status
+        answer = r.read()
+        return (r.status, json.loads(answer)["error"]) if error else r.status
     finally:
         conn.close()
 
@@ -250,7 +252,9 @@ def test_content_length_is_one_number_and_at_most_the_upload_limit(small_server)
                                       [host, *(("Content-Length", n) for n in lengths)], body)
     assert post(["10"], b"0123456789") == 400                  # at the limit: read, then not an image
     assert post(["11"], b"0123456789a") == 413
-    assert post(["3", "3"], b"abc") == 400
+    status, message = send(small_server, "POST", "/api/explain", [host, ("Content-Length", "3"),
+                                                                  ("Content-Length", "3")], b"abc", error=True)
+    assert status == 400 and "2 Content-Length headers" in message
     assert post(["3abc"], b"abc") == 400
 
 
