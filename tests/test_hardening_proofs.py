@@ -327,8 +327,10 @@ CLASSES = ["tabby, tabby cat", "tiger cat", "Persian cat", "cat", "catamaran", "
            "crane", "crane"]
 
 
-@pytest.mark.parametrize("name, index", [("cat", 3), ("tabby cat", 0), ("TABBY", 0), (" tiger cat ", 1),
-                                         ("Persian", 2), ("cata", 4), ("boston ter", 5), ("Boston", 5), ("3", 3)])
+# "CAT" is class 3's name in another case, and begins "catamaran" too: no prefix rule can find it
+@pytest.mark.parametrize("name, index", [("cat", 3), ("tabby cat", 0), ("TABBY", 0), ("CAT", 3), (" tiger cat ", 1),
+                                         ("Persian", 2), ("cata", 4), ("boston ter", 5), ("Boston", 5),
+                                         ("3", 3)])
 def test_a_class_by_its_label_a_synonym_an_index_or_a_unique_beginning(name, index):
     assert class_index(SimpleNamespace(classes=CLASSES), name) == index
 
