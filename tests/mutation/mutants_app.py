@@ -54,7 +54,7 @@ MUTANTS = [
       "a dangling symbolic link at the output is not an existing file (the write would go through it)"),
     m("atomic.no-recheck-at-commit", "util/atomic.py",
       "                if os.path.lexists(path) and not self.force:  # appeared while we were computing\n"
-      "                    raise OutputError(f\"{path} already exists; {FORCE_HINT}\")\n", "",
+      "                    raise exists_error(path)\n", "",
       "a file created during the work is overwritten at commit"),
     m("atomic.recheck-follows-links", "util/atomic.py",
       "if os.path.lexists(path) and not self.force:  # appeared", "if os.path.exists(path) and not self.force:  # appeared",
