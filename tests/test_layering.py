@@ -6,8 +6,9 @@
 Every import counts, function-local ones included: a lazy import hides a dependency from a
 reader but not from this test. Within a subpackage modules may import each other, but never in
 a circle. Only ``figures/`` and the front ends (server/, commands/) import matplotlib, and no
-command imports another (``commands/cli.py`` assembles them all). ``minicnn/__init__.py`` is the public façade (``minicnn.load``, ...): it may import
-from any layer, and nothing inside the package imports it, except ``__version__``.
+command imports another (``commands/cli.py`` assembles them all). ``minicnn/__init__.py`` is the
+public façade (``minicnn.load``, ...): it may import from any layer, and nothing inside the
+package imports it, except ``__version__``.
 
 No module of the package is over 450 lines unless its docstring says why ("over 450 lines
 because ..."): a long module is split along what it does.

@@ -22,7 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true", help="fewer repetitions, CIFAR models only")
     p.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], default=None,
                    help="comma-separated models to time (default: vgg16, the shipped CIFAR-10 models and mobilenet_v2)")
-    p.add_argument("--reps", type=positive_int, default=None, help="repetitions per operation (default 7; 3 with --quick)")
+    p.add_argument("--reps", type=positive_int, default=None,
+                   help="repetitions per operation (default 7; 3 with --quick)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (fresh processes)")
     p.add_argument("--data", default=None,
                    help="the CIFAR-10 JPEG test set (zip or folder): also time `minicnn evaluate` on it")
@@ -54,11 +55,13 @@ def run_without_slow_blas(argv: list[str]) -> int:
     say(f"timing in a child process without {', '.join(dropped)} (they select an older, slower kernel for "
         "this NumPy's BLAS; --keep-env times with them)")
     sys.stdout.flush()
-    return subprocess.run([sys.executable, "-m", "minicnn.commands.cli", "bench", *argv], env=env, check=False).returncode
+    return subprocess.run([sys.executable, "-m", "minicnn.commands.cli", "bench", *argv], env=env,
+                          check=False).returncode
 
 
 def check_model_names(names) -> None:
-    """A one-line error (before any timing) for a name in ``--models`` that is no architecture, shipped model or file."""
+    """A one-line error (before any timing) for a name in ``--models`` that is no architecture, shipped model
+    or file."""
     from ..models.weights import locate  # lazy: zipfile, json, hashlib slow `minicnn --help`
     if not names:
         raise InputError("--models names no model; give a comma-separated list, e.g. resnet20_cifar10,vgg16")

@@ -66,7 +66,8 @@ EPILOG = EXPLAIN_TIMES
 
 
 def add_arguments(p) -> None:
-    p.add_argument("image", help="the image file to explain (PNG, JPEG, ...; any size: the model's resize rule applies)")
+    p.add_argument("image",
+                   help="the image file to explain (PNG, JPEG, ...; any size: the model's resize rule applies)")
     p.add_argument("--model", default="vgg_cifar10", help="shipped model name or weights file")
     p.add_argument("--target", default=None,
                    help="class index or name (default: the top-1 class); any synonym of an ImageNet class, in any "

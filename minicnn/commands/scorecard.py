@@ -73,7 +73,8 @@ def run(args) -> int:
         if paths:
             from ..figures import save_png  # lazy: matplotlib
             from ..figures.metrics import deletion_insertion_curves, example_maps  # lazy: matplotlib
-            written.append(f"figure: {save_png(deletion_insertion_curves(card), paths['curves'], dpi=100, outputs=outputs)}")
+            written.append(
+                f"figure: {save_png(deletion_insertion_curves(card), paths['curves'], dpi=100, outputs=outputs)}")
             written.append(f"figure: {save_png(example_maps(card), paths['maps'], dpi=90, outputs=outputs)}")
     print("\n".join(written)) if written else None
     return 0

@@ -51,7 +51,8 @@ def check_preprocessing(preprocessing) -> dict:
     side) and for "shorter". Unknown keys are kept as they are.
     """
     if not isinstance(preprocessing, dict):
-        raise InputError(f"preprocessing must be a dict with mean, std, resize, size; got {type(preprocessing).__name__}")
+        raise InputError(f"preprocessing must be a dict with mean, std, resize, size; "
+                         f"got {type(preprocessing).__name__}")
     p = dict(preprocessing)
     for key in ("mean", "std", "resize"):
         if key not in p:
@@ -226,7 +227,8 @@ def _check_input_size(img: np.ndarray, p: dict, limit: int, which: str) -> None:
     if p["resize"] == "shorter_then_center_crop":      # the resized picture before its crop: uint8, bounded too
         h, w = _shorter_side_to(*img.shape[:2], p["resize_shorter"])
         if h * w > DEFAULT_MAX_PIXELS:
-            raise InputError(f"{which}({size_text(img.shape)}) would be resized to {size_text((h, w))} = {h * w} pixels "
+            raise InputError(f"{which}({size_text(img.shape)}) would be resized to {size_text((h, w))} = "
+                             f"{h * w} pixels "
                              f"before its centre crop, over the limit of {DEFAULT_MAX_PIXELS}; crop it to a less "
                              f"extreme shape first")
     h, w = network_input_size(img.shape[:2], p)

@@ -260,11 +260,14 @@ class _Walk:
         f.choice("shortcut", ("A",), "A")
         f.done()
         p = f.path
-        conv = lambda a, b, s: {"type": "Conv2d", "in_channels": a, "out_channels": b, "kernel_size": [3, 3],
-                                "stride": [s, s], "padding": [1, 1], "dilation": [1, 1], "bias": False}
+
+        def conv(a, b, s):
+            return {"type": "Conv2d", "in_channels": a, "out_channels": b, "kernel_size": [3, 3],
+                    "stride": [s, s], "padding": [1, 1], "dilation": [1, 1], "bias": False}
+
         main = shape
-        for name, spec in (("conv1", conv(c_in, planes, stride)), ("bn1", {"type": "BatchNorm2d", "num_features": planes,
-                                                                          "eps": 1e-5}),
+        for name, spec in (("conv1", conv(c_in, planes, stride)),
+                           ("bn1", {"type": "BatchNorm2d", "num_features": planes, "eps": 1e-5}),
                            ("relu1", {"type": "ReLU"}), ("conv2", conv(planes, planes, 1)),
                            ("bn2", {"type": "BatchNorm2d", "num_features": planes, "eps": 1e-5})):
             main = self.built(f"{p}.{name}", "BasicBlock", spec, main, depth + 1)
@@ -412,7 +415,10 @@ class _Walk:
         c, h, w = self.map_in(f, shape)
         if c is not None and c + 2 * pad > MAX_CHANNELS:
             raise f.bad("pad_channels", f"{pad} makes {c + 2 * pad} channels, over the limit of {MAX_CHANNELS}")
-        up = lambda n: None if n is None else -(-n // s)
+
+        def up(n):
+            return None if n is None else -(-n // s)
+
         return (None if c is None else c + 2 * pad, up(h), up(w))
 
     def flatten(self, f: _Fields, shape):

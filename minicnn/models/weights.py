@@ -192,7 +192,8 @@ def _open_npz(path: Path):
                                f"found {_first_bytes(path)}") from None
         raise WeightsError(f"{path} is not a minicnn weights file (.npz): {one_line(e)}") from None
     except _READ_ERRORS as e:
-        raise WeightsError(f"{path} is not a readable weights file (.npz), it may be truncated: {one_line(e)}") from None
+        raise WeightsError(f"{path} is not a readable weights file (.npz), it may be truncated: "
+                           f"{one_line(e)}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise WeightsError(f"{path} holds a single array, not a minicnn weights file (.npz with {META_KEY})")
     try:

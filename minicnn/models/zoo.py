@@ -159,7 +159,8 @@ def mobilenet_v2(*, num_classes=1001, settings=MOBILENET_V2_SETTINGS, first_chan
     features.append((str(len(features)), conv_relu6(c, last_channels, 1)))
     root = Sequential([
         ("features", Sequential(features)),
-        ("avgpool", AdaptiveAvgPool2d(1)), ("classifier", Conv2d(last_channels, num_classes, 1)), ("flatten", Flatten()),
+        ("avgpool", AdaptiveAvgPool2d(1)), ("classifier", Conv2d(last_channels, num_classes, 1)),
+        ("flatten", Flatten()),
     ])
     meta = {"name": "mobilenet_v2", "arch": "mobilenet_v2", "input_size": [3, 224, 224],
             "classes": [str(i) for i in range(num_classes)], "preprocessing": dict(MOBILENET_V2_PREPROCESSING)}

@@ -43,7 +43,7 @@ def colour_stops(kind: str, n: int = 17) -> tuple[str, ...]:
     """``n`` colours of a kind's map from its low end to its high end, as "#rrggbb" (for the colour bar)."""
     table = TABLES[kind]
     idx = np.round(np.linspace(0, 255, n)).astype(int)
-    return tuple("#%02x%02x%02x" % tuple(int(v) for v in table[i]) for i in idx)
+    return tuple("#{:02x}{:02x}{:02x}".format(*(int(v) for v in table[i])) for i in idx)
 
 
 def colourise(m: np.ndarray, kind: str, limits: tuple[float, float]) -> np.ndarray:

@@ -169,8 +169,8 @@ def test_keep_env_times_in_this_process_and_says_the_variables_were_kept(fast, m
 def test_the_child_gets_the_same_arguments():
     args = argparse.Namespace(json="b.json", quick=True, models=["vgg_cifar10", "vgg16"], reps=2, no_memory=True,
                               keep_env=False, data="cifar.zip")
-    assert bench_command.bench_argv(args) == ["--json", "b.json", "--quick", "--models", "vgg_cifar10,vgg16", "--reps", "2",
-                                      "--no-memory", "--data", "cifar.zip"]
+    assert bench_command.bench_argv(args) == ["--json", "b.json", "--quick", "--models", "vgg_cifar10,vgg16",
+                                              "--reps", "2", "--no-memory", "--data", "cifar.zip"]
     assert bench_command.bench_argv(argparse.Namespace(json=None, quick=False)) == []
 
 

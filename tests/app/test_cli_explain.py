@@ -89,7 +89,8 @@ def test_explain_a_chosen_layer_of_the_cat_dog_image(tmp_path, capsys):
     image = tmp_path / "catdog.png"
     Image.fromarray(explain.cat_dog_image()).save(image)
     code, out, _ = run(capsys, "explain", str(image), "--model", "resnet20_cifar10", "--layer", "layer2",
-                       "--method", "guided-gradcam", "--out", str(tmp_path / "f.png"), "--save", str(tmp_path / "m.npz"))
+                       "--method", "guided-gradcam", "--out", str(tmp_path / "f.png"),
+                       "--save", str(tmp_path / "m.npz"))
     assert code == 0 and "layer: layer2 (32x16x32)" in out
     with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
         assert sorted(f.files) == sorted(["gradcam", "gradcam_upsampled", "guided_backprop", "guided_gradcam",
@@ -176,7 +177,8 @@ def test_explain_errors_are_one_line_with_status_2(tmp_path, capsys, vgg_path, c
 
 
 def test_explain_refuses_a_missing_image_and_an_unwritable_output(tmp_path, capsys, vgg_path, cat_path):
-    code, _, err = run(capsys, "explain", str(tmp_path / "none.jpg"), "--model", vgg_path, "--out", str(tmp_path / "x.png"))
+    code, _, err = run(capsys, "explain", str(tmp_path / "none.jpg"), "--model", vgg_path,
+                       "--out", str(tmp_path / "x.png"))
     assert code == 2 and "image file not found" in err
     code, _, err = run(capsys, "explain", cat_path, "--model", vgg_path, "--out", str(tmp_path / "no" / "x.png"))
     assert code == 2 and "does not exist" in err
@@ -186,7 +188,8 @@ def test_demo_writes_the_figure_1_grid_whose_rows_light_up_different_halves(tmp_
     shipped("resnet20_cifar10")
     monkeypatch.setattr(demo, "SAMPLES", (("horse", 0),))            # one single image keeps the test short
     monkeypatch.setattr(demo, "OCCLUSION", {"size": 8, "stride": 8, "fill": 0.0})
-    monkeypatch.setattr(demo, "IMAGENET", "no_imagenet_model")       # the ImageNet figures: tests/models/test_mobilenet_v2.py
+    # the ImageNet figures: tests/models/test_mobilenet_v2.py
+    monkeypatch.setattr(demo, "IMAGENET", "no_imagenet_model")
     monkeypatch.setattr(demo, "ATTRIBUTION_OPTIONS", {"steps": 4, "samples": 2})     # the gallery's wiring only
     made = {}
     save_png = figures.save_png

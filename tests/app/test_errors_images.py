@@ -113,8 +113,8 @@ IMAGE_REFUSALS = [
     Case("broken-image-in-a-dataset", _dataset_with_a_broken_image, ImageError,
          ("dog/1.png: the file is truncated or corrupt",)),
     Case("bomb-over-minicnn-limit", image_file("bomb.png", png_claiming(9000, 9000)), ImageError,
-         ("bomb.png is 9000 wide x 9000 high = 81000000 pixels, over the limit of 64000000 pixels", "decompression bomb",
-          "max_pixels", "minicnn explain --max-pixels N")),
+         ("bomb.png is 9000 wide x 9000 high = 81000000 pixels, over the limit of 64000000 pixels",
+          "decompression bomb", "max_pixels", "minicnn explain --max-pixels N")),
     Case("bomb-carrying-large-xmp", image_file("bomb.png", with_xmp(png_claiming(9000, 9000))), ImageError,
          ("bomb.png is 9000 wide x 9000 high = 81000000 pixels, over the limit of 64000000 pixels",)),
     Case("over-the-max-pixels-flag", _over_max_pixels_flag, ImageError,
@@ -166,7 +166,8 @@ def test_the_network_input_limit_can_be_raised(resnet):
     assert preprocess(strip, resnet.meta["preprocessing"], max_input_pixels=1_100_000).shape == (1, 3, 32, 32000)
     crop = {"mean": [0.5] * 3, "std": [0.5] * 3, "resize": "shorter_then_center_crop", "size": [224, 224],
             "resize_shorter": 256}  # the resize before the crop is bounded too
-    with pytest.raises(InputError, match="would be resized to 2560000 wide x 256 high = 655360000 pixels before its centre crop"):
+    with pytest.raises(InputError,
+                       match="would be resized to 2560000 wide x 256 high = 655360000 pixels before its centre crop"):
         preprocess(np.zeros((1, 10000, 3), np.uint8), crop)
 
 

@@ -340,7 +340,8 @@ def test_demo_replaces_its_own_pngs_only_with_force(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
-    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "imagenet_figures",
+                        lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
     monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
     out = tmp_path / "d" / "e"
     assert run_cli(capsys, "demo", "--out-dir", out)[0] == 0                        # creates its folder
@@ -356,7 +357,8 @@ def test_a_failed_demo_removes_the_folder_it_created(tmp_path, monkeypatch, caps
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
-    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "imagenet_figures",
+                        lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
     monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(Figure, "savefig", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
     code, _, err = run_cli(capsys, "demo", "--out-dir", tmp_path / "new" / "demo")
@@ -403,7 +405,8 @@ def test_demo_pngs_are_written_then_renamed(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
-    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "imagenet_figures",
+                        lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
     monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
     spy = ReplaceSpy(monkeypatch)
     assert cli.main(["demo", "--out-dir", str(tmp_path / "d")]) == 0

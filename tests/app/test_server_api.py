@@ -117,9 +117,10 @@ def test_samples_list_and_files(server):
 @pytest.mark.parametrize("query, method, target, layer", [
     ("", "gradcam", None, None),
     ("model=resnet20_cifar10&target=dog&layer=layer2", "gradcam", "dog", "layer2"),
-    ("model=vgg_cifar10&method=guided-gradcam,saliency,counterfactual&target=3", "guided-gradcam,saliency,counterfactual",
-     3, None),
-    ("model=vgg_cifar10&method=all&target=cat&layer=features.2", "all", "cat", "features.2"),   # 32 maps: Score-CAM cheap
+    ("model=vgg_cifar10&method=guided-gradcam,saliency,counterfactual&target=3",
+     "guided-gradcam,saliency,counterfactual", 3, None),
+    # 32 maps: Score-CAM cheap
+    ("model=vgg_cifar10&method=all&target=cat&layer=features.2", "all", "cat", "features.2"),
 ])
 def test_explain_returns_the_maps_minicnn_explain_saves(server, cat_dog_png, query, method, target, layer):
     status, body = explain(server, cat_dog_png, query)

@@ -22,8 +22,8 @@ from minicnn.inputs.samples import sample_images
 
 
 def test_serve_prints_its_address_first_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "minicnn.commands.cli", "serve", "--port", "0", "--quiet"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "minicnn.commands.cli", "serve", "--port", "0", "--quiet"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()
         m = re.fullmatch(r"minicnn serving on (http://127\.0\.0\.1:(\d+)/)\n", first)

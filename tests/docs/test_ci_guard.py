@@ -74,7 +74,8 @@ def test_a_failing_test_fails_the_guard(tmp_path):
 
 
 def test_no_skips_fails_a_stage_that_skipped_a_test(tmp_path):
-    (tmp_path / "test_ok.py").write_text(PASSING + "\n\ndef test_skipped():\n    import pytest\n    pytest.skip('no')\n")
+    (tmp_path / "test_ok.py").write_text(PASSING + "\n\ndef test_skipped():\n"
+                                         "    import pytest\n    pytest.skip('no')\n")
     assert run_guard(tmp_path).returncode == 0
     done = run_guard(tmp_path, "--no-skips")
     assert done.returncode == 1
@@ -107,7 +108,8 @@ def test_ci_runs_the_readme_command_under_the_guard():
 
 
 def test_ci_then_runs_the_torch_tests_with_exactly_the_pinned_cpu_torch():
-    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 .ci/guard.py")]
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+             if line.startswith("python3 .ci/guard.py")]
     assert len(lines) == 2 and "pytest -q'" in lines[0]                 # the README's command comes first
     torch_stage = lines[1]
     assert torch_stage.startswith("python3 .ci/guard.py --no-skips -- ")

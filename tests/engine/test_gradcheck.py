@@ -93,7 +93,8 @@ def test_check_model_also_uses_a_random_upstream_gradient(rng):
     # The same wrong layer inside a model: a constant gradient on the logits would reach it constant.
     def conv_then_flatten(cls):
         conv = random_conv_cls(cls, np.random.default_rng(7))
-        return Model(Sequential([("conv", conv), ("flatten", Flatten())]), {"name": cls.__name__, "input_size": [2, 4, 4]})
+        return Model(Sequential([("conv", conv), ("flatten", Flatten())]),
+                     {"name": cls.__name__, "input_size": [2, 4, 4]})
 
     x = rng.standard_normal((1, 2, 4, 4))
     assert check_model(conv_then_flatten(Conv2d), x, params=False)["x"] < 1e-8

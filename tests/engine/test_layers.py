@@ -148,7 +148,8 @@ def test_maxpool_fast_path_equals_reference(case, with_ties):
     out = maxpool2d_forward(x, *hyper)
     np.testing.assert_array_equal(out, maxpool2d_forward_reference(x, *hyper))
     dout = rng.standard_normal(out.shape)
-    assert relative_error(maxpool2d_backward(dout, x, out, *hyper), maxpool2d_backward_reference(dout, x, *hyper)) < SAME
+    assert relative_error(maxpool2d_backward(dout, x, out, *hyper),
+                          maxpool2d_backward_reference(dout, x, *hyper)) < SAME
 
 
 def test_maxpool_ties_go_to_the_first_maximum_like_pytorch():

@@ -46,7 +46,8 @@ def test_an_all_zero_map_says_so_on_its_panel_and_gets_no_colour_and_no_colour_b
 
 def test_a_counterfactual_map_far_below_y_c_says_tiny_scale_and_one_near_it_says_nothing():
     tiny = Explanation(method="counterfactual", map=np.array([[[0.0, 2e-3], [1e-3, 0.0]]]), targets=np.array([1]),
-                       scores=np.array([4.0]), logits=np.array([[0.5, 4.0]]), layer="features", classes=["cat", "magpie"])
+                       scores=np.array([4.0]), logits=np.array([[0.5, 4.0]]), layer="features",
+                       classes=["cat", "magpie"])
     words = texts(figure_of(tiny))
     assert ("tiny scale: largest value = 0.0005 of y^c (almost no evidence against 'magpie' at features)" in words)
     assert figures.panel_remark(Explanation(**{**tiny.__dict__, "map": tiny.map * 100})) == ""   # 0.05 of y^c

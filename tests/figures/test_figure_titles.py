@@ -102,7 +102,8 @@ def test_explain_titles_show_p_and_the_options_that_change_a_map(rng):
     assert by_method["integrated-gradients"].splitlines()[-1] == "steps=256, baseline=blur"
     assert by_method["smoothgrad"].splitlines()[-1] == "base=input-x-gradient, samples=4"
     assert "batch_size" not in by_method["scorecam"] and "epsilon" not in by_method["saliency"]
-    assert by_method["saliency"].count("\n") == 1 and by_method["scorecam"].splitlines()[1].endswith(" · small · features.4")
+    assert by_method["saliency"].count("\n") == 1
+    assert by_method["scorecam"].splitlines()[1].endswith(" · small · features.4")
     assert fig.get_suptitle() == f"small: explaining 'tabby' (class 0, p={p:.2f}, y=2.00)"
 
 

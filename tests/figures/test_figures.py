@@ -62,7 +62,8 @@ def test_method_panels_resize_maps_to_the_picture(rng):
     assert p.kind == "heat" and p.data.shape == (16, 16)
     z = cam.logits[0].astype(np.float64)
     prob = np.exp(z[cam.targets[0]]) / np.exp(z).sum()                 # p = softmax(y)^c, by hand
-    assert p.title == f"Grad-CAM: {cam.target_names[0]!r}\np={prob:.2f}, y={float(cam.scores[0]):.2f} · small · {cam.layer}"
+    assert p.title == (f"Grad-CAM: {cam.target_names[0]!r}\n"
+                       f"p={prob:.2f}, y={float(cam.scores[0]):.2f} · small · {cam.layer}")
     assert figures.method_panel(explain.saliency(model, x), picture).data.shape == (16, 16)
     assert figures.method_panel(explain.occlusion(model, x, size=2), picture).kind == "signed"
     assert figures.method_panel(explain.guided_backprop(model, x), picture).kind == "gradient"

@@ -130,14 +130,16 @@ def random_argv(rng: random.Random, folder: Path, pool: list[bytes], image: str)
     path = lambda: weird_paths(rng, folder, pool)  # noqa: E731
     num = lambda: rng.choice(NUMBERS)              # noqa: E731
     model = ["--model", rng.choice(["resnet20_cifar10", "resnet20_cifar10", "bogus"]) if rng.random() < 0.8 else path()]
-    cmd = rng.choice(["explain"] * 6 + ["image"] * 6 + ["evaluate", "layers", "convert", "sanity", "scorecard", "bench"])
+    cmd = rng.choice(["explain"] * 6 + ["image"] * 6
+                     + ["evaluate", "layers", "convert", "sanity", "scorecard", "bench"])
     if cmd == "image":                                     # a mutated image under an image's name
         name = folder / f"m{rng.randrange(10**9)}{rng.choice(['.png', '.jpg', '.tif', '.gif', '.webp', '.bmp'])}"
         data = pool[rng.randrange(len(pool))]
         for _ in range(rng.randint(1, 3)):
             data = mutate(data, rng)
         name.write_bytes(data)
-        return ["explain", str(name), "--model", "resnet20_cifar10", "--out", str(folder / f"o{rng.randrange(10**9)}.png")]
+        return ["explain", str(name), "--model", "resnet20_cifar10",
+                "--out", str(folder / f"o{rng.randrange(10**9)}.png")]
     if cmd == "explain":
         argv = ["explain", image if rng.random() < 0.5 else path(), *model, "--method", rng.choice(METHODS)]
         for flag in rng.sample(["--seed", "--samples", "--noise-level", "--epsilon", "--gamma", "--steps", "--top",

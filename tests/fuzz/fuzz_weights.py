@@ -66,7 +66,7 @@ def base_files(folder: Path) -> dict[str, Path]:
             "quantised": weights.save(model, Path(folder) / "quantised.npz", force=True, quantized=quantized)}
 
 
-# ---------------------------------------------------------------- mutations: (rng, members, meta) -> (members, meta, what)
+# ------------------------------------------------------- mutations: (rng, members, meta) -> (members, meta, what)
 
 def _pick(rng, seq):
     return seq[int(rng.integers(len(seq)))]
@@ -153,7 +153,8 @@ def member_structure(rng, items, meta):
     elif kind == "drop":
         items.pop(i)
     elif kind == "junk":
-        items.append((_pick(rng, ["junk.npy", "junk", "a/b.npy", "dir/", "__meta__", "x.weight.npy"]), bytes(rng.bytes(40))))
+        items.append((_pick(rng, ["junk.npy", "junk", "a/b.npy", "dir/", "__meta__", "x.weight.npy"]),
+                      bytes(rng.bytes(40))))
     elif kind == "rename":
         items[i] = (_pick(rng, [name[:-4], name + ".npy", name.upper(), "../" + name, ""]) or "x", data)
     elif kind == "cut":
@@ -202,7 +203,8 @@ def _zip_bytes(rng, raw: bytes) -> tuple[bytes, str]:
     if kind == "cut":
         return bytes(data[: int(rng.integers(len(data)))]), "zip cut"
     for _ in range(int(rng.integers(1, 8))):
-        at = len(data) - 1 - int(rng.integers(min(len(data), 2000))) if kind == "flip-tail" else int(rng.integers(len(data)))
+        at = (len(data) - 1 - int(rng.integers(min(len(data), 2000))) if kind == "flip-tail"
+              else int(rng.integers(len(data))))
         if kind == "splice":
             data[at:at + 16] = rng.bytes(16)
         else:

@@ -179,8 +179,8 @@ def test_a_closed_pipe_keeps_sigpipe_status():
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        run = subprocess.run([sys.executable, "-m", "minicnn.commands.cli", "models"], stdout=write_end, stderr=subprocess.PIPE,
-                             text=True, cwd=REPO, timeout=60)
+        run = subprocess.run([sys.executable, "-m", "minicnn.commands.cli", "models"], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60)
     finally:
         os.close(write_end)
     assert run.returncode == 141 and run.stderr == ""
@@ -327,7 +327,8 @@ def test_read_regular_file_bounds_and_names(tmp_path):
             call()
 
 
-@pytest.mark.parametrize("kwargs, words", [({"steps": 0}, "steps"), ({"steps": 10**6}, "steps"), ({"batch": 0}, "batch"),
+@pytest.mark.parametrize("kwargs, words", [({"steps": 0}, "steps"), ({"steps": 10**6}, "steps"),
+                                           ({"batch": 0}, "batch"),
                                            ({"chunk": -1}, "chunk"), ({"examples": -1}, "examples"),
                                            ({"seed": -1}, "seed")])
 def test_scorecard_and_sanity_counts_are_checked_before_work(model_and_x, kwargs, words):

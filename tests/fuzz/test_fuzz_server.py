@@ -324,7 +324,7 @@ def test_300_unfinished_headers_neither_pile_up_threads_nor_delay_a_normal_reque
         before = thread_count()
         sockets = []
         try:
-            for i in range(300):
+            for _ in range(300):
                 s = connect(server, timeout=10)
                 s.sendall(b"POST /api/explain HTTP/1.1\r\nHost: localhost\r\nX-Half: ")
                 sockets.append(s)

@@ -622,7 +622,8 @@ def test_demo_failing_on_its_second_png_keeps_both_previous_files(tmp_path, monk
     monkeypatch.setattr(demo, "figure1", lambda vgg, resnet: (Figure(figsize=(1, 1)), []))
     monkeypatch.setattr(demo, "samples_figure", lambda vgg, resnet: Figure(figsize=(1, 1)))
     monkeypatch.setattr(demo, "cam_gallery", lambda resnet: Figure(figsize=(1, 1)))
-    monkeypatch.setattr(demo, "imagenet_figures", lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
+    monkeypatch.setattr(demo, "imagenet_figures",
+                        lambda model: ((Figure(figsize=(1, 1)), []), (Figure(figsize=(1, 1)), [])))
     monkeypatch.setattr(demo, "attribution_gallery", lambda resnet: Figure(figsize=(1, 1)))
     real, calls = Figure.savefig, []
 

@@ -48,7 +48,8 @@ def meta_of(items) -> dict:
 
 
 def meta_bytes(meta: dict) -> bytes:
-    return npy(np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8))   # json.dumps: NaN allowed, as a hostile writer may
+    # json.dumps: NaN allowed, as a hostile writer may
+    return npy(np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8))
 
 
 def with_meta(items, meta: dict):

@@ -60,7 +60,8 @@ def test_resnet20_state_dict_with_prefix_and_counters(x32):
 
 @pytest.mark.parametrize("arch,build", [
     ("vgg_cifar", lambda **kw: zoo.vgg_cifar(**kw)),
-    ("vgg11_bn", lambda **kw: zoo.vgg(SMALL_CFG, batch_norm=True, hidden=(32, 32), num_classes=10, name="vgg11_bn", **kw)),
+    ("vgg11_bn", lambda **kw: zoo.vgg(SMALL_CFG, batch_norm=True, hidden=(32, 32), num_classes=10, name="vgg11_bn",
+                                      **kw)),
 ])
 def test_folding_batchnorm_keeps_the_function(arch, build, x32):
     ref = build()

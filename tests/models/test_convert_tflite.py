@@ -67,7 +67,8 @@ class GraphMaker:
         options = dict(padding=padding, stride=(stride, stride), dilation=(1, 1), activation=act)
         if depthwise:
             options["depth_multiplier"] = multiplier
-        return self.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [self.current, wt, b], (1, ho, wo, f), **options)
+        return self.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [self.current, wt, b], (1, ho, wo, f),
+                       **options)
 
     def graph(self):
         return Graph(self.tensors, self.ops, self.inputs, [self.current])

@@ -103,7 +103,8 @@ def test_unknown_name_and_existing_output(tmp_path, small_entry):
 
 
 def test_fetch_wrong_hash_from_a_mirror(server, tmp_path, small_entry, capsys, monkeypatch):
-    monkeypatch.setattr("minicnn.models.convert.pytorch.import_torch", lambda: None)   # the hash is checked before torch is used
+    # the hash is checked before torch is used
+    monkeypatch.setattr("minicnn.models.convert.pytorch.import_torch", lambda: None)
     argv = ["fetch", "vgg11_wrong", "--url", f"{server}/vgg11_small.pth", "--out", str(tmp_path / "v.npz")]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]

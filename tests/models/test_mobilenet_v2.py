@@ -71,7 +71,8 @@ def test_dequantised_at_load(model):
     entry = meta["quantization"]["features.2.conv.1.0.weight"]
     w = model.state_dict()["features.2.conv.1.0.weight"]
     assert w.dtype == np.float32 and w.shape == (96, 1, 3, 3)
-    expected = (np.float64(np.float32(entry["scale"])) * (q.astype(np.float64) - entry["zero_point"])).astype(np.float32)
+    expected = (np.float64(np.float32(entry["scale"]))
+                * (q.astype(np.float64) - entry["zero_point"])).astype(np.float32)
     assert np.array_equal(w, expected)
 
 
@@ -198,7 +199,8 @@ def test_explain_a_photo_on_the_command_line(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "1. Italian greyhound" in text and "2. Boston bull " in text    # the table: each class's first synonym
     assert "Boston terrier" not in text
-    assert "layer: features (1280x7x7)" in text and "image: 512 wide x 430 high -> network input: 224 wide x 224 high" in text
+    assert "layer: features (1280x7x7)" in text
+    assert "image: 512 wide x 430 high -> network input: 224 wide x 224 high" in text
     assert out.stat().st_size > 10_000
     with np.load(tmp_path / "maps.npz") as z:
         assert z["gradcam"].shape == (7, 7) and str(z["target_name"]) == "Italian greyhound"

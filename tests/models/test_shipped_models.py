@@ -16,7 +16,7 @@ def test_the_checkout_ships_every_model_and_its_files():
     assert shipped.weights_dir().resolve() == WEIGHTS.resolve()
     manifest = json.loads((WEIGHTS / "manifest.json").read_text())
     assert sorted(manifest["models"]) == ["mobilenet_v2", "resnet20_cifar10", "vgg_cifar10"] == shipped.shipped_models()
-    for name, entry in manifest["models"].items():
+    for _name, entry in manifest["models"].items():
         path = WEIGHTS / entry["file"]
         assert path.is_file(), f"{path} is missing from the checkout"
         assert shipped.sha256_file(path) == entry["sha256"], f"{path} differs from the manifest"
@@ -26,7 +26,8 @@ def test_vgg_cifar10_is_only_conv_relu_pool_flatten_dense_dropout(capsys):
     model = minicnn.load("vgg_cifar10")
     kinds = {type(m).__name__ for _, m in model.layers()}
     assert kinds == {"Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "Dropout"}
-    assert all(isinstance(m, Sequential) for name, m in model.root.named_modules() if name in ("features", "classifier"))
+    assert all(isinstance(m, Sequential) for name, m in model.root.named_modules()
+               if name in ("features", "classifier"))
     assert cli.main(["layers", "--model", "vgg_cifar10"]) == 0
     table = capsys.readouterr().out
     assert "BatchNorm" not in table and "features.19" in table and "814,122 parameters" in table

@@ -202,7 +202,8 @@ def build_for(arch: str, state: dict, *, fold_bn: bool = False) -> Model:
     has_bn = any(k.endswith(".running_mean") for k in state)
     if arch == "vgg_cifar":
         _check_bn(arch, has_bn, has_bn, fold_bn)
-        return vgg_cifar(batch_norm=has_bn, fold_bn=fold_bn, num_classes=_shape(state, "classifier.3.weight", default=10))
+        return vgg_cifar(batch_norm=has_bn, fold_bn=fold_bn,
+                         num_classes=_shape(state, "classifier.3.weight", default=10))
     base, bn = arch.removesuffix("_bn"), arch.endswith("_bn")
     _check_bn(arch, bn, has_bn, fold_bn)
     cfg, index = [], 0

@@ -195,7 +195,8 @@ class _Builder:
         return Sequential(children)
 
     def block(self, ops: list, name: str, where: str) -> InvertedResidual | None:
-        """The InvertedResidual for ``ops`` ([expand], depthwise, project, [ADD]), its arrays stored; None if it is not one."""
+        """The InvertedResidual for ``ops`` ([expand], depthwise, project, [ADD]), its arrays stored; None if it
+        is not one."""
         convs = [o for o in ops if o.kind != "ADD"]
         expand = len(convs) == 3
         c_in, c_out = self.shape(convs[0].inputs[0])[3], self.shape(convs[-1].outputs[0])[3]

@@ -219,15 +219,19 @@ def check_graph(graph: Graph, where: str = "the model") -> None:
             raise WeightsError(f"{where}: tensor {t.name!r}: quantization has {n} scales, "
                                f"{len(t.zero_point or [])} zero points and axis {t.axis!r} for shape {t.shape}")
         if not all(isinstance(s, float) and np.isfinite(s) and s > 0 for s in t.scale):
-            raise WeightsError(f"{where}: tensor {t.name!r}: quantization scale must be positive and finite; got "
-                               f"{next(s for s in t.scale if not (isinstance(s, float) and np.isfinite(s) and s > 0))!r}")
+            raise WeightsError(
+                f"{where}: tensor {t.name!r}: quantization scale must be positive and finite; got "
+                f"{next(s for s in t.scale if not (isinstance(s, float) and np.isfinite(s) and s > 0))!r}")
         lo, hi = _DTYPE_RANGES.get(t.dtype, (-2 ** 31, 2 ** 31 - 1))
         for z in t.zero_point:
             if not (isinstance(z, (int, np.integer)) and not isinstance(z, bool) and lo <= z <= hi):
                 raise WeightsError(f"{where}: tensor {t.name!r}: quantization zero_point must be an integer in "
                                    f"{lo}..{hi} ({t.dtype}); got {z!r:.40}")
     count = len(graph.tensors)
-    valid = lambda i: isinstance(i, (int, np.integer)) and 0 <= i < count
+
+    def valid(i):
+        return isinstance(i, (int, np.integer)) and 0 <= i < count
+
     for i, op in enumerate(graph.operators):
         what = f"{where}: operator {i} ({op.kind})"
         if not op.inputs or not op.outputs or not all(valid(k) or k == -1 for k in op.inputs) \
@@ -244,7 +248,8 @@ def check_graph(graph: Graph, where: str = "the model") -> None:
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             if len(op.inputs) < 2 or not valid(op.inputs[1]):
                 raise WeightsError(f"{what}: has no weights tensor")
-            for role, k, rank in (("input", op.inputs[0], 4), ("weights", op.inputs[1], 4), ("output", op.outputs[0], 4)):
+            for role, k, rank in (("input", op.inputs[0], 4), ("weights", op.inputs[1], 4),
+                                  ("output", op.outputs[0], 4)):
                 if len(graph.tensors[k].shape) != rank:
                     raise WeightsError(f"{what}: its {role} tensor {graph.tensors[k].name!r} has shape "
                                        f"{graph.tensors[k].shape}, not {rank}-D")
