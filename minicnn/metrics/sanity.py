@@ -106,7 +106,8 @@ class Sanity:
                 out.append("|" + "---|" * (len(cols) + 1))
                 for key, means in rows.items():
                     cells = ("n/a" for _ in cols) if means is None else (f"{means[s][c]:.2f}" for c in cols)
-                    out.append(f"| {self.titles[key]} | " + " | ".join(cells) + " |")
+                    title = self.titles[key].replace("|", "\\|")   # a bar in a title is no cell
+                    out.append(f"| {title} | " + " | ".join(cells) + " |")
                 out.append("")
         out += [f"- {self.titles[k]}: not applicable: {why}" for k, why in self.skipped.items()]
         return "\n".join(out).rstrip()

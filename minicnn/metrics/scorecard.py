@@ -151,7 +151,7 @@ class Scorecard:
         lines = [head, "|" + "---|" * (len(metrics) + 1)]
         unknown = False                                # a mean of one value: no interval
         for key in [*self.methods, *BASELINES]:
-            title = self.titles[key]
+            title = self.titles[key].replace("|", "\\|")      # a bar in a title ("Saliency |dy/dx|") is no cell
             if key in self.skipped:
                 lines.append(f"| {title} | " + " | ".join("n/a" for _ in metrics) + " |")
                 continue
