@@ -19,7 +19,7 @@ __version__ = "0.2.0"
 
 def load(name_or_path) -> Model:
     """A Model from a shipped model name (see ``minicnn models``) or a converted weights file."""
-    from .models.weights import load as _load
+    from .models.weights import load as _load  # lazy: zipfile, json, hashlib slow `import minicnn`
     return _load(name_or_path)
 
 

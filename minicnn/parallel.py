@@ -50,7 +50,7 @@ def _blas():
         with _LOCK:
             if _BLAS is None:
                 try:
-                    from threadpoolctl import ThreadpoolController
+                    from threadpoolctl import ThreadpoolController  # lazy: optional, slows `import minicnn`
                     _BLAS = ThreadpoolController().select(user_api="blas")
                 except Exception:        # not installed, or no BLAS it can see: run in this thread
                     _BLAS = False

@@ -10,6 +10,10 @@ command imports another (``commands/cli.py`` assembles them all). ``minicnn/__in
 public façade (``minicnn.load``, ...): it may import from any layer, and nothing inside the
 package imports it, except ``__version__``.
 
+A function-local import says why it is not at the top, in a trailing comment (``# lazy: torch is
+optional``, ``# lazy: matplotlib slows `minicnn --help```, ``# lazy: as above``): lazy imports stay only
+where they buy start-up time or keep a dependency optional.
+
 No module of the package is over 450 lines unless its docstring says why ("over 450 lines
 because ..."): a long module is split along what it does.
 """
@@ -251,3 +255,38 @@ def test_no_module_is_long_without_a_stated_reason():
 def test_the_length_rule_fails_on_a_planted_long_module(tmp_path, docstring, lines, expected):
     package = _plant(tmp_path, {"__init__.py": "", "big.py": docstring + "x = 1\n" * lines})
     assert long_modules(package) == expected
+
+
+def unexplained_local_imports(package: Path = PACKAGE) -> list[str]:
+    """Every import inside a function of ``package`` whose last line carries no trailing comment."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for func in ast.walk(ast.parse(text)):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and "#" not in lines[node.end_lineno - 1]:
+                    found.append(f"{path.relative_to(package.parent).as_posix()}:{node.lineno}: "
+                                 f"{lines[node.lineno - 1].strip()}")
+    return sorted(set(found))
+
+
+def test_every_function_local_import_says_why():
+    unexplained = unexplained_local_imports()
+    assert not unexplained, ("a function-local import without a trailing comment: move it to the top, or say "
+                             "what laziness buys ('# lazy: torch is optional'):\n" + "\n".join(unexplained))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("import os\n\n\ndef f():\n    return os.sep\n", []),
+    ("def f():\n    import torch  # lazy: torch is optional\n", []),
+    ("def f():\n    import torch\n", ["minicnn/m.py:2: import torch"]),
+    ("class C:\n    def f(self):\n        from .x import y\n", ["minicnn/m.py:3: from .x import y"]),
+    ("def f():\n    from .x import (a,\n                    b)  # lazy: as above\n", []),
+    ("def f():\n    # lazy: a comment above does not count\n    import torch\n",
+     ["minicnn/m.py:3: import torch"]),
+])
+def test_the_lazy_import_rule_fails_on_a_planted_case(tmp_path, text, expected):
+    assert unexplained_local_imports(_plant(tmp_path, {"__init__.py": "", "m.py": text})) == expected

@@ -9,6 +9,10 @@ import numpy as np
 
 from .. import explain
 from ..explain import default_layer
+from ..inputs.datasets import open_dataset
+from ..models.evaluate import evaluate as run
+from ..models.weights import load
+from ..models.zoo import ARCHITECTURES, build_architecture
 
 #: The shipped CIFAR-10 models the bench looks for.
 CIFAR_MODELS = ("resnet20_cifar10", "vgg_cifar10")
@@ -54,11 +58,9 @@ def make_case(name: str, data: str | None = None) -> Case:
     test set); larger ones on the first four.
     MinicnnError if the name is neither.
     """
-    from ..models.zoo import ARCHITECTURES, build_architecture
     if name in ARCHITECTURES:
         model = build_architecture(name)
     else:
-        from ..models.weights import load
         model = load(name)
     rng = np.random.default_rng(0)
     c, h, w = model.input_size or (3, 32, 32)
@@ -93,8 +95,6 @@ def minicnn_operations(case: Case) -> dict[str, Callable[[], np.ndarray]]:
             return model.backward(onehot)
 
         def evaluate():
-            from ..inputs.datasets import open_dataset
-            from ..models.evaluate import evaluate as run
             return np.array([run(model, open_dataset(case.data), EVALUATE_BATCH).correct])
 
         ops.update({"batch64": lambda: model.forward(b64, keep=False),

@@ -26,7 +26,7 @@ def say(message: str) -> None:
 def blas_info() -> dict:
     """NumPy's BLAS as threadpoolctl reports it: library, version, kernel, threads."""
     try:
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import threadpool_info  # lazy: threadpoolctl is optional here
     except ImportError:
         return {"library": "unknown (threadpoolctl not installed)", "threads": os.cpu_count() or 1}
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
@@ -58,7 +58,7 @@ def _load() -> float | None:
 def import_torch():
     """torch, or None when it is not installed."""
     try:
-        import torch
+        import torch  # lazy: torch is optional
     except ImportError:
         return None
     return torch

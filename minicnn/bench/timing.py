@@ -97,7 +97,7 @@ def probe(case_name: str, operation: str, side: str, data: str | None = None) ->
     fn()
     peak = _status_kib("VmHWM")
     if peak is None:
-        import resource
+        import resource  # lazy: resource is Unix-only
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"peak_mib": peak / 1024, "op_mib": (peak - (before or 0)) / 1024, "method": method}
 

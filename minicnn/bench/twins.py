@@ -3,12 +3,16 @@ and the same operations written in PyTorch (Grad-CAM, guided backprop, ...), for
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
+from PIL import Image
 
 from ..errors import MinicnnError
 from ..explain.occlusion import offsets
+from ..inputs.datasets import open_dataset
+from ..models.evaluate import label_map
 from .cases import EVALUATE_BATCH, MASKED_BATCH_ELEMENTS, Case
 
 
@@ -90,7 +94,6 @@ def torch_twin(model, torch):
     class InvertedResidual(nn.Module):
         def __init__(self, in_channels, out_channels, stride=1, expand_ratio=6, padding="symmetric"):
             super().__init__()
-            from collections import OrderedDict
             hidden = in_channels * expand_ratio
 
             def conv_relu6(c_in, c_out, k, s=1, groups=1):
@@ -110,7 +113,6 @@ def torch_twin(model, torch):
     def build(spec):
         kind, kw = spec["type"], {k: v for k, v in spec.items() if k != "type"}
         if kind == "Sequential":
-            from collections import OrderedDict
             return nn.Sequential(OrderedDict((name, build(child)) for name, child in kw["children"]))
         simple = {"Conv2d": nn.Conv2d, "MaxPool2d": nn.MaxPool2d, "AvgPool2d": nn.AvgPool2d,
                   "AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d, "Linear": nn.Linear, "Dropout": nn.Dropout,
@@ -248,10 +250,7 @@ def torch_operations(case: Case, twin, torch, only: str | None = None) -> dict[s
 def torch_evaluate(case: Case, twin, torch) -> Callable[[], np.ndarray]:
     """A PyTorch loop over the test set's images, decoded here (untimed, and resized as the model's
     preprocessing says), 200 at a time: scale, normalise, channels first, classify, count the correct top-1."""
-    from PIL import Image
 
-    from ..inputs.datasets import open_dataset
-    from ..models.evaluate import label_map
     dataset = open_dataset(case.data)
     prep = case.model.meta["preprocessing"]
     to_model = torch.from_numpy(label_map(case.model.classes, dataset.classes))

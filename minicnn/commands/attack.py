@@ -17,7 +17,13 @@ import io
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from ..errors import InputError
+from ..explain.run import top_predictions
+from ..inputs.images import DEFAULT_MAX_PIXELS, load_image
+from ..inputs.preprocess import preprocess
+from ..util.progress import Progress
 from .options import add_force_option, positive_int
 
 NAME = "attack"
@@ -41,29 +47,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save", default=None, help="the raw arrays to write (a file name ending .npz)")
     p.add_argument("--top", type=positive_int, default=3, help="how many top classes to print before and after")
     add_force_option(p)
-    from ..inputs.images import DEFAULT_MAX_PIXELS
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                    help="refuse image files of more pixels than this, before decoding")
 
 
 def predictions(model, logits: np.ndarray, top: int) -> str:
-    from ..explain.run import top_predictions
     return "  ".join(f"{name.split(',')[0]} p={p:.3f} y={y:.2f}" for _, name, p, y in
                      top_predictions(model, logits, top))
 
 
 def run(args) -> int:
-    from PIL import Image
-
-    from ..errors import InputError
-    from ..inputs.images import load_image
-    from ..inputs.preprocess import preprocess
-    from ..models.weights import load, locate
-    from ..synthesis import adversarial
-    from ..synthesis.objectives import class_of
-    from ..synthesis.visualise import normalisation
-    from ..util.atomic import Outputs
-    from ..util.progress import Progress
+    from ..models.weights import load, locate  # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..synthesis import adversarial  # lazy: keeps `minicnn --help` fast
+    from ..synthesis.objectives import class_of  # lazy: as above
+    from ..synthesis.visualise import normalisation  # lazy: as above
+    from ..util.atomic import Outputs  # lazy: as above
 
     epsilon = adversarial.parse_epsilon(args.epsilon)
     if args.steps > adversarial.MAX_STEPS:

@@ -71,13 +71,12 @@ def check_model_names(names) -> None:
 
 
 def run(args) -> int:
-    # lazy, all: the bench (statistics, decimal), the datasets (tarfile) and Outputs slow `minicnn --help`
-    from ..bench import timing
-    from ..bench.cases import CIFAR_MODELS
-    from ..bench.machine import _DROPPED, SLOW_BLAS_VARIABLES, say
-    from ..bench.report import table, to_json
-    from ..inputs.datasets import open_dataset
-    from ..util.atomic import Outputs
+    from ..bench import timing  # lazy: the bench (statistics, decimal) slows `minicnn --help`
+    from ..bench.cases import CIFAR_MODELS  # lazy: as above
+    from ..bench.machine import _DROPPED, SLOW_BLAS_VARIABLES, say  # lazy: as above
+    from ..bench.report import table, to_json  # lazy: as above
+    from ..inputs.datasets import open_dataset  # lazy: tarfile, zipfile slow `minicnn --help`
+    from ..util.atomic import Outputs  # lazy: keeps `minicnn --help` fast
     outputs = Outputs(force=getattr(args, "force", False))  # every command's overwrite rule
     if getattr(args, "models", None) is not None:
         check_model_names(args.models)

@@ -58,11 +58,10 @@ def read_meta_argument(text) -> dict:
 
 def run(args) -> int:
     """``minicnn convert CHECKPOINT --arch NAME --out FILE [--fold-bn] [--name] [--meta] [--force]``."""
-    # lazy, all four: the converters and the weights format (zipfile, hashlib) slow `minicnn --help`
-    from ..models.convert.pytorch import SUPPORTED, convert_checkpoint
-    from ..models.convert.tflite import read_labels
-    from ..models.weights import save, sha256_file
-    from ..util.atomic import Outputs
+    from ..models.convert.pytorch import SUPPORTED, convert_checkpoint  # lazy: the converters slow `minicnn --help`
+    from ..models.convert.tflite import read_labels  # lazy: as above
+    from ..models.weights import save, sha256_file  # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..util.atomic import Outputs  # lazy: keeps `minicnn --help` fast
     outputs = Outputs(force=args.force)               # the overwrite rule of every command; refuse before the slow part
     outputs.input(args.checkpoint, "CHECKPOINT")
     out = outputs.output(args.out, "--out")

@@ -19,7 +19,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from ..errors import InputError
+from ..util.progress import Progress
 from .options import add_force_option, positive_int
 
 NAME = "visualize"
@@ -52,20 +55,17 @@ def slug(text: str) -> str:
 
 def png_bytes(image_hwc: np.ndarray) -> bytes:
     """(H, W, 3) floats in [0, 1] as an 8-bit RGB PNG (lossless at 8 bits)."""
-    from PIL import Image
     buf = io.BytesIO()
     Image.fromarray(np.round(np.clip(image_hwc, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
 
 
 def run(args) -> int:
-    from ..errors import InputError
-    from ..models.weights import load, locate
-    from ..synthesis import ClassScore, LayerObjective, visualise
-    from ..synthesis.objectives import class_of
-    from ..synthesis.visualise import check_steps
-    from ..util.atomic import Outputs
-    from ..util.progress import Progress
+    from ..models.weights import load, locate  # lazy: zipfile, json, hashlib slow `minicnn --help`
+    from ..synthesis import ClassScore, LayerObjective, visualise  # lazy: keeps `minicnn --help` fast
+    from ..synthesis.objectives import class_of  # lazy: as above
+    from ..synthesis.visualise import check_steps  # lazy: as above
+    from ..util.atomic import Outputs  # lazy: as above
 
     if (args.target is None) == (args.layer is None):
         raise InputError("give either --class, or --layer with --channel")

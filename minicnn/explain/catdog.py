@@ -13,6 +13,11 @@ photo of Chelsea the cat (its central square) beside the Boston terrier of
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
+
+from ..inputs.images import load_image
+from ..inputs.preprocess import side_by_side
+from ..inputs.samples import data_path, load_sample
 
 #: (class, index into the shipped test images of that class) for the left and right halves.
 CAT_DOG = (("cat", 18), ("dog", 1))
@@ -20,8 +25,6 @@ CAT_DOG = (("cat", 18), ("dog", 1))
 
 def cat_dog_image() -> np.ndarray:
     """(32, 64, 3) uint8: shipped cat CAT_DOG[0] on the left, dog CAT_DOG[1] on the right."""
-    from ..inputs.preprocess import side_by_side
-    from ..inputs.samples import load_sample
     (cat, i), (dog, j) = CAT_DOG
     return side_by_side(load_sample(cat, i), load_sample(dog, j))
 
@@ -32,11 +35,7 @@ BOSTON_TERRIER_BOX = (290, 150, 512, 372)
 
 def imagenet_cat_dog_image(size: int = 224) -> np.ndarray:
     """(size, 2*size, 3) uint8: Chelsea's central square | the Boston terrier of pets.jpg, bicubic to size x size."""
-    from PIL import Image
 
-    from ..inputs.images import load_image
-    from ..inputs.preprocess import side_by_side
-    from ..inputs.samples import data_path
     cat = load_image(data_path("images", "chelsea.png"))
     h, w = cat.shape[:2]
     side = min(h, w)

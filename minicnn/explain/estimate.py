@@ -30,8 +30,11 @@ import time
 
 import numpy as np
 
+from ..layers import Linear
 from . import registry
+from .fullgrad import layer_bias
 from .occlusion import offsets
+from .target import default_layer
 
 #: Forwards per LRP backward (the registry's costs: 2 forward per layer, 3 and 5 per convolution).
 LRP_FORWARDS = {"lrp-epsilon": 2, "lrp-epsilon-plus": 3, "lrp-epsilon-gamma-box": 5}
@@ -119,22 +122,18 @@ def passes(method: str, model, hw: tuple[int, int], layer: str | None = None, op
 
 def fullgrad_channels(model) -> int:
     """The channels of every bias term FullGrad upsamples to the input size (convolutions and batch norms)."""
-    from ..layers import Linear
-    from .fullgrad import layer_bias
     return sum(int(b.size) for _, layer_ in model.layers()
                if not isinstance(layer_, Linear) and (b := layer_bias(layer_, np.float32)) is not None)
 
 
 def layer_channels(model, layer: str | None) -> int:
     """K: the channels of ``layer`` (the default layer when None), from a forward of a zero image."""
-    from .target import default_layer
     model.forward(np.zeros((1, *model.input_size), np.float32))
     return int(model.activations[layer or default_layer(model)].shape[1])
 
 
 def share_after(model, layer: str | None) -> float:
     """The share of the model's named layers after ``layer`` and outside it (what a resumed forward runs)."""
-    from .target import default_layer
     if layer is None:
         model.forward(np.zeros((1, *model.input_size), np.float32))
         layer = default_layer(model)

@@ -118,7 +118,7 @@ def make_baseline(model, x: np.ndarray, baseline="zeros", *, seed=0, blur_sigma=
         if baseline == "uniform":
             return np.random.default_rng(check_seed(seed)).uniform(low, high, x.shape).astype(x.dtype)
         if baseline == "blur":
-            from scipy.ndimage import gaussian_filter
+            from scipy.ndimage import gaussian_filter  # lazy: SciPy slows `import minicnn.explain`
             sigma = max(x.shape[2:]) / 10 if blur_sigma is None else blur_sigma
             if (isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 < sigma <= MAX_BLUR_SIGMA):
                 raise InputError(f"blur_sigma must be a positive number of pixels, at most {MAX_BLUR_SIGMA:g}; "

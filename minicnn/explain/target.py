@@ -21,6 +21,7 @@ unnormalised map; normalising and colouring belong to ``minicnn.figures``.
 
 from __future__ import annotations
 
+import difflib
 import numbers
 from dataclasses import dataclass, field
 
@@ -161,7 +162,6 @@ def unknown_class(classes: list[str], target: str):
     inline: the message counts it instead (``minicnn classes`` prints it,
     one class a line with its index).
     """
-    import difflib
     if not any("," in c for c in classes):
         return unknown_name("class", target, classes)
     names = {}

@@ -36,8 +36,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import explain
 from ..errors import MinicnnError, OutputError
+from ..explain import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
+from ..explain.target import short_name
+from ..inputs.images import load_image
+from ..inputs.preprocess import deprocess, preprocess, size_text
+from ..inputs.samples import data_path, load_sample, sample_images
 from ..layers import softmax
+from ..models.weights import load
+from ..util.atomic import Outputs
+from . import Panel, grid_figure, method_panel
+from .gallery import gallery_figure
 
 RESNET, VGG = "resnet20_cifar10", "vgg_cifar10"
 #: Single images of the second figure: (class, index among the shipped test images of that class).
@@ -72,7 +82,6 @@ COLUMNS = ("(a) original", "(b) Guided Backprop", "(c) Grad-CAM", "(d) Guided Gr
 
 def load_models():
     """(vgg-style model, resnet20) from the shipped weights; the first is resnet20 if vgg_cifar10 is absent."""
-    from ..models.weights import load
     resnet = load(RESNET)
     try:
         vgg = load(VGG)
@@ -86,8 +95,6 @@ def explain_rows(vgg, resnet, image: np.ndarray, targets: list) -> list[dict]:
 
     Returns one dict per target: the results of each method for that row.
     """
-    from .. import explain
-    from ..inputs.preprocess import preprocess
     x = np.repeat(preprocess(image, vgg.meta["preprocessing"]), len(targets), axis=0)
     xr = np.repeat(preprocess(image, resnet.meta["preprocessing"]), len(targets), axis=0)
     ggc = explain.guided_gradcam(vgg, x, targets)             # also holds guided backprop and Grad-CAM
@@ -103,8 +110,6 @@ def row_panels(row: dict, image: np.ndarray) -> list:
     Titles: column letter, method, class (its first name, for ImageNet's "Boston bull, Boston terrier"),
     score, model and layer.
     """
-    from ..explain.target import short_name
-    from . import Panel, method_panel
     i, gc = row["index"], row["gradcam"]
     name = repr(short_name(gc.target_names[i]))
     p = softmax(gc.logits[i:i + 1])[0, gc.targets[i]]
@@ -127,10 +132,6 @@ def row_panels(row: dict, image: np.ndarray) -> list:
 
 def figure1(vgg, resnet):
     """The cat|dog figure: a row for 'cat' and a row for 'dog'. Returns (Figure, rows)."""
-    from ..explain import CAT_DOG, cat_dog_image
-    from ..inputs.preprocess import preprocess, size_text
-    from ..inputs.samples import sample_images
-    from . import grid_figure
     image = cat_dog_image()
     rows = explain_rows(vgg, resnet, image, ["cat", "dog"])
     (cat, i), (dog, j) = CAT_DOG
@@ -147,9 +148,6 @@ def figure1(vgg, resnet):
 
 def first_correct(model, class_name: str, start: int = 0) -> int:
     """Index of the first shipped test image of ``class_name`` (from ``start``) the model gets right."""
-    from ..inputs.images import load_image
-    from ..inputs.preprocess import preprocess
-    from ..inputs.samples import sample_images
     paths = [p for p, _ in sample_images(class_name)]
     x = preprocess([load_image(p) for p in paths], model.meta["preprocessing"])
     hits = np.flatnonzero(model.forward(x).argmax(axis=1) == model.classes.index(class_name))
@@ -159,8 +157,6 @@ def first_correct(model, class_name: str, start: int = 0) -> int:
 
 def samples_figure(vgg, resnet, samples=SAMPLES):
     """The same columns for single test images, explained for the class the VGG-style model predicts."""
-    from ..inputs.samples import load_sample, sample_images
-    from . import grid_figure
     panels, labels = [], []
     for class_name, start in samples:
         index = first_correct(vgg, class_name, start)
@@ -175,8 +171,6 @@ def samples_figure(vgg, resnet, samples=SAMPLES):
 
 def imagenet_rows(model, image: np.ndarray, targets, *, occlusion: bool = True, resize: bool = True) -> list[dict]:
     """Columns (a)-(e) (or (a)-(d) without occlusion) for one photo and each target, one batch per method."""
-    from .. import explain
-    from ..inputs.preprocess import preprocess
     prep = model.meta["preprocessing"] if resize else {**model.meta["preprocessing"], "resize": "none"}
     x = np.repeat(preprocess(image, prep), len(targets), axis=0)
     ggc = explain.guided_gradcam(model, x, list(targets))
@@ -187,11 +181,6 @@ def imagenet_rows(model, image: np.ndarray, targets, *, occlusion: bool = True, 
 
 def imagenet_figures(model):
     """(Figure 1 on pets.jpg, its rows), (the cat|dog pair figure, its rows), explained by the ImageNet model."""
-    from ..explain import imagenet_cat_dog_image
-    from ..inputs.images import load_image
-    from ..inputs.preprocess import deprocess, preprocess, size_text
-    from ..inputs.samples import data_path
-    from . import grid_figure
     photo = load_image(data_path("images", PETS))
     picture = deprocess(preprocess(photo, model.meta["preprocessing"])[0], model.meta["preprocessing"])
     rows = imagenet_rows(model, photo, PETS_TARGETS)
@@ -213,8 +202,6 @@ def imagenet_figures(model):
 
 def cam_gallery(resnet):
     """The CAM family on the cat|dog image: rows 'cat' and 'dog', one column per method, at layer3."""
-    from ..explain import cat_dog_image
-    from .gallery import gallery_figure
     return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(CAM_METHODS), layer="layer3", columns=5,
                           title=f"The CAM family on the cat|dog image (64 wide x 32 high): {resnet.name}, layer3 "
                                 f"(FullGrad: the input); raw maps, colour bars in each method's own units")
@@ -222,8 +209,6 @@ def cam_gallery(resnet):
 
 def attribution_gallery(resnet):
     """The cat|dog image explained for 'cat' and 'dog' by ResNet-20 with the methods of ATTRIBUTION."""
-    from ..explain import cat_dog_image
-    from .gallery import gallery_figure
     return gallery_figure(resnet, cat_dog_image(), ["cat", "dog"], list(ATTRIBUTION), options=ATTRIBUTION_OPTIONS,
                           columns=5, title=f"{resnet.name} on cat|dog: attribution by modified backward passes, "
                                            f"raw maps (colour bars in each method's own units)")
@@ -236,14 +221,12 @@ def run_demo(out_dir="minicnn-demo", *, force: bool = False, log=print) -> list[
     left by an earlier run are replaced only with ``force``; both are written
     at the end, together, or none is.
     """
-    from ..util.atomic import Outputs
-    from . import save_png
+    from . import save_png  # lazy: read at call time, so a patched figures.save_png is used
     out = Path(os.fspath(out_dir))
     if out.exists() and not out.is_dir():
         raise OutputError(f"cannot write into {out}: it is a file, not a folder; choose another --out-dir")
     outputs = Outputs(force=force)
     paths = [outputs.output(out / name, "--out-dir", create_folder=True) for name in FILES]  # before the work
-    from ..models.weights import load
     vgg, resnet = load_models()
     if vgg is resnet:
         log(f"note: {VGG} is not installed; columns (b)-(e) use {RESNET}")

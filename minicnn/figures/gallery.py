@@ -18,13 +18,15 @@ import numpy as np
 from ..errors import InputError
 from ..explain import registry
 from ..explain.run import run_or_refusal
+from ..explain.target import short_name
+from ..inputs.preprocess import deprocess, preprocess
 from ..layers import softmax
+from . import Panel, grid_figure, method_panel
 
 
 def explain_all(model, image: np.ndarray, targets: list, methods: list[str], *, layer: str | None = None,
                 options: dict | None = None) -> dict:
     """{method name: Explanation or the InputError that refused it} for the image repeated once per target."""
-    from ..inputs.preprocess import preprocess
     x = np.repeat(preprocess(image, model.meta["preprocessing"]), len(targets), axis=0)
     results = {}
     for name in methods:
@@ -42,9 +44,6 @@ def gallery_figure(model, image: np.ndarray, targets: list, methods: list[str], 
     ``columns`` wraps after that many methods: the rest get another block of
     rows, one per class again (long galleries of wide images stay readable).
     """
-    from ..explain.target import short_name
-    from ..inputs.preprocess import deprocess, preprocess
-    from . import Panel, grid_figure, method_panel
     results = results if results is not None else explain_all(model, image, targets, methods, layer=layer,
                                                                options=options)
     picture = deprocess(preprocess(image, model.meta["preprocessing"])[0], model.meta["preprocessing"])

@@ -18,7 +18,9 @@ Built without pyplot (``minicnn.figures`` chooses the backend); save with
 from __future__ import annotations
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ..metrics.baselines import BASELINES
 from ..metrics.intervals import mean_ci95
@@ -73,7 +75,6 @@ def sanity_grid(result, *, most_columns: int = 10) -> Figure:
 
 def _style(i: int) -> dict:
     """Line style of the i-th method: 20 colours, each with its own marker, so no two lines look alike."""
-    from matplotlib import colormaps
     markers = "osv^D<>ph*"
     return {"color": colormaps["tab20"](i % 20), "marker": markers[(i + i // 20) % len(markers)]}
 
@@ -129,7 +130,6 @@ def deletion_insertion_curves(card, *, columns: int = 5) -> Figure:
     each panel reads on its own and against the rest; a last panel shows the three baselines. The area
     under each curve (mean over the images) is in the panel's title.
     """
-    from matplotlib.lines import Line2D
     keys = [k for k in card.methods if k in card.curves]
     baselines = [b for b in BASELINES if b in card.curves]
     panels = keys + (["baselines"] if baselines else [])

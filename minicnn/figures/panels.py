@@ -31,6 +31,10 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from ..errors import InputError
+from ..explain.registry import METHODS
+from ..explain.saliency import channel_max_abs
+from ..explain.target import short_name
+from ..layers import softmax
 from .colours import (
     HEAT_CMAP,
     MAGNITUDE_CMAP,
@@ -161,7 +165,6 @@ def draw_remark(ax, remark: str, fontsize: float = 10) -> None:
 
 def _method(result):
     """The registry row of a result's method; a one-line error for a method with no row."""
-    from ..explain.registry import METHODS
     m = METHODS.get(result.method)
     if m is None:
         raise InputError(f"no panel for method {result.method!r}")
@@ -175,9 +178,6 @@ def describe(result, i: int = 0, model_name: str | None = None, *, layer: bool =
     the class's probability and y^c its score before the softmax. ``settings`` (e.g.
     "baseline=blur, steps=256", from ``registry.settings_text``) is the third line.
     """
-    from ..explain.registry import METHODS
-    from ..explain.target import short_name
-    from ..layers import softmax
     name = METHODS[result.method].title if result.method in METHODS else result.method
     p = float(softmax(np.asarray(result.logits[i:i + 1], dtype=np.float64))[0, int(result.targets[i])])
     line1 = f"{name}: {short_name(result.target_names[i])!r}"
@@ -197,7 +197,6 @@ def method_panel(result, image: np.ndarray, i: int = 0, *, model_name: str | Non
     Maps at any resolution (layer or input) are resized bilinearly to the
     picture's size; saliency is shown as max_ch |dy/dx|.
     """
-    from ..explain.saliency import channel_max_abs
     method = _method(result)
     kind = method.display
     title = describe(result, i, model_name) if title is None else title

@@ -25,6 +25,9 @@ import numpy as np
 from ..errors import InputError
 from ..explain import registry
 from ..explain.run import run_or_refusal
+from ..inputs.images import load_image
+from ..inputs.preprocess import preprocess
+from ..inputs.samples import sample_images
 from .cost import counting_passes
 from .maps import pixel_map
 
@@ -50,8 +53,6 @@ class MethodRun:
 def shipped_test_images(count: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``count`` of the 300 shipped CIFAR-10 test images, class by class in turn (image 0 of each class,
     then image 1 of each, ...): (images (count, 32, 32, 3) uint8, labels (count,), class names)."""
-    from ..inputs.images import load_image
-    from ..inputs.samples import sample_images
     samples = sample_images()
     classes = sorted({c for _, c in samples})
     if not 1 <= count <= len(samples):
@@ -68,7 +69,6 @@ def shipped_test_images(count: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def model_inputs(model, count: int) -> tuple[np.ndarray, dict]:
     """The first ``count`` shipped test images (``shipped_test_images``) as the model's input
     (count, C, H, W), and its preprocessing; a one-line error for a model that records none."""
-    from ..inputs.preprocess import preprocess
     prep = model.meta.get("preprocessing")
     if not prep:
         raise InputError(f"{model.name} records no preprocessing; cannot prepare the test images for it")

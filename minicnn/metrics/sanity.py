@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..inputs.preprocess import deprocess
 from ..util.checks import check_count, check_seed
 from ..util.progress import Progress
 from .randomisation import MODES, randomised
@@ -123,7 +124,6 @@ def similarities(original, randomised_run) -> dict[str, np.ndarray]:
 def sanity(model, *, methods: str | None = None, images: int = 50, mode: str = "cascading", seed: int = 0,
            chunk: int = 50, progress: bool = True) -> Sanity:
     """Randomise ``model`` step by step and compare every method's maps with the trained ones (module docstring)."""
-    from ..inputs.preprocess import deprocess
     seed, chunk = check_seed(seed), check_count(chunk, "chunk")
     if mode not in MODES:
         raise InputError(f"randomisation mode must be one of {', '.join(MODES)}; got {mode!r}")

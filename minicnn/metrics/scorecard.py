@@ -59,6 +59,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..explain import occlusion
+from ..inputs.preprocess import deprocess, preprocess
 from ..layers import softmax
 from ..util.checks import check_count, check_seed
 from ..util.progress import Progress
@@ -205,7 +207,6 @@ def mosaic_inputs(model, count: int, seed: int):
     The tiles come from the first 8 * count shipped images (class by class in turn, at least 40),
     all 300 if those do not give ``count`` mosaics; each is classified once, alone.
     """
-    from ..inputs.preprocess import preprocess
     for pool in sorted({min(300, max(40, 8 * count)), 300}):
         images, labels, _ = shipped_test_images(pool)
         x = preprocess(images, model.meta["preprocessing"])
@@ -223,7 +224,6 @@ def mosaic_inputs(model, count: int, seed: int):
 def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int = 0, steps: int = 10,
               batch: int = 32, chunk: int = 50, examples: int = 4, progress: bool = True) -> Scorecard:
     """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method."""
-    from ..inputs.preprocess import deprocess
     seed = check_seed(seed)
     steps = check_count(steps, "steps", high=MAX_STEPS)
     batch, chunk, examples = check_count(batch, "batch"), check_count(chunk, "chunk"), check_count(examples, "examples")
@@ -258,7 +258,6 @@ def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int
     # 2. faithfulness: deletion, insertion, ROAD, agreement with occlusion
     occ = runs.get("occlusion")
     if occ is None or occ.skipped:
-        from ..explain import occlusion
         occ_map = occlusion(model, x, targets, progress=progress).map
     else:
         occ_map = occ.raw

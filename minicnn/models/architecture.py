@@ -55,6 +55,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import WeightsError
+from ..layers import MODULE_TYPES
+from ..layers.inverted_residual import PADDINGS
 
 MAX_CHANNELS = 1 << 16          # channels of any feature map
 MAX_FEATURES = 1 << 20          # inputs or outputs of a Linear layer (VGG's classifier reads 25,088)
@@ -205,7 +207,6 @@ class _Walk:
             raise WeightsError(f"{_where(path, 'layer')}: not a layer description {{\"type\": ...}}; "
                                f"got {_show(spec)}")
         kind = spec.get("type")
-        from ..layers import MODULE_TYPES
         if not isinstance(kind, str) or kind not in MODULE_TYPES:
             raise WeightsError(f"{_where(path, 'layer')}: unknown layer type {_show(kind)}; "
                                f"known: {', '.join(MODULE_TYPES)}")
@@ -286,7 +287,6 @@ class _Walk:
         return self.built(f"{p}.relu", "BasicBlock", {"type": "ReLU"}, main, depth + 1)
 
     def inverted_residual(self, f: _Fields, shape, depth):
-        from ..layers.inverted_residual import PADDINGS
         c_in, c_out = f.int("in_channels", 1, MAX_CHANNELS), f.int("out_channels", 1, MAX_CHANNELS)
         stride = f.choice("stride", (1, 2), 1)
         t = f.int("expand_ratio", 1, MAX_EXPAND, 6)

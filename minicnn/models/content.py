@@ -24,6 +24,8 @@ import math
 import numpy as np
 
 from ..errors import InputError, WeightsError, one_line
+from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS
+from ..inputs.preprocess import check_preprocessing
 from ..model import Model
 from .architecture import MAX_CHANNELS, MAX_CLASSES, MAX_INPUT_SIDE, Summary, check_spec
 
@@ -45,7 +47,6 @@ def check_architecture(meta: dict, where="the model") -> Summary:
         raise WeightsError(f"{where}: {e}") from None
     prep, size = meta.get("preprocessing"), meta.get("input_size")
     if size and isinstance(prep, dict) and prep.get("resize") in ("shorter", "none"):
-        from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS
         side = math.isqrt(DEFAULT_MAX_INPUT_PIXELS)
         try:                                   # a fully convolutional model runs at larger sizes too
             check_spec(meta["spec"], (size[0], side, side), costs_only=True)
@@ -107,7 +108,6 @@ def check_meta_fields(meta: dict, path) -> None:
                            f"channels, {MAX_INPUT_SIDE} pixels high and wide)")
     prep = meta.get("preprocessing")
     if prep is not None:
-        from ..inputs.preprocess import check_preprocessing
         try:
             p = check_preprocessing(prep)
         except InputError as e:

@@ -33,6 +33,7 @@ from typing import TypeVar
 import numpy as np
 
 from ..errors import InputError
+from ..inputs.preprocess import preprocess
 from ..model import Model
 from ..util.progress import Progress
 
@@ -103,7 +104,6 @@ def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = N
     ``limit`` evaluates only the first ``limit`` images (in the dataset's
     order: class by class). ``progress`` draws a bar on stderr.
     """
-    from ..inputs.preprocess import preprocess
     check_counts(batch_size, limit)
     prep = model.meta.get("preprocessing")
     if not prep:

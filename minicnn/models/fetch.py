@@ -24,9 +24,12 @@ from pathlib import Path
 
 from ..errors import ChecksumError, DownloadError, InputError, OutputError, unknown_name
 from ..util.atomic import Outputs, atomic_output, check_writable, same_file, worded
+from ..util.files import check_regular_file
 from ..util.progress import Progress
+from .convert.pytorch import convert_checkpoint, not_a_checkpoint
 from .official import BASE_URL, CHECKPOINTS, IMAGENET_META  # noqa: F401 (fetch's names)
 from .shipped import sha256_file
+from .weights import save
 
 _CHUNK = 1 << 20
 
@@ -105,7 +108,6 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
     if checkpoint is not None:
         ckpt = Path(os.fspath(checkpoint))
         if not ckpt.is_file():
-            from .convert.pytorch import not_a_checkpoint
             raise InputError(not_a_checkpoint(ckpt))
         check_digest(sha256_file(ckpt), expected, ckpt)
         source_url = url
@@ -116,7 +118,6 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
             raise OutputError(f"--out {out} is where the checkpoint {file_name} is downloaded to; "
                               f"choose another name")
         if ckpt.exists() and not force:
-            from ..util.files import check_regular_file
             check_regular_file(ckpt, None, "the downloaded checkpoint", InputError)   # never hash a pipe
             if not sha256_file(ckpt).startswith(expected):
                 def text(force):
@@ -125,11 +126,9 @@ def fetch(name: str, *, out=None, url: str | None = None, checkpoint=None, force
                 raise worded(ChecksumError(text("force=True")), text("--force"))
             print(f"using {ckpt} (already downloaded, sha256 verified)")
         else:
-            from .convert.pytorch import import_torch
+            from .convert.pytorch import import_torch  # lazy: read at call time, so a patched one is used
             import_torch()                           # converting needs PyTorch: say so before any download
             download(source_url, ckpt, expected_sha256=expected, force=force, progress=progress)
-    from .convert.pytorch import convert_checkpoint
-    from .weights import save
     meta = {**IMAGENET_META, "name": name,
             "provenance": {"source_url": source_url or BASE_URL + file_name, "official_file": file_name,
                            "publisher": "torchvision (pytorch/vision)", "sha256_prefix_checked": expected}}

@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 from ..errors import ChecksumError, UnknownNameError, WeightsError, unknown_name
+from ..util.atomic import worded
 from ..util.files import MAX_TEXT_BYTES, check_name, read_text_file
+from .official import CHECKPOINTS
 
 __all__ = ["MANIFEST", "weights_dir", "read_manifest", "shipped_models", "sha256_file", "verify_checksum",
            "locate", "models_table"]
@@ -104,7 +106,6 @@ def locate(name_or_path) -> tuple[Path, str | None]:
     if not path.exists():
         fetchable = _fetchable(path)
         if fetchable:                               # an official checkpoint: `minicnn fetch` makes the file
-            from ..util.atomic import worded
             out = "" if os.fspath(path) == f"{fetchable}.npz" else f" --out {path}"
             if looks_like_path:
                 problem, then, then_api = f"weights file not found: {path}", "", ""
@@ -132,7 +133,6 @@ def locate(name_or_path) -> tuple[Path, str | None]:
 
 def _fetchable(path: Path) -> str | None:
     """The name ``minicnn fetch`` knows for a missing weights file ("vgg16.npz" or "vgg16" -> "vgg16"), or None."""
-    from .official import CHECKPOINTS
     stem = path.name.removesuffix(".npz")
     return stem if stem in CHECKPOINTS and path.suffix in ("", ".npz") else None
 

@@ -22,8 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError, MinicnnError, unknown_name
+from ..explain import registry
+from ..explain.estimate import pass_seconds
 from ..explain.target import default_layer
 from ..model import Model
+from ..models.shipped import shipped_models
+from ..models.weights import load
 
 #: How many (model, input size) pairs ``ModelStore.layer_shapes`` keeps.
 SHAPES_KEPT = 64
@@ -52,8 +56,6 @@ class ModelStore:
     """
 
     def __init__(self, names: list[str] | None = None, *, workers: int = 2, log=None) -> None:
-        from ..models.shipped import shipped_models
-        from ..models.weights import load
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"workers must be a positive integer; got {workers!r}")
         self.models: dict[str, Model] = {}
@@ -97,7 +99,6 @@ class ModelStore:
     def pass_times(self, name: str) -> tuple[float, ...]:
         """Seconds per image of a forward and a backward (single and batched) on model ``name``:
         ``minicnn.explain.estimate.pass_seconds``, measured once per model, on first use."""
-        from ..explain.estimate import pass_seconds
         with self._pass_lock:
             if name not in self._pass_times:
                 self._pass_times[name] = pass_seconds(self.view(name))
@@ -108,7 +109,6 @@ class ModelStore:
 
         Runs each optional method once on a zero image of the model's input size, on first use.
         """
-        from ..explain import registry
         with self._pass_lock:
             if name not in self._unavailable:
                 why = {}

@@ -20,6 +20,7 @@ import io
 from functools import cache
 
 import numpy as np
+from matplotlib import colormaps
 from PIL import Image
 
 from .. import figures
@@ -31,7 +32,6 @@ COLORMAPS = {"heat": figures.HEAT_CMAP, "signed": figures.SIGNED_CMAP, "magnitud
 
 def _table(name: str) -> np.ndarray:
     """(256, 3) uint8: the colour map sampled at 256 evenly spaced values, as matplotlib defines it."""
-    from matplotlib import colormaps
     return np.round(colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
 
 

@@ -40,10 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError, MissingDependencyError, WeightsError, unknown_name
+from ...inputs.datasets import class_names
 from ...layers import BatchNorm2d, Conv2d
 from ...layers.norm import fold_into_conv
 from ...model import Model
 from ...util.files import check_regular_file
+from ..content import check_model
 from ..zoo import ARCHITECTURES, VGG_CONFIGS, resnet20, vgg, vgg_cifar
 from .meta import with_user_meta
 
@@ -57,7 +59,7 @@ MAX_CHECKPOINT_BYTES = 4 * 2**30
 def import_torch():
     """PyTorch, or a one-line MissingDependencyError saying how to install it."""
     try:
-        import torch
+        import torch  # lazy: torch is optional
     except ImportError:
         raise MissingDependencyError("converting needs PyTorch: pip install 'minicnn[torch]'") from None
     return torch
@@ -283,7 +285,6 @@ def convert_state_dict(state: dict, arch: str, *, fold_bn: bool = False, meta: d
     state = {k: v.astype(np.float32, copy=False) for k, v in state.items()}
     model.load_state_dict(state)
     model.meta = converted_meta(arch, model, fold_bn, meta)
-    from ..content import check_model
     check_model(model, where="the checkpoint")  # what the loader will check: a model that fails is never written
     return model
 
@@ -295,7 +296,6 @@ def converted_meta(arch: str, model: Model, fold_bn: bool, meta: dict | None) ->
     n_classes = len(model.classes)
     if n_classes == 1000 and arch.startswith("vgg") and arch != "vgg_cifar":
         try:
-            from ...inputs.datasets import class_names
             out["classes"] = class_names("imagenet")
         except Exception:  # the shipped label file is optional here; numbers remain
             pass

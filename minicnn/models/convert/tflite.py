@@ -67,6 +67,9 @@ from ...errors import WeightsError
 from ...layers import AdaptiveAvgPool2d, Conv2d, Flatten, InvertedResidual, ReLU, ReLU6, Sequential, ZeroPad2d
 from ...model import Model
 from ...util.files import MAX_TEXT_BYTES, read_text_file
+from ..content import check_model, dequantize
+from ..shipped import sha256_file
+from ..zoo import mobilenet_v2
 from .meta import with_user_meta
 from .tflite_read import FILE_IDENTIFIER, Graph, Operator, Tensor, check_graph, import_tflite, read_tflite
 
@@ -120,7 +123,6 @@ def _weights(graph: Graph, index: int, layout: tuple) -> tuple[np.ndarray, dict 
     if t.dtype not in ("UINT8", "INT8", "INT32") or not t.scale:
         raise WeightsError(f"tensor {t.name!r} has type {t.dtype} without a scale; minicnn reads FLOAT32 weights "
                            f"and quantised UINT8, INT8 and INT32 ones")
-    from ..content import dequantize
     if len(t.scale) == 1:
         entry = {"scale": t.scale[0], "zero_point": t.zero_point[0]}
     else:
@@ -305,7 +307,6 @@ def convert_graph(graph: Graph, *, meta: dict | None = None, where: str = "the m
         if key not in b.arrays:
             raise WeightsError(f"{where}: no weights were found for {key!r}")
     model.load_state_dict(b.arrays)
-    from ..content import check_model
     check_model(model, where=where)               # what the loader will check: a model that fails is never written
     return model, b.quantized
 
@@ -341,7 +342,6 @@ def graph_meta(graph: Graph, root, builder: _Builder, meta: dict | None) -> dict
     else:
         mean, std, formula = 0.5, 0.5, "(pixel - 127.5) / 127.5 (assumed: the input is not quantised)"
     n_classes = graph.tensors[graph.outputs[0]].shape[-1]
-    from ..zoo import mobilenet_v2
     arch = "mobilenet_v2" if root.spec() == mobilenet_v2(num_classes=n_classes).spec() else "tflite"
     out = {"name": "model", "arch": arch, "input_size": [int(c), int(h), int(w)],
            "classes": [str(k) for k in range(n_classes)],
@@ -363,7 +363,6 @@ def read_labels(path) -> list[str]:
 
 def convert_tflite(path, *, meta: dict | None = None) -> tuple[Model, dict]:
     """(Model, quantized arrays) from a .tflite file; provenance records the file's name and sha256."""
-    from ..shipped import sha256_file
     tflite = import_tflite()
     graph = read_tflite(path)
     meta = dict(meta or {})

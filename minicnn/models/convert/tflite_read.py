@@ -26,6 +26,7 @@ import numpy as np
 
 from ...errors import MissingDependencyError, WeightsError
 from ...util.files import read_regular_file
+from ..architecture import MAX_CLASSES, MAX_EXPAND, MAX_INPUT_SIDE, MAX_LAYERS, MAX_WINDOW
 
 __all__ = ["Tensor", "Operator", "Graph", "import_tflite", "read_tflite", "check_shape", "check_graph"]
 
@@ -83,7 +84,7 @@ class Graph:
 def import_tflite():
     """The ``tflite`` parser, or a one-line MissingDependencyError saying how to install it."""
     try:
-        import tflite
+        import tflite  # lazy: tflite is optional
     except ImportError:
         raise MissingDependencyError("converting a TensorFlow Lite model needs the tflite parser: "
                                      "pip install 'minicnn[tflite]'") from None
@@ -199,7 +200,6 @@ def check_graph(graph: Graph, where: str = "the model") -> None:
     multipliers in 1..MAX_EXPAND. The input is (1, H, W, 3) with H, W <= MAX_INPUT_SIDE; the
     output declares 1..MAX_CLASSES classes.
     """
-    from ..architecture import MAX_CLASSES, MAX_EXPAND, MAX_INPUT_SIDE, MAX_LAYERS, MAX_WINDOW
     if len(graph.tensors) > 8 * MAX_LAYERS or len(graph.operators) > MAX_LAYERS:
         raise WeightsError(f"{where} has {len(graph.tensors):,} tensors and {len(graph.operators):,} operators, more "
                            f"than {8 * MAX_LAYERS:,} and {MAX_LAYERS:,}")
