@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from minicnn.commands.explain import compute, maps_for_saving
+from minicnn.explain.run import compute, maps_for_saving
 from minicnn.inputs.images import image_from_bytes
 from minicnn.inputs.preprocess import preprocess
 from minicnn.server import ModelStore, make_server

@@ -54,7 +54,7 @@ import numpy as np
 from ..errors import InputError, UnknownNameError
 from ..explain import registry
 from ..explain.estimate import HELP as EXPLAIN_TIMES
-from ..explain.run import compute, ignoring_layer, maps_for_saving, takes_layer, top_predictions  # noqa: F401 (the CLI's API)
+from ..explain.run import compute, ignoring_layer, maps_for_saving, top_predictions
 from ..explain.target import class_index, short_name
 from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, load_image
 from ..inputs.preprocess import InputSizeWarning, deprocess, how_resized, preprocess, size_text, training_size_note

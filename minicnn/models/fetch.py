@@ -27,7 +27,7 @@ from ..util.atomic import Outputs, atomic_output, check_writable, same_file, wor
 from ..util.files import check_regular_file
 from ..util.progress import Progress
 from .convert.pytorch import convert_checkpoint, not_a_checkpoint
-from .official import BASE_URL, CHECKPOINTS, IMAGENET_META  # noqa: F401 (fetch's names)
+from .official import BASE_URL, CHECKPOINTS, IMAGENET_META
 from .shipped import sha256_file
 from .weights import save
 

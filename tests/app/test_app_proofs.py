@@ -136,6 +136,19 @@ def blocked(path):
     (path / "inside").write_bytes(b"")
 
 
+def write_then_block(paths, block):
+    """Declare ``paths``, write b"new" to each inside ``writing()``, then block ``block``: the commit must fail."""
+    outputs = Outputs(force=True)
+    for path in paths:
+        outputs.output(path)
+    with pytest.raises(OutputError):
+        with outputs.writing():
+            for path in paths:
+                with outputs.open(path) as f:
+                    f.write(b"new")
+            blocked(block)
+
+
 @pytest.mark.parametrize("hard_links", [True, False])
 def test_a_failed_rename_puts_back_every_output_already_renamed(tmp_path, monkeypatch, hard_links):
     if not hard_links:
@@ -143,26 +156,10 @@ def test_a_failed_rename_puts_back_every_output_already_renamed(tmp_path, monkey
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_bytes(b"old a")
     b.write_bytes(b"old b")
-    outputs = Outputs(force=True)
-    outputs.output(a)
-    outputs.output(b)
-    with pytest.raises(OutputError):
-        with outputs.writing():
-            for p in (a, b):
-                with outputs.open(p) as f:
-                    f.write(b"new")
-            blocked(b)
+    write_then_block((a, b), b)
     assert a.read_bytes() == b"old a"                          # its backup came back
     new = tmp_path / "new.txt"                                 # a new output that was renamed goes again
-    outputs = Outputs(force=True)
-    outputs.output(new)
-    outputs.output(a)
-    with pytest.raises(OutputError):
-        with outputs.writing():
-            for p in (new, a):
-                with outputs.open(p) as f:
-                    f.write(b"new")
-            blocked(a)
+    write_then_block((new, a), a)
     assert not new.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
     c, d = tmp_path / "c.txt", tmp_path / "d.txt"               # without --force: the first is given its name,

@@ -16,7 +16,8 @@ def caption(fig):
 
 
 def test_every_method_in_an_explain_figure_has_a_labelled_bar_or_a_caption(rng):
-    from minicnn.commands.explain import compute, explanation_figure
+    from minicnn.commands.explain import explanation_figure
+    from minicnn.explain.run import compute
     model = small_cnn(0, dtype=np.float32)
     model.meta["preprocessing"] = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}  # LRP's z^B box bounds
     x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
