@@ -8,6 +8,7 @@ models loaded once, a plain HTML/CSS/JavaScript page shipped in
 
 - ``models.py``  : the shipped models, loaded once; a fresh pass per request
 - ``api.py``     : what each JSON endpoint answers (reusing ``minicnn explain``'s steps)
+- ``synth.py``   : the class visualisation and the "attack this image" endpoints (``minicnn.synthesis``)
 - ``overlay.py`` : maps as PNG overlays, in the figures' colours and ranges
 - ``app.py``     : HTTP: the routes, the static files, ``make_server``
 - ``guards.py``  : what every request passes: the Host guard, the Origin rule, the limits, JSON errors

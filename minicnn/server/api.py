@@ -6,6 +6,7 @@
     GET  /api/samples            the shipped sample images
     GET  /api/samples/NAME       one of them, as its image file
     POST /api/explain?model=M&method=M1,M2&target=T&layer=L    body: an image file
+    POST /api/visualize, POST /api/attack                        (``synth.py``: class visualisation, attacks)
 
 /api/models and /api/explain carry ``estimates``: about how many seconds
 each method takes here (``minicnn.explain.estimate``: its passes times a

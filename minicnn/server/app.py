@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import InputError, MinicnnError, OutputError, one_line
-from . import api
+from . import api, synth
 from .connections import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
@@ -43,6 +43,8 @@ ROUTES = {  # path -> the verbs it answers
     "/api/methods": ("GET", "HEAD"),
     "/api/samples": ("GET", "HEAD"),
     "/api/explain": ("POST",),
+    "/api/visualize": ("POST",),
+    "/api/attack": ("POST",),
 }
 
 
@@ -65,6 +67,7 @@ class Server(GuardedServer):
         self.store = store
         self.max_pixels = max_pixels
         self.static = static_files()
+        self.visualisations = synth.Visualisations()
         super().__init__(address, Handler, max_upload=max_upload, read_timeout=read_timeout, deadline=deadline,
                          max_connections=max_connections, log=log)
 
@@ -109,6 +112,16 @@ class Handler(GuardedHandler):
             answer = api.explain(self.server.store, query, body, max_pixels=self.server.max_pixels,
                                  check=self.check_work)
             return self.send_json(200, answer)
+        if path == "/api/visualize":
+            query = self.parse_query(query)
+            self.read_no_body()
+            return self.send_json(200, synth.visualize(self.server.store, query, self.server.visualisations,
+                                                       check=self.check_work))
+        if path == "/api/attack":
+            query = self.parse_query(query)
+            body = self.read_body()
+            return self.send_json(200, synth.attack(self.server.store, query, body, max_pixels=self.server.max_pixels,
+                                                    check=self.check_work))
         raise api.ApiError(404, f"no such path: {path[:200]}")  # pragma: no cover (ROUTES and the above agree)
 
     def send_file(self, path: Path, head: bool) -> None:

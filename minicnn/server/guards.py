@@ -59,7 +59,7 @@ import time
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import InputError, MinicnnError, one_line
 from .api import ApiError
@@ -270,6 +270,13 @@ class GuardedHandler(BaseHTTPRequestHandler):
             raise InputError(f"the body ended after {len(data)} of {length} bytes")
         self.record.reading = False
         return data
+
+    def read_no_body(self) -> None:
+        """For a request whose settings are all in its query: refuse a body (400) rather than leave it unread."""
+        if self.headers.get("Transfer-Encoding") or (self.content_length() or 0) > 0:
+            raise InputError(f"{urlsplit(self.path).path[:100]} takes no request body; send its settings in the query")
+        self._body_read = True
+        self.record.reading = False
 
     # ------------------------------------------------------------ answers
     def send_json(self, status: int, payload: dict, head: bool = False) -> None:
