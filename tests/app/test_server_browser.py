@@ -269,3 +269,65 @@ def test_a_refusal_and_a_fault_in_the_page_are_told_apart(browser, store):
         assert browser.execute_script(banner) == "a fault in this page's own code (not a refusal by the server): boom"
         assert "refused" not in browser.execute_script(status)
         assert any("boom" in line for line in console_errors(browser))
+
+
+# ---------------------------------------------------------------- what the network would draw; attack this image
+
+def drawn(driver, selector: str) -> bool:
+    """Whether the canvas at ``selector`` has any pixel drawn."""
+    return driver.execute_script("""
+        const c = document.querySelector(arguments[0]);
+        if (!c || !c.width) return false;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true;
+        return false;""", selector)
+
+
+def test_the_class_visualisation_and_the_attack_button_show_their_images_and_maps(browser, store, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+    with running(store) as server:
+        browser.get(server.url)
+        wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('maps').dataset.target")
+        explained = browser.execute_script("return document.getElementById('maps').dataset.target")
+        tick_only(browser, ["gradcam", "guided-backprop"])
+        check_shown(browser, ["gradcam", "guided-backprop"], ["gradcam", "guided-backprop"], "before the attack")
+        # the class visualisation of the class explained above, 8 steps
+        browser.execute_script("document.getElementById('vis-steps').value = '8'")
+        browser.find_element("id", "vis-go").click()
+        wait_for(browser, "document.getElementById('visualise').dataset.state === 'done'", timeout=60)
+        about = browser.execute_script("return document.getElementById('vis-about').textContent")
+        assert about.startswith(f"what the network would draw for '{explained}': gradient ascent on the input"), about
+        assert "8 steps, Fourier parameterisation" in about and drawn(browser, "#vis-canvas")
+        assert drawn(browser, "#vis-curve")
+        # again, from the keyboard: the same question is answered from the server's cache
+        button = browser.find_element("id", "vis-go")
+        button.send_keys(Keys.ENTER)
+        wait_for(browser, "document.getElementById('vis-status').textContent.includes(\"from the server's cache\")",
+                 timeout=30)
+        # attack this image: the adversarial image, the predictions before and after, two maps per method
+        browser.find_element("id", "atk-go").click()
+        wait_for(browser, "document.getElementById('attack').dataset.state === 'done'", timeout=60)
+        for canvas in ("#atk-original", "#atk-adversarial", "#atk-difference"):
+            assert drawn(browser, canvas), canvas
+        figures = browser.execute_script("""
+            return [...document.querySelectorAll('#atk-maps figure.map')].map((f) =>
+              [f.dataset.method, [...f.querySelectorAll('figure[data-role]')].map((g) => g.dataset.role)]);""")
+        assert figures == [["gradcam", ["true", "adversarial"]], ["guided-backprop", ["true", "adversarial"]]]
+        for canvas in browser.execute_script(
+                "return [...document.querySelectorAll('#atk-maps canvas')].map((c) => c.dataset.key)"):
+            assert drawn(browser, f'#atk-maps canvas[data-key="{canvas}"]'), canvas
+        assert browser.execute_script("return document.querySelectorAll('#atk-before li').length") == 5
+        caption = browser.execute_script("return document.getElementById('atk-adv-caption').textContent")
+        assert caption.startswith("after: fooled, the network says"), caption
+        assert browser.execute_script("return document.getElementById('atk-error').hidden")
+        browser.save_screenshot(str(tmp_path / "attack.png"))
+        assert console_errors(browser) == []
+        # a refusal is one line in the panel (the browser logs the 400 itself), and the page keeps working
+        browser.execute_script("document.getElementById('atk-epsilon').value = '2'")
+        browser.find_element("id", "atk-go").click()
+        wait_for(browser, "!document.getElementById('atk-error').hidden", timeout=30)
+        error = browser.execute_script("return document.getElementById('atk-error').textContent")
+        assert error.startswith("the server refused (HTTP 400): epsilon must lie in [0, 1]") and "\n" not in error
+        assert browser.execute_script("return document.getElementById('error').hidden")
+        assert [e for e in console_errors(browser) if "status of 400" not in e] == []
+    assert (tmp_path / "attack.png").stat().st_size > 10_000

@@ -157,6 +157,7 @@ function setImage(blob, name, sample = null) {
   state.imageId += 1;
   state.target = null;               // a new picture: explain its top-1 class first
   markChosenSample();
+  resetSynth("attack");              // the attack was on the picture before
   explain();
 }
 
@@ -189,6 +190,9 @@ function chooseModel(name) {
   showLayer(state.model.default_layer);
   buildTargets(null);
   updateEstimates();
+  synthClasses();
+  resetSynth("visualise");
+  resetSynth("attack");
 }
 
 function showLayer(name) {
@@ -253,7 +257,7 @@ function buildDisplay() {
   $("opacity").addEventListener("input", () => {
     state.opacity = Number($("opacity").value) / 100;
     $("opacity-value").textContent = `${$("opacity").value}%`;
-    try { drawMaps(); } catch (e) { pageFault(e); }
+    try { drawMaps(); drawAttackMaps(); } catch (e) { pageFault(e); }
   });
   $("target").addEventListener("change", () => { state.target = $("target").value || null; explain(); });
 }
@@ -533,6 +537,7 @@ function renderHead(result) {
     `${state.image.name}: ${sizeText(ih, iw)}, seen by ${result.model} as ${sizeText(h, w)}`;
   renderPredictions(result);
   buildTargets(result);
+  synthClasses();
   $("question-class").textContent = `'${result.target.name}'`;
   $("maps-title").textContent =
     `Explanations of '${result.target.name}' (class ${result.target.index}, y = ${fmt(result.target.score)})`;
@@ -697,6 +702,289 @@ function drawAlphaChart(steps) {
     `(up: more of map k raises y^c; down: it lowers it; dark: the maps shown below). Largest |α_k| = ${fmt(amax)}.`;
 }
 
+// ------------------------------------------------------------------ what the network would draw; attack this image
+//
+// Two panels, each one request at a time (a new click aborts the request before it, so the server stops its
+// work): POST /api/visualize for the chosen class (the server keeps its answers, so a second view is instant)
+// and POST /api/attack with the image shown, whose maps are those of the methods ticked above.
+
+const synth = {
+  visualise: { controller: null, started: 0, answer: null, requests: 0 },
+  attack: { controller: null, started: 0, answer: null, requests: 0, pictures: null },
+};
+
+// The class the maps above explain: the one chosen, else the top-1 class of the answer shown.
+function explainedClass() {
+  if (state.target) return state.target;
+  const head = state.image && state.model ? headFor(state.imageId, state.model.name, targetKey()) : null;
+  return head ? head.target.name : null;
+}
+
+function shortName(name) { return String(name).split(",")[0]; }
+
+function synthClasses() {
+  const classes = state.model.classes;
+  const explained = explainedClass();
+  const vis = $("vis-class");
+  const keep = vis.value;
+  vis.replaceChildren(
+    el("option", { value: "", text: explained ? `the class explained above (${shortName(explained)})`
+                                              : "the class explained above" }),
+    ...classes.map((c, i) => el("option", { value: String(i), text: `${i} ${shortName(c)}` })));
+  vis.value = keep && Number(keep) < classes.length ? keep : "";
+  const atk = $("atk-target");
+  const keepTarget = atk.value;
+  atk.replaceChildren(el("option", { value: "", text: "no target: away from the top-1 class" }),
+    ...classes.map((c, i) => el("option", { value: String(i), text: `${i} ${shortName(c)}` })));
+  atk.value = keepTarget && Number(keepTarget) < classes.length ? keepTarget : "";
+}
+
+function panelState(which, working, status, error) {
+  const id = which === "visualise" ? "vis" : "atk";
+  $(which).dataset.state = working ? "working" : (error ? "error" : (synth[which].answer ? "done" : "idle"));
+  $(`${which}`).setAttribute("aria-busy", working ? "true" : "false");
+  $(`${id}-status`).textContent = status;
+  const e = $(`${id}-error`);
+  e.textContent = error || "";
+  e.hidden = !error;
+}
+
+function resetSynth(which) {
+  const p = synth[which];
+  if (p.controller) { p.controller.abort(); p.controller = null; }
+  p.answer = null;
+  $(which === "visualise" ? "vis-result" : "atk-result").hidden = true;
+  panelState(which, false, "", "");
+}
+
+// POST path?query (body: the image, or nothing); the answer's JSON, or an Error whose message is one line.
+async function postJSON(which, path, query, body) {
+  const p = synth[which];
+  if (p.controller) p.controller.abort();
+  const controller = new AbortController();
+  p.controller = controller;
+  p.started = performance.now();
+  p.requests += 1;
+  const r = await fetch(`${path}?${query}`, { method: "POST", body, signal: controller.signal });
+  const answer = await r.json().catch(() => ({}));
+  if (p.controller !== controller) return null;          // abandoned for a newer request meanwhile
+  p.controller = null;
+  if (!r.ok) throw new Error(`the server refused (HTTP ${r.status}): ${answer.error || r.statusText}`);
+  return answer;
+}
+
+function tickSynth() {
+  for (const which of ["visualise", "attack"]) {
+    const p = synth[which];
+    if (!p.controller) continue;
+    const elapsed = ((performance.now() - p.started) / 1000).toFixed(1);
+    $(which === "visualise" ? "vis-status" : "atk-status").textContent = `working… ${elapsed} s`;
+  }
+}
+
+function predictionList(list, predictions, mark) {
+  list.replaceChildren(...predictions.map((p) => el("li", { class: p.index === mark ? "marked" : "",
+    text: `${shortName(p.name)}: ${(100 * p.probability).toFixed(1)}% (y = ${fmt(p.logit)})` })));
+}
+
+async function runVisualise() {
+  if (!state.model) return;
+  const chosen = $("vis-class").value;
+  const cls = chosen !== "" ? chosen : explainedClass();
+  if (cls === null) { panelState("visualise", false, "", "choose a class first"); return; }
+  const q = new URLSearchParams({ model: state.model.name, class: cls, steps: $("vis-steps").value || "128",
+                                  param: $("vis-param").value, seed: $("vis-seed").value || "0" });
+  panelState("visualise", true, "working…", "");
+  let answer;
+  try {
+    answer = await postJSON("visualise", "/api/visualize", q, null);
+  } catch (e) {
+    if (e.name === "AbortError") return;
+    synth.visualise.controller = null;
+    panelState("visualise", false, "", e.message);
+    return;
+  }
+  if (!answer) return;
+  try {
+    await showVisualisation(answer);
+  } catch (e) { pageFault(e); }
+}
+
+async function showVisualisation(answer) {
+  synth.visualise.answer = answer;
+  const img = await loadImage(answer.image.png);
+  const canvas = $("vis-canvas");
+  sizeCanvas(canvas, answer.image.shape, 256);
+  drawPicture(canvas, img, { smooth: false });
+  $("vis-about").textContent = `${answer.about} (seed ${answer.seed}, ` +
+    `${answer.model})`;
+  const [h, w] = answer.image.shape;
+  $("vis-caption").textContent = `${sizeText(h, w)}, the network's input size; a lossless PNG`;
+  predictionList($("vis-predictions"), answer.predictions, answer.class.index);
+  drawCurve($("vis-curve"), answer.values);
+  $("vis-result").hidden = false;
+  $("visualise").dataset.class = answer.class.name;
+  panelState("visualise", false, answer.cached
+    ? `shown from the server's cache (computed earlier in ${answer.computed_seconds.toFixed(2)} s)`
+    : `computed in ${answer.seconds.toFixed(2)} s: y^c rose from ${fmt(answer.first_value)} to ` +
+      `${fmt(answer.final_value)}`, "");
+}
+
+function drawCurve(canvas, values) {
+  const ctx = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height, pad = 24;
+  ctx.clearRect(0, 0, W, H);
+  const finite = values.filter((v) => v !== null);
+  if (!finite.length) return;
+  const lo = Math.min(...finite), hi = Math.max(...finite), span = hi - lo || 1;
+  ctx.strokeStyle = "#9ca3af";
+  ctx.strokeRect(pad, 4, W - pad - 4, H - pad - 4);
+  ctx.strokeStyle = "#1d4ed8";
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  values.forEach((v, i) => {
+    if (v === null) return;
+    const x = pad + (values.length > 1 ? i / (values.length - 1) : 0) * (W - pad - 4);
+    const y = 4 + (1 - (v - lo) / span) * (H - pad - 8);
+    if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+  });
+  ctx.stroke();
+  ctx.fillStyle = "#374151";
+  ctx.font = "12px sans-serif";
+  ctx.fillText(fmt(hi), 2, 14);
+  ctx.fillText(fmt(lo), 2, H - pad);
+  ctx.fillText(`step 1 … ${values.length}`, pad + 4, H - 6);
+}
+
+async function runAttack() {
+  if (!state.image || !state.model) { panelState("attack", false, "", "choose an image first"); return; }
+  const method = $("atk-method").value;
+  const q = new URLSearchParams({ model: state.model.name, attack: method, epsilon: $("atk-epsilon").value.trim() });
+  if (method === "pgd") q.set("steps", $("atk-steps").value || "10");
+  if ($("atk-target").value) q.set("target", $("atk-target").value);
+  const methods = chosenMethods();
+  q.set("method", methods.map((m) => m.name).join(","));
+  if (methods.some(usesLayer)) q.set("layer", currentLayer());
+  for (const m of methods) {
+    for (const [k, v] of Object.entries(state.options[m.name] || {})) q.set(`explain.${k}`, v);
+  }
+  const imageId = state.imageId;
+  panelState("attack", true, "working…", "");
+  let answer;
+  try {
+    answer = await postJSON("attack", "/api/attack", q, state.image.blob);
+  } catch (e) {
+    if (e.name === "AbortError") return;
+    synth.attack.controller = null;
+    panelState("attack", false, "", e.message);
+    return;
+  }
+  if (!answer || imageId !== state.imageId) return;
+  try {
+    await showAttack(answer, methods);
+  } catch (e) { pageFault(e); }
+}
+
+async function showAttack(answer, methods) {
+  const pictures = { input: await loadImage(answer.input.png), adversarial: await loadImage(answer.adversarial.png) };
+  for (const role of ["true", "adversarial"]) {
+    for (const [key, m] of Object.entries(answer.maps[role].maps)) pictures[`${role}:${key}`] = await loadImage(m.png);
+  }
+  synth.attack.answer = answer;
+  synth.attack.pictures = pictures;
+  for (const [id, picture] of [["atk-original", pictures.input], ["atk-adversarial", pictures.adversarial]]) {
+    sizeCanvas($(id), answer.input.shape, 256);
+    drawPicture($(id), picture, { smooth: false });
+  }
+  drawDifference(answer);
+  $("atk-about").textContent = answer.about;
+  predictionList($("atk-before"), answer.before, answer.true.index);
+  predictionList($("atk-after"), answer.after, answer.adversarial_class.index);
+  $("atk-adv-caption").textContent = `after: ${answer.fooled ? "fooled" : "not fooled"}, the network says ` +
+    `'${shortName(answer.adversarial_class.name)}' (a lossless PNG of ${sizeText(...answer.adversarial.shape)})`;
+  $("atk-diff-caption").textContent = `the change, magnified: grey is none; the largest is ` +
+    `${answer.adversarial.largest_change_255}/255`;
+  const box = $("atk-maps");
+  box.replaceChildren();
+  for (const m of methods) {
+    const figs = [];
+    for (const role of ["true", "adversarial"]) {
+      const side = answer.maps[role];
+      const entry = side.maps[m.key];
+      const who = `${role === "true" ? "the true class" : "the adversarial class"} '${shortName(side.class.name)}'`;
+      if (!entry) {
+        figs.push(el("figure", {}, el("figcaption", { text: who }),
+                     el("p", { class: "hint", text: (side.notes || []).join(" ") || "no map for this model" })));
+        continue;
+      }
+      const canvas = el("canvas", { "data-key": `${role}:${m.key}`, "data-display": entry.display });
+      sizeCanvas(canvas, answer.adversarial.shape, 256);
+      figs.push(el("figure", { "data-role": role }, el("figcaption", { text: who }), canvas,
+                   entry.display === "gradient" ? null : colourBar(entry)));
+    }
+    box.append(el("figure", { class: "map", "data-method": m.name, "data-state": "done" },
+      el("figcaption", {}, el("b", { text: m.title }), el("span", { text: "on the adversarial image" })),
+      el("div", { class: "pair" }, ...figs)));
+  }
+  drawAttackMaps();
+  $("atk-result").hidden = false;
+  panelState("attack", false, `attacked and explained in ${answer.seconds.toFixed(2)} s: ` +
+    `'${shortName(answer.true.name)}' → '${shortName(answer.adversarial_class.name)}'`, "");
+}
+
+// Each map over the adversarial image, at the page's overlay opacity (a gradient image on its own).
+function drawAttackMaps() {
+  const pictures = synth.attack.pictures;
+  if (!pictures) return;
+  for (const canvas of document.querySelectorAll("#atk-maps canvas")) {
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    if (canvas.dataset.display === "gradient") {
+      drawPicture(canvas, pictures[canvas.dataset.key]);
+    } else {
+      drawPicture(canvas, pictures.adversarial, { smooth: false });
+      drawPicture(canvas, pictures[canvas.dataset.key], { alpha: state.opacity });
+    }
+  }
+}
+
+// (adversarial - original), magnified so that epsilon reaches black or white: 128 + 127 (a - o) / (255 eps).
+function drawDifference(answer) {
+  const [h, w] = answer.input.shape;
+  const read = (picture) => {
+    const c = el("canvas");
+    c.width = w; c.height = h;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(picture, 0, 0);
+    return ctx.getImageData(0, 0, w, h);
+  };
+  const a = read(synth.attack.pictures.adversarial), o = read(synth.attack.pictures.input);
+  const scale = 127 / Math.max(1, answer.attack.epsilon_255);
+  for (let i = 0; i < a.data.length; i += 4) {
+    for (let c = 0; c < 3; c++) a.data[i + c] = 128 + scale * (a.data[i + c] - o.data[i + c]);
+  }
+  const small = el("canvas");
+  small.width = w; small.height = h;
+  small.getContext("2d").putImageData(a, 0, 0);
+  const canvas = $("atk-difference");
+  sizeCanvas(canvas, [h, w], 256);
+  drawPicture(canvas, small, { smooth: false });
+}
+
+function buildSynth() {
+  $("vis-go").addEventListener("click", runVisualise);
+  $("atk-go").addEventListener("click", runAttack);
+  const steps = () => { $("atk-steps").disabled = $("atk-method").value !== "pgd"; };
+  $("atk-method").addEventListener("change", steps);
+  steps();
+  for (const id of ["vis-steps", "vis-seed", "atk-epsilon", "atk-steps"]) {
+    $(id).addEventListener("keydown", (e) => {
+      if (e.key === "Enter") (id.startsWith("vis") ? runVisualise : runAttack)();
+    });
+  }
+  setInterval(() => { try { tickSynth(); } catch (e) { pageFault(e); } }, 250);
+}
+
 // ------------------------------------------------------------------ start
 
 async function start() {
@@ -712,6 +1000,7 @@ async function start() {
     buildMethods();
     buildDisplay();
     buildDrop();
+    buildSynth();
     chooseModel(models.default);
     setInterval(() => { try { tickProgress(); } catch (e) { pageFault(e); } }, 250);
     buildSamples();
