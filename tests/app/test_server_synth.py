@@ -21,6 +21,7 @@ from refusals import png_bytes
 from server_helpers import api_array, cat_dog_png, library_maps, request, running, server, store  # noqa: F401
 
 import minicnn
+from minicnn.errors import InputError
 from minicnn.inputs.images import image_from_bytes
 from minicnn.inputs.preprocess import preprocess
 from minicnn.server import synth
@@ -269,3 +270,11 @@ def test_a_client_that_leaves_stops_the_work(store, cat_dog_png, path, query, bo
         assert sum("cancelled" in line for line in lines) == 1, lines
         assert time.monotonic() - left < 6
         assert len(server.visualisations) == 0                           # nothing half-done was kept
+
+
+def test_integer_settings_take_their_whole_range_and_nothing_else():
+    for text, value in (("1", 1), ("512", 512), ("", 128), ("007", 7)):
+        assert synth.integer({"steps": text}, "steps", 128, 1, 512, "the cap") == value
+    for text in ("0", "513", "-1", "1.5", "1e3", " 5", "\u0663", "9" * 21):
+        with pytest.raises(InputError, match="steps"):
+            synth.integer({"steps": text}, "steps", 128, 1, 512, "the cap")
