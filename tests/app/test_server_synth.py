@@ -278,3 +278,32 @@ def test_integer_settings_take_their_whole_range_and_nothing_else():
     for text in ("0", "513", "-1", "1.5", "1e3", " 5", "\u0663", "9" * 21):
         with pytest.raises(InputError, match="steps"):
             synth.integer({"steps": text}, "steps", 128, 1, 512, "the cap")
+
+
+#: Values a random query draws from: valid ones (kept cheap: at most 3 steps, CIFAR models) and hostile ones.
+VALUES = ["", "0", "1", "3", "-1", "1e9", "9" * 25, "nan", "inf", "8/255", "1/0", "0.5", "\u0663", "cat", "dog",
+          "kat", "fgsm", "pgd", "pixel", "fourier", "gradcam", "saliency,gradcam", "layer2", "features.2", "\x00", "%",
+          "a" * 300]
+KEYS = {"/api/visualize": ["model", "class", "steps", "param", "seed", "lr"],
+        "/api/attack": ["model", "attack", "epsilon", "steps", "target", "seed", "method", "layer", "explain.steps",
+                        "explain.samples", "explain.target", "explain.bogus"]}
+
+
+@pytest.mark.parametrize("path", list(KEYS))
+def test_random_queries_are_answered_200_or_400_never_500(server, cat_dog_png, path):
+    from urllib.parse import urlencode
+    rng = np.random.default_rng(29)
+    for _ in range(20):
+        keys = rng.choice(KEYS[path], size=rng.integers(0, 5), replace=False)
+        query = {k: str(rng.choice(VALUES)) for k in keys}
+        query["model"] = str(rng.choice(["resnet20_cifar10", "vgg_cifar10", "resnet21"]))
+        if query.get("steps", "").isdigit() and query["steps"].isascii() and len(query["steps"]) < 5:
+            query["steps"] = str(min(int(query["steps"]), 3))                   # cheap when valid
+        if query.get("explain.steps", "x").isascii() and query.get("explain.steps", "x").isdigit():
+            query["explain.steps"] = "2"
+        if path == "/api/visualize":
+            query.setdefault("class", "cat")
+        status, answer = post(server, path, urlencode(query), cat_dog_png if path == "/api/attack" else b"")
+        assert status in (200, 400), (query, answer)
+        if status == 400:
+            one_line(answer)
