@@ -95,14 +95,15 @@ def add_method_options(p) -> None:
     p.add_argument("--method", default="gradcam",
                    help="a method, a comma-separated list of them, or 'all' (default: gradcam); methods: "
                         + ", ".join(registry.METHODS))
-    seen = {}
+    by_flag: dict = {}                                # flag -> its Option objects (methods may word it their own way)
     for m in registry.METHODS.values():
         for o in m.options:
-            if o.flag in seen:
-                continue
-            seen[o.flag] = o
-            p.add_argument(o.flag, dest=o.param, type=o.type, default=o.default,
-                           help=f"{o.help} ({', '.join(n.name for n in registry.METHODS.values() if o in n.options)})")
+            if o not in by_flag.setdefault(o.flag, []):
+                by_flag[o.flag].append(o)
+    for flag, options in by_flag.items():
+        o = options[0]
+        p.add_argument(flag, dest=o.param, type=o.type, default=o.default, help="; ".join(
+            f"{o.help} ({', '.join(n.name for n in registry.METHODS.values() if o in n.options)})" for o in options))
 
 
 def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:
