@@ -25,6 +25,8 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
     input_x_gradient, deconvnet, integrated_gradients, smoothgrad, smoothgrad_squared, vargrad,
     lrp_epsilon, lrp_epsilon_plus, lrp_epsilon_gamma_box
                        (C, H, W)  raw attribution or relevance of every input
+    deeplift, deeplift_shap, gradient_shap
+                       (C, H, W)  DeepLIFT and the SHAP estimates: attribution of every input
     logits             (K,)
     layer, target, target_name, model   (strings and an int)
 

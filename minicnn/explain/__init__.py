@@ -30,6 +30,9 @@
 | ``lrp``               | relevance R_i, from R = y^c by local rules (also      | (N, C, H, W)  |
 |                       | ``lrp_epsilon``, ``lrp_epsilon_plus``,                |               |
 |                       | ``lrp_epsilon_gamma_box``)                            |               |
+| ``deeplift``          | (x - x0) * multipliers of the rescale rule; also      | (N, C, H, W)  |
+|                       | ``deeplift_shap`` (its mean over baselines) and       |               |
+|                       | ``gradient_shap`` (expected gradients)                |               |
 
 (g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
 ReLU(sum_k w_k A^k).)

@@ -377,12 +377,13 @@ def gradient_shap(model, x, target=None, *, baselines="uniform", samples: int = 
     """
     x = check_input(x)
     n = len(x)
+    if draws is None:
+        samples = check_count(samples, "samples")
+        stdevs = check_real(stdevs, "stdevs", high=MAX_STDEVS)
     base = baseline_set(model, x, baselines, samples, seed)
     if draws is not None:
         index, noise, alpha = _checked_draws(draws, n, len(base), x.shape[1:])
     else:
-        samples = check_count(samples, "samples")
-        stdevs = check_real(stdevs, "stdevs", high=MAX_STDEVS)
         rng = np.random.default_rng([check_seed(seed), 1])   # a stream of its own, apart from the set's
         index = rng.integers(0, len(base), (n, samples))
         alpha = rng.uniform(0.0, 1.0, (n, samples))
