@@ -205,14 +205,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            cost="1 forward + 1 backward (5 forward per convolution)"),
     # DeepLIFT and the SHAP estimates built on it and on gradients (minicnn/explain/deeplift.py)
     Method("deeplift", deeplift, "DeepLIFT (rescale)", "input", "signed",
-           "sum over channels of (x - x0) * m (sums to y^c(x) - y^c(x0))", "gradient", uses_layer=False,
+           "sum over channels (sums to y^c(x) - y^c(x0))", "gradient", uses_layer=False,
            options=(BASELINE, SEED, DEEPLIFT_BATCH), cost="2 forward + 1 backward"),
     Method("deeplift-shap", deeplift_shap, "DeepLIFT-SHAP", "input", "signed",
-           "sum over channels of the mean DeepLIFT over the baselines", "gradient", uses_layer=False,
+           "sum over channels, mean over baselines", "gradient", uses_layer=False,
            options=(SHAP_BASELINES, SHAP_SAMPLES, SEED, DEEPLIFT_BATCH),
            cost="1 + 2 x samples forward, samples backward"),
     Method("gradient-shap", gradient_shap, "GradientSHAP", "input", "signed",
-           "sum over channels of the mean (x + e - x0) * dy^c/dx", "gradient", uses_layer=False,
+           "sum over channels, mean over draws", "gradient", uses_layer=False,
            options=(SHAP_BASELINES, SHAP_SAMPLES, STDEVS, SEED, DEEPLIFT_BATCH),
            cost="1 + samples + set forward, samples backward"),
 )}
