@@ -40,7 +40,10 @@ where route_x sends a value to the window's maximum in x (the layer's
 gradient) and route_x0 to its maximum in x0. The two parts add up to
 dout * (y - y0) per window, so summation to delta holds. (Where windows
 overlap, the routed values are added; captum's max_unpool writes one over
-the other there. The shipped models pool 2x2 windows with stride 2.)
+the other there. The shipped models pool 2x2 windows with stride 2. captum's
+fallback also reads image 0's gradient for every image, where each image's
+own is used here; the maps cannot tell: in the VGG every max pooling follows
+a ReLU, and a ReLU output that did not move gets the multiplier 0 / (x - x0).)
 ReLU6 gets the rescale rule here; captum has no rule for ``nn.ReLU6`` and
 passes its gradient, which breaks summation to delta on MobileNetV2.
 

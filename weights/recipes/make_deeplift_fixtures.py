@@ -36,7 +36,11 @@ convergence delta is -0.019 and -0.34 for the two images, ``info``
 ``uncorrected_delta``). The twin recorded here passes each ReLU's output
 through a copy (``Copy``) before the pooling, so each hook has a tensor of
 its own; the network computes the same function, and captum's delta is
-rounding. ResNet-20 has no max pooling and is unchanged.
+rounding. ResNet-20 has no max pooling and is unchanged. (captum's max-pooling
+fallback, where |x - x0| < eps, also reads ``grad_input[0]``, image 0's
+gradient, for every image; minicnn uses each image's own. It cannot show in
+the maps: such an input of the pooling did not move, so the ReLU before it
+multiplies what it receives by 0 / (x - x0) = 0.)
 
 The target is the second-best class, not the top one, so the maps explain
 a score the network does not already favour.
