@@ -108,6 +108,9 @@ REFERENCES = {
     "lrp-epsilon": ("zennit 0.5.1", "attribution_<model>.npz"),
     "lrp-epsilon-plus": ("zennit 0.5.1", "attribution_<model>.npz"),
     "lrp-epsilon-gamma-box": ("zennit 0.5.1", "attribution_<model>.npz"),
+    "deeplift": ("captum 0.9.0 (DeepLift)", "deeplift_<model>.npz"),
+    "deeplift-shap": ("captum 0.9.0 (DeepLiftShap)", "deeplift_<model>.npz"),
+    "gradient-shap": ("captum 0.9.0 (GradientShap, given the same draws)", "deeplift_<model>.npz"),
 }
 #: Methods with no peer library, and what proves them instead.
 NO_REFERENCE = {

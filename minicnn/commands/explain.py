@@ -25,6 +25,8 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
     input_x_gradient, deconvnet, integrated_gradients, smoothgrad, smoothgrad_squared, vargrad,
     lrp_epsilon, lrp_epsilon_plus, lrp_epsilon_gamma_box
                        (C, H, W)  raw attribution or relevance of every input
+    deeplift, deeplift_shap, gradient_shap
+                       (C, H, W)  DeepLIFT and the SHAP estimates: attribution of every input
     logits             (K,)
     layer, target, target_name, model   (strings and an int)
 
@@ -95,14 +97,15 @@ def add_method_options(p) -> None:
     p.add_argument("--method", default="gradcam",
                    help="a method, a comma-separated list of them, or 'all' (default: gradcam); methods: "
                         + ", ".join(registry.METHODS))
-    seen = {}
+    by_flag: dict = {}                                # flag -> its Option objects (methods may word it their own way)
     for m in registry.METHODS.values():
         for o in m.options:
-            if o.flag in seen:
-                continue
-            seen[o.flag] = o
-            p.add_argument(o.flag, dest=o.param, type=o.type, default=o.default,
-                           help=f"{o.help} ({', '.join(n.name for n in registry.METHODS.values() if o in n.options)})")
+            if o not in by_flag.setdefault(o.flag, []):
+                by_flag[o.flag].append(o)
+    for flag, options in by_flag.items():
+        o = options[0]
+        p.add_argument(flag, dest=o.param, type=o.type, default=o.default, help="; ".join(
+            f"{o.help} ({', '.join(n.name for n in registry.METHODS.values() if o in n.options)})" for o in options))
 
 
 def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:

@@ -30,6 +30,9 @@
 | ``lrp``               | relevance R_i, from R = y^c by local rules (also      | (N, C, H, W)  |
 |                       | ``lrp_epsilon``, ``lrp_epsilon_plus``,                |               |
 |                       | ``lrp_epsilon_gamma_box``)                            |               |
+| ``deeplift``          | (x - x0) * multipliers of the rescale rule; also      | (N, C, H, W)  |
+|                       | ``deeplift_shap`` (its mean over baselines) and       |               |
+|                       | ``gradient_shap`` (expected gradients)                |               |
 
 (g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
 ReLU(sum_k w_k A^k).)
@@ -47,6 +50,7 @@ map after its ReLU). Maps are raw: not normalised, not coloured
 from . import registry
 from .cam import cam, cam_head
 from .catdog import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
+from .deeplift import DeepLift, GradientShap, deeplift, deeplift_shap, gradient_shap
 from .eigen_cams import EigenCAM, eigencam, eigengradcam
 from .fullgrad import FullGrad, fullgrad
 from .gradcam import GradCAM, counterfactual, gradcam
@@ -73,4 +77,6 @@ __all__ = [
     "IntegratedGradients", "LRP", "SmoothGrad", "deconvnet", "input_x_gradient", "integrated_gradients", "lrp",
     "lrp_epsilon", "lrp_epsilon_gamma_box", "lrp_epsilon_plus", "smoothgrad", "smoothgrad_squared", "vargrad",
     "RelevanceBudget",
+    # DeepLIFT and the SHAP estimates
+    "DeepLift", "GradientShap", "deeplift", "deeplift_shap", "gradient_shap",
 ]

@@ -42,11 +42,12 @@ LRP_FORWARDS = {"lrp-epsilon": 2, "lrp-epsilon-plus": 3, "lrp-epsilon-gamma-box"
 BATCH = 8
 #: The methods that send their images through the network in batches.
 BATCHED = ("occlusion", "scorecam", "ablationcam", "integrated-gradients", "smoothgrad", "smoothgrad-squared",
-           "vargrad")
+           "vargrad", "deeplift-shap", "gradient-shap")
 #: FullGrad: channels of bias terms whose upsampling costs about one backward (fits ResNet-20 and MobileNetV2).
 FULLGRAD_CHANNELS = 32
 #: The methods' own defaults for the options that set their number of passes.
 DEFAULT_STEPS, DEFAULT_SAMPLES = 50, 50
+DEEPLIFT_SHAP_SAMPLES, GRADIENT_SHAP_SAMPLES = 10, 20
 
 
 #: What ``minicnn explain --help`` says about time (numbers from ``passes`` and ``pass_seconds`` on the shipped
@@ -113,6 +114,15 @@ def passes(method: str, model, hw: tuple[int, int], layer: str | None = None, op
         samples = int(options.get("samples") or DEFAULT_SAMPLES)
         f, b = passes(options.get("base") or "saliency", model, hw)          # the base method, per noisy copy
         return 1 + samples * f, samples * b
+    if name == "deeplift":
+        return 3, 1                                  # x, then the baseline and x again with the rules
+    if name == "deeplift-shap":
+        samples = int(options.get("samples") or DEEPLIFT_SHAP_SAMPLES)
+        return 1 + 2 * samples, samples
+    if name == "gradient-shap":
+        samples = int(options.get("samples") or GRADIENT_SHAP_SAMPLES)
+        return 1 + samples + (samples if not options.get("baselines") or isinstance(options["baselines"], str)
+                              else len(options["baselines"])), samples
     if name in LRP_FORWARDS:
         return 1 + LRP_FORWARDS[name], 0
     if name == "fullgrad":

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import InputError, unknown_name
 from .cam import cam
+from .deeplift import BASELINE_SETS, deeplift, deeplift_shap, gradient_shap
 from .eigen_cams import eigencam, eigengradcam
 from .fullgrad import fullgrad
 from .gradcam import counterfactual, gradcam
@@ -127,6 +128,17 @@ SEED = Option("--seed", "seed", int, None, "seed of the SmoothGrad noise and the
 EPSILON = Option("--epsilon", "epsilon", float, None, "LRP: epsilon of the epsilon rule (default 1e-6)")
 GAMMA = Option("--gamma", "gamma", float, None, "LRP: gamma of the gamma rule (default 0.25)")
 SMOOTHING = (BASE, SAMPLES, NOISE_LEVEL, SEED)
+# DeepLIFT, DeepLIFT-SHAP and GradientSHAP (--baseline and --seed are Integrated Gradients' own).
+SHAP_BASELINES = Option("--baselines", "baselines", str, None,
+                        f"DeepLIFT-SHAP, GradientSHAP: the set of baselines drawn, {', '.join(BASELINE_SETS)} "
+                        f"(default uniform)")
+SHAP_SAMPLES = Option("--samples", "samples", int, None,
+                      "DeepLIFT-SHAP: baselines drawn (default 10); GradientSHAP: draws per image (default 20)")
+STDEVS = Option("--stdevs", "stdevs", float, None,
+                "GradientSHAP: standard deviation of the noise added to x, in the network's input space (default 0)")
+DEEPLIFT_BATCH = Option("--batch-size", "batch_size", int, None,
+                        "DeepLIFT, DeepLIFT-SHAP, GradientSHAP: images (or image-baseline pairs) per pass "
+                        "(default: about 2^20 input elements)", changes_map=False)
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gradcam", gradcam, "Grad-CAM", "layer", "heat", "ReLU(sum_k alpha_k A^k), raw", "cam",
@@ -191,6 +203,18 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("lrp-epsilon-gamma-box", lrp_epsilon_gamma_box, "LRP epsilon-gamma-box", "input", "relevance",
            "relevance, sum over channels", "relevance", uses_layer=False, options=(EPSILON, GAMMA),
            cost="1 forward + 1 backward (5 forward per convolution)"),
+    # DeepLIFT and the SHAP estimates built on it and on gradients (minicnn/explain/deeplift.py)
+    Method("deeplift", deeplift, "DeepLIFT (rescale)", "input", "signed",
+           "sum over channels (sums to y^c(x) - y^c(x0))", "gradient", uses_layer=False,
+           options=(BASELINE, SEED, DEEPLIFT_BATCH), cost="2 forward + 1 backward"),
+    Method("deeplift-shap", deeplift_shap, "DeepLIFT-SHAP", "input", "signed",
+           "sum over channels, mean over baselines", "gradient", uses_layer=False,
+           options=(SHAP_BASELINES, SHAP_SAMPLES, SEED, DEEPLIFT_BATCH),
+           cost="1 + 2 x samples forward, samples backward"),
+    Method("gradient-shap", gradient_shap, "GradientSHAP", "input", "signed",
+           "sum over channels, mean over draws", "gradient", uses_layer=False,
+           options=(SHAP_BASELINES, SHAP_SAMPLES, STDEVS, SEED, DEEPLIFT_BATCH),
+           cost="1 + samples + set forward, samples backward"),
 )}
 
 

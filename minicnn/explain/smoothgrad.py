@@ -32,6 +32,7 @@ from ..errors import InputError, unknown_name
 from ..model import check_input
 from ..util.checks import check_real, check_seed
 from ..util.progress import Progress
+from .deeplift import deeplift, deeplift_shap, gradient_shap
 from .guided import deconvnet, guided_backprop, guided_gradcam
 from .integrated_gradients import integrated_gradients
 from .lrp import lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
@@ -44,7 +45,8 @@ from .target import Explanation, choose_targets
 BASES = {"saliency": saliency, "input-x-gradient": input_x_gradient, "guided-backprop": guided_backprop,
          "deconvnet": deconvnet, "guided-gradcam": guided_gradcam, "integrated-gradients": integrated_gradients,
          "lrp-epsilon": lrp_epsilon, "lrp-epsilon-plus": lrp_epsilon_plus,
-         "lrp-epsilon-gamma-box": lrp_epsilon_gamma_box}
+         "lrp-epsilon-gamma-box": lrp_epsilon_gamma_box,
+         "deeplift": deeplift, "deeplift-shap": deeplift_shap, "gradient-shap": gradient_shap}
 
 KINDS = {"smoothgrad": "mean", "smoothgrad-squared": "mean of squares", "vargrad": "variance"}
 #: Input elements (copies x C x H x W) per call of the base method when batch_size is not given.

@@ -60,6 +60,7 @@ CAM_METHODS = ("gradcam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam
 #: The attribution gallery's methods, and their options (none: the methods' own defaults).
 ATTRIBUTION = ("saliency", "guided-backprop", "deconvnet", "input-x-gradient", "integrated-gradients", "smoothgrad",
                "lrp-epsilon", "lrp-epsilon-plus", "lrp-epsilon-gamma-box")
+ATTRIBUTION += ("deeplift", "deeplift-shap", "gradient-shap")      # DeepLIFT and the SHAP estimates
 ATTRIBUTION_OPTIONS: dict = {}
 #: Registry methods in neither gallery, and where the demo shows them instead (a test checks that every
 #: registered method is in a gallery or here).

@@ -77,6 +77,7 @@ MAX_BATCH_VALUES = 2 ** 21
 MAX_SEED = 2 ** 32 - 1
 #: Passes per noisy copy of each SmoothGrad base: integrated gradients runs its default 50 steps (+2 passes).
 BASE_PASSES = {"integrated-gradients": 52}
+BASE_PASSES.update({"deeplift-shap": 31, "gradient-shap": 61})   # 10 baselines x 3 passes, 20 draws x 3 (+ 1)
 #: The model the page starts with, and /api/explain uses when a request names none: ResNet-20 is fully
 #: convolutional up to its global average pooling, so it sees an image in its own shape (cat|dog: 32x64).
 DEFAULT_MODEL = "resnet20_cifar10"

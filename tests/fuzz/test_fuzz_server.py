@@ -156,6 +156,17 @@ CASES = [
     ("noise_level=inf", post("/api/explain?method=smoothgrad&noise_level=inf", SMALL), 400, "finite"),
     ("epsilon=nan", post("/api/explain?method=lrp-epsilon&epsilon=nan", SMALL), 400, "finite"),
     ("a 20-digit steps", post("/api/explain?method=integrated-gradients&steps=" + "9" * 20, SMALL), 400, "cap"),
+    ("deeplift-shap samples=100000", post("/api/explain?method=deeplift-shap&samples=100000", SMALL), 400,
+     "the server's cap on samples"),
+    ("gradient-shap stdevs=inf", post("/api/explain?method=gradient-shap&stdevs=inf", SMALL), 400, "finite"),
+    ("gradient-shap stdevs=1e9", post("/api/explain?method=gradient-shap&stdevs=1e9", SMALL), 400,
+     "stdevs must be a number >= 0, finite and at most 100"),
+    ("deeplift-shap, a 224x224 set over the cap", post("/api/explain?model=mobilenet_v2&method=deeplift-shap"
+                                                       "&samples=512", SMALL), 400, "use samples <= 222"),
+    ("an unknown baseline set", post("/api/explain?method=deeplift-shap&baselines=cats", SMALL), 400,
+     "unknown baseline set 'cats'"),
+    ("samples x deeplift-shap base", post("/api/explain?method=smoothgrad&base=deeplift-shap&samples=17", SMALL),
+     400, "samples <= 16"),
     ("an image over the server's pixel limit", None, 400, "over the limit of 16000000 pixels"),
 ]
 
