@@ -25,6 +25,7 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
     input_x_gradient, deconvnet, integrated_gradients, smoothgrad, smoothgrad_squared, vargrad,
     lrp_epsilon, lrp_epsilon_plus, lrp_epsilon_gamma_box
                        (C, H, W)  raw attribution or relevance of every input
+    excitation_backprop, contrastive_excitation_backprop   (h, w)   the MWP at the layer's resolution
     logits             (K,)
     layer, target, target_name, model   (strings and an int)
 

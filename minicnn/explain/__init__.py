@@ -30,6 +30,9 @@
 | ``lrp``               | relevance R_i, from R = y^c by local rules (also      | (N, C, H, W)  |
 |                       | ``lrp_epsilon``, ``lrp_epsilon_plus``,                |               |
 |                       | ``lrp_epsilon_gamma_box``)                            |               |
+| ``excitation_backprop`` | sum_k P(A^k): the winning probability from e_c,     | (N, h, w)     |
+|                       | P_i = sum_j a_i w_ij^+ / (sum_i' a_i' w_i'j^+) P_j    |               |
+|                       | (also ``contrastive_excitation_backprop``)            |               |
 
 (g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
 ReLU(sum_k w_k A^k).)
@@ -48,6 +51,7 @@ from . import registry
 from .cam import cam, cam_head
 from .catdog import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
 from .eigen_cams import EigenCAM, eigencam, eigengradcam
+from .excitation import ExcitationMap, contrastive_excitation_backprop, excitation_backprop
 from .fullgrad import FullGrad, fullgrad
 from .gradcam import GradCAM, counterfactual, gradcam
 from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, hirescam, layercam, xgradcam
@@ -73,4 +77,6 @@ __all__ = [
     "IntegratedGradients", "LRP", "SmoothGrad", "deconvnet", "input_x_gradient", "integrated_gradients", "lrp",
     "lrp_epsilon", "lrp_epsilon_gamma_box", "lrp_epsilon_plus", "smoothgrad", "smoothgrad_squared", "vargrad",
     "RelevanceBudget",
+    # Excitation Backprop
+    "ExcitationMap", "contrastive_excitation_backprop", "excitation_backprop",
 ]

@@ -57,10 +57,16 @@ architectures leave TorchRay:
 
 Conservation: each rule hands on exactly what it receives, so with the seed
 e_c the total P at every layer's output is 1, except for the P of units
-with z+_j = 0 (a unit switched on by its bias alone, or by a BatchNorm
-shift, holds P that has nowhere to go) and of additions with a + b = 0:
+with z+_j = 0 and of additions with a + b = 0, which has nowhere to go:
 
     sum_i P_in_i = sum_{j: z+_j != 0} P_j
+
+A unit followed by a ReLU gets P only where it is on, so z+_j = 0 loses P
+only where something else switched it on: its bias (which the rule ignores),
+a BatchNorm shift or a negative BatchNorm scale. A unit with no ReLU after
+it loses P wherever it is negative without excitation: ResNet's main branch
+before the addition, MobileNetV2's linear projections. The target logit
+itself passes nothing on when all its positive weights meet zero inputs.
 
 The **contrastive** MWP (section 3.3) subtracts the MWP of the *dual* class,
 that of the top classifier with its weights negated (W -> -W, so its W^+ is
@@ -99,8 +105,13 @@ class Excitation:
     a unit with W+ a = 0 passes nothing. Any layer with a weight (Conv2d, Linear).
     """
 
+    @staticmethod
+    def positive_part(layer):
+        """A copy of the layer with W -> W+ and no bias: z+ = positive_part(layer).forward(a)[0]."""
+        return modified(layer, positive)
+
     def __call__(self, layer, a, P):
-        return Epsilon(0.0)(modified(layer, positive), a, P)
+        return Epsilon(0.0)(self.positive_part(layer), a, P)
 
 
 @dataclass(frozen=True)
