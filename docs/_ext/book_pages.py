@@ -27,7 +27,7 @@ LEARN_INDEX = """\
 The lessons
 ===========
 
-Thirteen lessons, in the order they teach: from a convolution written as loops to Grad-CAM step
+Sixteen lessons, in the order they teach: from a convolution written as loops to Grad-CAM step
 by step, training a small CNN with minicnn's own backward passes, the CAM family, LRP,
 Integrated Gradients and the sanity checks. Each page below is the lesson's file in
 ``lessons/``, executed when this book was built: the numbers and figures are its own output,
