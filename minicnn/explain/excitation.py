@@ -54,6 +54,13 @@ architectures leave TorchRay:
   functions. For ReLU the two agree: a unit with output 0 receives no P.
 - **Division by zero**: a unit with z+_j = 0 (no positive excitation)
   passes nothing on; TorchRay divides by z+ + 1e-20, the same up to 1e-20.
+- **MobileNetV2** is run as TorchRay would run it, signed inputs and all,
+  and it shows: its linear bottlenecks and their additions (a + b can be
+  near 0) make P grow and change sign below the last blocks. On ``pets.jpg``
+  ('Italian greyhound') the total is 1 down to ``features.17``, then 0.52 at
+  ``features.14``, -0.21 at ``features.13``, about 2e3 at ``features.2``
+  and 1e4 at the input. The default layer (``features``, 7 x 7) is above all
+  that; a map much lower in this network is not a probability.
 
 Conservation: each rule hands on exactly what it receives, so with the seed
 e_c the total P at every layer's output is 1, except for the P of units

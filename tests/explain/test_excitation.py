@@ -331,3 +331,24 @@ def test_the_maps_equal_torchrays(model_name):
             np.testing.assert_allclose(r.mass, 1.0, atol=1e-5)
         checked += 1
     assert checked == 5        # two layers x (excitation, contrastive), and a contrast layer above (linearity)
+
+
+def test_on_mobilenet_v2_the_probability_holds_above_the_linear_bottlenecks_and_not_below():
+    """The module docstring's numbers on pets.jpg: 1 down to features.17, far from 1 lower down (float32)."""
+    from minicnn.inputs.images import load_image
+    from minicnn.inputs.preprocess import preprocess
+    from minicnn.inputs.samples import data_path
+    model = shipped("mobilenet_v2")
+    x = preprocess(load_image(data_path("images", "pets.jpg")), model.meta["preprocessing"])
+    r = explain.excitation_backprop(model, x)
+    assert r.layer == "features" and model.classes[r.targets[0]] == "Italian greyhound"
+    np.testing.assert_allclose(r.mass, 1.0, atol=1e-5)
+    model.forward(x)
+    P_in = model.backward(onehot(r.targets, len(model.classes), np.float32), rules=excitation_rules(model))
+    mass = {name: float(np.asarray(model.gradients[name], np.float64).sum())
+            for name in ("features.17", "features.14", "features.13", "features.2")}
+    assert abs(mass["features.17"] - 1) < 1e-5
+    assert mass["features.14"] == pytest.approx(0.52, abs=0.02)
+    assert mass["features.13"] == pytest.approx(-0.21, abs=0.02)
+    # divisions by sums near 0, in float32: orders of magnitude, not digits
+    assert 1e3 < mass["features.2"] < 4e3 and 5e3 < P_in.sum() < 2e4
