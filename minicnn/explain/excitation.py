@@ -8,7 +8,7 @@ part of what each input excited:
 
     P(a_i) = sum_j  a_i w_ij^+ / (sum_i' a_i' w_i'j^+)  P(a_j),      w^+ = max(w, 0)
 
-(the excitation rule, eq. 7 of the paper; biases take no part). For a layer
+(the paper's excitation rule; biases take no part). For a layer
 linear in its input this is the layer's own backward pass on the
 normalised signal, as every LRP rule is (``lrp_rules.py``):
 
@@ -75,7 +75,7 @@ it loses P wherever it is negative without excitation: ResNet's main branch
 before the addition, MobileNetV2's linear projections. The target logit
 itself passes nothing on when all its positive weights meet zero inputs.
 
-The **contrastive** MWP (section 3.3) subtracts the MWP of the *dual* class,
+The **contrastive** MWP subtracts the MWP of the *dual* class,
 that of the top classifier with its weights negated (W -> -W, so its W^+ is
 -W^-): P_c - P_dual at the chosen layer, whose sum is 1 - 1 = 0, and the map
 is its positive part. TorchRay runs two passes and subtracts the dual's P

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_explain_helpers import shipped
 
@@ -32,6 +32,7 @@ from minicnn.layers import (
     InvertedResidual,
     Linear,
     MaxPool2d,
+    OptionAShortcut,
     ReLU,
     ReLU6,
     Sequential,
@@ -128,6 +129,9 @@ def test_the_rules_are_torchrays_layer_by_layer():
         else:                                           # ReLU, max pooling, flatten, shortcut: their gradient
             assert rule is None, name
     assert {AvgPool2d, AdaptiveAvgPool2d, Add, BatchNorm2d, ReLU6, MaxPool2d} <= set(kinds.values())
+    every = {type(layer) for _, layer in random_net(EVERY_LAYER).layers()}
+    assert every | {AdaptiveAvgPool2d} == {Conv2d, BatchNorm2d, ReLU, ReLU6, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+                                           OptionAShortcut, Add, ZeroPad2d, Flatten, Linear, Dropout}
     contrastive = excitation_rules(model, contrastive=True)
     assert classifier_layer(model) == "fc" and isinstance(contrastive["fc"], Contrastive)
     assert {k: v for k, v in contrastive.items() if k != "fc"} == {k: v for k, v in rules.items() if k != "fc"}
@@ -257,8 +261,15 @@ def total(a):
     return sum(np.sum(t) for t in a) if isinstance(a, tuple) else np.sum(a)
 
 
+#: Every kind of layer at once (both heads), so each layer type is checked on every run, whatever hypothesis draws.
+EVERY_LAYER = dict(seed=7, channels=3, size=8, stages=[(4, 3, 1, True, "relu6", "max"), (2, 3, 1, True, "relu", "avg")],
+                   block="basic", stride=2, inverted=True, head="flatten", bias=True, pool2="none")
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=net_cases(), positive=st.booleans())
+@example(case=EVERY_LAYER, positive=False)
+@example(case={**EVERY_LAYER, "head": "gap", "pool2": "avg", "seed": 8}, positive=True)
 def test_every_layer_passes_on_the_p_it_receives_except_that_of_units_without_excitation(case, positive):
     """sum_i P_in_i = sum_j P_j - (P of units with z+_j = 0, or a pooled / added z_j = 0), at every layer."""
     model = random_net(case)
