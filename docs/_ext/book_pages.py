@@ -27,7 +27,7 @@ LEARN_INDEX = """\
 The lessons
 ===========
 
-Thirteen lessons, in the order they teach: from a convolution written as loops to Grad-CAM step
+Sixteen lessons, in the order they teach: from a convolution written as loops to Grad-CAM step
 by step, training a small CNN with minicnn's own backward passes, the CAM family, LRP,
 Integrated Gradients and the sanity checks. Each page below is the lesson's file in
 ``lessons/``, executed when this book was built: the numbers and figures are its own output,
@@ -63,7 +63,8 @@ LRP redistributes the score :math:`y^c` backwards, layer by layer, in proportion
 contribution :math:`z_{ij} = x_i w_{ij}` to each output, so that the relevance is (nearly)
 conserved. A backward pass is a chain of local rules, one per layer; LRP is another choice of
 rules (``model.backward(seed, rules={name: rule})``, rules in ``minicnn/explain/lrp_rules.py``).
-Lesson 11 builds it from the backward pass."""),
+Lesson 11 builds it from the backward pass. Excitation Backprop shares a probability instead,
+1 at the class, by LRP's z+ rule without the biases, and stops at a layer."""),
     "perturbation": ("Perturbation", """\
 Cover part of the image and watch the score: no gradient at all, only forward passes. Lesson 7
 slides the patch and compares the map with Grad-CAM."""),
@@ -111,6 +112,9 @@ REFERENCES = {
     "deeplift": ("captum 0.9.0 (DeepLift)", "deeplift_<model>.npz"),
     "deeplift-shap": ("captum 0.9.0 (DeepLiftShap)", "deeplift_<model>.npz"),
     "gradient-shap": ("captum 0.9.0 (GradientShap, given the same draws)", "deeplift_<model>.npz"),
+    # Excitation Backprop
+    "excitation-backprop": ("TorchRay 1.0.0.2", "excitation_<model>.npz"),
+    "contrastive-excitation-backprop": ("TorchRay 1.0.0.2", "excitation_<model>.npz"),
 }
 #: Methods with no peer library, and what proves them instead.
 NO_REFERENCE = {
@@ -282,6 +286,13 @@ def _agreement(name: str) -> dict[str, float]:
                 composite = name[4:]
                 err = relative_error(explain.lrp(model, x, target, composite).map,
                                      ref["lrp." + composite.replace("-", "_")])
+        elif name in ("excitation-backprop", "contrastive-excitation-backprop") and \
+                (FIXTURES / f"excitation_{model_name}.npz").exists():
+            with np.load(FIXTURES / f"excitation_{model_name}.npz") as z:
+                layer = json.loads(z["info"].tobytes())["layers"][0][0]
+                key = f"{layer}:" + ("excitation" if name == "excitation-backprop" else "contrastive")
+                function = getattr(explain, name.replace("-", "_"))
+                err = relative_error(function(model, z["x"], z["targets"], layer).map, z[key])
         if err is not None:
             out[model_name] = float(err)
     return out

@@ -27,6 +27,7 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
                        (C, H, W)  raw attribution or relevance of every input
     deeplift, deeplift_shap, gradient_shap
                        (C, H, W)  DeepLIFT and the SHAP estimates: attribution of every input
+    excitation_backprop, contrastive_excitation_backprop   (h, w)   the MWP at the layer's resolution
     logits             (K,)
     layer, target, target_name, model   (strings and an int)
 

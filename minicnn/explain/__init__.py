@@ -33,6 +33,9 @@
 | ``deeplift``          | (x - x0) * multipliers of the rescale rule; also      | (N, C, H, W)  |
 |                       | ``deeplift_shap`` (its mean over baselines) and       |               |
 |                       | ``gradient_shap`` (expected gradients)                |               |
+| ``excitation_backprop`` | sum_k P(A^k): the winning probability from e_c,     | (N, h, w)     |
+|                       | P_i = sum_j a_i w_ij^+ / (sum_i' a_i' w_i'j^+) P_j    |               |
+|                       | (also ``contrastive_excitation_backprop``)            |               |
 
 (g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
 ReLU(sum_k w_k A^k).)
@@ -52,6 +55,7 @@ from .cam import cam, cam_head
 from .catdog import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
 from .deeplift import DeepLift, GradientShap, deeplift, deeplift_shap, gradient_shap
 from .eigen_cams import EigenCAM, eigencam, eigengradcam
+from .excitation import ExcitationMap, contrastive_excitation_backprop, excitation_backprop
 from .fullgrad import FullGrad, fullgrad
 from .gradcam import GradCAM, counterfactual, gradcam
 from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, hirescam, layercam, xgradcam
@@ -79,4 +83,6 @@ __all__ = [
     "RelevanceBudget",
     # DeepLIFT and the SHAP estimates
     "DeepLift", "GradientShap", "deeplift", "deeplift_shap", "gradient_shap",
+    # Excitation Backprop
+    "ExcitationMap", "contrastive_excitation_backprop", "excitation_backprop",
 ]

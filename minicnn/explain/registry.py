@@ -26,6 +26,7 @@ from ..errors import InputError, unknown_name
 from .cam import cam
 from .deeplift import BASELINE_SETS, deeplift, deeplift_shap, gradient_shap
 from .eigen_cams import eigencam, eigengradcam
+from .excitation import contrastive_excitation_backprop, excitation_backprop
 from .fullgrad import fullgrad
 from .gradcam import counterfactual, gradcam
 from .gradient_cams import gradcam_plus_plus, hirescam, layercam, xgradcam
@@ -215,6 +216,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "sum over channels, mean over draws", "gradient", uses_layer=False,
            options=(SHAP_BASELINES, SHAP_SAMPLES, STDEVS, SEED, DEEPLIFT_BATCH),
            cost="1 + samples + set forward, samples backward"),
+    # Excitation Backprop (Zhang et al. 2016): the marginal winning probability at a layer
+    Method("excitation-backprop", excitation_backprop, "Excitation Backprop", "layer", "relevance",
+           "sum over channels of the MWP P (sums to 1)", "relevance",
+           cost="1 forward + backward to the layer (2 forward per layer with weights)",
+           caption="Excitation Backprop: the probability that each position wins, passed down from the class "
+                   "by positive weights; negative where signed inputs (a ResNet's residual branch) pass it on"),
+    Method("contrastive-excitation-backprop", contrastive_excitation_backprop, "Contrastive MWP", "layer", "heat",
+           "max(sum over channels of P_c - P_dual, 0)", "relevance",
+           cost="1 forward + backward to the layer (2 forward per layer with weights, 4 at the classifier)"),
 )}
 
 

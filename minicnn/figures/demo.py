@@ -18,6 +18,8 @@ on the input). A fourth, the attribution gallery, explains it with ResNet-20
 by the methods that change the backward pass (DeconvNet, Input x Gradient,
 Integrated Gradients, SmoothGrad, three LRP composites) beside saliency and
 Guided Backprop.
+The CAM gallery also shows Excitation Backprop and its contrastive MWP,
+maps at the layer like the CAMs.
 
 Figure 1 on a real photograph comes next, with the shipped ImageNet model
 ``mobilenet_v2``: ``pets.jpg`` (an Italian greyhound and a Boston terrier)
@@ -56,7 +58,7 @@ SAMPLES = (("airplane", 0), ("bird", 0), ("horse", 0), ("truck", 0))
 OCCLUSION = {"size": 8, "stride": 2, "fill": 0.0}
 #: The CAM gallery's columns, one per method (minicnn.explain.registry names).
 CAM_METHODS = ("gradcam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam", "scorecam", "ablationcam",
-               "eigencam", "eigengradcam", "fullgrad")
+               "eigencam", "eigengradcam", "fullgrad", "excitation-backprop", "contrastive-excitation-backprop")
 #: The attribution gallery's methods, and their options (none: the methods' own defaults).
 ATTRIBUTION = ("saliency", "guided-backprop", "deconvnet", "input-x-gradient", "integrated-gradients", "smoothgrad",
                "lrp-epsilon", "lrp-epsilon-plus", "lrp-epsilon-gamma-box")

@@ -59,7 +59,8 @@ def test_explain_all_prints_the_prediction_and_writes_the_figure_and_the_raw_map
                       **{key: (3, 32, 32) for key in ("input_x_gradient", "deconvnet", "integrated_gradients",
                                                       "smoothgrad", "smoothgrad_squared", "vargrad", "lrp_epsilon",
                                                       "lrp_epsilon_plus", "lrp_epsilon_gamma_box",
-                                                      "deeplift", "deeplift_shap", "gradient_shap")}}
+                                                      "deeplift", "deeplift_shap", "gradient_shap")},
+                      "excitation_backprop": (8, 8), "contrastive_excitation_backprop": (8, 8)}
     assert gradcam.max() > 0 and up.shape == (32, 32) and logits.argmax() == 3
     # The saved numbers, not only their shapes: the logits and Grad-CAM worked out from the engine's passes.
     from minicnn.inputs.images import load_image
