@@ -66,7 +66,9 @@ rules (``model.backward(seed, rules={name: rule})``, rules in ``minicnn/explain/
 Lesson 11 builds it from the backward pass."""),
     "perturbation": ("Perturbation", """\
 Cover part of the image and watch the score: no gradient at all, only forward passes. Lesson 7
-slides the patch and compares the map with Grad-CAM."""),
+slides the patch and compares the map with Grad-CAM. LIME and Kernel SHAP switch superpixels on and
+off at random and fit a weighted linear model to the scores; RISE averages random masks weighted by
+the probability each one left."""),
 }
 
 #: The shipped photograph every method is drawn on, and the models drawn.
@@ -108,6 +110,10 @@ REFERENCES = {
     "lrp-epsilon": ("zennit 0.5.1", "attribution_<model>.npz"),
     "lrp-epsilon-plus": ("zennit 0.5.1", "attribution_<model>.npz"),
     "lrp-epsilon-gamma-box": ("zennit 0.5.1", "attribution_<model>.npz"),
+    # sampling methods, given the reference's own draws
+    "lime": ("captum 0.9.0 (Lime, its default Lasso, given the same coalitions)", "sampling_resnet20_cifar10.npz"),
+    "kernel-shap": ("captum 0.9.0 (KernelShap, given the same coalitions)", "sampling_resnet20_cifar10.npz"),
+    "rise": ("the authors' released code, written out (given the same masks)", "sampling_resnet20_cifar10.npz"),
 }
 #: Methods with no peer library, and what proves them instead.
 NO_REFERENCE = {

@@ -30,6 +30,11 @@
 | ``lrp``               | relevance R_i, from R = y^c by local rules (also      | (N, C, H, W)  |
 |                       | ``lrp_epsilon``, ``lrp_epsilon_plus``,                |               |
 |                       | ``lrp_epsilon_gamma_box``)                            |               |
+| ``lime``              | Lasso of y^c on random coalitions of superpixels,     | (N, H, W)     |
+|                       | cosine-kernel weights                                 |               |
+| ``kernel_shap``       | least squares on Shapley-kernel coalitions: Shapley   | (N, H, W)     |
+|                       | values of superpixels, sum = y^c(x) - y^c(baseline)   |               |
+| ``rise``              | sum_k p_c(x * M_k) M_k / (N p), random shifted masks  | (N, H, W)     |
 
 (g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
 ReLU(sum_k w_k A^k).)
@@ -52,11 +57,14 @@ from .fullgrad import FullGrad, fullgrad
 from .gradcam import GradCAM, counterfactual, gradcam
 from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, hirescam, layercam, xgradcam
 from .guided import GuidedGradCAM, deconvnet, guided_backprop, guided_gradcam
+from .features import feature_mask, grid_mask, load_feature_mask
 from .integrated_gradients import IntegratedGradients, integrated_gradients
+from .lime import Surrogate, kernel_shap, lime
 from .lrp import LRP, RelevanceBudget, lrp, lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
 from .occlusion import Occlusion, occlusion
 from .perturbation_cams import AblationCAM, ScoreCAM, ablationcam, scorecam
 from .resize import resize_bilinear
+from .rise import RISE, rise
 from .saliency import channel_max_abs, input_x_gradient, saliency
 from .smoothgrad import SmoothGrad, smoothgrad, smoothgrad_squared, vargrad
 from .target import Explanation, LayerMap, choose_targets, class_index, default_layer, onehot
@@ -73,4 +81,6 @@ __all__ = [
     "IntegratedGradients", "LRP", "SmoothGrad", "deconvnet", "input_x_gradient", "integrated_gradients", "lrp",
     "lrp_epsilon", "lrp_epsilon_gamma_box", "lrp_epsilon_plus", "smoothgrad", "smoothgrad_squared", "vargrad",
     "RelevanceBudget",
+    # sampling: surrogates over superpixels, random masks
+    "RISE", "Surrogate", "feature_mask", "grid_mask", "kernel_shap", "lime", "load_feature_mask", "rise",
 ]

@@ -33,7 +33,9 @@ import numpy as np
 from ..layers import Linear
 from . import registry
 from .fullgrad import layer_bias
+from .lime import DEFAULT_SAMPLES as LIME_SAMPLES
 from .occlusion import offsets
+from .rise import DEFAULT_SAMPLES as RISE_SAMPLES
 from .target import default_layer
 
 #: Forwards per LRP backward (the registry's costs: 2 forward per layer, 3 and 5 per convolution).
@@ -42,11 +44,14 @@ LRP_FORWARDS = {"lrp-epsilon": 2, "lrp-epsilon-plus": 3, "lrp-epsilon-gamma-box"
 BATCH = 8
 #: The methods that send their images through the network in batches.
 BATCHED = ("occlusion", "scorecam", "ablationcam", "integrated-gradients", "smoothgrad", "smoothgrad-squared",
-           "vargrad")
+           "vargrad",
+           "lime", "kernel-shap", "rise")
 #: FullGrad: channels of bias terms whose upsampling costs about one backward (fits ResNet-20 and MobileNetV2).
 FULLGRAD_CHANNELS = 32
 #: The methods' own defaults for the options that set their number of passes.
 DEFAULT_STEPS, DEFAULT_SAMPLES = 50, 50
+#: The sampling methods: (default samples, forwards besides the samples).
+SAMPLING = {"lime": (LIME_SAMPLES, 2), "kernel-shap": (LIME_SAMPLES, 2), "rise": (RISE_SAMPLES, 1)}
 
 
 #: What ``minicnn explain --help`` says about time (numbers from ``passes`` and ``pass_seconds`` on the shipped
@@ -113,6 +118,9 @@ def passes(method: str, model, hw: tuple[int, int], layer: str | None = None, op
         samples = int(options.get("samples") or DEFAULT_SAMPLES)
         f, b = passes(options.get("base") or "saliency", model, hw)          # the base method, per noisy copy
         return 1 + samples * f, samples * b
+    if name in SAMPLING:                             # one forward per coalition or mask (+ x, + the baseline)
+        default, extra = SAMPLING[name]
+        return extra + int(options.get("samples") or default), 0
     if name in LRP_FORWARDS:
         return 1 + LRP_FORWARDS[name], 0
     if name == "fullgrad":

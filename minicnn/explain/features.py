@@ -152,6 +152,8 @@ def load_feature_mask(path, hw: tuple[int, int]) -> np.ndarray:
                     raise InputError(f"feature mask {path} is a {im.mode} PNG; it must be grey (8- or 16-bit) "
                                      f"integer labels")
                 a = np.asarray(im, dtype=np.int64)
+        except InputError:
+            raise
         except (OSError, SyntaxError, ValueError) as e:
             raise InputError(f"feature mask {path}: not a readable PNG ({str(e)[:80]})") from None
     else:

@@ -37,8 +37,8 @@ from ..util.checks import check_count, check_real, check_seed
 from ..util.progress import Progress
 from .target import Explanation, choose_targets, scores_of
 
-#: Masks per image when ``samples`` is not given (the paper uses 4000 to 8000 on ImageNet).
-DEFAULT_SAMPLES = 1000
+#: Masks per image when ``samples`` is not given (the paper uses 4000 to 8000 on ImageNet; the server caps 512).
+DEFAULT_SAMPLES = 500
 #: Cells per side of the mask grid, and the probability that a cell is kept (the paper's s = 7, p = 0.5).
 DEFAULT_GRID, DEFAULT_P = 7, 0.5
 #: Input elements (copies x C x H x W) per forward pass when batch_size is not given.
@@ -92,7 +92,7 @@ def rise(model, x, target=None, *, samples: int | None = None, grid: int | None 
          progress: bool | None = None) -> RISE:
     """RISE saliency of class ``target`` for the batch x (N, C, H, W): (N, H, W), see the module docstring.
 
-    samples : N, the random masks (default 1000)
+    samples : N, the random masks (default 500)
     grid    : s, cells per side of a mask's grid (default 7)
     p       : the probability that a cell is kept (default 0.5)
     seed    : of the mask draws (default 0)
