@@ -105,9 +105,9 @@ def add_method_options(p) -> None:
                 flags[o.flag].append(o)
     for flag, same in flags.items():
         o = same[0]
+        users = [", ".join(n.name for n in registry.METHODS.values() if s in n.options) for s in same]
         p.add_argument(flag, dest=o.param, type=o.type, default=o.default,
-                       help="; ".join(f"{s.help} ({', '.join(n.name for n in registry.METHODS.values() if s in n.options)})"
-                                      for s in same))
+                       help="; ".join(f"{s.help} ({names})" for s, names in zip(same, users, strict=True)))
     p.add_argument("--feature-mask", default=None, metavar="FILE",
                    help="LIME, Kernel SHAP: your own superpixels, a PNG (8- or 16-bit grey) or .npy of integer labels "
                         "at the network input's size (lime, kernel-shap)")

@@ -53,11 +53,11 @@ from . import registry
 from .cam import cam, cam_head
 from .catdog import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
 from .eigen_cams import EigenCAM, eigencam, eigengradcam
+from .features import feature_mask, grid_mask, load_feature_mask
 from .fullgrad import FullGrad, fullgrad
 from .gradcam import GradCAM, counterfactual, gradcam
 from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, hirescam, layercam, xgradcam
 from .guided import GuidedGradCAM, deconvnet, guided_backprop, guided_gradcam
-from .features import feature_mask, grid_mask, load_feature_mask
 from .integrated_gradients import IntegratedGradients, integrated_gradients
 from .lime import Surrogate, kernel_shap, lime
 from .lrp import LRP, RelevanceBudget, lrp, lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus

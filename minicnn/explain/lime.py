@@ -196,7 +196,8 @@ def surrogate(model, x, target=None, *, method: str, samples: int | None = None,
     baseline    : the value of a feature switched off, in the network's input space: a number (default 0,
                   the colour the normalisation subtracts) or an array broadcastable to x
     seed        : of the coalition draws (default 0)
-    coalitions  : the draws themselves, (S, M) or (N, S, M) of 0/1 (then samples and seed are not used)
+    coalitions  : the draws themselves, (S, M) or (N, S, M) of 0/1, or a list of one (S, M_n) per image
+                  (a result's ``coalitions``; then samples and seed are not used)
     alpha       : the L1 penalty (default 0.01 for LIME, 0 for Kernel SHAP)
     kernel_width: LIME's sigma (default 1)
     batch_size  : perturbed copies per forward pass (default: about 2^18 input elements per pass)
@@ -262,7 +263,9 @@ def surrogate(model, x, target=None, *, method: str, samples: int | None = None,
 
 
 def _given_coalitions(coalitions, n: int, counts: np.ndarray) -> list[np.ndarray]:
-    """The coalitions passed in, (S, M) or (N, S, M) of 0/1, as one (S, M_n) int8 array per image."""
+    """The coalitions passed in, (S, M) or (N, S, M) of 0/1 or one (S, M_n) per image, as one int8 array per image."""
+    if isinstance(coalitions, (list, tuple)) and len(coalitions) == n and all(np.ndim(z) == 2 for z in coalitions):
+        return [_given_coalitions(z, 1, counts[i:i + 1])[0] for i, z in enumerate(coalitions)]
     z = np.asarray(coalitions)
     if z.ndim == 2:
         z = np.broadcast_to(z, (n, *z.shape))
@@ -278,7 +281,7 @@ def _given_coalitions(coalitions, n: int, counts: np.ndarray) -> list[np.ndarray
 def lime(model, x, target=None, *, samples: int | None = None, features="grid", grid: int | None = None,
          baseline=0.0, seed: int = 0, coalitions=None, alpha: float | None = None, kernel_width: float = 1.0,
          batch_size: int | None = None, progress: bool | None = None) -> Surrogate:
-    """LIME: a Lasso (alpha 0.01) of y^c on Bernoulli(1/2) coalitions weighted by a cosine kernel (see :func:`surrogate`)."""
+    """LIME: a Lasso (alpha 0.01) of y^c on Bernoulli(1/2) coalitions, cosine-kernel weights (see :func:`surrogate`)."""
     return surrogate(model, x, target, method="lime", samples=samples, features=features, grid=grid,
                      baseline=baseline, seed=seed, coalitions=coalitions, alpha=alpha, kernel_width=kernel_width,
                      batch_size=batch_size, progress=progress)
@@ -287,6 +290,6 @@ def lime(model, x, target=None, *, samples: int | None = None, features="grid", 
 def kernel_shap(model, x, target=None, *, samples: int | None = None, features="grid", grid: int | None = None,
                 baseline=0.0, seed: int = 0, coalitions=None, batch_size: int | None = None,
                 progress: bool | None = None) -> Surrogate:
-    """Kernel SHAP: weighted least squares on Shapley-kernel coalitions; sum phi = y(x) - y(b) (see :func:`surrogate`)."""
+    """Kernel SHAP: least squares on Shapley-kernel coalitions; sum phi = y(x) - y(b) (see :func:`surrogate`)."""
     return surrogate(model, x, target, method="kernel-shap", samples=samples, features=features, grid=grid,
                      baseline=baseline, seed=seed, coalitions=coalitions, batch_size=batch_size, progress=progress)

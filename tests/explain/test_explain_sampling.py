@@ -135,14 +135,16 @@ def test_kernel_shap_draws_sizes_by_the_shapley_kernel_and_weighs_the_ends_by_a_
 def test_lime_and_kernel_shap_are_seeded_and_explain_each_image_of_a_batch_for_its_own_target():
     model = relu_model()
     x = np.random.default_rng(1).standard_normal((2, 1, 1, 3))
-    mask = np.array([[0, 1, 2]])
+    mask = np.array([[[0, 1, 2]], [[0, 0, 1]]])                  # each image its own superpixels
     for method in (explain.lime, explain.kernel_shap):
         a = method(model, x, [0, 1], features=mask, samples=12, seed=3)
         b = method(model, x, [0, 1], features=mask, samples=12, seed=3)
         np.testing.assert_array_equal(a.map, b.map)
-        one = method(model, x[1:], [1], features=mask, coalitions=a.coalitions[1])
+        assert a.coalitions[1].shape == (12, 2) and a.map[1, 0, 0] == a.map[1, 0, 1]
+        one = method(model, x[1:], [1], features=mask[1], coalitions=a.coalitions[1])
         np.testing.assert_allclose(one.map[0], a.map[1], atol=1e-9)
         assert list(a.targets) == [0, 1]
+        np.testing.assert_array_equal(method(model, x, [0, 1], features=mask, coalitions=a.coalitions).map, a.map)
 
 
 # ---------------------------------------------------------------- feature masks
@@ -207,7 +209,8 @@ def test_rise_masks_are_upsampled_with_mirrored_edges_shifted_and_cropped_by_han
     Row weights A = [[5/6, 1/6], [1/2, 1/2], [1/6, 5/6]] (o = 0 reads -1/6: 5/6 of G[0] and 1/6 of the
     mirrored G[-1] = G[1]); the mask of G = e_0 e_0^T is a a^T with a = A[dy : dy + 2, 0].
     """
-    np.testing.assert_allclose(rise_module.interpolation_weights(2, 3), [[5 / 6, 1 / 6], [1 / 2, 1 / 2], [1 / 6, 5 / 6]])
+    np.testing.assert_allclose(rise_module.interpolation_weights(2, 3),
+                               [[5 / 6, 1 / 6], [1 / 2, 1 / 2], [1 / 6, 5 / 6]])
     grid = np.array([[[1, 0], [0, 0]]] * 2)
     masks = rise_module.masks_of(grid, np.array([[0, 0], [1, 0]]), (2, 2))
     a0, a1 = np.array([5 / 6, 1 / 2]), np.array([1 / 2, 1 / 6])
@@ -229,7 +232,8 @@ def test_rise_is_the_probability_weighted_sum_of_masks_over_n_p():
 def test_rise_is_seeded_and_checks_its_options():
     model = linear_model(W)
     a = explain.rise(model, X, 0, samples=7, grid=2, seed=5)
-    np.testing.assert_allclose(a.map, explain.rise(model, X, 0, samples=7, grid=2, seed=5, batch_size=3).map, rtol=1e-12)
+    batched = explain.rise(model, X, 0, samples=7, grid=2, seed=5, batch_size=3)
+    np.testing.assert_allclose(a.map, batched.map, rtol=1e-12)
     assert a.grids.shape == (7, 2, 2) and a.shifts.shape == (7, 2) and (a.shifts == 0).all()   # cell 1: no shift
     for options, match in [({"p": 0.0}, "p must be"), ({"p": 1.5}, "p must be"), ({"grid": 3}, "grid must"),
                            ({"samples": 0}, "samples must"), ({"grids": np.ones((2, 2, 2))}, "both")]:
