@@ -62,7 +62,8 @@ HELP = ("How long: a method costs passes through the network; one forward and ba
         "The slow ones, on mobilenet_v2: Score-CAM, 1 + 1280 forwards at 'features' (one per map; about a minute; "
         "an earlier layer has fewer maps); FullGrad, about 35 s (every bias term upsampled to the input); "
         "occlusion, 1 + 169 forwards (about 10 s); Integrated Gradients and SmoothGrad, about 50 passes each "
-        "(--steps, --samples; about 5 s each); --method all, about two minutes. On the 32x32 models all methods "
+        "(--steps, --samples; about 5 s each); LIME and Kernel SHAP, 2 + 256 forwards each, and RISE, 1 + 500 "
+        "(--samples; about 15 s and 30 s); --method all, about three minutes. On the 32x32 models all methods "
         "together take a few seconds. `minicnn serve` shows each method's estimate for this machine before it runs.")
 
 
