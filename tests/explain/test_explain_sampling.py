@@ -178,6 +178,8 @@ def test_slic_superpixels_need_scikit_image_or_say_so_in_one_line():
         return
     labels, counts = features.feature_mask(x, "slic", 2)
     assert labels.shape == (1, 16, 16) and 1 <= counts[0] <= 16
+    with np.load(FIXTURES / "sampling_resnet20_cifar10.npz", allow_pickle=False) as f:   # the recipe's SLIC
+        np.testing.assert_array_equal(features.slic_mask(f["x"], 12), f["kernel_shap.mask"])
 
 
 def test_feature_mask_files_are_read_as_pngs_or_npy_arrays_and_refused_otherwise(tmp_path):
