@@ -156,6 +156,11 @@ CASES = [
     ("noise_level=inf", post("/api/explain?method=smoothgrad&noise_level=inf", SMALL), 400, "finite"),
     ("epsilon=nan", post("/api/explain?method=lrp-epsilon&epsilon=nan", SMALL), 400, "finite"),
     ("a 20-digit steps", post("/api/explain?method=integrated-gradients&steps=" + "9" * 20, SMALL), 400, "cap"),
+    ("features naming a file", post("/api/explain?method=lime&features=/etc/passwd", SMALL), 400,
+     "features must be one of grid, slic"),
+    ("grid=100000", post("/api/explain?method=kernel-shap&grid=100000", SMALL), 400, "the server's cap on grid"),
+    ("p=nan", post("/api/explain?method=rise&p=nan", SMALL), 400, "finite"),
+    ("p=0", post("/api/explain?method=rise&p=0", SMALL), 400, "p must be"),
     ("an image over the server's pixel limit", None, 400, "over the limit of 16000000 pixels"),
 ]
 
