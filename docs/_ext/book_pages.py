@@ -285,6 +285,22 @@ def _agreement(name: str) -> dict[str, float]:
                 composite = name[4:]
                 err = relative_error(explain.lrp(model, x, target, composite).map,
                                      ref["lrp." + composite.replace("-", "_")])
+        sampling_file = FIXTURES / f"sampling_{model_name}.npz"
+        if name in ("lime", "kernel-shap", "rise") and sampling_file.exists():   # given the reference's draws
+            with np.load(sampling_file) as z:
+                ref = {k: z[k] for k in z.files}
+            x, target = ref["x"].astype(np.float64), ref["target"]
+            model = model.astype(np.float64)
+            if name == "lime":
+                r = explain.lime(model, x, target, features=ref["lime.mask"], coalitions=ref["lime.coalitions"],
+                                 progress=False)
+            elif name == "kernel-shap":
+                r = explain.kernel_shap(model, x[:1], target[:1], features=ref["kernel_shap.mask"][0], baseline=-0.5,
+                                        coalitions=ref["kernel_shap.coalitions.0"], progress=False)
+            else:
+                r = explain.rise(model, x, target, grids=ref["rise.grids"], shifts=ref["rise.shifts"], p=0.3,
+                                 progress=False)
+            err = relative_error(r.map, ref[f"{name.replace('-', '_')}.map"][:len(r.map)])
         if err is not None:
             out[model_name] = float(err)
     return out
