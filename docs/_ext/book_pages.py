@@ -67,7 +67,9 @@ Lesson 11 builds it from the backward pass. Excitation Backprop shares a probabi
 1 at the class, by LRP's z+ rule without the biases, and stops at a layer."""),
     "perturbation": ("Perturbation", """\
 Cover part of the image and watch the score: no gradient at all, only forward passes. Lesson 7
-slides the patch and compares the map with Grad-CAM."""),
+slides the patch and compares the map with Grad-CAM. LIME and Kernel SHAP switch superpixels on and
+off at random and fit a weighted linear model to the scores; RISE averages random masks weighted by
+the probability each one left."""),
 }
 
 #: The shipped photograph every method is drawn on, and the models drawn.
@@ -115,6 +117,10 @@ REFERENCES = {
     # Excitation Backprop
     "excitation-backprop": ("TorchRay 1.0.0.2", "excitation_<model>.npz"),
     "contrastive-excitation-backprop": ("TorchRay 1.0.0.2", "excitation_<model>.npz"),
+    # sampling methods, given the reference's own draws
+    "lime": ("captum 0.9.0 (Lime, its default Lasso, given the same coalitions)", "sampling_resnet20_cifar10.npz"),
+    "kernel-shap": ("captum 0.9.0 (KernelShap, given the same coalitions)", "sampling_resnet20_cifar10.npz"),
+    "rise": ("the authors' released code, written out (given the same masks)", "sampling_resnet20_cifar10.npz"),
 }
 #: Methods with no peer library, and what proves them instead.
 NO_REFERENCE = {
@@ -293,6 +299,22 @@ def _agreement(name: str) -> dict[str, float]:
                 key = f"{layer}:" + ("excitation" if name == "excitation-backprop" else "contrastive")
                 function = getattr(explain, name.replace("-", "_"))
                 err = relative_error(function(model, z["x"], z["targets"], layer).map, z[key])
+        sampling_file = FIXTURES / f"sampling_{model_name}.npz"
+        if name in ("lime", "kernel-shap", "rise") and sampling_file.exists():   # given the reference's draws
+            with np.load(sampling_file) as z:
+                ref = {k: z[k] for k in z.files}
+            x, target = ref["x"].astype(np.float64), ref["target"]
+            model = model.astype(np.float64)
+            if name == "lime":
+                r = explain.lime(model, x, target, features=ref["lime.mask"], coalitions=ref["lime.coalitions"],
+                                 progress=False)
+            elif name == "kernel-shap":
+                r = explain.kernel_shap(model, x[:1], target[:1], features=ref["kernel_shap.mask"][0], baseline=-0.5,
+                                        coalitions=ref["kernel_shap.coalitions.0"], progress=False)
+            else:
+                r = explain.rise(model, x, target, grids=ref["rise.grids"], shifts=ref["rise.shifts"], p=0.3,
+                                 progress=False)
+            err = relative_error(r.map, ref[f"{name.replace('-', '_')}.map"][:len(r.map)])
         if err is not None:
             out[model_name] = float(err)
     return out

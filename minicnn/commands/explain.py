@@ -28,6 +28,8 @@ Each method's map is saved under its key in ``minicnn.explain.registry``
     deeplift, deeplift_shap, gradient_shap
                        (C, H, W)  DeepLIFT and the SHAP estimates: attribution of every input
     excitation_backprop, contrastive_excitation_backprop   (h, w)   the MWP at the layer's resolution
+    lime, kernel_shap  (H, W)     each pixel's superpixel coefficient (``--feature-mask FILE``: your superpixels)
+    rise               (H, W)     the probability-weighted mean of random masks
     logits             (K,)
     layer, target, target_name, model   (strings and an int)
 
@@ -57,6 +59,7 @@ import numpy as np
 from ..errors import InputError, UnknownNameError
 from ..explain import registry
 from ..explain.estimate import HELP as EXPLAIN_TIMES
+from ..explain.features import load_feature_mask
 from ..explain.run import compute, ignoring_layer, maps_for_saving, top_predictions
 from ..explain.target import class_index, short_name
 from ..inputs.images import DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_PIXELS, load_image
@@ -98,15 +101,19 @@ def add_method_options(p) -> None:
     p.add_argument("--method", default="gradcam",
                    help="a method, a comma-separated list of them, or 'all' (default: gradcam); methods: "
                         + ", ".join(registry.METHODS))
-    by_flag: dict = {}                                # flag -> its Option objects (methods may word it their own way)
+    flags: dict[str, list] = {}                       # a flag shared by several Options: one flag, their helps joined
     for m in registry.METHODS.values():
         for o in m.options:
-            if o not in by_flag.setdefault(o.flag, []):
-                by_flag[o.flag].append(o)
-    for flag, options in by_flag.items():
-        o = options[0]
-        p.add_argument(flag, dest=o.param, type=o.type, default=o.default, help="; ".join(
-            f"{o.help} ({', '.join(n.name for n in registry.METHODS.values() if o in n.options)})" for o in options))
+            if o not in flags.setdefault(o.flag, []):
+                flags[o.flag].append(o)
+    for flag, same in flags.items():
+        o = same[0]
+        users = [", ".join(n.name for n in registry.METHODS.values() if s in n.options) for s in same]
+        p.add_argument(flag, dest=o.param, type=o.type, default=o.default,
+                       help="; ".join(f"{s.help} ({names})" for s, names in zip(same, users, strict=True)))
+    p.add_argument("--feature-mask", default=None, metavar="FILE",
+                   help="LIME, Kernel SHAP: your own superpixels, a PNG (8- or 16-bit grey) or .npy of integer labels "
+                        "at the network input's size (lime, kernel-shap)")
 
 
 def save_maps(path, arrays: dict[str, np.ndarray], *, outputs=None) -> str:
@@ -202,6 +209,8 @@ def run(args) -> int:
     # every output is checked against every input and against each other before the model is loaded
     outputs, out, save = declare_outputs(args.image, args.model, args.out, args.save or None, method=args.method,
                                          force=getattr(args, "force", False))
+    if getattr(args, "feature_mask", None) is not None:
+        outputs.input(args.feature_mask, "--feature-mask")          # never written over
     model = load(args.model)
     image = load_image(args.image, max_pixels=getattr(args, "max_pixels", None) or DEFAULT_MAX_PIXELS)
     prep = model.meta.get("preprocessing")
@@ -211,7 +220,11 @@ def run(args) -> int:
     target = None if args.target is None else cli_class_index(model, args.target, args.model)
 
     options = {o.param: getattr(args, o.param, None) for m in registry.METHODS.values() for o in m.options}
-    results = compute(model, x, args.method, target, args.layer, options=options)
+    given = dict(options)
+    if getattr(args, "feature_mask", None) is not None:   # the labels go to the methods, the file's name to the title
+        given["features"] = load_feature_mask(args.feature_mask, x.shape[2:])
+        options["features"] = Path(args.feature_mask).name
+    results = compute(model, x, args.method, target, args.layer, options=given)
     first = next(iter(results.values()))
     logits = first.logits[0]
     print(f"model: {model.name}  image: {size_text(image.shape)} -> network input: {size_text(x.shape[2:])} "

@@ -36,6 +36,11 @@
 | ``excitation_backprop`` | sum_k P(A^k): the winning probability from e_c,     | (N, h, w)     |
 |                       | P_i = sum_j a_i w_ij^+ / (sum_i' a_i' w_i'j^+) P_j    |               |
 |                       | (also ``contrastive_excitation_backprop``)            |               |
+| ``lime``              | Lasso of y^c on random coalitions of superpixels,     | (N, H, W)     |
+|                       | cosine-kernel weights                                 |               |
+| ``kernel_shap``       | least squares on Shapley-kernel coalitions: Shapley   | (N, H, W)     |
+|                       | values of superpixels, sum = y^c(x) - y^c(baseline)   |               |
+| ``rise``              | sum_k p_c(x * M_k) M_k / (N p), random shifted masks  | (N, H, W)     |
 
 (g = dy^c/dA, S_k = sum_ij A^k_ij; a method with weights w_k returns
 ReLU(sum_k w_k A^k).)
@@ -56,15 +61,18 @@ from .catdog import CAT_DOG, cat_dog_image, imagenet_cat_dog_image
 from .deeplift import DeepLift, GradientShap, deeplift, deeplift_shap, gradient_shap
 from .eigen_cams import EigenCAM, eigencam, eigengradcam
 from .excitation import ExcitationMap, contrastive_excitation_backprop, excitation_backprop
+from .features import feature_mask, grid_mask, load_feature_mask
 from .fullgrad import FullGrad, fullgrad
 from .gradcam import GradCAM, counterfactual, gradcam
 from .gradient_cams import ElementwiseCAM, GradCAMPlusPlus, gradcam_plus_plus, hirescam, layercam, xgradcam
 from .guided import GuidedGradCAM, deconvnet, guided_backprop, guided_gradcam
 from .integrated_gradients import IntegratedGradients, integrated_gradients
+from .lime import Surrogate, kernel_shap, lime
 from .lrp import LRP, RelevanceBudget, lrp, lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
 from .occlusion import Occlusion, occlusion
 from .perturbation_cams import AblationCAM, ScoreCAM, ablationcam, scorecam
 from .resize import resize_bilinear
+from .rise import RISE, rise
 from .saliency import channel_max_abs, input_x_gradient, saliency
 from .smoothgrad import SmoothGrad, smoothgrad, smoothgrad_squared, vargrad
 from .target import Explanation, LayerMap, choose_targets, class_index, default_layer, onehot
@@ -85,4 +93,6 @@ __all__ = [
     "DeepLift", "GradientShap", "deeplift", "deeplift_shap", "gradient_shap",
     # Excitation Backprop
     "ExcitationMap", "contrastive_excitation_backprop", "excitation_backprop",
+    # sampling: surrogates over superpixels, random masks
+    "RISE", "Surrogate", "feature_mask", "grid_mask", "kernel_shap", "lime", "load_feature_mask", "rise",
 ]

@@ -33,7 +33,9 @@ import numpy as np
 from ..layers import Linear
 from . import registry
 from .fullgrad import layer_bias
+from .lime import DEFAULT_SAMPLES as LIME_SAMPLES
 from .occlusion import offsets
+from .rise import DEFAULT_SAMPLES as RISE_SAMPLES
 from .target import default_layer
 
 #: Forwards per LRP backward (the registry's costs: 2 forward per layer, 3 and 5 per convolution).
@@ -42,12 +44,14 @@ LRP_FORWARDS = {"lrp-epsilon": 2, "lrp-epsilon-plus": 3, "lrp-epsilon-gamma-box"
 BATCH = 8
 #: The methods that send their images through the network in batches.
 BATCHED = ("occlusion", "scorecam", "ablationcam", "integrated-gradients", "smoothgrad", "smoothgrad-squared",
-           "vargrad", "deeplift-shap", "gradient-shap")
+           "vargrad", "deeplift-shap", "gradient-shap", "lime", "kernel-shap", "rise")
 #: FullGrad: channels of bias terms whose upsampling costs about one backward (fits ResNet-20 and MobileNetV2).
 FULLGRAD_CHANNELS = 32
 #: The methods' own defaults for the options that set their number of passes.
 DEFAULT_STEPS, DEFAULT_SAMPLES = 50, 50
 DEEPLIFT_SHAP_SAMPLES, GRADIENT_SHAP_SAMPLES = 10, 20
+#: The sampling methods: (default samples, forwards besides the samples).
+SAMPLING = {"lime": (LIME_SAMPLES, 2), "kernel-shap": (LIME_SAMPLES, 2), "rise": (RISE_SAMPLES, 1)}
 
 
 #: What ``minicnn explain --help`` says about time (numbers from ``passes`` and ``pass_seconds`` on the shipped
@@ -58,7 +62,8 @@ HELP = ("How long: a method costs passes through the network; one forward and ba
         "The slow ones, on mobilenet_v2: Score-CAM, 1 + 1280 forwards at 'features' (one per map; about a minute; "
         "an earlier layer has fewer maps); FullGrad, about 35 s (every bias term upsampled to the input); "
         "occlusion, 1 + 169 forwards (about 10 s); Integrated Gradients and SmoothGrad, about 50 passes each "
-        "(--steps, --samples; about 5 s each); --method all, about two minutes. On the 32x32 models all methods "
+        "(--steps, --samples; about 5 s each); LIME and Kernel SHAP, 2 + 256 forwards each, and RISE, 1 + 500 "
+        "(--samples; about 15 s and 30 s); --method all, about three minutes. On the 32x32 models all methods "
         "together take a few seconds. `minicnn serve` shows each method's estimate for this machine before it runs.")
 
 
@@ -123,6 +128,9 @@ def passes(method: str, model, hw: tuple[int, int], layer: str | None = None, op
         samples = int(options.get("samples") or GRADIENT_SHAP_SAMPLES)
         return 1 + samples + (samples if not options.get("baselines") or isinstance(options["baselines"], str)
                               else len(options["baselines"])), samples
+    if name in SAMPLING:                             # one forward per coalition or mask (+ x, + the baseline)
+        default, extra = SAMPLING[name]
+        return extra + int(options.get("samples") or default), 0
     if name in LRP_FORWARDS:
         return 1 + LRP_FORWARDS[name], 0
     if name == "fullgrad":

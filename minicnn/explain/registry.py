@@ -32,9 +32,11 @@ from .gradcam import counterfactual, gradcam
 from .gradient_cams import gradcam_plus_plus, hirescam, layercam, xgradcam
 from .guided import deconvnet, guided_backprop, guided_gradcam
 from .integrated_gradients import BASELINES, QUADRATURES, integrated_gradients
+from .lime import kernel_shap, lime
 from .lrp import lrp_epsilon, lrp_epsilon_gamma_box, lrp_epsilon_plus
 from .occlusion import occlusion
 from .perturbation_cams import ablationcam, scorecam
+from .rise import rise
 from .saliency import input_x_gradient, saliency
 from .smoothgrad import smoothgrad, smoothgrad_squared, vargrad
 
@@ -140,6 +142,16 @@ STDEVS = Option("--stdevs", "stdevs", float, None,
 DEEPLIFT_BATCH = Option("--batch-size", "batch_size", int, None,
                         "DeepLIFT, DeepLIFT-SHAP, GradientSHAP: images (or image-baseline pairs) per pass "
                         "(default: about 2^20 input elements)", changes_map=False)
+# Options of the sampling methods: LIME, Kernel SHAP, RISE (--samples, --seed and --batch-size shared in name).
+DRAWS = Option("--samples", "samples", int, None,
+               "LIME, Kernel SHAP: coalitions per image (default 256); RISE: random masks (default 500)")
+DRAW_SEED = Option("--seed", "seed", int, None, "LIME, Kernel SHAP, RISE: seed of the draws (default 0)")
+GRID = Option("--grid", "grid", int, None, "LIME, Kernel SHAP: features per side of the regular grid (default 8; "
+              "about grid^2 superpixels with --features slic); RISE: cells per side of a mask's grid (default 7)")
+FEATURES = Option("--features", "features", str, None, "LIME, Kernel SHAP: the superpixels, grid (default) or slic "
+                  "(needs scikit-image); --feature-mask FILE passes your own")
+KEEP = Option("--keep-probability", "p", float, None, "RISE: the probability p that a mask cell is kept (default 0.5)")
+SURROGATE = (DRAWS, FEATURES, GRID, DRAW_SEED, CAM_BATCH)
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gradcam", gradcam, "Grad-CAM", "layer", "heat", "ReLU(sum_k alpha_k A^k), raw", "cam",
@@ -225,6 +237,20 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("contrastive-excitation-backprop", contrastive_excitation_backprop, "Contrastive MWP", "layer", "heat",
            "max(sum over channels of P_c - P_dual, 0)", "relevance",
            cost="1 forward + backward to the layer (2 forward per layer with weights, 4 at the classifier)"),
+    # sampling: a surrogate fitted to scores of perturbed copies (LIME, Kernel SHAP), random masks (RISE)
+    Method("lime", lime, "LIME", "pixels", "signed", "phi of the pixel's feature (Lasso on coalitions)",
+           "perturbation", uses_layer=False, options=SURROGATE, cost="2 + samples forward",
+           caption="LIME: a weighted linear model of y over superpixels switched on and off; red: keeping the "
+                   "superpixel raises y, blue: it lowers y"),
+    Method("kernel-shap", kernel_shap, "Kernel SHAP", "pixels", "signed",
+           "phi of the pixel's feature (sums to y^c(x) - y^c(b))", "perturbation", uses_layer=False,
+           options=SURROGATE, cost="2 + samples forward",
+           caption="Kernel SHAP: Shapley values of superpixels (each pixel shows its superpixel's); they add up to "
+                   "y(x) - y(baseline)"),
+    Method("rise", rise, "RISE", "pixels", "heat", "sum_k p_c(x * M_k) M_k / (N p)", "perturbation",
+           uses_layer=False, options=(DRAWS, GRID, KEEP, DRAW_SEED, CAM_BATCH), cost="1 + samples forward",
+           caption="RISE: the mean of random masks weighted by the class probability each left; about p_c of the "
+                   "image with the pixel kept"),
 )}
 
 

@@ -69,7 +69,10 @@ ATTRIBUTION_OPTIONS: dict = {}
 ELSEWHERE = {"counterfactual": "the tour and the explorer (Grad-CAM's negation)",
              "guided-gradcam": "Figure 1, column (d)",
              "occlusion": "Figure 1, column (e)", "cam": "equal to Grad-CAM on ResNet-20 (lesson 6)",
-             "smoothgrad-squared": "a variant of SmoothGrad", "vargrad": "a variant of SmoothGrad"}
+             "smoothgrad-squared": "a variant of SmoothGrad", "vargrad": "a variant of SmoothGrad",
+             # sampling methods: hundreds of forward passes each, shown by `minicnn explain` and the explorer
+             "lime": "minicnn explain --method lime", "kernel-shap": "minicnn explain --method kernel-shap",
+             "rise": "minicnn explain --method rise"}
 #: The shipped ImageNet model, and what the ImageNet figures explain.
 IMAGENET = "mobilenet_v2"
 PETS, PETS_TARGETS = "pets.jpg", ("Italian greyhound", "Boston bull, Boston terrier")

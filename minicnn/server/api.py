@@ -19,7 +19,8 @@ carrying its own status (404 for an unknown sample).
 
 Every cost a request can set is checked before any work (400 naming the
 cap): the options of ``CAPS`` (``steps``, ``samples``; SmoothGrad's samples
-times its base method's passes), ``batch_size`` (copies of the input per
+times its base method's passes; ``grid``, the superpixels or mask cells per side of LIME,
+Kernel SHAP and RISE, whose ``features`` name a kind, never a file), ``batch_size`` (copies of the input per
 pass, at most ``MAX_BATCH_VALUES`` values), ``seed`` in 0..2^32-1, every
 float finite, the image's pixels (the server's limit) and the network
 input's (``MAX_INPUT_SCALE``, ``DEFAULT_MAX_INPUT_PIXELS``). A method named
@@ -69,7 +70,7 @@ STEPS_FOR, STEPS_AGAINST = 6, 2
 #: (a 32x32 model: 32x512 at most); a panorama stretched further would cost memory, not insight.
 MAX_INPUT_SCALE = 16
 #: The largest value of each integer option a request may set (the command line has no such caps).
-CAPS = {"steps": 512, "samples": 512}
+CAPS = {"steps": 512, "samples": 512, "grid": 32}
 #: Copies of the network input per pass (``batch_size``) times its values (C x H x W): at most this many
 #: (8 MiB of float32 per pass; 682 copies of a 3x32x32 input, 13 of a 3x224x224 one).
 MAX_BATCH_VALUES = 2 ** 21

@@ -55,7 +55,7 @@ def test_explain_all_prints_the_prediction_and_writes_the_figure_and_the_raw_map
                       "target_name": (), "model": (),
                       "gradcam_plus_plus": (8, 8), "xgradcam": (8, 8), "hirescam": (8, 8), "layercam": (8, 8),
                       "scorecam": (8, 8), "ablationcam": (8, 8), "eigencam": (8, 8), "eigengradcam": (8, 8),
-                      "fullgrad": (32, 32),
+                      "fullgrad": (32, 32), "lime": (32, 32), "kernel_shap": (32, 32), "rise": (32, 32),
                       **{key: (3, 32, 32) for key in ("input_x_gradient", "deconvnet", "integrated_gradients",
                                                       "smoothgrad", "smoothgrad_squared", "vargrad", "lrp_epsilon",
                                                       "lrp_epsilon_plus", "lrp_epsilon_gamma_box",
@@ -216,3 +216,23 @@ def test_demo_writes_the_figure_1_grid_whose_rows_light_up_different_halves(tmp_
         m_cat, m_dog = cat[column].map[0], dog[column].map[1]
         half = m_cat.shape[1] // 2
         assert m_cat[:, :half].sum() / m_cat.sum() > 0.5 > m_dog[:, :half].sum() / m_dog.sum()
+
+
+def test_explain_lime_and_kernel_shap_take_a_feature_mask_file_and_refuse_a_bad_one(tmp_path, capsys, cat_path):
+    labels = np.repeat(np.repeat(np.array([[0, 1], [2, 2]]), 16, axis=0), 16, axis=1)   # 3 superpixels
+    Image.fromarray(labels.astype(np.uint8)).save(tmp_path / "mask.png")
+    npz = tmp_path / "m.npz"
+    code, out, err = run(capsys, "explain", cat_path, "--model", "resnet20_cifar10", "--method", "lime,kernel-shap",
+                         "--feature-mask", str(tmp_path / "mask.png"), "--samples", "8", "--out",
+                         str(tmp_path / "m.png"), "--save", str(npz))
+    assert code == 0, err
+    with np.load(npz, allow_pickle=False) as f:
+        for key in ("lime", "kernel_shap"):
+            assert f[key].shape == (32, 32)
+            for label in range(3):                                   # one value per superpixel
+                assert np.ptp(f[key][labels == label]) == 0
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "small.png")
+    code, out, err = run(capsys, "explain", cat_path, "--model", "resnet20_cifar10", "--method", "lime",
+                         "--feature-mask", str(tmp_path / "small.png"), "--out", str(tmp_path / "n.png"))
+    assert code == 2 and "network input's size" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "n.png").exists()

@@ -413,3 +413,15 @@ def test_watching_calls_check_between_batches_silences_bars_and_stops_the_engine
     with pytest.raises(Stop), watching(check, quiet=True):
         occlusion(model, x, batch_size=1)                              # 1 + 377 passes if not stopped
     assert len(passes) == 3
+
+
+def test_the_sampling_methods_are_capped_and_their_features_name_no_file(server, cat_dog_png):
+    for query, message in [("method=lime&features=/etc/passwd", "features must be one of grid, slic"),
+                           ("method=kernel-shap&grid=33", "the server's cap on grid"),
+                           ("method=rise&samples=513", "the server's cap on samples"),
+                           ("method=rise&p=1.5", "p must be"), ("method=rise&seed=-1", "seed=-1 is outside")]:
+        status, answer = explain(server, cat_dog_png, query)
+        assert status == 400 and message in answer["error"], (query, answer)
+    status, answer = explain(server, cat_dog_png, "method=rise&samples=6&grid=4&p=0.5&seed=1")
+    assert status == 200 and answer["maps"]["rise"]["shape"] == [32, 64]
+    still_serving(server)

@@ -117,7 +117,9 @@ def test_switching_the_target_from_cat_to_dog_moves_the_gradcam_heat_from_left_t
 
 #: Options that keep the many-pass methods short in the browser test (the page sends them with the request).
 FAST_OPTIONS = {"integrated-gradients": {"steps": 4}, "smoothgrad": {"samples": 3},
-                "smoothgrad-squared": {"samples": 3}, "vargrad": {"samples": 3}}
+                "smoothgrad-squared": {"samples": 3}, "vargrad": {"samples": 3},
+                "lime": {"samples": 6, "grid": 2}, "kernel-shap": {"samples": 6, "grid": 2},
+                "rise": {"samples": 6, "grid": 2}}
 #: MobileNetV2 explained at 64x64 instead of 224x224 (it is fully convolutional up to its pooling; 2x2 at
 #: 'features'), and at a layer of 16 maps, so Score-CAM's 1 + K passes stay few.
 SMALL_INPUT = {"mobilenet_v2": [64, 64]}

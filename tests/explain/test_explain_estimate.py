@@ -29,7 +29,7 @@ from minicnn.metrics.cost import counting_passes
 
 #: Few steps and samples, so every method runs in a moment; the rules must follow the options.
 OPTIONS = {"integrated-gradients": {"steps": 3}, "smoothgrad": {"samples": 2}, "smoothgrad-squared": {"samples": 2},
-           "vargrad": {"samples": 2}}
+           "vargrad": {"samples": 2}, "lime": {"samples": 6}, "kernel-shap": {"samples": 6}, "rise": {"samples": 5}}
 WEIGHED = {"ablationcam", "fullgrad", "scorecam", *LRP_FORWARDS}
 
 

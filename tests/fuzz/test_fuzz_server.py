@@ -167,6 +167,11 @@ CASES = [
      "unknown baseline set 'cats'"),
     ("samples x deeplift-shap base", post("/api/explain?method=smoothgrad&base=deeplift-shap&samples=17", SMALL),
      400, "samples <= 16"),
+    ("features naming a file", post("/api/explain?method=lime&features=/etc/passwd", SMALL), 400,
+     "features must be one of grid, slic"),
+    ("grid=100000", post("/api/explain?method=kernel-shap&grid=100000", SMALL), 400, "the server's cap on grid"),
+    ("p=nan", post("/api/explain?method=rise&p=nan", SMALL), 400, "finite"),
+    ("p=0", post("/api/explain?method=rise&p=0", SMALL), 400, "p must be"),
     ("an image over the server's pixel limit", None, 400, "over the limit of 16000000 pixels"),
 ]
 
