@@ -180,3 +180,15 @@ def score_columns(card, model, rows, runs, x, targets, logits, *, seed: int, bat
         card.values[name].update(values)
     bar.close()
     card.phases["robustness"] = time.perf_counter() - began - card.phases["perturbation"]
+
+
+def added_passes(images: int, map_sets: int, method_passes: float) -> dict:
+    """What the columns add to a scorecard of ``images`` images and ``map_sets`` sets of maps (methods that ran
+    and baselines), in images sent through the network, before the work:
+
+        "forwards"        images * map_sets * (1 + FC_RUNS + INFIDELITY_SAMPLES)      the map columns
+        "method_passes"   min(images, ROBUSTNESS_IMAGES) * (SENSITIVITY_SAMPLES + 1) * method_passes
+                          where method_passes is the sum over the methods of their passes per map
+    """
+    return {"forwards": images * map_sets * sum(FORWARDS.values()),
+            "method_passes": min(images, ROBUSTNESS_IMAGES) * sum(MAPS.values()) * method_passes}

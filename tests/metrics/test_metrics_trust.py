@@ -15,13 +15,14 @@ from minicnn.metrics import scorecard
 from minicnn.metrics.baselines import BASELINES
 from minicnn.metrics.complexity import complexity, sparseness
 from minicnn.metrics.confidence import average_drop, explanation_mask, increase_in_confidence
+from minicnn.metrics.cost import counting_passes
 from minicnn.metrics.maps import pixel_map
 from minicnn.metrics.perturbation import faithfulness_correlation, infidelity
 from minicnn.metrics.random_logit import random_logit
 from minicnn.metrics.robustness import max_sensitivity
 from minicnn.metrics.runs import model_inputs
 from minicnn.metrics.scorecard import HEADERS, METRICS
-from minicnn.metrics.trust import COLUMNS, FORWARDS, MAPS, Draws, class_scores
+from minicnn.metrics.trust import COLUMNS, FORWARDS, MAPS, Draws, added_passes, class_scores, map_metrics, robustness
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +102,37 @@ def test_the_table_and_json_carry_the_new_columns_with_their_directions(card):
     assert {"perturbation", "robustness"} <= set(card.phases)
     assert FORWARDS == {"average_drop": 1, "faithfulness_correlation": 20, "infidelity": 10}
     assert MAPS == {"max_sensitivity": 3, "random_logit": 1}
+
+
+def test_the_columns_cost_the_passes_they_declare(small_resnet):
+    model = small_resnet
+    x, _ = model_inputs(model, 3)
+    logits = model.forward(x)
+    targets = logits.argmax(axis=1)
+    draws = Draws.of(x, targets, 10, 0)
+    saliency = registry.get("saliency")
+    raw = saliency.run(model, x, targets).map
+    with counting_passes(model) as count:
+        map_metrics(model, x, targets, raw, "input", draws, logits=logits)
+    assert count.forwards == added_passes(3, 1, 0)["forwards"] == 3 * 31 and count.backwards == 0
+    with counting_passes(model) as count:
+        robustness(model, saliency, x, targets, raw, draws)
+    assert count.total == added_passes(3, 1, 2.0)["method_passes"] == 3 * 4 * 2
+
+
+def test_a_signed_map_enters_faithfulness_and_infidelity_with_its_sign(small_resnet):
+    model = small_resnet
+    x, _ = model_inputs(model, 4)
+    logits = model.forward(x)
+    targets = logits.argmax(axis=1)
+    draws = Draws.of(x, targets, 10, 1)
+    signed = np.random.default_rng(3).standard_normal((4, 12, 12))         # a "pixels" map, half negative
+    v = map_metrics(model, x, targets, signed, "pixels", draws, logits=logits)
+    logit = class_scores(model, targets, probability=False)
+    np.testing.assert_allclose(v["faithfulness_correlation"],
+                               faithfulness_correlation(logit, x, signed, draws.subsets), atol=1e-4)
+    np.testing.assert_allclose(v["infidelity"], infidelity(logit, x, signed, draws.perturbations, normalize=True),
+                               rtol=1e-4)
+    assert not np.allclose(v["faithfulness_correlation"],
+                           faithfulness_correlation(logit, x, np.abs(signed), draws.subsets), atol=1e-3)
+    np.testing.assert_allclose(v["sparseness"], sparseness(np.abs(signed)), atol=1e-12)
