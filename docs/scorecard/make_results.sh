@@ -5,11 +5,12 @@
 #
 #   sh docs/scorecard/make_results.sh            # from the repository root, minicnn installed
 #
-# Writes into docs/scorecard/: scorecard_<model>.md (the table), .json and the two
-# figures; sanity_<model>.md (the tables), .json, sanity_<model>.png and
+# Writes into docs/scorecard/: scorecard_<model>.md (the table, every metric of
+# minicnn.metrics.scorecard.METRICS), .json and the three figures (curves, maps,
+# trust); sanity_<model>.md (the tables), .json, sanity_<model>.png and
 # sanity_<model>_curves.png. Progress and timings go to the terminal (stderr).
 # The two large grids of maps per model are then kept as JPEG (quality 85, a
-# fifth of the PNG's size); the curves stay PNG.
+# fifth of the PNG's size); the curves and the trust panels stay PNG.
 set -eu
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}

@@ -6,9 +6,10 @@
 prints a Markdown table (a row per method and baseline, mean and 95%
 confidence interval per metric), and writes the JSON of
 ``minicnn.metrics.Scorecard.json`` (``--json``) and, with ``--out-dir``
-(created if missing), two figures: ``scorecard_<model>_curves.png``
-(deletion and insertion curves) and ``scorecard_<model>_maps.png`` (a grid
-of example maps). Like every command (``minicnn.util.atomic.Outputs``), it
+(created if missing), three figures: ``scorecard_<model>_curves.png``
+(deletion and insertion curves), ``scorecard_<model>_maps.png`` (a grid
+of example maps) and ``scorecard_<model>_trust.png`` (the columns from
+Average Drop to random-logit, a panel each). Like every command (``minicnn.util.atomic.Outputs``), it
 replaces an existing file only with ``--force``, checks every output before
 the work, and writes them all or none.
 """
@@ -38,7 +39,8 @@ def add_arguments(p) -> None:
 
 def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
     out = Path(os.fspath(out_dir))
-    return {"curves": out / f"scorecard_{model_name}_curves.png", "maps": out / f"scorecard_{model_name}_maps.png"}
+    return {"curves": out / f"scorecard_{model_name}_curves.png", "maps": out / f"scorecard_{model_name}_maps.png",
+            "trust": out / f"scorecard_{model_name}_trust.png"}
 
 
 def run(args) -> int:
@@ -72,9 +74,10 @@ def run(args) -> int:
             written.append(f"json: {outputs.write_json(args.json, card.json())}")
         if paths:
             from ..figures import save_png  # lazy: matplotlib
-            from ..figures.metrics import deletion_insertion_curves, example_maps  # lazy: matplotlib
+            from ..figures.metrics import deletion_insertion_curves, example_maps, trust_columns  # lazy: matplotlib
             written.append(
                 f"figure: {save_png(deletion_insertion_curves(card), paths['curves'], dpi=100, outputs=outputs)}")
             written.append(f"figure: {save_png(example_maps(card), paths['maps'], dpi=90, outputs=outputs)}")
+            written.append(f"figure: {save_png(trust_columns(card), paths['trust'], dpi=100, outputs=outputs)}")
     print("\n".join(written)) if written else None
     return 0

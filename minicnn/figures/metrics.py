@@ -9,7 +9,9 @@
   mean class probability as pixels are deleted or inserted in its map's
   order, the other methods grey behind, and a panel of the baselines;
 - :func:`example_maps`: a few images with every method's and baseline's
-  pixel map over them.
+  pixel map over them;
+- :func:`trust_columns`: a panel per column from Average Drop to
+  random-logit, every method's and baseline's mean and 95% interval.
 
 Built without pyplot (``minicnn.figures`` chooses the backend); save with
 ``minicnn.figures.save_png``.
@@ -25,7 +27,9 @@ from matplotlib.lines import Line2D
 from ..metrics.baselines import BASELINES
 from ..metrics.intervals import mean_ci95
 from ..metrics.maps import pixel_map
+from ..metrics.scorecard import HEADERS, METRICS
 from ..metrics.similarity import scale01
+from ..metrics.trust import COLUMNS
 from .colours import HEAT_CMAP, MAGNITUDE_CMAP, to_display
 from .grid import wrap_text
 
@@ -223,4 +227,37 @@ def example_maps(card, *, most_columns: int = 8) -> Figure:
                      fraction=0.5 / height, label="pixel map as ranked, scaled to [0, 1]")   # about 0.5 inch high
     fig.suptitle(wrap_text(f"{card.model}: the pixel maps the scorecard ranks (input maps: sum over channels of "
                            f"|map|)", int(1.2 * (per_row + 1) * 72 / (0.55 * 9))), fontsize=9)
+    return fig
+
+
+def trust_columns(card, *, columns: int = 4) -> Figure:
+    """A panel per column from Average Drop to random-logit: every method's and baseline's mean as a dot with its
+    95% interval as a bar, one row each, the better end named in the panel's title (``METRICS``' direction)."""
+    keys = [k for k in [*card.methods, *BASELINES] if k not in card.skipped and k in card.values]
+    shown = [c for c in COLUMNS if any(c in card.values[k] for k in keys)]
+    ncols = max(1, min(columns, len(shown)))
+    nrows = max(1, -(-len(shown) // ncols))
+    fig = Figure(figsize=(2.9 * ncols + 1.6, (0.17 * len(keys) + 0.9) * nrows + 0.8), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    ypos = np.arange(len(keys))[::-1]
+    for ax, metric in zip(axes.flat, shown):
+        for y, key in zip(ypos, keys):
+            v = card.values[key].get(metric)
+            if v is None:
+                continue
+            mean, lo, hi = mean_ci95(v)
+            colour = "0.45" if key in BASELINES else "tab:blue"
+            if not np.isnan(lo):
+                ax.plot([lo, hi], [y, y], color=colour, lw=1.2)
+            ax.plot([mean], [y], "o", color=colour, ms=3.5)
+        better = METRICS[metric]
+        ax.set_title(f"{HEADERS[metric]} ({better} is better {'↓' if better == 'lower' else '↑'})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="x", color="0.9", lw=0.6)
+    for ax in axes[:, 0]:
+        ax.set_yticks(ypos, [wrap_text(card.titles[k], 26) for k in keys], fontsize=6)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_axis_off()
+    fig.suptitle(f"{card.model}: mean over the images (max-sensitivity and random-logit: the first images only) "
+                 "with 95% intervals; baselines grey", fontsize=9)
     return fig

@@ -11,6 +11,12 @@ One concept per module, each a short function that reads like its definition:
 | ``road``         | ROAD with noisy linear imputation (Rong et al. 2022)                   |
 | ``agreement``    | rank correlation with the occlusion map (Selvaraju et al. 2019)        |
 | ``localisation`` | 2x2 mosaics, pointing game, energy-based pointing game                 |
+| ``confidence``   | Average Drop, Increase in Confidence (Chattopadhyay et al. 2018)       |
+| ``perturbation`` | faithfulness correlation (Bhatt et al. 2020), infidelity (Yeh et al.)  |
+| ``complexity``   | sparseness (the Gini index), complexity (the entropy) of a map         |
+| ``robustness``   | max-sensitivity: the map's largest change under small input noise      |
+| ``random_logit`` | the random-logit test (Sixt et al. 2020): the map for another class    |
+| ``trust``        | those columns of the scorecard: one set of draws, capped settings      |
 | ``baselines``    | a seeded random map, a centred Gaussian, the image's edges             |
 | ``cost``         | forward and backward passes, counted by wrapping the model             |
 | ``intervals``    | the mean and its 95% confidence interval                               |

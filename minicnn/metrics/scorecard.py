@@ -20,10 +20,21 @@ scored the same way. Per image, with the map's pixel ranking
 | ``occlusion_spearman`` | rank correlation with the occlusion map                          | higher |
 | ``pointing_game``      | on 2x2 mosaics: the map's maximum in the target's tile           | higher |
 | ``energy_pointing_game`` | on 2x2 mosaics: share of the positive mass in the target's tile | higher |
+| ``average_drop``       | p^c lost when the image is multiplied by the map scaled to [0, 1] | lower  |
+| ``increase_in_confidence`` | share of images whose p^c grows on that masked image         | higher |
+| ``faithfulness_correlation`` | Pearson of the map's sums and the logit's drops, random subsets | higher |
+| ``infidelity``         | squared error of the map's prediction of noise's effect (normalised) | lower |
+| ``sparseness``         | Gini index of the map's magnitudes                               | higher |
+| ``complexity``         | entropy of the map's magnitudes                                  | lower  |
+| ``max_sensitivity``    | largest relative change of the map under small uniform noise     | lower  |
+| ``random_logit``       | SSIM of the maps for the class and for a random other class      | lower  |
 | ``passes``             | forward + backward passes per map (counted)                      |        |
 | ``seconds_per_image``  | wall-clock seconds per map                                       |        |
 
-(p^c: the softmax probability of the explained class.) Deletion and
+(p^c: the softmax probability of the explained class.) The eight columns
+from Average Drop on, their maps, settings and costs are those of
+:mod:`minicnn.metrics.trust`; max-sensitivity and random-logit re-run the
+method and are measured on the first ``trust.ROBUSTNESS_IMAGES`` (50) images. Deletion and
 insertion move a tenth of the pixels per step, so their curves are sampled
 at the same fractions as ROAD's percentiles and differ from ROAD only in
 how removed pixels are filled. Each metric is
@@ -71,17 +82,24 @@ from .intervals import mean_ci95, summary
 from .localisation import choose_mosaics, energy_pointing_game, mosaic, pointing_game, tile_mask
 from .road import PERCENTILES, road_curves
 from .runs import MethodRun, forward_in_batches, model_inputs, run_method, selected_methods, shipped_test_images
+from .trust import score_columns
 
 #: The metrics of the JSON, in table order, with the direction that is better (None: a cost).
 METRICS = {
     "deletion_auc": "lower", "insertion_auc": "higher", "road_morf": "lower", "road_lerf": "higher",
     "occlusion_spearman": "higher", "pointing_game": "higher", "energy_pointing_game": "higher",
+    "average_drop": "lower", "increase_in_confidence": "higher", "faithfulness_correlation": "higher",
+    "infidelity": "lower", "sparseness": "higher", "complexity": "lower", "max_sensitivity": "lower",
+    "random_logit": "lower",
     "passes": None, "seconds_per_image": None,
 }
 HEADERS = {
     "deletion_auc": "deletion AUC", "insertion_auc": "insertion AUC", "road_morf": "ROAD MoRF",
     "road_lerf": "ROAD LeRF", "occlusion_spearman": "occlusion ρ", "pointing_game": "pointing game",
-    "energy_pointing_game": "energy pointing", "passes": "passes", "seconds_per_image": "s / image",
+    "energy_pointing_game": "energy pointing", "average_drop": "avg drop", "increase_in_confidence": "conf. increase",
+    "faithfulness_correlation": "faithfulness ρ", "infidelity": "infidelity", "sparseness": "sparseness",
+    "complexity": "complexity", "max_sensitivity": "max-sensitivity", "random_logit": "random logit",
+    "passes": "passes", "seconds_per_image": "s / image",
 }
 #: The most deletion/insertion steps a curve may take (each step is a forward pass per image).
 MAX_STEPS = 10_000
@@ -277,6 +295,9 @@ def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int
         card.curves[key] = {"deletion": deletion.mean(axis=0), "insertion": insertion.mean(axis=0)}
     bar.close()
     card.phases["faithfulness"] = time.perf_counter() - began - sum(card.phases.values())
+
+    # 2b. Average Drop to random-logit (minicnn.metrics.trust): its phases "perturbation" and "robustness"
+    score_columns(card, model, rows, runs, x, targets, logits, seed=seed, batch=batch, progress=progress)
 
     # 3. localisation on mosaics
     count = max(1, n // 4)

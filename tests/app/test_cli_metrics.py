@@ -90,7 +90,8 @@ def test_scorecard_prints_the_table_and_writes_the_json_and_figures(tmp_path, ca
     assert set(data["baselines"]["centre"]) == set(METRICS) - {"passes", "seconds_per_image"}
     assert data["baselines"]["centre"]["pointing_game"]["mean"] == 0.25            # the four centre pixels tie
     assert sorted(p.name for p in folder.iterdir()) == ["scorecard_resnet20_cifar10_curves.png",
-                                                         "scorecard_resnet20_cifar10_maps.png"]
+                                                         "scorecard_resnet20_cifar10_maps.png",
+                                                         "scorecard_resnet20_cifar10_trust.png"]
 
 
 def test_scorecard_says_which_methods_and_games_do_not_apply(tmp_path, capsys):
@@ -135,7 +136,8 @@ def test_existing_files_are_replaced_only_with_force_and_all_outputs_are_written
     assert json.loads(js.read_text())["images"] == 1
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
     assert written == (["r.png", "r_curves.png"] if command == "sanity" else
-                       ["figs/scorecard_vgg_cifar10_curves.png", "figs/scorecard_vgg_cifar10_maps.png"])
+                       ["figs/scorecard_vgg_cifar10_curves.png", "figs/scorecard_vgg_cifar10_maps.png",
+                        "figs/scorecard_vgg_cifar10_trust.png"])
 
 
 def test_an_output_that_names_the_weights_is_refused(tmp_path, capsys):

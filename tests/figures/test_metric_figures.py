@@ -162,3 +162,25 @@ def test_a_mean_over_one_image_prints_no_interval():
     card2.methods = ["gradcam"]
     assert not card2.unknown_intervals()
     assert "[?]" not in card2.table() and card2.json()["methods"]["gradcam"]["deletion_auc"]["ci95"] is not None
+
+
+def test_the_trust_columns_figure_draws_each_mean_inside_its_panel():
+    from minicnn.figures.metrics import trust_columns
+    from minicnn.metrics.trust import COLUMNS
+    card = made_up_card(images=5)
+    rng = np.random.default_rng(2)
+    for key in card.values:
+        card.values[key].update({c: rng.random(5) for c in COLUMNS})
+    card.values["gradcam"]["sparseness"] = np.full(5, 0.9)
+    fig = trust_columns(card)
+    draw(fig)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == len(COLUMNS)
+    assert "avg drop (lower is better ↓)" in panels[0].get_title()
+    sparse = next(ax for ax in panels if ax.get_title().startswith("sparseness"))
+    assert "higher is better ↑" in sparse.get_title()
+    assert any(np.allclose(line.get_xdata(), [0.9]) for line in sparse.lines)      # Grad-CAM's mean, a dot
+    labels = [t.get_text() for t in panels[0].get_yticklabels()]
+    assert labels[0] == ROWS[0].title and labels[-1] == "baseline: edges"      # top to bottom as in the table
+    for ax in panels:
+        assert inside(fig, ax)
