@@ -14,7 +14,7 @@ from .gradcheck import gradcheck
 from .model import Model
 from .models.zoo import build_architecture
 
-__version__ = "0.2.0"
+__version__ = "0.3.0.dev0"
 
 
 def load(name_or_path) -> Model:
