@@ -24,7 +24,7 @@ from strategies import conv_cases
 import minicnn.windows as windows
 from minicnn import parallel
 from minicnn.gradcheck import numerical_gradient, relative_error
-from minicnn.layers import BasicBlock, BatchNorm2d, Conv2d, Pass, ReLU, Sequential, conv
+from minicnn.layers import BasicBlock, BatchNorm2d, Conv2d, MaxPool2d, Pass, ReLU, Sequential, conv
 from minicnn.layers.conv import (
     conv2d_backward,
     conv2d_backward_reference,
@@ -393,3 +393,22 @@ def test_conv_bn_relu_in_float32_is_close_to_the_layers_in_float32(rng):
     fused = chain.run_forward(x, Pass(keep=False), "")
     assert fused.dtype == np.float32
     assert np.abs(fused - reference).max() < 1e-5 * np.abs(reference).max()
+
+
+def test_a_pass_that_keeps_nothing_fuses_only_batchnorm_and_relu_and_honours_replace(rng):
+    # Conv2d then MaxPool2d (no ReLU to fold), and a replaced BatchNorm output: the same logits either way.
+    model = zoo.vgg([4, "M", 6], batch_norm=True, hidden=(5,), pool_size=(1, 1), num_classes=3).astype(np.float64)
+    for _, layer in model.layers():
+        if isinstance(layer, BatchNorm2d):
+            layer.buffers["running_mean"][...] = rng.standard_normal(layer.num_features)
+    x = rng.standard_normal((2, 3, 6, 6))
+    assert relative_error(model.forward(x, keep=False), model.forward(x)) < SAME
+    A = model.activations["features.1"] * 0.5
+    kept = model.forward(x, replace={"features.1": A})
+    assert relative_error(model.forward(x, replace={"features.1": A}, keep=False), kept) < SAME
+    assert relative_error(kept, model.forward(x)) > 1e-3                      # the replacement changed the logits
+    conv_bn = conv_bn_relu(dict(c=2, f=3, kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True),
+                           rng, True, False)
+    chain = Sequential([*conv_bn.children(), ("pool", MaxPool2d(2)), ("relu", ReLU())])
+    x = rng.standard_normal((2, 2, 6, 6))
+    assert relative_error(chain.run_forward(x, Pass(keep=False), ""), chain.run_forward(x, Pass(), "")) < SAME
