@@ -2,6 +2,7 @@
 
     python benchmarks/regression_vgg16.py                 # 15 repetitions, about 3 minutes on a quiet machine
     python benchmarks/regression_vgg16.py --reps 31
+    python benchmarks/regression_vgg16.py --model mobilenet_v2      # the rule applies to every 224x224 photo
 
 Needs PyTorch (``pip install torch==2.13.0``). Both libraries get 2 threads
 (threadpoolctl for NumPy's BLAS, ``torch.set_num_threads``). For forward,
@@ -59,15 +60,17 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--operations", default=",".join(OPERATIONS))
+    parser.add_argument("--model", default="vgg16", help="a zoo architecture or shipped model (default vgg16)")
     args = parser.parse_args(argv)
     import torch
     from threadpoolctl import threadpool_limits
     torch.set_num_threads(args.threads)
-    case = make_case("vgg16")
+    case = make_case(args.model)
     mine = minicnn_operations(case)
     theirs = torch_operations(case, torch_twin(case.model, torch), torch)
     load = os.getloadavg()[0]
-    print(f"VGG-16 224x224, {args.threads} threads each, {args.reps} turns; load average {load:.2f} before")
+    print(f"{args.model} {'x'.join(map(str, case.x.shape[1:]))}, {args.threads} threads each, {args.reps} turns; "
+          f"load average {load:.2f} before")
     print(f"{'operation':16} {'blas':>9} {'own':>9} {'pytorch':>9}  {'blas/pt':>7} {'own/pt':>7}")
     with threadpool_limits(limits=args.threads, user_api="blas"):
         for op in args.operations.split(","):

@@ -90,11 +90,14 @@ def blas_pass(chunks: int, image_elements: int) -> bool:
     196-50,176 columns), and OpenBLAS shares each one over the cores with
     no Python between them, where our own threads split the columns into
     blocks, each a NumPy call that takes the interpreter lock, and bands of
-    rows of one image whose gradients overlap. Measured on VGG-16 at 224x224
-    against PyTorch on the same 2 cores (benchmarks/regression_vgg16.py,
-    benchmarks/README.md): our threads 1.39-1.43x (Grad-CAM) and 1.55-1.59x
-    (guided backprop); BLAS's threads 0.94x and 1.22x, as before the pass
-    was split. A batch of small images (a CIFAR batch) is the other way:
+    rows of one image whose gradients overlap. VGG-16 at 224x224 against
+    PyTorch on a quiet 2-core machine (``minicnn bench``): our threads gave
+    Grad-CAM 1.39-1.43x and guided backprop 1.55-1.59x, BLAS's threads
+    0.94x and 1.22x; on a shared machine at load 2
+    (benchmarks/regression_vgg16.py, benchmarks/README.md) forward 1.46x ->
+    1.10x, Grad-CAM 1.28x -> 1.05x. (Far past two jobs per core it turns
+    over: BLAS's threads wait for each other at every product.)
+    A batch of small images (a CIFAR batch) is the other way:
     its products (16-64 rows by 144-576 by about 45,000 columns a chunk)
     gain little from BLAS's threads, and whole chunks on every core keep
     both busy through the bias, BatchNorm, ReLU and pooling too. One small

@@ -46,8 +46,8 @@ def table(info: dict, results: dict) -> str:
              + (f" ({info['blas_kernel']} kernel)" if info.get("blas_kernel") else "")
              + f", {info['threads']} threads; {torch_txt}"]
     if "minicnn_threads" in info:
-        lines.append(f"minicnn: {info['minicnn_threads']} threads of its own for batches and large images "
-                     "(BLAS held to one thread meanwhile)")
+        lines.append(f"minicnn: {info['minicnn_threads']} threads of its own for batches (BLAS held to one thread "
+                     "meanwhile); BLAS's threads on each product of a single large image")
     if info.get("load_before") is not None:
         lines.append(f"load average (1 min): {info['load_before']} before, {info.get('load_after')} after "
                      f"(on {info['cores']} cores)")
