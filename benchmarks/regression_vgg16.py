@@ -9,8 +9,9 @@ Needs PyTorch (``pip install torch==2.13.0``). Both libraries get 2 threads
 Grad-CAM at features.29 and guided backprop (the ``minicnn bench``
 operations), it times in turns, one sample each, 0.3 s of rest before each:
 
-- ``blas``: minicnn as shipped; a single large image is a ``parallel.blas_pass``
-  (BLAS shares each product over the cores);
+- ``blas``: a single large image as a ``parallel.blas_pass`` (BLAS shares each
+  product over the cores), whatever the load (``parallel.BUSY_LOAD_PER_CORE``
+  lifted);
 - ``own``: the same pass cut into blocks on minicnn's own threads with BLAS
   held to one thread (``parallel.BLAS_IMAGE_ELEMENTS`` raised past the image);
 - ``pytorch``: the twin of ``minicnn bench``.
@@ -40,14 +41,15 @@ from minicnn.bench.twins import torch_operations, torch_twin  # noqa: E402
 OPERATIONS = ("forward", "gradcam", "guided_backprop")
 
 
-def own_threads(fn):
-    """fn run as a pass on minicnn's own threads (the image below the BLAS-pass threshold)."""
+def with_setting(name: str, value, fn):
+    """fn run with ``parallel.<name>`` set to value."""
     def call():
-        saved, parallel.BLAS_IMAGE_ELEMENTS = parallel.BLAS_IMAGE_ELEMENTS, 2 ** 62
+        saved = getattr(parallel, name)
+        setattr(parallel, name, value)
         try:
             return fn()
         finally:
-            parallel.BLAS_IMAGE_ELEMENTS = saved
+            setattr(parallel, name, saved)
     return call
 
 
@@ -74,14 +76,16 @@ def main(argv=None) -> int:
     print(f"{'operation':16} {'blas':>9} {'own':>9} {'pytorch':>9}  {'blas/pt':>7} {'own/pt':>7}")
     with threadpool_limits(limits=args.threads, user_api="blas"):
         for op in args.operations.split(","):
-            sides = [mine[op], own_threads(mine[op]), theirs[op]]
+            sides = [with_setting("BUSY_LOAD_PER_CORE", float("inf"), mine[op]),
+                     with_setting("BLAS_IMAGE_ELEMENTS", 2 ** 62, mine[op]), theirs[op]]
             for side in sides:
                 side()                                            # warm-up
             blas, own, pt = interleaved(sides, args.reps, 1)
             ratio = [statistics.median(a / b for a, b in zip(t, pt)) for t in (blas, own)]
             print(f"{op:16} {1e3 * statistics.median(blas):6.0f} ms {1e3 * statistics.median(own):6.0f} ms "
                   f"{1e3 * statistics.median(pt):6.0f} ms  {ratio[0]:6.2f}x {ratio[1]:6.2f}x", flush=True)
-    print(f"load average {os.getloadavg()[0]:.2f} after")
+    print(f"load average {os.getloadavg()[0]:.2f} after; at this load the rule chooses "
+          f"{'blas' if parallel.blas_pass(1, case.x[0].size) else 'own'}")
     return 0
 
 

@@ -47,7 +47,7 @@ def table(info: dict, results: dict) -> str:
              + f", {info['threads']} threads; {torch_txt}"]
     if "minicnn_threads" in info:
         lines.append(f"minicnn: {info['minicnn_threads']} threads of its own for batches (BLAS held to one thread "
-                     "meanwhile); BLAS's threads on each product of a single large image")
+                     "meanwhile); BLAS's threads on each product of a single large image on a quiet machine")
     if info.get("load_before") is not None:
         lines.append(f"load average (1 min): {info['load_before']} before, {info.get('load_after')} after "
                      f"(on {info['cores']} cores)")

@@ -304,17 +304,33 @@ def test_every_pass_holds_blas_to_one_thread_a_single_small_image_too(monkeypatc
         assert set(blas_threads()) == {2}
 
 
-def test_the_thread_rule_gives_blas_the_cores_for_one_large_image_and_chunks_for_a_batch():
+@pytest.fixture
+def quiet(monkeypatch):
+    """A machine with nothing else running (the rule reads the load average)."""
+    monkeypatch.setattr(parallel, "load_per_core", lambda: 0.5)
+
+
+def test_the_thread_rule_gives_blas_the_cores_for_one_large_image_and_chunks_for_a_batch(quiet, monkeypatch):
     assert parallel.blas_pass(1, 3 * 224 * 224)             # a photo: BLAS shares each large product
     assert not parallel.blas_pass(1, 3 * 32 * 32)           # one CIFAR image: too small to share
     assert not parallel.blas_pass(2, 3 * 224 * 224)         # chunks of a batch: one per core
     assert not parallel.blas_pass(4, 3 * 32 * 32)
     assert parallel.blas_pass(1, parallel.BLAS_IMAGE_ELEMENTS)
     assert not parallel.blas_pass(1, parallel.BLAS_IMAGE_ELEMENTS - 1)
+    monkeypatch.setattr(parallel, "load_per_core", lambda: parallel.BUSY_LOAD_PER_CORE)
+    assert parallel.blas_pass(1, 3 * 224 * 224)             # as busy as allowed
+    monkeypatch.setattr(parallel, "load_per_core", lambda: parallel.BUSY_LOAD_PER_CORE + 0.01)
+    assert not parallel.blas_pass(1, 3 * 224 * 224)         # busier: BLAS's threads would wait for each other
+
+
+def test_the_load_per_core_is_the_load_average_over_the_cores(monkeypatch):
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (6.0, 1.0, 1.0))
+    monkeypatch.setattr(parallel, "_CORES", 4)
+    assert parallel.load_per_core() == 1.5
 
 
 @pytest.mark.parametrize("shape, blas", [((1, 3, 224, 224), True), ((64, 3, 32, 32), False)])
-def test_a_pass_uses_blas_threads_or_its_own_as_the_rule_says(monkeypatch, shape, blas):
+def test_a_pass_uses_blas_threads_or_its_own_as_the_rule_says(quiet, monkeypatch, shape, blas):
     """One 224x224 image: BLAS keeps its 2 threads and the pass makes no pieces; a batch of
     64 CIFAR images: BLAS held to one thread, the chunks on minicnn's threads. The backward
     goes as its forward went."""

@@ -1,5 +1,6 @@
-"""Mutants of the choice between BLAS's threads and minicnn's (parallel.blas_pass) and of the
-passes that keep nothing (a convolution with its BatchNorm folded in and its ReLU in one pass).
+"""Mutants of the choice between BLAS's threads and minicnn's (parallel.blas_pass, by the size
+of the pass and the machine's load) and of the passes that keep nothing (a convolution with
+its BatchNorm folded in and its ReLU in one pass).
 
 tests/engine/test_batched.py proves the thread rule (which way a pass goes, and that its
 backward goes the same way); tests/engine/test_fast_paths.py proves the one-pass chain equal
@@ -19,13 +20,20 @@ def m(name, path, old, new, what, *tests, equivalent=""):
 MUTANTS = [
     # ------------------------------------------------------------ parallel.py: the thread rule
     m("batched.threshold-off-by-one", "parallel.py",
-      "return chunks == 1 and image_elements >= BLAS_IMAGE_ELEMENTS",
-      "return chunks == 1 and image_elements > BLAS_IMAGE_ELEMENTS",
+      "image_elements >= BLAS_IMAGE_ELEMENTS and", "image_elements > BLAS_IMAGE_ELEMENTS and",
       "an image of exactly BLAS_IMAGE_ELEMENTS elements goes to minicnn's threads"),
     m("batched.blas-for-chunked-batches", "parallel.py",
-      "return chunks == 1 and image_elements >= BLAS_IMAGE_ELEMENTS",
-      "return image_elements >= BLAS_IMAGE_ELEMENTS",
+      "return chunks == 1 and image_elements", "return image_elements",
       "a batch of large images cut into chunks also lets BLAS thread (both kinds of threads at once)"),
+    m("batched.busy-load-off-by-one", "parallel.py",
+      "load_per_core() <= BUSY_LOAD_PER_CORE", "load_per_core() < BUSY_LOAD_PER_CORE",
+      "a machine exactly as busy as allowed already chunks the large image"),
+    m("batched.load-ignored", "parallel.py",
+      " and load_per_core() <= BUSY_LOAD_PER_CORE", "",
+      "a busy machine still lets BLAS's threads share each product (they wait for each other)"),
+    m("batched.load-not-per-core", "parallel.py",
+      "return os.getloadavg()[0] / _CORES", "return os.getloadavg()[0]",
+      "the load average compared with a per-core limit without dividing by the cores"),
     m("batched.blas-pass-still-splits", "parallel.py",
       "        _STATE.inside = True\n        try:\n            yield",
       "        try:\n            yield",
