@@ -53,7 +53,7 @@ BLAS_IMAGE_ELEMENTS = 2 ** 16
 
 #: ...unless the machine is busy: more than this many runnable jobs per core (the 1-minute load
 #: average over the cores). See ``blas_pass``.
-BUSY_LOAD_PER_CORE = 2.0
+BUSY_LOAD_PER_CORE = 1.0
 
 
 def load_per_core() -> float:
@@ -123,9 +123,13 @@ def blas_pass(chunks: int, image_elements: int) -> bool:
     scheduler has taken away, where our blocks do not wait for each other.
     VGG-16 at 224x224, BLAS's threads / ours, as ratios to PyTorch in the
     same turn: forward 1.10x / 1.46x and Grad-CAM 1.05x / 1.28x at a load
-    of 2.0-2.6 on 2 cores (1-1.3 per core), but 1.45x / 0.44x and
-    1.82x / 0.49x at 9-11, and 2.4x / 0.3x at 8-17. BUSY_LOAD_PER_CORE = 2
-    lies between.
+    of 2.0-2.6 on 2 cores (1-1.3 per core), but 1.81x / 0.60x and
+    1.55x / 0.55x at 1.9-3.7 (the load rising), 1.45x / 0.44x and
+    1.82x / 0.49x at 9-11, and 2.4x / 0.3x at 8-17. The cost is lopsided:
+    BLAS's threads on a busy machine cost up to 3-6x, our threads on a
+    quiet one 1.3-1.4x; so BUSY_LOAD_PER_CORE = 1: a quiet machine running
+    only the bench (load 0.7-1.1 on 2 cores) lets BLAS thread, any other
+    job running beside it does not.
     """
     return chunks == 1 and image_elements >= BLAS_IMAGE_ELEMENTS and load_per_core() <= BUSY_LOAD_PER_CORE
 
