@@ -149,14 +149,15 @@ def conv2d_forward_side_by_side(x, w, b=None, padding=0, dilation=1, relu=False)
         xs = side_by_side(x, padding, images, input_rows(rows, (kh, kw), 1, dilation))
         cols = shifted_columns(xs, (kh, kw), dilation)
         y = np.matmul(wmat, cols, out=scratch("product", (f, cols.shape[1]), dtype))
+        if relu:                                                        # on the contiguous product, in cache
+            if b is not None:
+                y += b[:, None]
+            np.maximum(y, 0, out=y)
         y = y.reshape(f, rows.stop - rows.start, images.stop - images.start, wp)[..., :wo].transpose(2, 0, 1, 3)
-        into = out[images, :, rows]
-        if b is None:
-            into[...] = y
+        if b is None or relu:
+            out[images, :, rows] = y
         else:
-            np.add(y, b[:, None, None], out=into)                       # the bias on the way out: one pass
-        if relu:
-            np.maximum(into, 0, out=into)
+            np.add(y, b[:, None, None], out=out[images, :, rows])       # the bias on the way out: one pass
 
     parallel.run(block, column_blocks(n, ho, wp, wmat.shape[1], parallel.threads()))
     return out
