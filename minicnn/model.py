@@ -21,7 +21,9 @@ how Layer-wise Relevance Propagation runs on the same pass.
 A batch of several images goes through the network in chunks of images,
 on every core (``minicnn.parallel``): no layer mixes images, so each chunk
 is a pass of its own and ``activations`` and ``gradients`` join the
-chunks' arrays along the batch axis when read.
+chunks' arrays along the batch axis when read. A single large image goes
+the other way: one pass whose products BLAS shares over the cores
+(``parallel.blas_pass``); its backward goes the way its forward went.
 
 This module is over 450 lines because ``Model`` is one object: its forward,
 its partial forward from a layer and its backward share the chunks and the
@@ -186,6 +188,7 @@ class Model:
         self._run = Pass()
         self._modules = dict(root.named_modules())
         self._logits_shape: tuple | None = None
+        self._blas = False                               # whether the last forward let BLAS thread its products
 
     # ------------------------------------------------------------ description
     @property
@@ -296,8 +299,9 @@ class Model:
         replace = check_replace(self, replace)
         n = len(x)
         pieces = batch_chunks(n, x[0].size, parallel.threads())
+        blas = parallel.blas_pass(len(pieces), x[0].size)
         keep_freed_memory()                              # the last pass's memory serves this one
-        with parallel.session():
+        with parallel.session(blas):
             if len(pieces) > 1 and all(np.shape(a)[:1] == (n,) for a in replace.values()):
                 runs = [Pass(replace={k: a[s] for k, a in replace.items()}, keep=keep) for s in pieces]
                 logits = np.concatenate(parallel.run(
@@ -306,7 +310,7 @@ class Model:
             else:
                 self._run = Pass(replace=replace, keep=keep)
                 logits = self.root.run_forward(x, self._run, "")
-        self._logits_shape, self._dtype = logits.shape, x.dtype
+        self._logits_shape, self._dtype, self._blas = logits.shape, x.dtype, blas
         return logits
 
     def forward_from(self, name: str, A, *, keep: bool = True) -> np.ndarray:
@@ -345,7 +349,7 @@ class Model:
 
         pieces = batch_chunks(len(A), A[0].size, parallel.threads())
         runs = [Pass(keep=keep) for _ in pieces]
-        with parallel.session():
+        with parallel.session(parallel.blas_pass(len(pieces), A[0].size)):
             logits = parallel.run(resume, zip(pieces, runs))
         self._run = Chunks(pieces, runs) if len(pieces) > 1 else runs[0]
         return logits[0] if len(logits) == 1 else np.concatenate(logits)
@@ -420,7 +424,7 @@ class Model:
             except StopBackward:
                 return None
 
-        with parallel.session():
+        with parallel.session(self._blas):
             dx = parallel.run(one, zip(pieces, runs))
         if chunks:
             chunks.gradients = Joined([run.gradients for run in runs])

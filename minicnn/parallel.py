@@ -18,6 +18,11 @@ threads is the BLAS library's own thread count
 (``OPENBLAS_NUM_THREADS`` and the like still decide), read with
 ``threadpoolctl``; without it everything runs in the calling thread, as
 plain NumPy does.
+
+One kind of pass goes the other way (``blas_pass``): a single large image,
+whose products are large enough for BLAS's own threads to share each of
+them well. There the pass runs in the calling thread and BLAS keeps its
+threads (``session(blas=True)``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _LOCK = threading.Lock()
-_STATE = threading.local()           # .inside: this thread is running a piece
+_STATE = threading.local()           # .inside: this thread is running a piece or a pass that BLAS threads
 _POOL: ThreadPoolExecutor | None = None
 _BLAS = None                         # threadpoolctl's controller of the BLAS libraries, once looked up
 _HELD = {"count": 0, "threads": 1}   # sessions open in any thread; BLAS's thread count before the first
@@ -41,6 +46,22 @@ _CORES = os.cpu_count() or 1
 
 #: Arrays of at least this many elements are worth splitting over the threads.
 SPLIT_ELEMENTS = 2 ** 20
+
+#: A pass of one chunk whose images have at least this many input elements (C*H*W) lets BLAS
+#: use every core on each product (``blas_pass``). See ``blas_pass`` for the measurements.
+BLAS_IMAGE_ELEMENTS = 2 ** 16
+
+#: ...unless the machine is busy: more than this many runnable jobs per core (the 1-minute load
+#: average over the cores). See ``blas_pass``.
+BUSY_LOAD_PER_CORE = 1.0
+
+
+def load_per_core() -> float:
+    """The 1-minute load average over the cores (0 where the system does not tell)."""
+    try:
+        return os.getloadavg()[0] / _CORES
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def _blas():
@@ -72,8 +93,49 @@ def threads() -> int:
     return 1 if getattr(_STATE, "inside", False) else _blas_threads()
 
 
+def blas_pass(chunks: int, image_elements: int) -> bool:
+    """Whether a pass of ``chunks`` chunks of images of ``image_elements`` (C*H*W) each lets
+    BLAS thread its products (True) rather than run its pieces on our threads (False).
+
+    True for one chunk of large images: a single 224x224 photo (150,528
+    elements). Its products are large (VGG-16's: 64-512 rows by 576-4608 by
+    196-50,176 columns), and OpenBLAS shares each one over the cores with
+    no Python between them, where our own threads split the columns into
+    blocks, each a NumPy call that takes the interpreter lock, and bands of
+    rows of one image whose gradients overlap. VGG-16 at 224x224 against
+    PyTorch on a quiet 2-core machine (``minicnn bench``): our threads gave
+    Grad-CAM 1.39-1.43x and guided backprop 1.55-1.59x, BLAS's threads
+    0.94x and 1.22x; on a shared machine at load 2
+    (benchmarks/regression_vgg16.py, benchmarks/README.md) forward 1.46x ->
+    1.10x, Grad-CAM 1.28x -> 1.05x. (Far past two jobs per core it turns
+    over: BLAS's threads wait for each other at every product.)
+    A batch of small images (a CIFAR batch) is the other way:
+    its products (16-64 rows by 144-576 by about 45,000 columns a chunk)
+    gain little from BLAS's threads, and whole chunks on every core keep
+    both busy through the bias, BatchNorm, ReLU and pooling too. One small
+    image (a CIFAR image, 3,072 elements) is neither: too small to share,
+    it runs in one thread with BLAS held to one (see ``session``).
+    The threshold 2^16 lies between the two: 64x64x3 = 12,288 and
+    224x224x3 = 150,528 elements.
+
+    On a busy machine the large image is chunked too: a product shared by
+    BLAS's threads waits at every synchronisation for the thread the
+    scheduler has taken away, where our blocks do not wait for each other.
+    VGG-16 at 224x224, BLAS's threads / ours, as ratios to PyTorch in the
+    same turn: forward 1.10x / 1.46x and Grad-CAM 1.05x / 1.28x at a load
+    of 2.0-2.6 on 2 cores (1-1.3 per core), but 1.81x / 0.60x and
+    1.55x / 0.55x at 1.9-3.7 (the load rising), 1.45x / 0.44x and
+    1.82x / 0.49x at 9-11, and 2.4x / 0.3x at 8-17. The cost is lopsided:
+    BLAS's threads on a busy machine cost up to 3-6x, our threads on a
+    quiet one 1.3-1.4x; so BUSY_LOAD_PER_CORE = 1: a quiet machine running
+    only the bench (load 0.7-1.1 on 2 cores) lets BLAS thread, any other
+    job running beside it does not.
+    """
+    return chunks == 1 and image_elements >= BLAS_IMAGE_ELEMENTS and load_per_core() <= BUSY_LOAD_PER_CORE
+
+
 @contextmanager
-def session():
+def session(blas: bool = False):
     """Hold BLAS to one thread while minicnn's own threads do the work (a model pass).
 
     Every pass holds it, a small one too (one CIFAR image, whose products
@@ -81,7 +143,19 @@ def session():
     spin for a while after their product ends, and a batch that follows at
     once (Score-CAM's masked copies after the forward of the image) found
     both cores taken by them: 1.3-1.9x its time (benchmarks/README.md).
+
+    ``blas=True`` (a pass that ``blas_pass`` chose) does the opposite: BLAS
+    keeps its threads and this thread's pass makes no pieces of its own
+    (``threads()`` is 1 inside it).
     """
+    if blas:
+        before = getattr(_STATE, "inside", False)
+        _STATE.inside = True
+        try:
+            yield
+        finally:
+            _STATE.inside = before
+        return
     blas, natural = _blas(), _blas_threads()
     if blas is None or natural <= 1 or getattr(_STATE, "inside", False):
         yield

@@ -5,8 +5,10 @@ from __future__ import annotations
 from .cases import BATCHED, CIFAR_MODELS
 
 #: The targets, as largest ratios to PyTorch: per "model/operation", per operation of every
-#: shipped CIFAR model ("cifar/operation").
-TARGETS = {"vgg16/gradcam": 1.0, "vgg16/guided_backprop": 1.1, "cifar/gradcam": 2.0,
+#: shipped CIFAR model ("cifar/operation"). VGG-16's three guard the single large image's
+#: pass (BLAS's threads on each product, ``parallel.blas_pass``): cut into blocks on minicnn's
+#: threads it gave forward 1.5-1.6x, Grad-CAM 1.39-1.43x, guided backprop 1.55-1.59x.
+TARGETS = {"vgg16/forward": 1.3, "vgg16/gradcam": 1.0, "vgg16/guided_backprop": 1.1, "cifar/gradcam": 2.0,
            **{f"cifar/{op}": 1.2 for op in BATCHED},
            "mobilenet_v2/forward": 1.5, "mobilenet_v2/gradcam": 1.5, "mobilenet_v2/guided_backprop": 1.5}
 
@@ -44,8 +46,8 @@ def table(info: dict, results: dict) -> str:
              + (f" ({info['blas_kernel']} kernel)" if info.get("blas_kernel") else "")
              + f", {info['threads']} threads; {torch_txt}"]
     if "minicnn_threads" in info:
-        lines.append(f"minicnn: {info['minicnn_threads']} threads of its own for batches and large images "
-                     "(BLAS held to one thread meanwhile)")
+        lines.append(f"minicnn: {info['minicnn_threads']} threads of its own for batches (BLAS held to one thread "
+                     "meanwhile); BLAS's threads on each product of a single large image on a quiet machine")
     if info.get("load_before") is not None:
         lines.append(f"load average (1 min): {info['load_before']} before, {info.get('load_after')} after "
                      f"(on {info['cores']} cores)")

@@ -117,6 +117,35 @@ class Module:
     def run_backward(self, dout, run: Pass, path: str):
         raise NotImplementedError
 
+    def run_forward_fused(self, x, following: list[Module], run: Pass, path: str):
+        """(output, k): this module's forward and, where it can do them in the same pass, the
+        forwards of the first k modules of ``following`` (its next siblings) too.
+
+        Only for a pass that keeps nothing and replaces nothing (``run_chain``), so
+        that no one reads the outputs in between. Here k = 0; a convolution
+        followed by BatchNorm and ReLU runs all three as one (``Conv2d``).
+        """
+        return self.run_forward(x, run, path), 0
+
+
+def run_chain(children: list[tuple[str, Module]], x, run: Pass, path: str):
+    """The children's forwards one after the other; the last output.
+
+    In a pass that keeps nothing and replaces nothing (``Model.forward(x,
+    keep=False)``), each child may run some of the following ones with it
+    (``run_forward_fused``); otherwise each runs its own forward, recording
+    its output.
+    """
+    if run.keep or run.replace:
+        for name, child in children:
+            x = child.run_forward(x, run, join(path, name))
+        return x
+    modules, i = [child for _, child in children], 0
+    while i < len(children):
+        x, used = modules[i].run_forward_fused(x, modules[i + 1:], run, join(path, children[i][0]))
+        i += 1 + used
+    return x
+
 
 class Layer(Module):
     """A leaf: one forward and one hand-written backward.
@@ -196,8 +225,7 @@ class Sequential(Module):
         return {"type": "Sequential", "children": [[name, child.spec()] for name, child in self._children]}
 
     def run_forward(self, x, run: Pass, path: str):
-        for name, child in self._children:
-            x = child.run_forward(x, run, join(path, name))
+        x = run_chain(self._children, x, run, path)
         return run.record_output(path, x) if path else x
 
     def run_backward(self, dout, run: Pass, path: str):

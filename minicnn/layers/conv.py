@@ -41,8 +41,10 @@ from ..windows import (
     side_by_side,
     unpad,
 )
+from .activation import ReLU
 from .base import Layer
 from .grouped import check_groups, depthwise_conv2d_backward, depthwise_conv2d_forward
+from .norm import BatchNorm2d, fold_into_conv
 
 # ---------------------------------------------------------------- reference tier
 
@@ -85,8 +87,8 @@ def conv2d_backward_reference(dout, x, w, stride=1, padding=0, dilation=1):
 
 # ---------------------------------------------------------------- fast tier
 
-def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
-    """out = W_mat @ cols + b: im2col and one matrix product.
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, relu=False):
+    """out = W_mat @ cols + b: im2col and one matrix product; max(out, 0) with ``relu``.
 
     x (N, C, H, W), w (F, C, kh, kw) -> cols (C*kh*kw, N*Ho*Wo) by im2col,
     W_mat = w.reshape(F, C*kh*kw), product (F, N*Ho*Wo) -> out (N, F, Ho, Wo).
@@ -96,9 +98,11 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     the blocks run on all threads (``parallel``).
     For stride 1 the columns of a block usually come from its images laid
     side by side (``conv2d_forward_side_by_side``), a cheaper gather.
+    ``relu=True`` applies a following ReLU to the product's output before it
+    is transposed (``Conv2d.run_forward_fused``).
     """
     if use_side_by_side(x.shape, w.shape, stride, padding):
-        return conv2d_forward_side_by_side(x, w, b, padding, dilation)
+        return conv2d_forward_side_by_side(x, w, b, padding, dilation, relu)
     n, _, h, wd = x.shape
     f, _, kh, kw = w.shape
     ho, wo = output_hw(h, wd, (kh, kw), stride, padding, dilation)
@@ -114,18 +118,21 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     parallel.run(block, column_blocks(n, ho, wo, wmat.shape[1], parallel.threads()))
     if b is not None:
         out += b[:, None]
+    if relu:
+        np.maximum(out, 0, out=out)
     out = out.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
     return out if n == 1 else np.ascontiguousarray(out)    # for N = 1 the transpose is free
 
 
-def conv2d_forward_side_by_side(x, w, b=None, padding=0, dilation=1):
+def conv2d_forward_side_by_side(x, w, b=None, padding=0, dilation=1, relu=False):
     """The stride-1 forward, a block of images (or of output rows) at a time, side by side.
 
     For each block: its padded images side by side, xs (C, Hs, K, Wp)
     (``side_by_side``); their windows as columns by one slice copy per tap,
     cols (C*kh*kw, Ho*K*Wp) (``shifted_columns``); y = W_mat @ cols, (F, Ho, K, Wp),
     of which y[..., :Wo] are the outputs (the other columns are windows that
-    run off an image); they go to out[block] (N, F, Ho, Wo), bias added.
+    run off an image); they go to out[block] (N, F, Ho, Wo), bias added
+    (and, with ``relu``, max(., 0) taken while the block is still in cache).
     Each block's arrays stay in cache from the gather to the output, and
     the blocks run on all threads (``parallel``).
     """
@@ -142,8 +149,12 @@ def conv2d_forward_side_by_side(x, w, b=None, padding=0, dilation=1):
         xs = side_by_side(x, padding, images, input_rows(rows, (kh, kw), 1, dilation))
         cols = shifted_columns(xs, (kh, kw), dilation)
         y = np.matmul(wmat, cols, out=scratch("product", (f, cols.shape[1]), dtype))
+        if relu:                                                        # on the contiguous product, in cache
+            if b is not None:
+                y += b[:, None]
+            np.maximum(y, 0, out=y)
         y = y.reshape(f, rows.stop - rows.start, images.stop - images.start, wp)[..., :wo].transpose(2, 0, 1, 3)
-        if b is None:
+        if b is None or relu:
             out[images, :, rows] = y
         else:
             np.add(y, b[:, None, None], out=out[images, :, rows])       # the bias on the way out: one pass
@@ -363,6 +374,29 @@ class Conv2d(Layer):
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": list(self.padding), "dilation": list(self.dilation),
                 "bias": "bias" in self.params, **({"groups": self.groups} if self.groups != 1 else {})}
+
+    def run_forward_fused(self, x, following, run, path):
+        """In a pass that keeps nothing: this convolution, a BatchNorm2d after it folded into its
+        weights, and a ReLU after those applied to the product's output, as one pass (k: 0-2 layers).
+
+        BatchNorm's affine map folds into the convolution (``fold_into_conv``):
+        bn(W x + b) = (scale W) x + (b - mean) scale + beta, with
+        scale = gamma / sqrt(var + eps); the ReLU is max(., 0) on each block of
+        the product while it is in cache (``conv2d_forward(relu=True)``). The
+        reference is the layers' own forwards one after the other
+        (tests/engine/test_fast_paths.py proves them equal).
+        """
+        bn = following[0] if following and type(following[0]) is BatchNorm2d else None
+        after = following[1 if bn else 0:]
+        relu = bool(after) and type(after[0]) is ReLU
+        if self.groups != 1 or not (bn or relu):
+            return self.run_forward(x, run, path), 0
+        w, b = self.param("weight", x.dtype), self.param("bias", x.dtype)
+        if bn is not None:
+            gamma, beta, mean, var = bn._stats(x.dtype)
+            w, b = fold_into_conv(w, b, gamma, beta, mean, var, bn.eps)
+        out = conv2d_forward(x, w, b, self.stride, self.padding, self.dilation, relu=relu)
+        return out, int(bn is not None) + int(relu)
 
     def forward(self, x):
         w, b = self.param("weight", x.dtype), self.param("bias", x.dtype)

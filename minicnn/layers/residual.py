@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activation import ReLU
-from .base import Identity, Layer, Module, Pass, join
+from .base import Identity, Layer, Module, Pass, join, run_chain
 from .conv import Conv2d
 from .norm import BatchNorm2d
 
@@ -104,12 +104,13 @@ class BasicBlock(Module):
         return [(name, getattr(self, name)) for name in (*self.main, "shortcut", "add", "relu")]
 
     def run_forward(self, x, run: Pass, path: str):
-        h = x
-        for name in self.main:
-            h = getattr(self, name).run_forward(h, run, join(path, name))
+        h = run_chain([(name, getattr(self, name)) for name in self.main], x, run, path)
         s = self.shortcut.run_forward(x, run, join(path, "shortcut"))
-        out = self.add.run_forward((h, s), run, join(path, "add"))
-        out = self.relu.run_forward(out, run, join(path, "relu"))
+        if run.keep or run.replace:
+            out = self.add.run_forward((h, s), run, join(path, "add"))
+            out = self.relu.run_forward(out, run, join(path, "relu"))
+        else:                                          # nothing kept: h is bn2's own output, free to overwrite
+            out = np.maximum(np.add(h, s, out=h), 0, out=h)
         return run.record_output(path, out)
 
     def run_backward(self, dout, run: Pass, path: str):

@@ -131,6 +131,14 @@ def test_table_with_pytorch_columns_and_targets():
     assert "MISSED peak memory <= PyTorch's: 4/5 operations (not: vgg_cifar10/evaluate)" in text
 
 
+def test_the_vgg16_targets_catch_the_large_image_pass_cut_into_blocks():
+    # The ratios issue 31 measured with the pass on minicnn's threads, then with BLAS's threads.
+    slow = {"vgg16/forward": 1.55, "vgg16/gradcam": 1.41, "vgg16/guided_backprop": 1.57}
+    fast = {"vgg16/forward": 1.25, "vgg16/gradcam": 0.94, "vgg16/guided_backprop": 1.08}
+    assert [met for _, _, met in report.targets({k: {"ratio": r} for k, r in slow.items()})] == [False] * 3
+    assert [met for _, _, met in report.targets({k: {"ratio": r} for k, r in fast.items()})] == [True] * 3
+
+
 def test_the_slow_blas_variables_are_dropped_from_a_copy_of_the_environment():
     environ = {"PATH": "/bin", "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576"}
     env, dropped = machine.clean_environment(environ)

@@ -302,3 +302,65 @@ def test_every_pass_holds_blas_to_one_thread_a_single_small_image_too(monkeypatc
         model.backward(np.eye(10, dtype=np.float32)[[3]])
         assert seen and all(threads == [1] * len(threads) for threads in seen)
         assert set(blas_threads()) == {2}
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    """A machine with nothing else running (the rule reads the load average)."""
+    monkeypatch.setattr(parallel, "load_per_core", lambda: 0.5)
+
+
+def test_the_thread_rule_gives_blas_the_cores_for_one_large_image_and_chunks_for_a_batch(quiet, monkeypatch):
+    assert parallel.blas_pass(1, 3 * 224 * 224)             # a photo: BLAS shares each large product
+    assert not parallel.blas_pass(1, 3 * 32 * 32)           # one CIFAR image: too small to share
+    assert not parallel.blas_pass(2, 3 * 224 * 224)         # chunks of a batch: one per core
+    assert not parallel.blas_pass(4, 3 * 32 * 32)
+    assert parallel.blas_pass(1, parallel.BLAS_IMAGE_ELEMENTS)
+    assert not parallel.blas_pass(1, parallel.BLAS_IMAGE_ELEMENTS - 1)
+    monkeypatch.setattr(parallel, "load_per_core", lambda: parallel.BUSY_LOAD_PER_CORE)
+    assert parallel.blas_pass(1, 3 * 224 * 224)             # as busy as allowed
+    monkeypatch.setattr(parallel, "load_per_core", lambda: parallel.BUSY_LOAD_PER_CORE + 0.01)
+    assert not parallel.blas_pass(1, 3 * 224 * 224)         # busier: BLAS's threads would wait for each other
+
+
+def test_the_load_per_core_is_the_load_average_over_the_cores(monkeypatch):
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (6.0, 1.0, 1.0))
+    monkeypatch.setattr(parallel, "_CORES", 4)
+    assert parallel.load_per_core() == 1.5
+
+
+@pytest.mark.parametrize("shape, blas", [((1, 3, 224, 224), True), ((64, 3, 32, 32), False)])
+def test_a_pass_uses_blas_threads_or_its_own_as_the_rule_says(quiet, monkeypatch, shape, blas):
+    """One 224x224 image: BLAS keeps its 2 threads and the pass makes no pieces; a batch of
+    64 CIFAR images: BLAS held to one thread, the chunks on minicnn's threads. The backward
+    goes as its forward went."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from minicnn.layers import conv
+
+    if parallel._blas() is None or not parallel._blas().lib_controllers:
+        pytest.skip("threadpoolctl sees no BLAS library")
+    held = {lib.filepath for lib in parallel._blas().lib_controllers}
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["filepath"] in held}
+
+    seen = []
+    for name in ("conv2d_forward", "conv2d_backward"):
+        real = getattr(conv, name)
+        monkeypatch.setattr(conv, name, lambda *a, real=real, **k: seen.append(
+            (blas_threads(), parallel.threads(), threading.current_thread().name)) or real(*a, **k))
+    monkeypatch.setattr(parallel, "_CORES", 2)
+    model = zoo.vgg([4, "M", 8, "M"], hidden=(8,), pool_size=(2, 2), num_classes=10)
+    x = np.random.default_rng(11).standard_normal(shape).astype(np.float32)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        model.forward(x)
+        model.backward(np.eye(10, dtype=np.float32)[[3] * shape[0]])
+        assert blas_threads() == {2}                        # given back after the pass
+    chunks = 1 if blas else len(model_module.batch_chunks(64, 3 * 32 * 32, 2))
+    assert chunks > 1 or blas
+    assert len([name for _, _, name in seen]) >= 4 * chunks    # each chunk's 2 forwards and 2 backwards at least
+    if blas:
+        assert all(threads == {2} and ours == 1 for threads, ours, _ in seen)
+    else:
+        assert all(threads == {1} for threads, _, _ in seen)
+        assert {name.startswith("minicnn") for _, _, name in seen} == {True}

@@ -9,7 +9,10 @@
   the columns by one slice copy per tap (equal to im2col's where a window
   lies inside an image), their adjoint (equal to col2im), and the forward and
   dx built on them, in blocks, on several threads: equal to the reference;
-- float32 in, float32 everywhere: no float64 creeps into activations or gradients.
+- float32 in, float32 everywhere: no float64 creeps into activations or gradients;
+- a pass that keeps nothing runs a convolution, the BatchNorm after it (folded into
+  its weights) and the ReLU after those as one pass: equal to the layers one after the
+  other, in a Sequential and in a ResNet block.
 """
 
 import numpy as np
@@ -21,7 +24,7 @@ from strategies import conv_cases
 import minicnn.windows as windows
 from minicnn import parallel
 from minicnn.gradcheck import numerical_gradient, relative_error
-from minicnn.layers import conv
+from minicnn.layers import BasicBlock, BatchNorm2d, Conv2d, MaxPool2d, Pass, ReLU, Sequential, conv
 from minicnn.layers.conv import (
     conv2d_backward,
     conv2d_backward_reference,
@@ -313,3 +316,99 @@ def test_column_blocks_are_near_equal_and_one_per_thread_at_least(n, ho, wo, row
     else:                                                          # bands: sizes differ by one row
         sizes = [r.stop - r.start for _, r, _ in blocks]
         assert max(sizes) - min(sizes) <= 1
+
+
+def conv_bn_relu(case, rng, bn: bool, relu: bool, dtype=np.float64) -> Sequential:
+    """Conv2d (the case's hyper-parameters, random weights), then optionally BatchNorm2d (random
+    statistics) and ReLU."""
+    layer = Conv2d(case["c"], case["f"], case["kernel"], case["stride"], case["padding"], case["dilation"],
+                   bias=case["bias"])
+    layer.params = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in layer.params.items()}
+    children = [("conv", layer)]
+    if bn:
+        norm = BatchNorm2d(case["f"])
+        norm.params = {k: rng.standard_normal(case["f"]).astype(dtype) for k in ("weight", "bias")}
+        norm.buffers = {"running_mean": rng.standard_normal(case["f"]).astype(dtype),
+                        "running_var": rng.uniform(0.1, 2.0, case["f"]).astype(dtype)}
+        children.append(("bn", norm))
+    if relu:
+        children.append(("relu", ReLU()))
+    return Sequential(children)
+
+
+@given(conv_cases(), st.booleans(), st.booleans())
+def test_conv_batchnorm_relu_in_one_pass_equals_the_layers_one_after_the_other(case, bn, relu):
+    rng = np.random.default_rng(case["seed"])
+    chain = conv_bn_relu(case, rng, bn, relu)
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"]))
+    reference = chain.run_forward(x, Pass(), "")                       # each layer's own forward
+    layers = [child for _, child in chain.children()]
+    fused, used = layers[0].run_forward_fused(x, layers[1:], Pass(keep=False), "conv")
+    assert used == len(layers) - 1                                     # BatchNorm and ReLU folded in
+    assert relative_error(fused, reference) < SAME
+    assert relative_error(chain.run_forward(x, Pass(keep=False), ""), reference) < SAME
+    hyper = (case["stride"], case["padding"], case["dilation"])        # and the loops, written out
+    by_loops = conv2d_forward_reference(x, layers[0].params["weight"], layers[0].params.get("bias"), *hyper)
+    if bn:
+        norm = layers[1]
+        scale = norm.params["weight"] / np.sqrt(norm.buffers["running_var"] + norm.eps)
+        by_loops = ((by_loops - norm.buffers["running_mean"][:, None, None]) * scale[:, None, None]
+                    + norm.params["bias"][:, None, None])
+    assert relative_error(fused, np.maximum(by_loops, 0) if relu else by_loops) < SAME
+
+
+def test_a_pass_that_keeps_its_outputs_runs_every_layer_on_its_own():
+    rng = np.random.default_rng(3)
+    case = dict(c=2, f=3, kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True)
+    chain = conv_bn_relu(case, rng, True, True)
+    run = Pass()
+    chain.run_forward(rng.standard_normal((2, 2, 5, 5)), run, "")
+    assert set(run.activations) == {"conv", "bn", "relu"}
+    assert (run.activations["bn"] < 0).any()                           # BatchNorm's own output, before the ReLU
+
+
+@pytest.mark.parametrize("stride, planes", [(1, 4), (2, 8)])
+def test_resnet_block_in_one_pass_equals_its_layers(stride, planes):
+    rng = np.random.default_rng(stride)
+    block = BasicBlock(4, planes, stride)
+    for name in ("conv1", "conv2", "bn1", "bn2"):
+        layer = getattr(block, name)
+        layer.params = {k: rng.standard_normal(v.shape) for k, v in layer.params.items()}
+        if name.startswith("bn"):
+            layer.buffers = {"running_mean": rng.standard_normal(planes), "running_var": rng.uniform(0.1, 2, planes)}
+    x = rng.standard_normal((3, 4, 6, 6))
+    reference = block.run_forward(x, Pass(), "b")
+    fused = block.run_forward(x, Pass(keep=False), "b")
+    assert relative_error(fused, reference) < SAME
+    assert (reference == 0).any() and (reference > 0).any()           # the last ReLU has something to cut
+
+
+def test_conv_bn_relu_in_float32_is_close_to_the_layers_in_float32(rng):
+    # Folding changes the float32 rounding, not the result: agreement relative to the output's scale.
+    case = dict(n=4, c=16, f=16, h=8, w=8, kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+                bias=False)
+    chain = conv_bn_relu(case, rng, True, True, np.float32)
+    x = rng.standard_normal((4, 16, 8, 8)).astype(np.float32)
+    reference = chain.run_forward(x, Pass(), "")
+    fused = chain.run_forward(x, Pass(keep=False), "")
+    assert fused.dtype == np.float32
+    assert np.abs(fused - reference).max() < 1e-5 * np.abs(reference).max()
+
+
+def test_a_pass_that_keeps_nothing_fuses_only_batchnorm_and_relu_and_honours_replace(rng):
+    # Conv2d then MaxPool2d (no ReLU to fold), and a replaced BatchNorm output: the same logits either way.
+    model = zoo.vgg([4, "M", 6], batch_norm=True, hidden=(5,), pool_size=(1, 1), num_classes=3).astype(np.float64)
+    for _, layer in model.layers():
+        if isinstance(layer, BatchNorm2d):
+            layer.buffers["running_mean"][...] = rng.standard_normal(layer.num_features)
+    x = rng.standard_normal((2, 3, 6, 6))
+    assert relative_error(model.forward(x, keep=False), model.forward(x)) < SAME
+    A = model.activations["features.1"] * 0.5
+    kept = model.forward(x, replace={"features.1": A})
+    assert relative_error(model.forward(x, replace={"features.1": A}, keep=False), kept) < SAME
+    assert relative_error(kept, model.forward(x)) > 1e-3                      # the replacement changed the logits
+    conv_bn = conv_bn_relu(dict(c=2, f=3, kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True),
+                           rng, True, False)
+    chain = Sequential([*conv_bn.children(), ("pool", MaxPool2d(2)), ("relu", ReLU())])
+    x = rng.standard_normal((2, 2, 6, 6))
+    assert relative_error(chain.run_forward(x, Pass(keep=False), ""), chain.run_forward(x, Pass(), "")) < SAME
