@@ -30,11 +30,12 @@ for a block of channels whose accumulator stays in cache while its kh*kw taps ar
 
 **Layout.** Channels first, NumPy's inner loop runs along a wide row, Ho*Wq floats: right for
 the early layers (112x112 with 32 channels). On the late, small maps with many channels
-(14x14 and 7x7 with 384-960) such rows are short, so there (Ho*Wq < ``LAST_BELOW`` * C) the
-phases are laid out channels last, P[a, b] (N, (Hq + 1)*Wq, C), and the taps of one phase
-(a grid of offsets) are summed by one einsum over a strided view of their wide rows with its
-inner loop along the channels, accumulating without a product array; x and out are
-transposed on the way in and out, in the copies that are made anyway.
+(28x28 and smaller, 144-960 channels) such rows are short, so there (Ho*Wq < ``LAST_BELOW`` * C)
+the padded input is laid out channels last, xp (N, ., ., C), and the forward is one einsum
+over the read-only view of all its windows, T[n, i, j, u, v, c] = xp[n, i*sh + u*dh, j*sw + v*dw, c],
+with its inner loop along the channels and no product arrays (at any stride: no phases);
+the backward's scatter-adds run on channels-last phases. x and out are transposed on the way
+in and out, in the copies that are made anyway.
 
 **Backward**, the adjoint of the same views, with dout widened to Wq columns by zeros
 (dwide; its zero columns add nothing where the wide rows wrap):
@@ -63,7 +64,7 @@ from ..windows import output_hw, pair, scratch
 #: rows it reads, it stays in the core's cache while the kh*kw taps are added into it.
 BLOCK_FLOATS = 2 ** 16
 #: Channels last where a wide row is shorter than this many times the channel count (``Plan``).
-LAST_BELOW = 5.0
+LAST_BELOW = 6.0
 #: Output floats below which a layer runs in the calling thread (too little work to share).
 SPLIT_FLOATS = 2 ** 16
 
@@ -71,9 +72,10 @@ SPLIT_FLOATS = 2 ** 16
 class Plan:
     """Where each tap reads: the phases, their size (Hq + 1, Wq), each tap's (phase, flat offset, u, v), the layout.
 
-    ``last``: the phases are laid out channels last (module docstring, "Layout"), where
-    Ho*Wq < LAST_BELOW * C; the loops over a block of channels read them through ``rows``,
-    ``grid_view``, ``weight`` and ``narrow`` in either layout.
+    ``last``: the padded input and the phases are laid out channels last (module docstring,
+    "Layout"), where Ho*Wq < LAST_BELOW * C; the loops over a block of channels read them
+    through ``rows``, ``weight`` and ``narrow`` in either layout, the channels-last forward
+    through ``windows``.
     """
 
     def __init__(self, in_hw, kernel, stride, padding, dilation, channels):
@@ -87,24 +89,11 @@ class Plan:
         self.taps = [(((u * dh) % sh, (v * dw) % sw), (u * dh // sh) * self.wq + v * dw // sw, u, v)
                      for u in range(kh) for v in range(kw)]
         self.last = self.length < LAST_BELOW * channels          # the layout: channels last on small maps
-        # The taps of one phase form a grid: u = u0, u0 + sh/g, ... read rows r_u = r0, r0 + dh/g, ... (g = gcd(d, s)).
-        self.grids = []                                          # (phase, first offset, row step, column step, us, vs)
-        for a in sorted({(u * dh) % sh for u in range(kh)}):
-            for b in sorted({(v * dw) % sw for v in range(kw)}):
-                us = [u for u in range(kh) if (u * dh) % sh == a]
-                vs = [v for v in range(kw) if (v * dw) % sw == b]
-                rs, qs = [u * dh // sh for u in us], [v * dw // sw for v in vs]
-                self.grids.append(((a, b), rs[0] * self.wq + qs[0], (rs[-1] - rs[0]) // max(1, len(rs) - 1),
-                                   (qs[-1] - qs[0]) // max(1, len(qs) - 1), us, vs))
+        self.kernel = (kh, kw)
 
-    def phase_arrays(self, x):
-        """Q[a, b] = P[a, b] flat: x zero-padded and cut into its phases, a scratch array.
-
-        Q is (sh, sw, N, C, (Hq + 1)*Wq), or (sh, sw, N, (Hq + 1)*Wq, C) channels last.
-        The padded input, sh*(Hq + 1) rows by sw*Wq columns (x's rows and columns that no
-        window reads are left out), is one copy of x; at stride 1 it is Q itself, at stride
-        s the phases are one more copy (a transpose of its (r, a) and (q, b) axes).
-        """
+    def padded(self, x):
+        """x zero-padded to sh*(Hq + 1) rows and sw*Wq columns, a scratch array: (N, C, ., .), or (N, ., ., C)
+        channels last. x's rows and columns that no window reads are left out; one copy of x."""
         (sh, sw), (ph, pw), (hq, wq) = self.stride, self.padding, (self.hq + 1, self.wq)
         n, c = x.shape[:2]
         rows, cols = max(0, min(self.h, sh * hq - ph)), max(0, min(self.w, sw * wq - pw))
@@ -113,6 +102,18 @@ class Plan:
         rc = xp if self.last else xp.transpose(0, 2, 3, 1)       # (N, rows, columns, C) either way
         rc[:, :ph], rc[:, ph + rows:], rc[:, :, :pw], rc[:, :, pw + cols:] = 0, 0, 0, 0   # the padding
         rc[:, ph:ph + rows, pw:pw + cols] = x[:, :, :rows, :cols].transpose(0, 2, 3, 1)
+        return xp
+
+    def phase_arrays(self, x):
+        """Q[a, b] = P[a, b] flat: x zero-padded (``padded``) and cut into its phases, a scratch array.
+
+        Q is (sh, sw, N, C, (Hq + 1)*Wq), or (sh, sw, N, (Hq + 1)*Wq, C) channels last. At
+        stride 1 it is the padded input itself, at stride s one more copy (a transpose of
+        its (r, a) and (q, b) axes).
+        """
+        (sh, sw), (hq, wq) = self.stride, (self.hq + 1, self.wq)
+        n, c = x.shape[:2]
+        xp = self.padded(x)
         if self.last:
             split, order = (n, hq, sh, wq, sw, c), (2, 4, 0, 1, 3, 5)
         else:
@@ -123,6 +124,14 @@ class Plan:
             q = scratch("depthwise phases", [split[i] for i in order], x.dtype)
             q[...] = xp.reshape(split).transpose(order)
         return q.reshape(sh, sw, n, *((hq * wq, c) if self.last else (c, hq * wq)))
+
+    def windows(self, xp_last, dilation):
+        """Channels last: T[n, i, j, u, v, c] = xp[n, i*sh + u*dh, j*sw + v*dw, c], every window of the
+        padded input (N, ., ., C) as a read-only view, (N, Ho, Wo, kh, kw, C), no copy."""
+        (sh, sw), (dh, dw) = self.stride, pair(dilation)
+        s_n, s_h, s_w, s_c = xp_last.strides
+        return as_strided(xp_last, (xp_last.shape[0], self.ho, self.wo, *self.kernel, xp_last.shape[3]),
+                          (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c), writeable=False)
 
     def input_grad(self, dq):
         """dx (N, C, H, W) from dQ (laid out as ``phase_arrays``' Q): the phases put back, the padding cut off."""
@@ -143,18 +152,6 @@ class Plan:
         """The wide rows of tap (phase, offset) for image img and channels cs: (Cs, L), or (L, Cs) channels last."""
         span = slice(offset, offset + self.length)
         return q[phase][img, span, cs] if self.last else q[phase][img, cs, span]
-
-    def grid_view(self, q, img, cs, grid):
-        """Channels last: T[m, i, j, c] = Q[a, b][img, offset + i*row_step*Wq + j*column_step + m, c], no copy.
-
-        The wide rows of all the taps of one phase at once, (L, len(us), len(vs), Cs), for one
-        einsum over them (``depthwise_conv2d_forward``).
-        """
-        phase, offset, row_step, column_step, us, vs = grid
-        rows = q[phase][img, offset:, cs]                          # (P - offset, Cs)
-        s_m, s_c = rows.strides
-        return as_strided(rows, (self.length, len(us), len(vs), cs.stop - cs.start),
-                          (s_m, row_step * self.wq * s_m, column_step * s_m, s_c), writeable=False)
 
     def block(self, channels, length=None):
         """The shape of Cs channels' wide rows: (Cs, L), or (L, Cs) channels last (L = (Hq + 1)*Wq for a phase)."""
@@ -199,28 +196,35 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     n, c, h, wd = x.shape
     plan = Plan((h, wd), (kh, kw), stride, padding, dilation, c)
     dtype = np.result_type(x, w)
-    q, wt = plan.phase_arrays(x.astype(dtype, copy=False)), plan.taps_weights(w.astype(dtype, copy=False))
+    x, wt = x.astype(dtype, copy=False), plan.taps_weights(w.astype(dtype, copy=False))
     out = np.empty((n, c, plan.ho, plan.wo), dtype)
+    if plan.last:                                              # one einsum over the windows: no product arrays
+        windows = plan.windows(plan.padded(x), dilation)
 
-    def channels(cs: slice):
+        def channels(cs: slice):
+            for img in range(n):
+                total = np.einsum("ijuvc,uvc->cij", windows[img, ..., cs], wt[..., cs])
+                if b is None:
+                    out[img, cs] = total
+                else:
+                    np.add(total, b[cs, None, None], out=out[img, cs])
+
+        parallel.run(channels, _thread_slices(plan, n, c))
+        return out
+    q = plan.phase_arrays(x)
+
+    def channels(cs: slice):                                   # kh*kw multiply-adds along wide rows
         for block in _blocks(plan, cs):
             k = block.stop - block.start
             a, t = scratch("depthwise sum", plan.block(k), dtype), scratch("depthwise product", plan.block(k), dtype)
             for img in range(n):
-                if plan.last:                                    # one einsum per phase: no product arrays
-                    for i, grid in enumerate(plan.grids):
-                        weights = wt[np.ix_(grid[4], grid[5])][..., block]
-                        np.einsum("muvc,uvc->mc", plan.grid_view(q, img, block, grid), weights, out=a if i == 0 else t)
-                        if i:
-                            a += t
-                else:                                            # kh*kw multiply-adds along wide rows
-                    for tap, (phase, offset, u, v) in enumerate(plan.taps):
-                        rows, weight = plan.rows(q, phase, img, block, offset), plan.weight(wt, block, u, v)
-                        if tap == 0:
-                            np.multiply(rows, weight, out=a)
-                        else:
-                            np.multiply(rows, weight, out=t)
-                            a += t
+                for tap, (phase, offset, u, v) in enumerate(plan.taps):
+                    rows, weight = plan.rows(q, phase, img, block, offset), plan.weight(wt, block, u, v)
+                    if tap == 0:
+                        np.multiply(rows, weight, out=a)
+                    else:
+                        np.multiply(rows, weight, out=t)
+                        a += t
                 if b is None:
                     out[img, block] = plan.narrow(a, k)
                 else:

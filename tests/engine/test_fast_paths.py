@@ -401,11 +401,11 @@ def test_depthwise_fast_tier_in_float32_stays_float32(layout, case):
 
 
 def test_depthwise_layout_follows_the_map_size():
-    # Channels first on large maps with few channels, channels last on small maps with many (MobileNetV2's shapes).
+    # Channels first on large maps with few channels, channels last on small maps with many (MobileNetV2's).
     assert not depthwise.Plan((112, 112), 3, 1, 1, 1, 32).last
     assert not depthwise.Plan((56, 56), 3, 1, 1, 1, 144).last
     assert depthwise.Plan((14, 14), 3, 1, 1, 1, 384).last
     assert depthwise.Plan((15, 15), 3, 2, 0, 1, 576).last
-    plan = depthwise.Plan((8, 9), 3, 2, 1, 1, 4)                 # stride 2: four phases, each a grid of taps
-    assert plan.stride == (2, 2) and len(plan.grids) == 4
-    assert sorted(len(g[4]) * len(g[5]) for g in plan.grids) == [1, 2, 2, 4]
+    plan = depthwise.Plan((8, 9), 3, 2, 1, 1, 4)                 # stride 2: four phases
+    assert plan.stride == (2, 2) and sorted({phase for phase, _, _, _ in plan.taps}) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert (plan.ho, plan.wo, plan.hq, plan.wq) == (4, 5, 5, 6)
