@@ -4,6 +4,7 @@ Where OpenBLAS variables pin a slow kernel, the timing runs in a child process w
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -77,6 +78,11 @@ def check_model_names(names) -> None:
             locate(name)
 
 
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported (looked up, not imported: a child process may do the timing)."""
+    return importlib.util.find_spec("torch") is not None
+
+
 def json_beside(path: str) -> str:
     """The JSON file written beside ``--out``: the same name with .json (report.txt -> report.json)."""
     root, ext = os.path.splitext(path)
@@ -129,6 +135,9 @@ def run(args) -> int:
     if getattr(args, "out", None):
         outputs.output(args.out, "--out")
         outputs.output(json_beside(args.out), "--out (its JSON)")
+    if getattr(args, "peers", False) and not torch_installed():
+        from ..bench.peer_libraries import no_torch_message  # lazy: keeps `minicnn --help` fast
+        raise InputError(no_torch_message())               # before any child process or timing
     slow = any(k in os.environ for k in SLOW_BLAS_VARIABLES)
     if slow and _DROPPED not in os.environ and not getattr(args, "keep_env", False):
         return run_without_slow_blas(bench_argv(args))

@@ -118,6 +118,7 @@ def peer_args(**kw):
 
 
 def test_the_command_writes_text_and_json_and_keeps_the_overwrite_rule(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench_command, "torch_installed", lambda: True)
     monkeypatch.setattr("minicnn.bench.machine.import_torch", lambda: object())
     monkeypatch.setattr(peers, "run", lambda settings: (made_up_info(), made_up_results()))
     out = tmp_path / "peers.txt"
@@ -133,6 +134,7 @@ def test_the_command_writes_text_and_json_and_keeps_the_overwrite_rule(tmp_path,
 
 
 def test_the_command_refuses_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_command, "torch_installed", lambda: False)
     monkeypatch.setattr("minicnn.bench.machine.import_torch", lambda: None)
     called = []
     monkeypatch.setattr(peers, "run", lambda settings: called.append(1))
@@ -146,6 +148,9 @@ def test_the_command_refuses_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(OutputError):                                   # the JSON beside --out exists
         bench_command.run(peer_args(out=str(tmp_path / "taken.txt")))
     assert not called and not (tmp_path / "taken.txt").exists()
+    monkeypatch.setattr(bench_command, "torch_installed", lambda: True)    # found, but does not import
+    with pytest.raises(InputError, match="needs PyTorch"):
+        bench_command.run(peer_args())
     assert bench_command.json_beside("a/b.txt") == "a/b.json" and bench_command.json_beside("b.json") == "b.json.json"
 
 
