@@ -61,4 +61,7 @@ and the header says they were kept.
 The modules, in the order of a run: ``machine`` (what the machine is), ``cases`` (what is
 timed, as minicnn calls), ``twins`` (the same in PyTorch), ``timing`` (repetitions, memory,
 the run), ``report`` (targets, table, JSON); the command is ``minicnn.commands.bench``.
+``minicnn bench --peers`` compares every explanation method with the peer libraries'
+own calls instead: ``peers`` (the twin, the calls, the timing), ``peer_libraries``
+(which are installed, what to install, stand-ins), ``peer_report`` (table, JSON).
 """

@@ -4,6 +4,7 @@ Where OpenBLAS variables pin a slow kernel, the timing runs in a child process w
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -27,6 +28,11 @@ def add_arguments(p) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (fresh processes)")
     p.add_argument("--data", default=None,
                    help="the CIFAR-10 JPEG test set (zip or folder): also time `minicnn evaluate` on it")
+    p.add_argument("--peers", action="store_true",
+                   help="time every explanation method against the peer libraries' own calls (pytorch-grad-cam, "
+                        "captum, zennit) on the CIFAR-10 models; needs torch and those libraries")
+    p.add_argument("--out", default=None,
+                   help="with --peers: write the table to this text file and its JSON beside it (same name, .json)")
     p.add_argument("--keep-env", action="store_true",
                    help="time in this process even when OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set "
                         "(default: a child process without them)")
@@ -40,6 +46,8 @@ def bench_argv(args) -> list[str]:
     argv += ["--reps", str(args.reps)] if getattr(args, "reps", None) else []
     argv += ["--no-memory"] if getattr(args, "no_memory", False) else []
     argv += ["--data", args.data] if getattr(args, "data", None) else []
+    argv += ["--peers"] if getattr(args, "peers", False) else []
+    argv += ["--out", args.out] if getattr(args, "out", None) else []
     argv += ["--force"] if getattr(args, "force", False) else []
     return argv
 
@@ -70,6 +78,46 @@ def check_model_names(names) -> None:
             locate(name)
 
 
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported (looked up, not imported: a child process may do the timing)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def json_beside(path: str) -> str:
+    """The JSON file written beside ``--out``: the same name with .json (report.txt -> report.json)."""
+    root, ext = os.path.splitext(path)
+    return (root if ext.lower() != ".json" else path) + ".json"
+
+
+def run_peers(args, outputs) -> int:
+    """``minicnn bench --peers``: the table on stdout and, with ``--out``, as text and JSON."""
+    from ..bench import peer_report, peers  # lazy: the bench slows `minicnn --help`
+    from ..bench.machine import import_torch, say  # lazy: as above
+    from ..bench.peer_libraries import no_torch_message  # lazy: as above
+    if import_torch() is None:
+        raise InputError(no_torch_message())
+    settings = peers.PeerSettings()
+    if getattr(args, "models", None):
+        settings.case_names = tuple(args.models)
+    if getattr(args, "reps", None):
+        settings.reps = args.reps
+    if getattr(args, "quick", False):
+        settings.reps, settings.min_sample_s = 3, 0.05
+    if getattr(args, "no_memory", False):
+        settings.memory = False
+    info, results = peers.run(settings)
+    text = peer_report.peer_table(info, results)
+    print(text)
+    if args.out:
+        with outputs.writing():
+            with outputs.open(args.out) as f:
+                f.write((text + "\n").encode("utf-8"))
+            with outputs.open(json_beside(args.out)) as f:
+                f.write((json.dumps(peer_report.peer_json(info, results), indent=2) + "\n").encode("utf-8"))
+        say(f"wrote {args.out} and {json_beside(args.out)}")
+    return 0
+
+
 def run(args) -> int:
     from ..bench import timing  # lazy: the bench (statistics, decimal) slows `minicnn --help`
     from ..bench.cases import CIFAR_MODELS  # lazy: as above
@@ -82,9 +130,19 @@ def run(args) -> int:
         check_model_names(args.models)
     if args.json:
         outputs.output(args.json, "--json")            # refuse now, not after minutes of timing
+    if getattr(args, "out", None) and not getattr(args, "peers", False):
+        raise InputError("--out goes with --peers (the plain bench writes its JSON with --json)")
+    if getattr(args, "out", None):
+        outputs.output(args.out, "--out")
+        outputs.output(json_beside(args.out), "--out (its JSON)")
+    if getattr(args, "peers", False) and not torch_installed():
+        from ..bench.peer_libraries import no_torch_message  # lazy: keeps `minicnn --help` fast
+        raise InputError(no_torch_message())               # before any child process or timing
     slow = any(k in os.environ for k in SLOW_BLAS_VARIABLES)
     if slow and _DROPPED not in os.environ and not getattr(args, "keep_env", False):
         return run_without_slow_blas(bench_argv(args))
+    if getattr(args, "peers", False):
+        return run_peers(args, outputs)
     settings = timing.Settings()
     if args.quick:
         settings.reps, settings.min_sample_s, settings.case_names = 3, 0.05, CIFAR_MODELS

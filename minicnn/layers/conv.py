@@ -43,7 +43,8 @@ from ..windows import (
 )
 from .activation import ReLU
 from .base import Layer
-from .grouped import check_groups, depthwise_conv2d_backward, depthwise_conv2d_forward
+from .depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
+from .grouped import check_groups
 from .norm import BatchNorm2d, fold_into_conv
 
 # ---------------------------------------------------------------- reference tier
@@ -350,8 +351,8 @@ class Conv2d(Layer):
     """torch.nn.Conv2d: zero padding, stride, dilation, optional bias, groups.
 
     With ``groups`` > 1 (weights (F, C/groups, kh, kw), as in PyTorch) the
-    work goes to ``grouped.py``: depthwise convolution (groups = C) as einsums
-    over a strided view of the windows, other groupings one ordinary convolution per group.
+    work goes to ``depthwise.py`` for depthwise convolution (groups = C: kh*kw shifted
+    multiply-adds per channel) and to one ordinary convolution per group otherwise.
 
     The parameters start at zero: load them (``Model.load_state_dict``,
     ``minicnn.load``) or initialise them (``minicnn.models.zoo.init_weights``).

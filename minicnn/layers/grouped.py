@@ -20,7 +20,11 @@ in MobileNetV2). Output channel f reads input channel f // m alone:
 
     out[n, f, i, j] = b[f] + sum_{u, v} w[f, 0, u, v] * xp[n, f // m, i*s + u*d, j*s + v*d]
 
-Fast tier. im2col would copy the input kh*kw times (9 times for 3x3) to
+Three tiers. ``*_reference`` loops below are the sums above, one output element at a time.
+The einsum tier (``depthwise_conv2d_forward_reference``, ``depthwise_conv2d_backward_reference``)
+is the same sums as einsums over a windows view, readable and still quick; the fast tier that
+the layers call is ``depthwise.py`` (kh*kw shifted multiply-adds over one padded array).
+Tests prove all three agree. Einsum tier: im2col would copy the input kh*kw times (9 times for 3x3) to
 multiply it by a matrix with one nonzero per column block. Instead the
 input is laid out channels-last, xp (N, Hp, Wp, C), a band of rows at a time
 (``depthwise_correlate``: the band is still in cache when it is summed), and
@@ -35,7 +39,6 @@ Backward, dx is the same correlation run on dout spread onto the positions
 its windows read, with the kernel flipped (the transposed convolution), and
 dw[f, 0, u, v] = sum_{n,i,j} dout[n, f, i, j] * T[n, i, j, u, v, f], a second einsum.
 Other groupings are one ordinary convolution per group (``conv.grouped_conv2d_forward``).
-``*_reference`` functions are the sums above as loops; tests prove the tiers agree.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def grouped_conv2d_backward_reference(dout, x, w, stride=1, padding=0, dilation=
     return unpad(dxp, padding), dw, db
 
 
-# ---------------------------------------------------------------- fast tier
+# ---------------------------------------------------------------- einsum tier (a reference for depthwise.py)
 
 def channels_last(x, padding=0):
     """x (N, C, H, W) zero-padded by (ph, pw) on each side, laid out channels-last: (N, H + 2ph, W + 2pw, C)."""
@@ -183,7 +186,7 @@ def depthwise_correlate(x, w, out_hw, stride=1, padding=0, dilation=1):
     return out
 
 
-def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+def depthwise_conv2d_forward_reference(x, w, b=None, stride=1, padding=0, dilation=1):
     """out[n, f, i, j] = b[f] + sum_{u,v} w[f, 0, u, v] * T[n, i, j, u, v, f]: einsums over the windows view.
 
     x (N, C, H, W), w (m*C, 1, kh, kw) -> out (N, m*C, Ho, Wo); output channel f reads
@@ -200,7 +203,7 @@ def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     return out
 
 
-def depthwise_conv2d_backward(dout, x, w, stride=1, padding=0, dilation=1, param_grads=True):
+def depthwise_conv2d_backward_reference(dout, x, w, stride=1, padding=0, dilation=1, param_grads=True):
     """dx by the transposed convolution: dout spread onto its window positions, correlated with the flipped kernel.
 
     dxp[n, f, y, z] = sum_{u,v} dzp[n, f, y + u*dh, z + v*dw] * w[f, 0, kh-1-u, kw-1-v], where dz holds

@@ -94,4 +94,6 @@ class InvertedResidual(Module):
         if not self.use_residual:
             return self.conv.run_backward(dout, run, join(path, "conv"))
         dh, dx_shortcut = self.add.run_backward(dout, run, join(path, "add"))
-        return self.conv.run_backward(dh, run, join(path, "conv")) + dx_shortcut
+        dx = self.conv.run_backward(dh, run, join(path, "conv"))     # a new array of the first layer's: no copy
+        dx += dx_shortcut
+        return dx

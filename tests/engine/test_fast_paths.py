@@ -13,18 +13,22 @@
 - a pass that keeps nothing runs a convolution, the BatchNorm after it (folded into
   its weights) and the ReLU after those as one pass: equal to the layers one after the
   other, in a Sequential and in a ResNet block.
+- depthwise convolution's fast tier (``layers/depthwise.py``: shifted multiply-adds over the
+  phases of one padded array, channels first or last, in blocks of channels, on threads)
+  equals its einsum tier and the loops, forward, dx, dw and db, for any stride, padding,
+  dilation and depth multiplier, in float64 and (to float32's precision) in float32.
 """
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import conv_cases
+from strategies import conv_cases, grouped_conv_cases
 
 import minicnn.windows as windows
 from minicnn import parallel
 from minicnn.gradcheck import numerical_gradient, relative_error
-from minicnn.layers import BasicBlock, BatchNorm2d, Conv2d, MaxPool2d, Pass, ReLU, Sequential, conv
+from minicnn.layers import BasicBlock, BatchNorm2d, Conv2d, MaxPool2d, Pass, ReLU, Sequential, conv, depthwise
 from minicnn.layers.conv import (
     conv2d_backward,
     conv2d_backward_reference,
@@ -33,6 +37,12 @@ from minicnn.layers.conv import (
     conv2d_input_grad_side_by_side,
     conv2d_input_grad_transposed,
     use_transposed,
+)
+from minicnn.layers.grouped import (
+    depthwise_conv2d_backward_reference,
+    depthwise_conv2d_forward_reference,
+    grouped_conv2d_backward_reference,
+    grouped_conv2d_forward_reference,
 )
 from minicnn.layers.pool import maxpool2d_backward, maxpool2d_backward_reference, maxpool2d_forward
 from minicnn.models import zoo
@@ -412,3 +422,87 @@ def test_a_pass_that_keeps_nothing_fuses_only_batchnorm_and_relu_and_honours_rep
     chain = Sequential([*conv_bn.children(), ("pool", MaxPool2d(2)), ("relu", ReLU())])
     x = rng.standard_normal((2, 2, 6, 6))
     assert relative_error(chain.run_forward(x, Pass(keep=False), ""), chain.run_forward(x, Pass(), "")) < SAME
+# ---------------------------------------------------------------- depthwise convolution
+
+#: LAST_BELOW values that force each layout of the depthwise fast tier: channels first, channels last.
+LAYOUTS = {"channels first": 0.0, "channels last": float("inf")}
+
+
+def depthwise_arrays(case, rng, dtype=np.float64):
+    """x (N, C, H, W), w (m*C, 1, kh, kw), b (m*C,) or None for a depthwise case (groups = C)."""
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"])).astype(dtype)
+    w = rng.standard_normal((case["f"], 1, *case["kernel"])).astype(dtype)
+    b = rng.standard_normal(case["f"]).astype(dtype) if case["bias"] else None
+    return x, w, b
+
+
+def run_depthwise(case, x, w, b, dout_of, last_below, block_floats):
+    """out, (dx, dw, db) and dx alone of the fast tier, with its layout and block size forced."""
+    hyper = (case["stride"], case["padding"], case["dilation"])
+    saved = depthwise.LAST_BELOW, depthwise.BLOCK_FLOATS, depthwise.SPLIT_FLOATS
+    depthwise.LAST_BELOW, depthwise.BLOCK_FLOATS, depthwise.SPLIT_FLOATS = last_below, block_floats, 0
+    try:
+        out = depthwise.depthwise_conv2d_forward(x, w, b, *hyper)
+        dout = dout_of(out)
+        grads = depthwise.depthwise_conv2d_backward(dout, x, w, *hyper)
+        dx_only = depthwise.depthwise_conv2d_backward(dout, x, w, *hyper, param_grads=False)
+    finally:
+        depthwise.LAST_BELOW, depthwise.BLOCK_FLOATS, depthwise.SPLIT_FLOATS = saved
+    return out, dout, grads, dx_only
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@given(case=grouped_conv_cases().filter(lambda case: case["groups"] == case["c"]),
+       block_floats=st.sampled_from([1, 5, 2 ** 16]))
+def test_depthwise_fast_tier_equals_einsum_tier_and_loops(layout, case, block_floats):
+    # Blocks of one channel (block_floats 1) up to the whole layer, both layouts, threads where BLAS has them.
+    rng = np.random.default_rng(case["seed"])
+    x, w, b = depthwise_arrays(case, rng)
+    hyper = (case["stride"], case["padding"], case["dilation"])
+    out, dout, (dx, dw, db), dx_only = run_depthwise(case, x, w, b, lambda out: rng.standard_normal(out.shape),
+                                                      LAYOUTS[layout], block_floats)
+    loops_out = grouped_conv2d_forward_reference(x, w, b, *hyper, case["c"])
+    assert out.shape == loops_out.shape and out.flags.c_contiguous
+    assert relative_error(out, depthwise_conv2d_forward_reference(x, w, b, *hyper)) < SAME
+    assert relative_error(out, loops_out) < SAME
+    einsum = depthwise_conv2d_backward_reference(dout, x, w, *hyper)
+    loops = grouped_conv2d_backward_reference(dout, x, w, *hyper, case["c"])
+    for name, fast, e, r in zip(("dx", "dw", "db"), (dx, dw, db), einsum, loops):
+        assert fast.shape == r.shape, name
+        assert relative_error(fast, e) < SAME and relative_error(fast, r) < SAME, name
+    assert dx_only[1] is None and dx_only[2] is None
+    assert relative_error(dx_only[0], loops[0]) < SAME
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@given(case=grouped_conv_cases().filter(lambda case: case["groups"] == case["c"]))
+def test_depthwise_fast_tier_in_float32_stays_float32(layout, case):
+    # float32 in, float32 out (dx, dw, db too), equal to the float64 loops to float32's precision.
+    rng = np.random.default_rng(case["seed"])
+    x, w, b = depthwise_arrays(case, rng, np.float32)
+    hyper = (case["stride"], case["padding"], case["dilation"])
+    out, dout, grads, _ = run_depthwise(case, x, w, b, lambda out: rng.standard_normal(out.shape).astype(np.float32),
+                                        LAYOUTS[layout], 2 ** 16)
+    b64 = None if b is None else b.astype(np.float64)
+    ref_out = grouped_conv2d_forward_reference(x.astype(np.float64), w.astype(np.float64), b64, *hyper, case["c"])
+    refs = grouped_conv2d_backward_reference(dout.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                             *hyper, case["c"])
+    # Float32 error bound: terms per sum x the largest term (a sum may cancel to near 0, so not |ref|).
+    big = {name: float(np.abs(a).max()) for name, a in (("x", x), ("w", w), ("dout", dout))}
+    taps, positions = int(np.prod(case["kernel"])), dout.shape[0] * dout.shape[2] * dout.shape[3]
+    bounds = (taps * big["x"] * big["w"] + (0 if b is None else float(np.abs(b).max())),
+              taps * big["dout"] * big["w"], positions * big["dout"] * big["x"], positions * big["dout"])
+    for name, fast, ref, bound in zip(("out", "dx", "dw", "db"), (out, *grads), (ref_out, *refs), bounds):
+        assert fast.dtype == np.float32, name
+        assert np.abs(fast - ref).max() <= 1e-6 * bound, name
+
+
+def test_depthwise_layout_follows_the_map_size():
+    # Channels first on large maps with few channels, channels last on small maps with many (MobileNetV2's).
+    assert not depthwise.Plan((112, 112), 3, 1, 1, 1, 32).last
+    assert not depthwise.Plan((56, 56), 3, 1, 1, 1, 144).last
+    assert depthwise.Plan((14, 14), 3, 1, 1, 1, 384).last
+    assert depthwise.Plan((15, 15), 3, 2, 0, 1, 576).last
+    plan = depthwise.Plan((8, 9), 3, 2, 1, 1, 4)                 # stride 2: four phases
+    assert plan.stride == (2, 2) and sorted({phase for phase, _, _, _ in plan.taps}) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert (plan.ho, plan.wo, plan.hq, plan.wq) == (4, 5, 5, 6)

@@ -202,7 +202,7 @@ class DepthwiseWithUnflippedKernel(Conv2d):
     """dx of a depthwise convolution as a correlation with the kernel unflipped."""
 
     def backward(self, dout, cache, param_grads=False, relu="plain"):
-        from minicnn.layers.grouped import depthwise_conv2d_forward
+        from minicnn.layers.depthwise import depthwise_conv2d_forward
         kh, kw = self.kernel_size
         dx = depthwise_conv2d_forward(dout, self.params["weight"], None, 1, (kh - 1, kw - 1))
         return unpad(dx, self.padding), {}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import away_from_zero, conv_cases, conv_cases_for_dx_path, distinct, pool_cases
+from strategies import away_from_zero, conv_cases, conv_cases_for_dx_path, distinct, grouped_conv_cases, pool_cases
 
 from minicnn.gradcheck import check_layer, numerical_gradient, relative_error
 from minicnn.layers import (
@@ -21,6 +21,7 @@ from minicnn.layers import (
     OptionAShortcut,
     ReLU,
     conv,
+    depthwise,
     softmax_cross_entropy,
 )
 from minicnn.layers.conv import conv2d_backward, conv2d_backward_reference, conv2d_forward, conv2d_forward_reference
@@ -95,6 +96,27 @@ def test_conv_fast_path_equals_reference(case):
     for name, a, r in zip(("dx", "dw", "db"), fast, ref):
         assert a.shape == r.shape, name
         assert relative_error(a, r) < SAME, name
+
+
+@pytest.mark.parametrize("last_below", [0.0, float("inf")], ids=["channels first", "channels last"])
+@given(grouped_conv_cases().filter(lambda case: case["groups"] == case["c"]))
+def test_depthwise_conv_backward_matches_finite_differences(last_below, case):
+    # The depthwise fast tier (groups = C) in each of its layouts, in blocks of one channel, against
+    # central differences: dx, dw and db, any stride, padding, dilation and depth multiplier.
+    rng = np.random.default_rng(case["seed"])
+    layer = Conv2d(case["c"], case["f"], case["kernel"], case["stride"], case["padding"], case["dilation"],
+                   bias=case["bias"], groups=case["c"])
+    layer.params["weight"] = rng.standard_normal(layer.params["weight"].shape)
+    if case["bias"]:
+        layer.params["bias"] = rng.standard_normal(case["f"])
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"]))
+    saved = depthwise.LAST_BELOW, depthwise.BLOCK_FLOATS
+    depthwise.LAST_BELOW, depthwise.BLOCK_FLOATS = last_below, 1
+    try:
+        errors = check_layer(layer, x, params=True, tol=TOL, seed=case["seed"])
+    finally:
+        depthwise.LAST_BELOW, depthwise.BLOCK_FLOATS = saved
+    assert set(errors) == {"x", "weight"} | ({"bias"} if case["bias"] else set())
 
 
 def test_conv_known_answer():

@@ -14,9 +14,10 @@ from minicnn.errors import InputError
 from minicnn.gradcheck import check_layer, check_model, relative_error
 from minicnn.layers import Conv2d, InvertedResidual, ReLU, ReLU6, Sequential, ZeroPad2d
 from minicnn.layers.conv import grouped_conv2d_backward, grouped_conv2d_forward
+from minicnn.layers.depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
 from minicnn.layers.grouped import (
-    depthwise_conv2d_backward,
-    depthwise_conv2d_forward,
+    depthwise_conv2d_backward_reference,
+    depthwise_conv2d_forward_reference,
     grouped_conv2d_backward_reference,
     grouped_conv2d_forward_reference,
 )
@@ -71,15 +72,18 @@ def test_grouped_conv_fast_path_equals_reference(case):
     assert dx_only[1] is None and np.array_equal(dx_only[0], fast[0])
 
 
-def test_depthwise_known_answer():
+@pytest.mark.parametrize("forward, backward", [
+    (depthwise_conv2d_forward, depthwise_conv2d_backward),
+    (depthwise_conv2d_forward_reference, depthwise_conv2d_backward_reference)])
+def test_depthwise_known_answer(forward, backward):
     # Two channels, one 2x2 kernel each: channel 0 takes x[i,j] - x[i+1,j+1], channel 1 sums its window.
     x = np.stack([np.arange(1.0, 10.0).reshape(3, 3), np.ones((3, 3))])[None]      # (1, 2, 3, 3)
     w = np.array([[[[1.0, 0.0], [0.0, -1.0]]], [[[1.0, 1.0], [1.0, 1.0]]]])         # (2, 1, 2, 2)
-    out = depthwise_conv2d_forward(x, w, np.array([0.5, 0.0]))
+    out = forward(x, w, np.array([0.5, 0.0]))
     np.testing.assert_allclose(out[0, 0], [[1 - 5 + 0.5, 2 - 6 + 0.5], [4 - 8 + 0.5, 5 - 9 + 0.5]])
     np.testing.assert_allclose(out[0, 1], np.full((2, 2), 4.0))
     dout = np.array([[[[1.0, 2.0], [3.0, 4.0]], [[1.0, 0.0], [0.0, 0.0]]]])
-    dx, dw, db = depthwise_conv2d_backward(dout, x, w)
+    dx, dw, db = backward(dout, x, w)
     # channel 0 as in the ordinary convolution's known answer; channel 1: dout[0,0] spread over its window
     np.testing.assert_allclose(dx[0, 0], [[1, 2, 0], [3, 4 - 1, -2], [0, -3, -4]])
     np.testing.assert_allclose(dx[0, 1], [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
@@ -263,8 +267,8 @@ def test_float32_stays_float32_through_mobilenet(relu, rng):
 
 
 @given(grouped_conv_cases(), st.sampled_from([1, 40, 300]))
-def test_depthwise_in_bands_of_rows_is_the_same_sum(case, band_floats):
-    # A band of one output row (and bands cut anywhere) must give the reference's answer.
+def test_depthwise_einsum_tier_in_bands_of_rows_is_the_same_sum(case, band_floats):
+    # The einsum tier, in bands of one output row (and bands cut anywhere), gives the loops' answer.
     from minicnn.layers import grouped
     assume(case["groups"] == case["c"])                                 # depthwise
     rng = np.random.default_rng(case["seed"])
@@ -275,9 +279,9 @@ def test_depthwise_in_bands_of_rows_is_the_same_sum(case, band_floats):
     original = grouped.BAND_FLOATS
     try:
         grouped.BAND_FLOATS = band_floats
-        out = grouped_conv2d_forward(x, w, None, *hyper)
+        out = depthwise_conv2d_forward_reference(x, w, None, *hyper[:3])
         dout = rng.standard_normal(out.shape)
-        dx = grouped_conv2d_backward(dout, x, w, *hyper, param_grads=False)[0]
+        dx = depthwise_conv2d_backward_reference(dout, x, w, *hyper[:3], param_grads=False)[0]
     finally:
         grouped.BAND_FLOATS = original
     assert relative_error(out, grouped_conv2d_forward_reference(x, w, None, *hyper)) < SAME
