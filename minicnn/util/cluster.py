@@ -62,7 +62,7 @@ class Cluster:
     chunk: int = 10
     cache: str | None = None
     retries: int = 1
-    timeout: float = 10.0
+    timeout: float = 5.0
 
     def __post_init__(self):
         if (self.workers is None) == (self.scheduler is None):

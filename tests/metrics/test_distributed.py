@@ -13,6 +13,7 @@ Marked ``dask``: skipped where Dask is not installed (README's test command inst
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,11 @@ def assert_same_json(a, b, path="") -> None:
         assert isinstance(b, float) and abs(a - b) <= 1e-5, (path, a, b)
     else:
         assert a == b, (path, a, b)
+
+
+def without_timings(text: str) -> str:
+    """A printed scorecard with its seconds-per-image cells (the last of a method's row) blanked."""
+    return re.sub(r"\| \d+\.\d{4} \|$", "| (s) |", text, flags=re.MULTILINE)
 
 
 def assert_same_values(a: dict, b: dict):
@@ -123,14 +129,13 @@ def serial_card(model):
     return scorecard(model, methods=METHODS, images=8, seed=3, progress=False)
 
 
-@pytest.mark.parametrize("chunk", [1, 3])
-def test_the_scorecard_on_a_scheduler_is_the_serial_one(model, weights, scheduler, serial_card, chunk):
+def test_the_scorecard_on_a_scheduler_is_the_serial_one(model, weights, scheduler, serial_card):
     card = scorecard(model, methods=METHODS, images=8, seed=3, progress=False, source=weights,
-                     cluster=Cluster(scheduler=scheduler, chunk=chunk))
+                     cluster=Cluster(scheduler=scheduler, chunk=3))      # chunks of 3, 3, 2 images; 2 of 1 mosaic
     assert card.mosaics == serial_card.mosaics == 2
     assert_same_values(serial_card.values, card.values)
     assert_same_json(card.json(), serial_card.json())
-    assert card.table() == serial_card.table()
+    assert without_timings(card.table()) == without_timings(serial_card.table())
     for key, curves in serial_card.curves.items():
         for which, curve in curves.items():
             np.testing.assert_allclose(card.curves[key][which], curve, atol=1e-5)
@@ -179,7 +184,7 @@ def test_a_worker_killed_mid_run_is_survived(model, weights, scheduler, serial_c
 
     monkeypatch.setattr(dist, "run_tasks", killing)
     card = scorecard(model, methods=METHODS, images=8, seed=3, progress=False, source=weights,
-                     cluster=Cluster(scheduler=scheduler, chunk=1))
+                     cluster=Cluster(scheduler=scheduler, chunk=2))
     assert killed
     assert_same_values(serial_card.values, card.values)
     assert_same_json(card.json(), serial_card.json())
@@ -245,7 +250,7 @@ def test_scorecard_with_two_local_workers_prints_and_writes_what_the_serial_run_
     dask_out = capsys.readouterr().out
     serial, spread = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("serial", "dask"))
     assert_same_json(spread, serial)
-    assert serial_out.replace("serial.json", "dask.json") == dask_out      # the table, digit for digit
+    assert without_timings(serial_out.replace("serial.json", "dask.json")) == without_timings(dask_out)
 
 
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "no-such-scheme://x"])
@@ -255,4 +260,4 @@ def test_a_scheduler_that_cannot_be_reached_is_one_line_within_seconds(address, 
                    "--scheduler", address])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and address in err[0] and "Traceback" not in err[0]
-    assert time.monotonic() - began < 30
+    assert time.monotonic() - began < 20                  # the 5 s timeout, and the start-up around it

@@ -17,7 +17,10 @@ from test_explain_helpers import shipped
 
 from metrics.test_metrics_scorecard import TINY_PREP
 from minicnn.commands.cli import main
+from minicnn.errors import WeightsError
 from minicnn.explain import registry
+from minicnn.metrics import distributed as dist
+from minicnn.metrics import scorecard
 from minicnn.metrics.baselines import random_map
 from minicnn.metrics.comparison import compare_images
 from minicnn.metrics.deletion import pixel_ranks
@@ -25,6 +28,8 @@ from minicnn.metrics.road import road_curves
 from minicnn.metrics.runs import model_inputs, run_method
 from minicnn.metrics.scoring import REFERENCE, score_images, score_mosaics
 from minicnn.metrics.seeds import image_seed, uniform_rows
+from minicnn.models.weights import save
+from minicnn.models.worker import weights_digest, worker_model
 from minicnn.util import chunkcache
 from minicnn.util.chunkcache import ChunkCache
 from minicnn.util.cluster import Cluster
@@ -197,3 +202,67 @@ def test_a_cluster_is_either_local_or_a_scheduler():
 def test_images_all_takes_every_shipped_test_image(small_resnet):
     x, _ = model_inputs(small_resnet, "all")
     assert len(x) == 300
+
+
+def in_this_process(seen, stop_after=None):
+    """A stand-in for run_tasks that runs each task here, in order, recording the keys each computes."""
+    def run(tasks, *, on_result=None, **kwargs):
+        results = []
+        for i, (function, args) in enumerate(tasks):
+            seen.append(args[2])
+            results.append(function(*args))
+            on_result(i, results[-1])
+            if stop_after is not None and i + 1 >= stop_after:
+                raise KeyboardInterrupt
+        return results
+    return run
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory, small_resnet):
+    path = tmp_path_factory.mktemp("weights") / "resnet20_12px.npz"
+    save(small_resnet, path)
+    return str(path)
+
+
+def test_chunks_merge_to_the_serial_card_and_the_cache_computes_only_what_is_missing(small_resnet, small_weights,
+                                                                                     tmp_path, monkeypatch):
+    """The client's side of a cluster run, its tasks run here (minicnn.metrics.distributed, without Dask)."""
+    model = small_resnet
+    serial = scorecard(model, methods="gradcam,saliency", images=6, seed=3, progress=False)
+    cluster = Cluster(workers=2, chunk=4, cache=str(tmp_path / "cache"))     # images 0-3, 4-5; mosaic 0
+    runs = []
+
+    def card(methods="gradcam,saliency", seed=3, stop_after=None, source=small_weights):
+        runs.append([])
+        monkeypatch.setattr(dist, "run_tasks", in_this_process(runs[-1], stop_after))
+        return scorecard(model, methods=methods, images=6, seed=seed, progress=False, cluster=cluster, source=source)
+
+    with pytest.raises(KeyboardInterrupt):
+        card("gradcam", stop_after=1)                       # interrupted after its first chunk
+    card("gradcam")                                         # resumed: the two chunks not finished
+    spread = card()                                         # a method more: only it, on every chunk
+    again = card()                                          # all there: nothing computed
+    assert runs[:4] == [[["gradcam", "random", "centre", "edges"]], [["gradcam", "random", "centre", "edges"]] * 2,
+                        [["saliency"]] * 3, []]
+    for key, values in serial.values.items():
+        for metric, v in values.items():
+            if metric != "seconds_per_image":
+                for other in (spread, again):
+                    np.testing.assert_allclose(other.values[key][metric], v, atol=1e-5, err_msg=f"{key} {metric}")
+    card(seed=4)                                            # another seed: another key
+    assert len(runs[-1]) == 3
+    other = tmp_path / "other.npz"                          # other weights under the same name: another key
+    changed = shipped("resnet20_cifar10")
+    changed.meta["preprocessing"] = TINY_PREP
+    first = next(layer for _, layer in changed.layers() if "weight" in getattr(layer, "params", {}))
+    first.params["weight"] = first.params["weight"] * 1.01
+    save(changed, other)
+    card(source=str(other))
+    assert len(runs[-1]) == 3
+
+
+def test_a_worker_refuses_weights_that_are_not_the_clients(small_weights):
+    with pytest.raises(WeightsError, match="differs from the client's"):
+        worker_model(small_weights, "0" * 64)
+    assert worker_model(small_weights, weights_digest(small_weights)).name == "resnet20_cifar10"
