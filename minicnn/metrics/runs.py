@@ -14,8 +14,8 @@ registry marks ``optional`` (CAM) that refuses the model with an
 InputError is recorded as not applicable, with the refusal's message;
 other errors propagate.
 
-A method that draws random numbers (its registry row has a ``seed`` option:
-SmoothGrad's noise, a uniform baseline) runs image by image, image ``ids[i]``
+A method that draws random numbers at its default options (its registry row
+has ``seed`` and ``samples``: SmoothGrad's noise) runs image by image, image ``ids[i]``
 with its own seed (:func:`minicnn.metrics.seeds.image_seed` of the run's seed
 and the image's number), so its map does not depend on the images beside it
 in a chunk.
@@ -93,8 +93,11 @@ def selected_methods(selection: str | None) -> list[registry.Method]:
 
 
 def seeded(method: registry.Method) -> bool:
-    """Whether the method draws random numbers (its row has a ``seed`` option)."""
-    return any(o.param == "seed" for o in method.options)
+    """Whether the method draws random numbers at its default options: a ``seed`` and ``samples`` (the
+    SmoothGrad family's noisy copies). Integrated Gradients' seed draws only a uniform baseline, which
+    the metrics never ask for: at its default (zeros) it is deterministic and runs batched."""
+    params = {o.param for o in method.options}
+    return {"seed", "samples"} <= params
 
 
 def run_method(model, method: registry.Method, x: np.ndarray, targets: np.ndarray, *, chunk: int = 50,

@@ -16,7 +16,7 @@ a cluster is asked for, so a serial run never loads it.
   environment, and threadpoolctl around each task): the processes are the
   parallelism, and threads on top would compete for the same cores.
 - The progress bar (:class:`minicnn.util.progress.Progress`) counts the
-  tasks' ``sizes`` as the tasks finish.
+  tasks' ``sizes`` as the tasks finish; the workers draw none.
 - A task that raises is retried ``retries`` times; if it still fails the
   run stops with one line (:class:`ClusterError`) naming the task
   (``names``) and the error. A worker that dies mid-run (killed, out of
@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import InputError, MinicnnError, MissingDependencyError, one_line
-from .progress import Progress
+from .progress import Progress, watching
 
 #: The environment of a local cluster's worker processes: BLAS and OpenMP held to one thread.
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -105,8 +105,7 @@ def client_for(cluster: Cluster):
         finally:
             client.close()
         return
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": ONE_THREAD,
-                          "distributed.worker.daemon": False}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": ONE_THREAD}):
         local = distributed.LocalCluster(n_workers=cluster.workers, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=None, silence_logs=50)
     client = distributed.Client(local, set_as_default=False)
@@ -118,9 +117,10 @@ def client_for(cluster: Cluster):
 
 
 def one_blas_thread(function, *args):
-    """function(*args) with BLAS held to one thread (threadpoolctl), on a worker."""
+    """function(*args) on a worker: BLAS held to one thread (threadpoolctl), no progress bar drawn (the
+    client draws one for the tasks; a method's own bar on a worker's stderr would only interleave)."""
     from threadpoolctl import threadpool_limits  # lazy: only a worker's task needs it
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1), watching(quiet=True):
         return function(*args)
 
 

@@ -242,15 +242,17 @@ def test_a_task_that_keeps_failing_is_one_line_naming_its_images(scheduler):
     assert "\n" not in message and "images 10-11" in message and "2 tries" in message and "no_such_model" in message
 
 
-def test_scorecard_with_two_local_workers_prints_and_writes_what_the_serial_run_does(weights, tmp_path, capsys):
+def test_scorecard_with_two_local_workers_or_a_scheduler_prints_and_writes_what_the_serial_run_does(
+        weights, scheduler, tmp_path, capsys):
     argv = ["scorecard", "--model", weights, "--methods", "gradcam", "--images", "4", "--seed", "5"]
     assert main([*argv, "--json", str(tmp_path / "serial.json")]) == 0
     serial_out = capsys.readouterr().out
-    assert main([*argv, "--json", str(tmp_path / "dask.json"), "--workers", "2", "--chunk-size", "2"]) == 0
-    dask_out = capsys.readouterr().out
-    serial, spread = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("serial", "dask"))
-    assert_same_json(spread, serial)
-    assert without_timings(serial_out.replace("serial.json", "dask.json")) == without_timings(dask_out)
+    serial = json.loads((tmp_path / "serial.json").read_text())
+    for name, flags in (("local", ["--workers", "2", "--chunk-size", "2"]), ("remote", ["--scheduler", scheduler])):
+        assert main([*argv, "--json", str(tmp_path / f"{name}.json"), *flags]) == 0
+        out = capsys.readouterr().out
+        assert_same_json(json.loads((tmp_path / f"{name}.json").read_text()), serial)
+        assert without_timings(serial_out.replace("serial.json", f"{name}.json")) == without_timings(out)
 
 
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "no-such-scheme://x"])
@@ -261,3 +263,12 @@ def test_a_scheduler_that_cannot_be_reached_is_one_line_within_seconds(address, 
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and address in err[0] and "Traceback" not in err[0]
     assert time.monotonic() - began < 20                  # the 5 s timeout, and the start-up around it
+
+
+def test_sanity_and_evaluate_on_a_scheduler_print_what_the_serial_runs_do(weights, scheduler, tmp_path, capsys):
+    for argv in (["sanity", "--model", weights, "--methods", "gradcam", "--images", "2", "--mode", "independent"],
+                 ["evaluate", "--model", weights, "--limit", "30", "--batch-size", "8"]):
+        assert main(argv) == 0
+        serial = capsys.readouterr().out
+        assert main([*argv, "--scheduler", scheduler, "--chunk-size", "7"]) == 0
+        assert capsys.readouterr().out == serial

@@ -229,29 +229,30 @@ def test_chunks_merge_to_the_serial_card_and_the_cache_computes_only_what_is_mis
                                                                                      tmp_path, monkeypatch):
     """The client's side of a cluster run, its tasks run here (minicnn.metrics.distributed, without Dask)."""
     model = small_resnet
-    serial = scorecard(model, methods="gradcam,saliency", images=6, seed=3, progress=False)
-    cluster = Cluster(workers=2, chunk=4, cache=str(tmp_path / "cache"))     # images 0-3, 4-5; mosaic 0
+    serial = scorecard(model, methods="gradcam,saliency", images=8, seed=3, progress=False)
+    cluster = Cluster(workers=2, chunk=4, cache=str(tmp_path / "cache"))     # images 0-3, 4-7; mosaic 0, mosaic 1
     runs = []
 
     def card(methods="gradcam,saliency", seed=3, stop_after=None, source=small_weights):
         runs.append([])
         monkeypatch.setattr(dist, "run_tasks", in_this_process(runs[-1], stop_after))
-        return scorecard(model, methods=methods, images=6, seed=seed, progress=False, cluster=cluster, source=source)
+        return scorecard(model, methods=methods, images=8, seed=seed, progress=False, cluster=cluster, source=source)
 
     with pytest.raises(KeyboardInterrupt):
         card("gradcam", stop_after=1)                       # interrupted after its first chunk
-    card("gradcam")                                         # resumed: the two chunks not finished
+    card("gradcam")                                         # resumed: the three chunks not finished
     spread = card()                                         # a method more: only it, on every chunk
     again = card()                                          # all there: nothing computed
-    assert runs[:4] == [[["gradcam", "random", "centre", "edges"]], [["gradcam", "random", "centre", "edges"]] * 2,
-                        [["saliency"]] * 3, []]
+    assert runs[:4] == [[["gradcam", "random", "centre", "edges"]], [["gradcam", "random", "centre", "edges"]] * 3,
+                        [["saliency"]] * 4, []]
+    assert spread.mosaics == 2
     for key, values in serial.values.items():
         for metric, v in values.items():
             if metric != "seconds_per_image":
                 for other in (spread, again):
                     np.testing.assert_allclose(other.values[key][metric], v, atol=1e-5, err_msg=f"{key} {metric}")
     card(seed=4)                                            # another seed: another key
-    assert len(runs[-1]) == 3
+    assert len(runs[-1]) == 4
     other = tmp_path / "other.npz"                          # other weights under the same name: another key
     changed = shipped("resnet20_cifar10")
     changed.meta["preprocessing"] = TINY_PREP
@@ -259,7 +260,7 @@ def test_chunks_merge_to_the_serial_card_and_the_cache_computes_only_what_is_mis
     first.params["weight"] = first.params["weight"] * 1.01
     save(changed, other)
     card(source=str(other))
-    assert len(runs[-1]) == 3
+    assert len(runs[-1]) == 4
 
 
 def test_a_worker_refuses_weights_that_are_not_the_clients(small_weights):

@@ -78,7 +78,7 @@ MUTANTS = [
        "if stored is None or stored.shape != ():",
        "an entry read without comparing its stored key (a renamed file answers another key)"),
     _m("load.pickles-allowed", "util/chunkcache.py",
-       "allow_pickle=False", "allow_pickle=True",
+       "np.load(io.BytesIO(data), allow_pickle=False)", "np.load(io.BytesIO(data), allow_pickle=True)",
        "cache entries loaded with pickles allowed"),
     _m("load.unbounded", "util/chunkcache.py",
        'data = read_regular_file(path, MAX_ENTRY_BYTES, "cache entry")', 'data = path.read_bytes()',
