@@ -34,7 +34,7 @@ def similarities(original, randomised_run) -> dict[str, np.ndarray]:
             "ssim": ssim(scale01(a), scale01(b))}
 
 
-def compare_images(model, keys, x: np.ndarray, ids, *, mode: str = "cascading", seed: int = 0, chunk: int = 50,
+def compare_images(model, keys, x: np.ndarray, ids, *, mode: str = "cascading", seed: int = 0, chunk: int = 1,
                    progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """{key: {similarity: (steps + 1, n), "examples": ...} or {"skipped": why}} for the images x numbered ``ids``."""
     ids = np.asarray(ids, dtype=np.int64)

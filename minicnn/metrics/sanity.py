@@ -113,7 +113,7 @@ class Sanity:
 
 
 def sanity(model, *, methods: str | None = None, images: int = 50, mode: str = "cascading", seed: int = 0,
-           chunk: int = 50, progress: bool = True, cluster=None, source=None) -> Sanity:
+           chunk: int = 1, progress: bool = True, cluster=None, source=None) -> Sanity:
     """Randomise ``model`` step by step and compare every method's maps with the trained ones (module docstring).
 
     ``cluster`` (a :class:`minicnn.util.cluster.Cluster`): run it in chunks of images on Dask workers,

@@ -46,7 +46,9 @@ and every random draw follows the image's number, not the batch
 (:mod:`minicnn.metrics.seeds`), so the serial run (one chunk of all the
 images) and a run cut into chunks on Dask workers
 (``cluster=``, :mod:`minicnn.metrics.distributed`) give every image the
-same values; the chunks are merged in image order (:func:`merge`).
+same values; the chunks are merged in image order (:func:`merge`). The
+maps are made image by image (``chunk=1`` images per method call,
+:mod:`minicnn.metrics.scoring` says why).
 
 Speed: the model's forward pass of the images is done once (targets,
 p^c(x)) and reused as the first point of every deletion and the last of
@@ -287,7 +289,7 @@ def merge(card: Scorecard, image_parts: list[dict], mosaic_parts: list[dict], *,
 
 
 def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int = 0, steps: int = 10,
-              batch: int = 32, chunk: int = 50, examples: int = 4, progress: bool = True,
+              batch: int = 32, chunk: int = 1, examples: int = 4, progress: bool = True,
               cluster=None, source=None) -> Scorecard:
     """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method.
 
