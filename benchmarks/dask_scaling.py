@@ -40,9 +40,15 @@ def load() -> str:
     return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def same(a, b) -> bool:
-    return all(np.allclose(np.asarray(b.values[k][m], float), np.asarray(v, float), atol=1e-5, equal_nan=True)
-               for k, values in a.values.items() for m, v in values.items() if m != "seconds_per_image")
+def same(a, b) -> str:
+    """"yes", or the values of card b that differ from card a's by more than 1e-5 (largest difference)."""
+    bad = []
+    for k, values in a.values.items():
+        for m, v in values.items():
+            v, w = np.asarray(v, float), np.asarray(b.values[k][m], float)
+            if m != "seconds_per_image" and not np.allclose(w, v, atol=1e-5, equal_nan=True):
+                bad.append(f"{k} {m} {np.nanmax(np.abs(w - v)):.1e}")
+    return "yes" if not bad else "NO: " + "; ".join(bad)
 
 
 def main(argv=None) -> int:
@@ -75,7 +81,7 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - began
             serial_card = card if name == "serial" else serial_card
             times.setdefault(name, []).append(wall)
-            equal = "-" if name == "serial" else ("yes" if same(serial_card, card) else "NO")
+            equal = "-" if name == "serial" else same(serial_card, card)
             lines.append(f"| {name} | {wall:.1f} | {wall / args.images:.2f} | {before} | {load()} | {equal} |")
             print(lines[-1], flush=True)
 
