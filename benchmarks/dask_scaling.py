@@ -41,12 +41,12 @@ def load() -> str:
 
 
 def same(a, b) -> str:
-    """"yes", or the values of card b that differ from card a's by more than 1e-5 (largest difference)."""
+    """"yes", or the values of card b that differ from card a's by more than 1e-4 (largest difference)."""
     bad = []
     for k, values in a.values.items():
         for m, v in values.items():
             v, w = np.asarray(v, float), np.asarray(b.values[k][m], float)
-            if m != "seconds_per_image" and not np.allclose(w, v, atol=1e-5, equal_nan=True):
+            if m != "seconds_per_image" and not np.allclose(w, v, atol=1e-4, equal_nan=True):
                 bad.append(f"{k} {m} {np.nanmax(np.abs(w - v)):.1e}")
     return "yes" if not bad else "NO: " + "; ".join(bad)
 
