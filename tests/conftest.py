@@ -16,7 +16,8 @@
 - Tests that need PyTorch carry the ``torch`` marker: they skip where torch
   is not installed (CI's main test step) and CI's torch step runs exactly them
   (``pytest -m torch``). A test that skips for want of torch without the
-  marker fails, so that none is left out of that stage.
+  marker fails, so that none is left out of that stage. Likewise the ``dask``
+  marker: the cluster tests skip without Dask, and CI's dask step runs them.
 """
 
 import importlib.util
@@ -106,6 +107,8 @@ def _torch_installed() -> bool:
 def pytest_runtest_setup(item):
     if item.get_closest_marker("torch") and not _torch_installed():
         pytest.skip("needs PyTorch (pip install torch==2.13.0); CI's torch step runs these tests")
+    if item.get_closest_marker("dask") and importlib.util.find_spec("distributed") is None:
+        pytest.skip("needs Dask (pip install -e '.[distributed]'); CI's dask step runs these tests")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..inputs.samples import DATA_DIR
-from ..models.evaluate import check_counts, evaluate
+from ..models.evaluate import check_counts, evaluate, evaluate_on
+from .options import add_cluster_options, cluster_from
 
 HELP = "top-1 accuracy on a labelled image dataset"
 
@@ -17,6 +18,7 @@ def add_arguments(p) -> None:
     p.add_argument("--split", default="test", help="which split: a folder of --data, or the archive's test or train")
     p.add_argument("--batch-size", type=int, default=200, help="images per forward pass")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (default: all)")
+    add_cluster_options(p, cache=False)
 
 
 def run(args) -> int:
@@ -27,11 +29,15 @@ def run(args) -> int:
     from ..inputs.datasets import open_dataset  # lazy: tarfile, zipfile slow `minicnn --help`
     from ..models.weights import load  # lazy: as above
     check_counts(args.batch_size, args.limit)           # before any loading or printing
+    cluster = cluster_from(args)                        # None: the serial run
     model = load(args.model)
     dataset = open_dataset(DATA_DIR / "cifar10" if args.data is None else args.data, args.split)
     if args.data is None:
         print(f"data: the {len(dataset)} shipped CIFAR-10 {args.split} images (minicnn/data/cifar10); "
               f"--data names the full test set")
-    result = evaluate(model, dataset, args.batch_size, args.limit, progress=True)
+    if cluster is None:
+        result = evaluate(model, dataset, args.batch_size, args.limit, progress=True)
+    else:
+        result = evaluate_on(cluster, args.model, dataset, args.batch_size, args.limit, progress=True, model=model)
     print(result)
     return 0

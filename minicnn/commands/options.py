@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from ..errors import InputError
+
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
@@ -52,3 +54,36 @@ def add_force_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace output files that already exist (never an input file, never two outputs "
                         "on one file; without it an existing output is refused before any work)")
+
+
+def count_or_all(text: str):
+    """An argparse type: a positive integer, or "all"."""
+    return "all" if text.strip().lower() == "all" else positive_int(text)
+
+
+def add_cluster_options(p: argparse.ArgumentParser, *, cache: bool = True) -> None:
+    """``--workers``, ``--scheduler``, ``--chunk-size`` (and ``--cache``): the run in chunks on Dask workers."""
+    g = p.add_argument_group("on a Dask cluster (pip install 'minicnn[distributed]'; the results are the serial run's)")
+    where = g.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                       help="run on a local Dask cluster of N worker processes (one BLAS thread each)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on an existing dask.distributed scheduler, e.g. tcp://10.0.0.5:8786")
+    g.add_argument("--chunk-size", type=positive_int, default=10, metavar="IMAGES",
+                   help="images per task on the cluster (default 10)")
+    if cache:
+        g.add_argument("--cache", default=None, metavar="DIR",
+                       help="keep each finished chunk in DIR (created if missing): a rerun, a resumed run or one "
+                            "with more methods computes only what is missing (needs --workers or --scheduler)")
+
+
+def cluster_from(args):
+    """The :class:`minicnn.util.cluster.Cluster` the flags ask for, or None for the serial run."""
+    from ..util.cluster import Cluster  # lazy: the serial run and `minicnn --help` need none of it
+    cache = getattr(args, "cache", None)
+    if args.workers is None and args.scheduler is None:
+        if cache is not None:
+            raise InputError("--cache keeps the chunks of a run on Dask workers: "
+                             "add --workers N or --scheduler ADDRESS")
+        return None
+    return Cluster(workers=args.workers, scheduler=args.scheduler, chunk=args.chunk_size, cache=cache)

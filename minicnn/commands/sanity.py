@@ -19,7 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .options import add_force_option, positive_int
+from .options import add_cluster_options, add_force_option, cluster_from, count_or_all
 
 HELP = "do the maps change when the weights are randomised? (Adebayo et al. 2018)"
 
@@ -27,13 +27,15 @@ HELP = "do the maps change when the weights are randomised? (Adebayo et al. 2018
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="shipped model name or weights file")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered method)")
-    p.add_argument("--images", type=positive_int, default=50, help="shipped test images to explain (default 50)")
+    p.add_argument("--images", type=count_or_all, default=50,
+                   help="shipped test images to explain, or all (default 50)")
     p.add_argument("--mode", choices=["cascading", "independent"], default="cascading",
                    help="randomise from the logits down, one more layer each step, or one layer at a time")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     p.add_argument("--json", default=None, help="write the similarities to this JSON file")
     p.add_argument("--out", default=None, help="figure of the maps step by step (PNG); curves go to FIG_curves.png")
     add_force_option(p)
+    add_cluster_options(p)
 
 
 def curves_path(out) -> Path:
@@ -50,6 +52,7 @@ def run(args) -> int:
     from ..util.atomic import Outputs  # lazy: as above
 
     selected_methods(args.methods)                        # unknown names fail before any work
+    cluster = cluster_from(args)                          # None: the serial run
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
     outputs.input(locate(args.model)[0], "--model")
     if args.json:
@@ -59,7 +62,8 @@ def run(args) -> int:
         outputs.output(curves_path(args.out), "the curves figure")
     model = load(args.model)
     cpu = time.process_time()
-    result = sanity(model, methods=args.methods, images=args.images, mode=args.mode, seed=args.seed)
+    result = sanity(model, methods=args.methods, images=args.images, mode=args.mode, seed=args.seed, cluster=cluster,
+                    source=args.model)
     print(result.tables())
     if result.images < 2 and args.out:
         warnings.warn("the curves figure has no 95% bands: a mean over one image has no spread to estimate them "

@@ -22,7 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .options import add_force_option, positive_int
+from .options import add_cluster_options, add_force_option, cluster_from, count_or_all
 
 HELP = "faithfulness, localisation and cost of every method, against baselines"
 
@@ -30,11 +30,13 @@ HELP = "faithfulness, localisation and cost of every method, against baselines"
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="shipped model name or weights file")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered method)")
-    p.add_argument("--images", type=positive_int, default=200, help="shipped test images to explain (default 200)")
+    p.add_argument("--images", type=count_or_all, default=200,
+                   help="shipped test images to explain, or all (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline, tie-breaking, noise, mosaics")
     p.add_argument("--json", default=None, help="write the scorecard to this JSON file")
     p.add_argument("--out-dir", default=None, help="folder for the figures (created if missing)")
     add_force_option(p)
+    add_cluster_options(p)
 
 
 def figure_paths(out_dir, model_name: str) -> dict[str, Path]:
@@ -52,6 +54,7 @@ def run(args) -> int:
     from ..util.atomic import Outputs  # lazy: as above
 
     selected_methods(args.methods)                        # unknown names fail before any work
+    cluster = cluster_from(args)                          # None: the serial run
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
     outputs.input(locate(args.model)[0], "--model")
     if args.json:
@@ -61,7 +64,8 @@ def run(args) -> int:
     for what, path in paths.items():
         outputs.output(path, f"the {what} figure", create_folder=True)     # --out-dir is created if missing
     cpu = time.process_time()
-    card = scorecard(model, methods=args.methods, images=args.images, seed=args.seed)
+    card = scorecard(model, methods=args.methods, images=args.images, seed=args.seed, cluster=cluster,
+                     source=args.model)
     print(card.table())
     if card.unknown_intervals():
         warnings.warn(INTERVAL_NOTE, IntervalWarning, stacklevel=2)        # one "minicnn: note:" line on stderr

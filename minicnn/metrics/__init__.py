@@ -21,6 +21,10 @@ One concept per module, each a short function that reads like its definition:
 | ``cost``         | forward and backward passes, counted by wrapping the model             |
 | ``intervals``    | the mean and its 95% confidence interval                               |
 | ``runs``         | every registered method run on a batch: chunked, counted, timed        |
+| ``seeds``        | randomness per image, whatever the chunk the image is computed in      |
+| ``scoring``      | the scorecard's work on one chunk of images or mosaics, per image      |
+| ``comparison``   | the sanity check's work on one chunk of images, per image              |
+| ``distributed``  | both in chunks on a Dask cluster, with a cache of finished chunks      |
 | ``sanity``       | ``minicnn sanity``: the randomisation tests of Adebayo et al. (2018)    |
 | ``scorecard``    | ``minicnn scorecard``: every metric, every method, against baselines   |
 

@@ -19,13 +19,19 @@ import numpy as np
 from scipy.ndimage import sobel
 
 from ..util.checks import check_seed
+from .seeds import uniform_rows
 
 BASELINES = ("random", "centre", "edges")
 
 
-def random_map(n: int, size, seed: int = 0) -> np.ndarray:
-    """(n, H, W) independent Uniform[0, 1) values from ``np.random.default_rng(seed)``."""
-    return np.random.default_rng(check_seed(seed)).random((n, *size))
+def random_map(n: int, size, seed: int = 0, ids=None) -> np.ndarray:
+    """(n, H, W) independent Uniform[0, 1) values from ``np.random.default_rng(seed)``.
+
+    Image ``ids[i]`` (default i) gets its own rows of that stream, whatever the batch it is in
+    (:func:`minicnn.metrics.seeds.uniform_rows`).
+    """
+    ids = np.arange(n) if ids is None else np.asarray(ids)
+    return uniform_rows(check_seed(seed), ids, size)
 
 
 def centre_map(n: int, size) -> np.ndarray:
@@ -44,7 +50,7 @@ def edge_map(x: np.ndarray) -> np.ndarray:
     return np.stack([np.hypot(sobel(g, axis=0, mode="mirror"), sobel(g, axis=1, mode="mirror")) for g in grey])
 
 
-def baseline_maps(x: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
-    """{"random", "centre", "edges"}: the three baselines for the batch x (N, C, H, W)."""
+def baseline_maps(x: np.ndarray, seed: int = 0, ids=None) -> dict[str, np.ndarray]:
+    """{"random", "centre", "edges"}: the three baselines for the batch x (N, C, H, W) of images ``ids``."""
     n, size = len(x), x.shape[2:]
-    return {"random": random_map(n, size, seed), "centre": centre_map(n, size), "edges": edge_map(x)}
+    return {"random": random_map(n, size, seed, ids), "centre": centre_map(n, size), "edges": edge_map(x)}

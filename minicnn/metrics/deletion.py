@@ -33,14 +33,19 @@ from scipy.ndimage import convolve1d
 
 from ..errors import InputError
 from ..util.checks import check_seed
+from .seeds import uniform_rows
 from .similarity import gaussian_window
 
 
-def pixel_ranks(relevance: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(N, H, W) int: each pixel's place in its map's order, 0 = most relevant; ties in a seeded random order."""
+def pixel_ranks(relevance: np.ndarray, seed: int = 0, ids=None) -> np.ndarray:
+    """(N, H, W) int: each pixel's place in its map's order, 0 = most relevant; ties in a seeded random order.
+
+    The order of image ``ids[i]`` (default i) is its own rows of the seeded stream, whatever the batch
+    (:func:`minicnn.metrics.seeds.uniform_rows`).
+    """
     n = len(relevance)
     flat = np.asarray(relevance, dtype=np.float64).reshape(n, -1)
-    tiebreak = np.random.default_rng(check_seed(seed)).random(flat.shape)
+    tiebreak = uniform_rows(check_seed(seed), np.arange(n) if ids is None else np.asarray(ids), flat.shape[1:])
     order = np.lexsort((tiebreak, -flat), axis=-1)              # by -relevance, then by the random key
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None, :].repeat(n, 0), axis=-1)
@@ -94,24 +99,25 @@ def _check(x, relevance):
 
 
 def deletion_curve(score, x: np.ndarray, relevance: np.ndarray, *, steps: int = 10, baseline: float = 0.0,
-                   seed: int = 0, ends=None) -> np.ndarray:
+                   seed: int = 0, ends=None, ids=None) -> np.ndarray:
     """(N, S + 1) scores as the most relevant pixels are replaced by ``baseline``, a fraction 1/S at a time.
 
-    ``ends`` = (score of x, score of the all-baseline input), (N,) each, if already known.
+    ``ends`` = (score of x, score of the all-baseline input), (N,) each, if already known; ``ids``: the
+    images' numbers, which seed their tie-breaking (default 0..N-1).
     """
     _check(x, relevance)
-    ranks = pixel_ranks(relevance, seed)
+    ranks = pixel_ranks(relevance, seed, ids)
     empty = np.full_like(x, baseline)
     return _curve(score, x, x, empty, ranks, steps, ends)
 
 
 def insertion_curve(score, x: np.ndarray, relevance: np.ndarray, *, steps: int = 10, start: np.ndarray | None = None,
-                    seed: int = 0, ends=None) -> np.ndarray:
+                    seed: int = 0, ends=None, ids=None) -> np.ndarray:
     """(N, S + 1) scores as the most relevant pixels are put back into ``start`` (default blur(x)).
 
-    ``ends`` = (score of start, score of x), (N,) each, if already known.
+    ``ends`` = (score of start, score of x), (N,) each, if already known; ``ids`` as for deletion.
     """
     _check(x, relevance)
-    ranks = pixel_ranks(relevance, seed)
+    ranks = pixel_ranks(relevance, seed, ids)
     start = blur(x) if start is None else start
     return _curve(score, x, start, x, ranks, steps, ends)

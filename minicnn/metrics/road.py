@@ -46,6 +46,7 @@ from scipy.sparse.linalg import spsolve
 from ..errors import InputError
 from ..util.checks import check_seed
 from .deletion import pixel_ranks
+from .seeds import image_rng
 
 #: (row offset, column offset): weight of that neighbour.
 NEIGHBOURS = {(-1, -1): 1 / 12, (-1, 0): 1 / 6, (-1, 1): 1 / 12, (0, -1): 1 / 6,
@@ -127,25 +128,34 @@ def impute(x: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return out
 
 
-def noisy_linear_imputation(x: np.ndarray, removed: np.ndarray, rng: np.random.Generator,
-                            noise: float = NOISE) -> np.ndarray:
-    """x with its removed pixels imputed linearly, plus N(0, noise^2) on each imputed value."""
+def noisy_linear_imputation(x: np.ndarray, removed: np.ndarray, rng, noise: float = NOISE) -> np.ndarray:
+    """x with its removed pixels imputed linearly, plus N(0, noise^2) on each imputed value.
+
+    ``rng``: one generator for the batch, or a list of one generator per image (each draws its image's noise).
+    """
     filled = impute(x, removed)
     mask = np.broadcast_to(removed[:, None], x.shape)
-    return np.where(mask, filled + (noise * rng.standard_normal(x.shape)).astype(x.dtype), x)
+    if isinstance(rng, np.random.Generator):
+        e = rng.standard_normal(x.shape)
+    else:
+        e = np.stack([g.standard_normal(x.shape[1:]) for g in rng])
+    return np.where(mask, filled + (noise * e).astype(x.dtype), x)
 
 
 def road_curves(score, x: np.ndarray, relevance: np.ndarray, *, percentiles=PERCENTILES, noise: float = NOISE,
-                seed: int = 0) -> dict[str, np.ndarray]:
+                seed: int = 0, ids=None) -> dict[str, np.ndarray]:
     """{"morf": (N, len(percentiles)), "lerf": ...}: scores after removing p% of the pixels by imputation.
 
     ``score(batch, rows)`` as in :mod:`minicnn.metrics.deletion`; ties in the
-    map are broken in a seeded random order; the noise is seeded too.
+    map are broken in a seeded random order; the noise is seeded too, per image:
+    image ``ids[i]`` (default i) draws from its own generator ``default_rng([seed, ids[i]])``
+    (:mod:`minicnn.metrics.seeds`), so its curve does not depend on the batch it is in.
     """
     n = len(x)
-    ranks = pixel_ranks(relevance, seed)                      # 0 = most relevant
+    ids = np.arange(n) if ids is None else np.asarray(ids)
+    ranks = pixel_ranks(relevance, seed, ids)                 # 0 = most relevant
     pixels = ranks[0].size
-    rng = np.random.default_rng(check_seed(seed))
+    rng = [image_rng(check_seed(seed), i) for i in ids]
     curves = {}
     for order, removing in (("morf", lambda k: ranks < k), ("lerf", lambda k: ranks >= pixels - k)):
         copies = np.stack([noisy_linear_imputation(x, removing(int(round(p * pixels / 100))), rng, noise)

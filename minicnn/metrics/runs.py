@@ -13,6 +13,12 @@ network predicts), at their default layer and options. A method the
 registry marks ``optional`` (CAM) that refuses the model with an
 InputError is recorded as not applicable, with the refusal's message;
 other errors propagate.
+
+A method that draws random numbers at its default options (its registry row
+has ``seed`` and ``samples``: SmoothGrad's noise) runs image by image, image ``ids[i]``
+with its own seed (:func:`minicnn.metrics.seeds.image_seed` of the run's seed
+and the image's number), so its map does not depend on the images beside it
+in a chunk.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ..inputs.preprocess import preprocess
 from ..inputs.samples import sample_images
 from .cost import counting_passes
 from .maps import pixel_map
+from .seeds import image_seed
 
 
 @dataclass
@@ -66,12 +73,14 @@ def shipped_test_images(count: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return images, np.array([classes.index(c) for _, c in chosen]), classes
 
 
-def model_inputs(model, count: int) -> tuple[np.ndarray, dict]:
-    """The first ``count`` shipped test images (``shipped_test_images``) as the model's input
+def model_inputs(model, count) -> tuple[np.ndarray, dict]:
+    """The first ``count`` shipped test images (``shipped_test_images``; "all": every one) as the model's input
     (count, C, H, W), and its preprocessing; a one-line error for a model that records none."""
     prep = model.meta.get("preprocessing")
     if not prep:
         raise InputError(f"{model.name} records no preprocessing; cannot prepare the test images for it")
+    if count == "all":
+        count = len(sample_images())
     pictures, _, _ = shipped_test_images(count)
     return preprocess(pictures, prep), prep
 
@@ -83,16 +92,32 @@ def selected_methods(selection: str | None) -> list[registry.Method]:
     return [registry.get(n) for n in registry.names(selection)]
 
 
+def seeded(method: registry.Method) -> bool:
+    """Whether the method draws random numbers at its default options: a ``seed`` and ``samples`` (the
+    SmoothGrad family's noisy copies). Integrated Gradients' seed draws only a uniform baseline, which
+    the metrics never ask for: at its default (zeros) it is deterministic and runs batched."""
+    params = {o.param for o in method.options}
+    return {"seed", "samples"} <= params
+
+
 def run_method(model, method: registry.Method, x: np.ndarray, targets: np.ndarray, *, chunk: int = 50,
-               bar=None) -> MethodRun:
-    """The method's maps of the batch x (N, C, H, W) for ``targets`` (N,), with their cost (module docstring)."""
+               bar=None, ids=None, seed: int = 0) -> MethodRun:
+    """The method's maps of the batch x (N, C, H, W) for ``targets`` (N,), with their cost (module docstring).
+
+    ``ids`` (N,): the images' numbers (default 0..N-1), which with ``seed`` seed a method that draws noise.
+    """
     run = MethodRun(method.name, method.key, method.title, method.kind)
+    ids = np.arange(len(x)) if ids is None else np.asarray(ids)
+    per_image = seeded(method)
+    if per_image:
+        chunk = 1
     raws, forwards, backwards, seconds = [], 0, 0, 0.0
     for start in range(0, len(x), chunk):
         part = slice(start, start + chunk)
+        options = {"seed": image_seed(seed, ids[start])} if per_image else None
         with counting_passes(model) as count:
             began = time.perf_counter()
-            result = run_or_refusal(method, model, x[part], targets[part])
+            result = run_or_refusal(method, model, x[part], targets[part], options=options)
             seconds += time.perf_counter() - began
         if isinstance(result, InputError):
             run.skipped = str(result)

@@ -32,13 +32,11 @@ import numpy as np
 from ..errors import InputError
 from ..inputs.preprocess import deprocess
 from ..util.checks import check_count, check_seed
-from ..util.progress import Progress
-from .randomisation import MODES, randomised
+from .comparison import SIMILARITIES, compare_images, similarities  # noqa: F401  (similarities: re-exported)
+from .distributed import sanity_parts
+from .randomisation import MODES
 from .randomisation import steps as randomisation_steps
-from .runs import forward_in_batches, model_inputs, run_method, selected_methods
-from .similarity import scale01, spearman, ssim
-
-SIMILARITIES = ("spearman_abs", "spearman", "ssim")
+from .runs import model_inputs, selected_methods
 
 
 @dataclass
@@ -114,49 +112,39 @@ class Sanity:
         return "\n".join(out).rstrip()
 
 
-def similarities(original, randomised_run) -> dict[str, np.ndarray]:
-    """(N,) spearman_abs, spearman and ssim of a randomised method run against the original run."""
-    a, b = np.abs(original.pixels), np.abs(randomised_run.pixels)
-    return {"spearman_abs": spearman(a, b), "spearman": spearman(original.signed, randomised_run.signed),
-            "ssim": ssim(scale01(a), scale01(b))}
-
-
 def sanity(model, *, methods: str | None = None, images: int = 50, mode: str = "cascading", seed: int = 0,
-           chunk: int = 50, progress: bool = True) -> Sanity:
-    """Randomise ``model`` step by step and compare every method's maps with the trained ones (module docstring)."""
+           chunk: int = 1, progress: bool = True, cluster=None, source=None) -> Sanity:
+    """Randomise ``model`` step by step and compare every method's maps with the trained ones (module docstring).
+
+    ``cluster`` (a :class:`minicnn.util.cluster.Cluster`): run it in chunks of images on Dask workers,
+    which load the model from ``source``; the values are those of the serial run
+    (:mod:`minicnn.metrics.comparison`, :mod:`minicnn.metrics.distributed`).
+    """
     seed, chunk = check_seed(seed), check_count(chunk, "chunk")
     if mode not in MODES:
         raise InputError(f"randomisation mode must be one of {', '.join(MODES)}; got {mode!r}")
     began = time.perf_counter()
     rows = selected_methods(methods)
     x, prep = model_inputs(model, images)
-    targets = forward_in_batches(model, x).argmax(axis=1)
     plan = randomisation_steps(model, mode)
     result = Sanity(model=model.name, mode=mode, images=len(x), steps=[label for label, _ in plan],
                     layers=[layers for _, layers in plan], methods=[m.key for m in rows],
                     titles={m.key: m.title for m in rows}, kinds={m.key: m.kind for m in rows},
                     displays={m.key: m.display for m in rows}, picture=deprocess(x[0], prep))
-    bar = Progress(len(x) * len(rows) * (len(plan) + 1), f"sanity ({mode})", unit="maps", enabled=progress)
-    originals = {}
-    for m in rows:
-        run = run_method(model, m, x, targets, chunk=chunk, bar=bar)
-        if run.skipped:
-            result.skipped[m.key] = run.skipped
-            bar.update(len(x) * (len(plan) + 1))
+    keys = [m.key for m in rows]
+    if cluster is None:
+        parts = [compare_images(model, keys, x, np.arange(len(x)), mode=mode, seed=seed, chunk=chunk,
+                                progress=progress)]
+    else:
+        parts = sanity_parts(model, keys, x, mode=mode, seed=seed, chunk=chunk, cluster=cluster, source=source,
+                             progress=progress)
+    for key in keys:
+        pieces = [p[key] for p in parts]
+        skipped = next((str(p["skipped"]) for p in pieces if "skipped" in p), None)
+        if skipped is not None:
+            result.skipped[key] = skipped
             continue
-        originals[m.key] = run
-        result.values[m.key] = {s: np.ones((len(plan) + 1, len(x))) for s in SIMILARITIES}
-        result.examples[m.key] = [run.raw[0]]
-    for step, (_, layers) in enumerate(plan, start=1):
-        twin = randomised(model, layers, seed)
-        for m in rows:
-            if m.key not in originals:
-                continue
-            run = run_method(twin, m, x, targets, chunk=chunk, bar=bar)
-            for s, v in similarities(originals[m.key], run).items():
-                result.values[m.key][s][step] = v
-            result.examples[m.key].append(run.raw[0])
-    bar.close()
-    result.examples = {k: np.stack(v) for k, v in result.examples.items()}
+        result.values[key] = {s: np.concatenate([p[s] for p in pieces], axis=1) for s in SIMILARITIES}
+        result.examples[key] = next(p["examples"] for p in pieces if "examples" in p)
     result.seconds = time.perf_counter() - began
     return result

@@ -52,6 +52,15 @@ Only networks that accept a 64x64 input can be asked; for the others
 image) the two pointing games are reported as not applicable, with the
 reason.
 
+Chunks and seeds: every value is computed per image (and per mosaic)
+and every random draw follows the image's number, not the batch
+(:mod:`minicnn.metrics.seeds`), so the serial run (one chunk of all the
+images) and a run cut into chunks on Dask workers
+(``cluster=``, :mod:`minicnn.metrics.distributed`) give every image the
+same values; the chunks are merged in image order (:func:`merge`). The
+maps are made image by image (``chunk=1`` images per method call,
+:mod:`minicnn.metrics.scoring` says why).
+
 Speed: the model's forward pass of the images is done once (targets,
 p^c(x)) and reused as the first point of every deletion and the last of
 every insertion curve; the all-zero and blurred images, the same for every
@@ -70,19 +79,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..explain import occlusion
 from ..inputs.preprocess import deprocess, preprocess
-from ..layers import softmax
 from ..util.checks import check_count, check_seed
-from ..util.progress import Progress
-from .agreement import occlusion_spearman
-from .baselines import BASELINES, baseline_maps
-from .deletion import auc, blur, deletion_curve, insertion_curve
+from .baselines import BASELINES
+from .distributed import scorecard_parts
 from .intervals import mean_ci95, summary
-from .localisation import choose_mosaics, energy_pointing_game, mosaic, pointing_game, tile_mask
-from .road import PERCENTILES, road_curves
-from .runs import MethodRun, forward_in_batches, model_inputs, run_method, selected_methods, shipped_test_images
-from .trust import score_columns
+from .localisation import choose_mosaics, mosaic
+from .runs import forward_in_batches, model_inputs, selected_methods, shipped_test_images
+from .scoring import class_probability, score_images, score_mosaics  # noqa: F401  (class_probability: re-exported)
 
 #: The metrics of the JSON, in table order, with the direction that is better (None: a cost).
 METRICS = {
@@ -205,25 +209,12 @@ def _number(v):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def class_probability(model, targets: np.ndarray, *, batch: int = 32, bar: Progress | None = None):
-    """score(copies, rows): p^c of each copy, c = targets[rows[i]], ``batch`` copies per forward pass."""
-    def score(copies, rows):
-        out = np.empty(len(copies))
-        for i in range(0, len(copies), batch):
-            logits = model.forward(np.ascontiguousarray(copies[i:i + batch]))
-            p = softmax(logits)
-            out[i:i + batch] = p[np.arange(len(p)), targets[rows[i:i + batch]]]
-            if bar is not None:
-                bar.update(len(p))
-        return out
-    return score
-
-
-def mosaic_inputs(model, count: int, seed: int):
-    """(mosaics (M, C, 2h, 2w), target classes (M,), target tiles (M,)) from the shipped test images.
+def mosaic_plan(model, count: int, seed: int):
+    """(mosaics (M, C, 2h, 2w), target classes (M,), target tiles (M,), groups (M, 4)) from the shipped test images.
 
     The tiles come from the first 8 * count shipped images (class by class in turn, at least 40),
-    all 300 if those do not give ``count`` mosaics; each is classified once, alone.
+    all 300 if those do not give ``count`` mosaics; each is classified once, alone; ``groups`` are
+    the numbers of the four shipped images of each mosaic.
     """
     for pool in sorted({min(300, max(40, 8 * count)), 300}):
         images, labels, _ = shipped_test_images(pool)
@@ -236,106 +227,117 @@ def mosaic_inputs(model, count: int, seed: int):
         raise InputError(f"{model.name} classifies no four shipped test images of four classes correctly")
     tiles = np.stack([mosaic([x[i] for i in group]) for group, _ in chosen])
     targets = np.array([labels[group[tile]] for group, tile in chosen])
-    return tiles, targets, np.array([tile for _, tile in chosen])
+    return tiles, targets, np.array([tile for _, tile in chosen]), np.array([group for group, _ in chosen])
+
+
+def mosaic_inputs(model, count: int, seed: int):
+    """(mosaics (M, C, 2h, 2w), target classes (M,), target tiles (M,)): :func:`mosaic_plan` without the groups."""
+    return mosaic_plan(model, count, seed)[:3]
+
+
+@dataclass
+class Plan:
+    """What a scorecard computes, fixed before the work: the images, the mosaics, the settings.
+
+    x (N, C, H, W): the images, numbered 0..N-1; tiles (M, C, 2h, 2w), tile_targets (M,),
+    target_tiles (M,), groups (M, 4): the mosaics (None, with ``localisation_note``, where the
+    model cannot be asked about them).
+    """
+
+    keys: list[str]
+    x: np.ndarray
+    prep: dict
+    settings: dict
+    tiles: np.ndarray | None = None
+    tile_targets: np.ndarray | None = None
+    target_tiles: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    localisation_note: str | None = None
+
+
+def plan(model, rows, images: int, *, seed: int, steps: int) -> Plan:
+    """The scorecard's images and mosaics (module docstring), and the settings its values depend on."""
+    x, prep = model_inputs(model, images)
+    out = Plan(keys=[m.key for m in rows] + list(BASELINES), x=x, prep=prep, settings={"seed": seed, "steps": steps})
+    size = x.shape[2:]
+    try:
+        out.tiles, out.tile_targets, out.target_tiles, out.groups = mosaic_plan(model, max(1, len(x) // 4), seed)
+    except InputError as e:
+        out.localisation_note = str(e)
+    else:
+        try:
+            model.forward(out.tiles[:1])
+        except InputError as e:
+            out.localisation_note = f"{model.name} does not accept a {2 * size[0]}x{2 * size[1]} mosaic: {e}"
+    if out.localisation_note is not None:
+        out.tiles = out.tile_targets = out.target_tiles = out.groups = None
+    return out
+
+
+def merge(card: Scorecard, image_parts: list[dict], mosaic_parts: list[dict], *, examples: int = 4) -> Scorecard:
+    """Fill ``card`` from the chunks' parts (:mod:`minicnn.metrics.scoring`), each list in image (mosaic) order."""
+    n = card.images
+    for key in [*card.methods, *BASELINES]:
+        parts = [p[key] for p in image_parts]
+        skipped = next((str(p["skipped"]) for p in parts if "skipped" in p), None)
+        if skipped is not None:
+            card.skipped[key] = skipped
+            card.values[key] = {}
+            continue
+        values = {m: np.concatenate([p[m] for p in parts]) for m in METRICS if m not in COST and m in parts[0]}
+        if key not in BASELINES:
+            values.update(passes=sum(float(p["passes_sum"]) for p in parts) / n,
+                          seconds_per_image=sum(float(p["seconds_sum"]) for p in parts) / n)
+        card.values[key] = values
+        curves = {c: np.concatenate([p[c] for p in parts]) for c in ("deletion", "insertion")}
+        card.curves[key] = {c: v.mean(axis=0) for c, v in curves.items()}
+        card.examples[key] = np.concatenate([p["examples"] for p in parts])[:examples]
+    for key in [*card.methods, *BASELINES]:
+        if key in card.skipped or not mosaic_parts:
+            continue
+        parts = [p[key] for p in mosaic_parts]
+        skipped = next((str(p["skipped"]) for p in parts if "skipped" in p), None)
+        if skipped is not None:
+            card.mosaic_skipped[key] = skipped
+            continue
+        for m in ("pointing_game", "energy_pointing_game"):
+            card.values[key][m] = np.concatenate([p[m] for p in parts])
+    return card
 
 
 def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int = 0, steps: int = 10,
-              batch: int = 32, chunk: int = 50, examples: int = 4, progress: bool = True) -> Scorecard:
-    """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method."""
+              batch: int = 32, chunk: int = 1, examples: int = 4, progress: bool = True,
+              cluster=None, source=None) -> Scorecard:
+    """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method.
+
+    ``cluster`` (a :class:`minicnn.util.cluster.Cluster`): run it in chunks of images on Dask workers,
+    which load the model from ``source`` (its shipped name or weights file); the values are those of
+    the serial run (:mod:`minicnn.metrics.distributed`).
+    """
     seed = check_seed(seed)
     steps = check_count(steps, "steps", high=MAX_STEPS)
     batch, chunk, examples = check_count(batch, "batch"), check_count(chunk, "chunk"), check_count(examples, "examples")
     began = time.perf_counter()
     rows = selected_methods(methods)
-    x, prep = model_inputs(model, images)
-    n, size = len(x), x.shape[2:]
-    logits = forward_in_batches(model, x, batch)
-    targets = logits.argmax(axis=1)
-    p_x = softmax(logits)[np.arange(n), targets]
+    work = plan(model, rows, images, seed=seed, steps=steps)
+    n = len(work.x)
     card = Scorecard(model=model.name, images=n, methods=[m.key for m in rows], steps=steps,
-                     titles={**{m.key: m.title for m in rows}, **{b: f"baseline: {b}" for b in BASELINES}})
-
-    # 1. every method's maps, counted and timed
-    bar = Progress(n * len(rows), "maps", unit="maps", enabled=progress)
-    runs: dict[str, MethodRun] = {}
-    for m in rows:
-        runs[m.key] = run_method(model, m, x, targets, chunk=chunk, bar=bar)
-        if runs[m.key].skipped:
-            card.skipped[m.key] = runs[m.key].skipped
-            bar.update(n)
-    bar.close()
-    pixel_maps = {k: r.pixels for k, r in runs.items() if not r.skipped}
-    pixel_maps.update(baseline_maps(x, seed))
-    for k, r in runs.items():
-        card.values[k] = {} if r.skipped else {"passes": r.passes, "seconds_per_image": r.seconds}
-    for b in BASELINES:
-        card.values[b] = {}
-
-    card.phases["maps"] = time.perf_counter() - began
-
-    # 2. faithfulness: deletion, insertion, ROAD, agreement with occlusion
-    occ = runs.get("occlusion")
-    if occ is None or occ.skipped:
-        occ_map = occlusion(model, x, targets, progress=progress).map
+                     titles={**{m.key: m.title for m in rows}, **{b: f"baseline: {b}" for b in BASELINES}},
+                     localisation_note=work.localisation_note, mosaics=0 if work.tiles is None else len(work.tiles))
+    if cluster is not None:
+        image_parts, mosaic_parts = scorecard_parts(model, work, cluster=cluster, source=source, batch=batch,
+                                                    chunk=chunk, examples=examples, progress=progress)
+        card.phases["tasks"] = time.perf_counter() - began
     else:
-        occ_map = occ.raw
-    start = blur(x)
-    per_set = 2 * (steps - 1) + 2 * len(PERCENTILES)
-    bar = Progress(len(pixel_maps) * n * per_set + 2 * n, "faithfulness", unit="forwards", enabled=progress)
-    score = class_probability(model, targets, batch=batch, bar=bar)
-    p_zero = score(np.zeros_like(x), np.arange(n))
-    p_blur = score(start, np.arange(n))
-    for key, pm in pixel_maps.items():
-        deletion = deletion_curve(score, x, pm, steps=steps, seed=seed, ends=(p_x, p_zero))
-        insertion = insertion_curve(score, x, pm, steps=steps, start=start, seed=seed, ends=(p_blur, p_x))
-        road = road_curves(score, x, pm, seed=seed)
-        card.values[key].update(deletion_auc=auc(deletion), insertion_auc=auc(insertion),
-                                road_morf=road["morf"].mean(axis=1), road_lerf=road["lerf"].mean(axis=1),
-                                occlusion_spearman=occlusion_spearman(pm, occ_map))
-        card.curves[key] = {"deletion": deletion.mean(axis=0), "insertion": insertion.mean(axis=0)}
-    bar.close()
-    card.phases["faithfulness"] = time.perf_counter() - began - sum(card.phases.values())
-
-    # 2b. Average Drop to random-logit (minicnn.metrics.trust): its phases "perturbation" and "robustness"
-    score_columns(card, model, rows, runs, x, targets, logits, seed=seed, batch=batch, progress=progress)
-
-    # 3. localisation on mosaics
-    count = max(1, n // 4)
-    try:
-        tiles, tile_targets, target_tiles = mosaic_inputs(model, count, seed)
-    except InputError as e:
-        card.localisation_note = str(e)
-    else:
-        try:
-            model.forward(tiles[:1])
-        except InputError as e:
-            card.localisation_note = f"{model.name} does not accept a {2 * size[0]}x{2 * size[1]} mosaic: {e}"
-    if card.localisation_note is None:
-        card.mosaics = len(tiles)
-        masks = np.stack([tile_mask(tiles.shape[2:], t) for t in target_tiles])
-        bar = Progress(len(tiles) * len(rows), "mosaics", unit="maps", enabled=progress)
-        mosaic_maps = {}
-        for m in rows:
-            if m.key in card.skipped:
-                bar.update(len(tiles))
-                continue
-            run = run_method(model, m, tiles, tile_targets, chunk=max(1, chunk // 4), bar=bar)
-            if run.skipped:
-                card.mosaic_skipped[m.key] = run.skipped
-                bar.update(len(tiles))
-            else:
-                mosaic_maps[m.key] = run.pixels
-        bar.close()
-        mosaic_maps.update(baseline_maps(tiles, seed))
-        for key, pm in mosaic_maps.items():
-            card.values[key].update(pointing_game=pointing_game(pm, masks),
-                                    energy_pointing_game=energy_pointing_game(pm, masks))
-
-    card.phases["mosaics"] = time.perf_counter() - began - sum(card.phases.values())
-
-    # 4. what the figures show
+        image_parts = [score_images(model, work.keys, work.x, np.arange(n), **work.settings, batch=batch,
+                                    chunk=chunk, examples=examples, progress=progress)]
+        card.phases["images"] = time.perf_counter() - began
+        mosaic_parts = [] if work.tiles is None else [
+            score_mosaics(model, work.keys, work.tiles, work.tile_targets, work.target_tiles,
+                          np.arange(len(work.tiles)), seed=seed, chunk=max(1, chunk // 4), progress=progress)]
+        card.phases["mosaics"] = time.perf_counter() - began - card.phases["images"]
+    merge(card, image_parts, mosaic_parts, examples=examples)
     k = min(examples, n)
-    card.examples = {"images": np.stack([deprocess(x[i], prep) for i in range(k)]),
-                     **{key: pm[:k] for key, pm in pixel_maps.items()}}
+    card.examples["images"] = np.stack([deprocess(work.x[i], work.prep) for i in range(k)])
     card.seconds = time.perf_counter() - began
     return card

@@ -27,7 +27,8 @@ Settings (capped here, the same for every method; the references' defaults in br
 Radii and sigmas are in the network's input units (after normalisation: a CIFAR-10 grey level is about
 0.016). Scores are the class's logit for faithfulness correlation and infidelity (the references'
 default) and its softmax probability for Average Drop (torch-cam's). Every method meets the same
-draws (``Draws``: drawn once from the scorecard's seed), so their columns differ by their maps alone.
+draws (``Draws``: drawn per image from the scorecard's seed and the image's number), so their
+columns differ by their maps alone.
 The baselines (random, centre, edges) are scored the same way; for the two robustness columns their
 "method" is the baseline itself, redrawn on the noisy copies (the seeded random map and the centre do not
 change: sensitivity 0; no baseline knows the class: random-logit 1).
@@ -38,7 +39,6 @@ forwards, and (for 50 of the images) 3 + 1 = 4 more maps of the method.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +53,7 @@ from .maps import pixel_map
 from .perturbation import faithfulness_correlation, gaussian_perturbations, infidelity, random_subsets
 from .random_logit import other_classes, random_logit
 from .robustness import max_sensitivity, uniform_noise
+from .seeds import image_seed
 
 FC_RUNS, FC_SUBSET = 20, 224
 INFIDELITY_SAMPLES, INFIDELITY_SIGMA = 10, 0.1
@@ -78,25 +79,53 @@ class Draws:
     robust: int
 
     @classmethod
-    def of(cls, x: np.ndarray, targets: np.ndarray, classes: int, seed: int) -> Draws:
-        n, values = len(x), int(np.prod(x.shape[1:]))
-        robust = min(n, ROBUSTNESS_IMAGES)
-        return cls(subsets=random_subsets(n, FC_RUNS, values, min(FC_SUBSET, values), seed),
-                   perturbations=gaussian_perturbations(x.shape, INFIDELITY_SAMPLES, INFIDELITY_SIGMA, seed + 1),
-                   noise=uniform_noise((robust, *x.shape[1:]), SENSITIVITY_SAMPLES, SENSITIVITY_RADIUS, seed + 2),
-                   others=other_classes(targets, classes, seed + 3), robust=robust)
+    def of(cls, x: np.ndarray, targets: np.ndarray, classes: int, seed: int, ids=None) -> Draws:
+        """The draws of the images x (n, C, H, W) numbered ``ids`` in the run (default 0..n-1, ascending).
+
+        Each image's draws come from its own seeds (``seeds.image_seed(seed, i, stream)``, one stream per
+        kind of draw), so an image meets the same draws alone, in a chunk or in the whole run. The noise
+        of max-sensitivity is drawn for the images numbered below ROBUSTNESS_IMAGES, the first ``robust``
+        rows.
+        """
+        n, values, rest = len(x), int(np.prod(x.shape[1:])), x.shape[1:]
+        ids = np.arange(n) if ids is None else np.asarray(ids, dtype=np.int64)
+        if len(ids) != n or np.any(np.diff(ids) <= 0):
+            raise ValueError(f"ids must number the {n} images in ascending order")
+        robust = int((ids < ROBUSTNESS_IMAGES).sum())
+
+        def each(draw, rows, stream):
+            return np.concatenate([draw(i, image_seed(seed, i, stream)) for i in rows]) if len(rows) else None
+
+        subsets = each(lambda i, s: random_subsets(1, FC_RUNS, values, min(FC_SUBSET, values), s), ids, 1)
+        perturbations = each(lambda i, s: gaussian_perturbations((1, *rest), INFIDELITY_SAMPLES, INFIDELITY_SIGMA, s),
+                             ids, 2)
+        noise = each(lambda i, s: uniform_noise((1, *rest), SENSITIVITY_SAMPLES, SENSITIVITY_RADIUS, s),
+                     ids[:robust], 3)
+        if noise is None:
+            noise = np.zeros((0, SENSITIVITY_SAMPLES, *rest), np.float32)
+        at = {int(i): row for row, i in enumerate(ids)}
+        others = each(lambda i, s: other_classes(np.asarray(targets)[at[int(i)]:at[int(i)] + 1], classes, s), ids, 4)
+        return cls(subsets=subsets, perturbations=perturbations, noise=noise, others=others, robust=robust)
 
 
 def class_scores(model, targets: np.ndarray, *, probability: bool, batch: int = 32, bar=None):
-    """score(copies, rows): the logit (or softmax probability) of class targets[rows[i]] of each copy."""
+    """score(copies, rows): the logit (or softmax probability) of class targets[rows[i]] of each copy.
+
+    A forward pass never mixes the copies of two images (rows runs image by image): an image's copies are
+    scored in the same batches, and so to the same float32 bits, whichever chunk of a run it is in.
+    """
     def score(copies, rows):
+        rows = np.asarray(rows)
         out = np.empty(len(copies))
-        for i in range(0, len(copies), batch):
-            logits = model.forward(np.ascontiguousarray(copies[i:i + batch]))
-            values = softmax(logits) if probability else logits
-            out[i:i + batch] = values[np.arange(len(values)), targets[rows[i:i + batch]]]
-            if bar is not None:
-                bar.update(len(values))
+        edges = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1], True])       # where each image's copies begin
+        for begin, end in zip(edges[:-1], edges[1:], strict=False):
+            for i in range(begin, end, batch):
+                j = min(i + batch, end)
+                logits = model.forward(np.ascontiguousarray(copies[i:j]))
+                values = softmax(logits) if probability else logits
+                out[i:j] = values[np.arange(j - i), targets[rows[i:j]]]
+                if bar is not None:
+                    bar.update(j - i)
         return out
     return score
 
@@ -140,46 +169,48 @@ def robustness(model, method, x, targets, raw, draws: Draws, *, bar=None) -> dic
             "random_logit": random_logit(raw, others)}
 
 
-def baseline_robustness(x, draws: Draws, seed: int) -> dict:
+def baseline_robustness(x, draws: Draws, seed: int, ids=None) -> dict:
     """{baseline: {"max_sensitivity", "random_logit": (R,)}}: each baseline redrawn on the noisy copies;
-    the same map for the other class (a baseline does not know the class)."""
+    the same map for the other class (a baseline does not know the class). ``ids``: the images' numbers."""
     r = draws.robust
     x = x[:r]
-    own = baseline_maps(x, seed)
+    ids = np.arange(r) if ids is None else np.asarray(ids)[:r]
+    own = baseline_maps(x, seed, ids)
     out = {}
     for name, maps in own.items():
         def explain(copies, rows, name=name):
-            return baseline_maps(copies, seed)[name]
+            return baseline_maps(copies, seed, ids[rows])[name]
         out[name] = {"max_sensitivity": max_sensitivity(explain, x, draws.noise, maps=maps),
                      "random_logit": random_logit(maps, maps)}
     return out
 
 
-def score_columns(card, model, rows, runs, x, targets, logits, *, seed: int, batch: int = 32,
-                  progress: bool = True) -> None:
-    """Add every column of the module's table to ``card.values`` for the methods that ran and the baselines,
-    and their times to ``card.phases`` ("perturbation": the six map columns; "robustness": the re-runs)."""
-    began = time.perf_counter()
-    draws = Draws.of(x, targets, logits.shape[1], seed)
-    ran = [m for m in rows if not runs[m.key].skipped]
+def chunk_columns(model, methods, raws: dict, x, targets, logits, ids, *, seed: int, batch: int = 32,
+                  progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """{key: {column: values}} for every column of the module's table, on the images x (n, C, H, W) numbered
+    ``ids`` (ascending) of a scorecard's chunk: the registry rows ``methods`` whose raw maps are ``raws[key]``,
+    and the baselines. Map columns (n,); the robustness columns (R,) for the R images numbered below
+    ROBUSTNESS_IMAGES (the first R rows; none in a later chunk). The draws follow the image (``Draws.of``),
+    so a chunk's values are the serial run's.
+    """
+    draws = Draws.of(x, targets, logits.shape[1], seed, ids)
     n = len(x)
-    bar = Progress((len(ran) + len(BASELINES)) * n * sum(FORWARDS.values()), "perturbation", unit="forwards",
+    bar = Progress((len(methods) + len(BASELINES)) * n * sum(FORWARDS.values()), "perturbation", unit="forwards",
                    enabled=progress)
-    for m in ran:
-        card.values[m.key].update(map_metrics(model, x, targets, runs[m.key].raw, m.kind, draws, logits=logits,
-                                              batch=batch, bar=bar))
-    for name, maps in baseline_maps(x, seed).items():
-        card.values[name].update(map_metrics(model, x, targets, maps, "pixels", draws, logits=logits, batch=batch,
-                                             bar=bar))
+    out = {m.key: map_metrics(model, x, targets, raws[m.key], m.kind, draws, logits=logits, batch=batch, bar=bar)
+           for m in methods}
+    for name, maps in baseline_maps(x, seed, ids).items():
+        out[name] = map_metrics(model, x, targets, maps, "pixels", draws, logits=logits, batch=batch, bar=bar)
     bar.close()
-    card.phases["perturbation"] = time.perf_counter() - began
-    bar = Progress(len(ran) * draws.robust * sum(MAPS.values()), "robustness", unit="maps", enabled=progress)
-    for m in ran:
-        card.values[m.key].update(robustness(model, m, x, targets, runs[m.key].raw, draws, bar=bar))
-    for name, values in baseline_robustness(x, draws, seed).items():
-        card.values[name].update(values)
+    bar = Progress(len(methods) * draws.robust * sum(MAPS.values()), "robustness", unit="maps",
+                   enabled=progress and draws.robust > 0)
+    none = {"max_sensitivity": np.empty(0), "random_logit": np.empty(0)}     # a chunk past the first R images
+    for m in methods:
+        out[m.key].update(robustness(model, m, x, targets, raws[m.key], draws, bar=bar) if draws.robust else none)
+    for name, values in baseline_robustness(x, draws, seed, ids).items():
+        out[name].update(values if draws.robust else none)
     bar.close()
-    card.phases["robustness"] = time.perf_counter() - began - card.phases["perturbation"]
+    return out
 
 
 def added_passes(images: int, map_sets: int, method_passes: float) -> dict:

@@ -21,6 +21,12 @@ as many outputs as the dataset has classes, in the same order.
 The next batch is decoded and preprocessed in a background thread while
 the model runs on the current one, and the forward passes keep nothing
 but the logits (``keep=False``).
+
+On a Dask cluster (:func:`evaluate_on`): the client decodes the images and
+sends them in chunks; each worker (the model loaded once per process,
+:mod:`minicnn.models.worker`) returns the predicted class of every image of
+its chunk, and the client counts them in image order: the same count as
+the serial run, whatever the workers or the chunk size.
 """
 
 from __future__ import annotations
@@ -35,7 +41,10 @@ import numpy as np
 from ..errors import InputError
 from ..inputs.preprocess import preprocess
 from ..model import Model
+from ..util.cluster import run_tasks
 from ..util.progress import Progress
+from .weights import load as load_model
+from .worker import LOCK, weights_digest, worker_model
 
 
 @dataclass
@@ -121,4 +130,41 @@ def evaluate(model: Model, dataset, batch_size: int = 200, limit: int | None = N
             correct += int((logits.argmax(axis=1) == to_model[labels]).sum())
             seen += len(labels)
             bar.update(len(labels))
+    return Accuracy(correct, seen)
+
+
+def predictions_task(source, digest: str, images: np.ndarray, prep: dict, batch_size: int) -> np.ndarray:
+    """A worker's chunk: the top-1 class (n,) of each image (n, H, W, 3) uint8, ``batch_size`` per pass."""
+    with LOCK:
+        model = worker_model(source, digest)
+        return np.concatenate([model.forward(preprocess(images[i:i + batch_size], prep), keep=False).argmax(axis=1)
+                               for i in range(0, len(images), batch_size)])
+
+
+def evaluate_on(cluster, source, dataset, batch_size: int = 200, limit: int | None = None, *,
+                progress: bool = False, model: Model | None = None) -> Accuracy:
+    """:func:`evaluate` on a Dask cluster (:class:`minicnn.util.cluster.Cluster`), the model loaded from ``source``.
+
+    The client reads the dataset in chunks of ``cluster.chunk`` images; the workers predict.
+    """
+    check_counts(batch_size, limit)
+    model = load_model(source) if model is None else model
+    prep = model.meta.get("preprocessing")
+    if not prep:
+        raise InputError(f"model {model.name!r} records no preprocessing; it cannot read images")
+    to_model = label_map(model.classes, dataset.classes)
+    digest = weights_digest(source)
+    total = len(dataset) if limit is None else min(limit, len(dataset))
+    tasks, labels, names, seen = [], [], [], 0
+    for images, y in dataset.batches(cluster.chunk):
+        if seen >= total:
+            break
+        images, y = images[:total - seen], y[:total - seen]
+        tasks.append((predictions_task, (source, digest, images, prep, batch_size)))
+        labels.append(to_model[y])
+        names.append(f"images {seen}-{seen + len(y) - 1}")
+        seen += len(y)
+    predicted = run_tasks(tasks, cluster=cluster, sizes=[len(y) for y in labels], names=names, label="evaluating",
+                          unit="images", progress=progress)
+    correct = sum(int((p == y).sum()) for p, y in zip(predicted, labels))
     return Accuracy(correct, seen)

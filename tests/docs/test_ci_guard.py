@@ -110,12 +110,21 @@ def test_ci_runs_the_readme_command_under_the_guard():
 def test_ci_then_runs_the_torch_tests_with_exactly_the_pinned_cpu_torch():
     lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
              if line.startswith("python3 .ci/guard.py")]
-    assert len(lines) == 2 and "pytest -q'" in lines[0]                 # the README's command comes first
+    assert len(lines) == 3 and "pytest -q'" in lines[0]                 # the README's command comes first
     torch_stage = lines[1]
     assert torch_stage.startswith("python3 .ci/guard.py --no-skips -- ")
     installs = re.findall(r"pip install -q (\S+)", torch_stage)
     assert installs == ["torch==2.13.0"], "install exactly torch==2.13.0 (the CPU wheel on local disk), nothing else"
     assert torch_stage.rstrip().endswith(".venv/bin/python -m pytest -q -m torch'")
+
+
+def test_ci_then_runs_the_dask_tests_with_the_distributed_extra():
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+             if line.startswith("python3 .ci/guard.py")]
+    dask_stage = lines[2]
+    assert dask_stage.startswith("python3 .ci/guard.py --no-skips -- ")
+    assert re.findall(r"pip install -q (\S+)", dask_stage) == ['-e'] and '".[distributed]"' in dask_stage
+    assert dask_stage.rstrip().endswith(".venv/bin/python -m pytest -q -m dask'")
 
 
 def test_a_skip_for_want_of_torch_needs_the_torch_marker(tmp_path):

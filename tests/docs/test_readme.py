@@ -17,7 +17,7 @@ README = (ROOT / "README.md").read_text()
 #: The book's pages that hold what the README held (docs/*.md), by name.
 BOOK = {name: (ROOT / "docs" / f"{name}.md").read_text() for name in
         ("index", "tour", "own-photo", "command-line", "methods", "trust", "explorer", "models", "speed",
-         "troubleshooting")}
+         "troubleshooting", "cluster")}
 TOUR = BOOK["tour"]
 
 
@@ -126,7 +126,8 @@ def test_every_shell_command_names_what_exists():
             elif program in ("python", "python3"):
                 assert args[0] in ("-m", "-c") or (ROOT / args[0]).is_file(), (name, argv)
             else:
-                assert program in ("source", "git", "mkdir", "jupytext", "jupyter", "curl", "head"), (name, argv)
+                assert program in ("source", "git", "mkdir", "jupytext", "jupyter", "curl", "head",
+                                   "dask"), (name, argv)
 
 
 def test_the_cheap_readme_commands_run_as_written(tmp_path, monkeypatch, capsys):

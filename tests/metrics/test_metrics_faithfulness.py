@@ -177,8 +177,9 @@ def test_imputation_needs_a_kept_pixel():
 def test_road_steps_counted_pixel_by_pixel_with_per_image_targets():
     # 4x4 images (P = 16): the percentiles 10..90 remove round(p * 16 / 100) = 2, 3, 5, 6, 8, 10, 11, 13, 14 pixels
     # (flooring would remove 1, 3, 4, 6, 8, 9, 11, 12, 14). Image 0 ranks pixel 15 (reading order) first,
-    # image 1 pixel 0; MoRF removes the first k of that order, LeRF the last k. The noise (0.01) is drawn from
-    # one generator seeded 3: one standard normal of the batch's shape per percentile, MoRF's nine first.
+    # image 1 pixel 0; MoRF removes the first k of that order, LeRF the last k. The noise (0.01) of image i is
+    # drawn from its own generator default_rng([3, i]): one standard normal of the image's shape per percentile,
+    # MoRF's nine first, so an image's curve is the same in any batch.
     x = np.random.default_rng(7).standard_normal((2, 1, 4, 4))
     relevance = np.stack([np.arange(16.0).reshape(4, 4), -np.arange(16.0).reshape(4, 4)])
     sign, targets = np.array([1.0, -1.0]), np.array([0, 1])
@@ -188,10 +189,10 @@ def test_road_steps_counted_pixel_by_pixel_with_per_image_targets():
     for noise in (None, 0.05):                                  # the default, 0.01, and another
         curves = road_curves(score, x, relevance, seed=3) if noise is None else \
             road_curves(score, x, relevance, seed=3, noise=noise)
-        rng = np.random.default_rng(3)
+        rngs = [np.random.default_rng([3, i]) for i in range(2)]
         for order in ("morf", "lerf"):
             for j, count in enumerate(k):
-                drawn = (0.01 if noise is None else noise) * rng.standard_normal(x.shape)
+                drawn = (0.01 if noise is None else noise) * np.stack([g.standard_normal(x.shape[1:]) for g in rngs])
                 removed = np.zeros((2, 16), dtype=bool)
                 for n in range(2):
                     removed[n, first[n][:count] if order == "morf" else first[n][16 - count:]] = True

@@ -113,7 +113,8 @@ def test_sanity_on_a_shipped_model_gives_one_list_per_similarity_starting_at_one
         by_hand = similarities_by_hand(model, twin, key, x, targets)
         for s, values in data["methods"][key].items():
             assert len(values) == 9 and values[0] == 1.0
-            assert values[2] == pytest.approx(float(by_hand[s].mean()), abs=1e-6), (key, s)
+            # the sanity check makes its maps image by image, the hand in one batch: float32 rounding apart
+            assert values[2] == pytest.approx(float(by_hand[s].mean()), abs=1e-5), (key, s)
     row = next(line for line in result.tables().splitlines() if line.startswith("| Grad-CAM |"))
     assert row == "| Grad-CAM | " + " | ".join(f"{v:.2f}" for v in data["methods"]["gradcam"]["spearman_abs"]) + " |"
 

@@ -61,8 +61,9 @@ def test_the_new_columns_are_their_definitions(small_resnet, card):
                                    faithfulness_correlation(logit, x, attribution, draws.subsets), atol=1e-4)
         np.testing.assert_allclose(v["infidelity"], infidelity(logit, x, attribution, draws.perturbations,
                                                                 normalize=True), rtol=1e-4)
-        np.testing.assert_allclose(v["sparseness"], sparseness(pixels), atol=1e-12)
-        np.testing.assert_allclose(v["complexity"], complexity(pixels), atol=1e-12)
+        # the scorecard makes maps image by image, the test in one batch: float32 rounding apart
+        np.testing.assert_allclose(v["sparseness"], sparseness(pixels), rtol=1e-5)
+        np.testing.assert_allclose(v["complexity"], complexity(pixels), rtol=1e-5)
         explain = lambda c, rows, m=m: m.run(model, c, targets[rows]).map        # noqa: E731
         np.testing.assert_allclose(v["max_sensitivity"], max_sensitivity(explain, x, draws.noise), rtol=1e-4)
         other = m.run(model, x, draws.others).map
@@ -99,7 +100,7 @@ def test_the_table_and_json_carry_the_new_columns_with_their_directions(card):
         assert entry["mean"] == pytest.approx(np.mean(card.values[key]["max_sensitivity"]))
         assert entry["ci95"][0] <= entry["mean"] <= entry["ci95"][1]
     assert data["baselines"]["random"]["random_logit"]["mean"] == pytest.approx(1.0)
-    assert {"perturbation", "robustness"} <= set(card.phases)
+    assert "images" in card.phases                 # the trust columns are timed with the rest of the images
     assert FORWARDS == {"average_drop": 1, "faithfulness_correlation": 20, "infidelity": 10}
     assert MAPS == {"max_sensitivity": 3, "random_logit": 1}
 
