@@ -52,6 +52,8 @@ import numpy as np
 
 from ..errors import MinicnnError
 from ..explain import default_layer
+from ..explain.deeplift import baseline_set
+from ..explain.features import feature_mask
 from ..explain.registry import METHODS
 from ..inputs.preprocess import preprocess
 from ..inputs.samples import load_sample
@@ -86,7 +88,14 @@ PEERS = {
     "lrp-epsilon": (("zennit", "LayerMapComposite(Epsilon)"),),
     "lrp-epsilon-plus": (("zennit", "EpsilonPlus"),),
     "lrp-epsilon-gamma-box": (("zennit", "EpsilonGammaBox"),),
+    "deeplift": (("captum", "DeepLift"),),
+    "deeplift-shap": (("captum", "DeepLiftShap"),),
+    "gradient-shap": (("captum", "GradientShap"),),
+    "lime": (("captum", "Lime"),),                    # captum's default Lasso needs scikit-learn
+    "kernel-shap": (("captum", "KernelShap"),),       # its least squares too
 }
+#: Methods whose only references are not libraries one installs (RISE: its authors' code; Excitation
+#: Backprop: TorchRay, unmaintained): timed alone, "no peer".
 
 #: The image explained: a shipped CIFAR-10 test image (class, index).
 IMAGE = ("cat", 0)
@@ -216,6 +225,22 @@ def peer_call(case: PeerCase, library: str, name: str, modules: dict, torch, twi
                                             strides=(x.shape[1], max(1, size // 4), max(1, size // 4)),
                                             baselines=0, target=c,
                                             perturbations_per_eval=max(1, MASKED_BATCH_ELEMENTS // x[0].numel()))
+        if name in ("DeepLift", "DeepLiftShap", "GradientShap"):   # minicnn's defaults: zeros; 10 uniform baselines
+            method = getattr(attr, name)(net)                       # (DeepLIFT-SHAP, GradientSHAP), 20 draws
+            if name == "DeepLift":
+                return lambda: method.attribute(x, baselines=torch.zeros_like(x), target=c)
+            base = torch.from_numpy(baseline_set(case.model, case.x, "uniform", 10 if name == "DeepLiftShap" else 20))
+            if name == "DeepLiftShap":
+                return lambda: method.attribute(x, baselines=base, target=c)
+            return lambda: method.attribute(x, baselines=base, n_samples=20, stdevs=0.0, target=c)
+        if name in ("Lime", "KernelShap"):                          # minicnn's defaults: an 8 x 8 grid, 256 draws
+            import sklearn  # noqa: F401  # lazy: captum's default surrogate models need it; ImportError: absent
+            labels, _ = feature_mask(case.x)
+            mask = torch.from_numpy(labels.astype(np.int64))[:, None].expand(-1, x.shape[1], -1, -1)
+            method = getattr(attr, name)(net)
+            per_eval = max(1, MASKED_BATCH_ELEMENTS // x[0].numel())
+            return lambda: method.attribute(x, target=c, feature_mask=mask, n_samples=256,
+                                            perturbations_per_eval=per_eval)
         method = getattr(attr, name)(net)
         return lambda: method.attribute(x, target=c)
     if library == "zennit":
@@ -357,10 +382,12 @@ def compare(settings: PeerSettings, torch, modules: dict) -> dict:
             key = f"{name}/{method}"
             peers, absent = [], []
             for library, peer_name in PEERS.get(method, ()):
-                if library in modules:
+                try:
+                    if library not in modules:
+                        raise ImportError(library)
                     peers.append((f"{library}:{peer_name}", peer_call(case, library, peer_name, modules, torch, twins)))
-                else:
-                    absent.append(f"{library}:{peer_name}")
+                except ImportError as e:                              # the library, or what its call needs
+                    absent.append(f"{library}:{peer_name}" + ("" if str(e) == library else f" (needs {e.name})"))
             say(f"timing {key} ...")
             try:
                 row = time_method(case, method, peers, settings)

@@ -109,7 +109,8 @@ def test_stand_ins_are_written_only_for_absent_packages(tmp_path, monkeypatch):
 def test_every_peer_names_a_registry_method_and_a_known_library():
     assert set(peers.PEERS) <= set(METHODS)
     assert {lib for pairs in peers.PEERS.values() for lib, _ in pairs} == set(peer_libraries.LIBRARIES)
-    assert set(METHODS) - set(peers.PEERS) == {"counterfactual", "cam"}      # "no peer"
+    assert set(METHODS) - set(peers.PEERS) == {"counterfactual", "cam", "rise", "excitation-backprop",
+                                               "contrastive-excitation-backprop"}      # "no peer"
 
 
 def peer_args(**kw):
