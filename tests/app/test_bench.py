@@ -132,7 +132,7 @@ def test_table_with_pytorch_columns_and_targets():
 
 
 def test_the_vgg16_targets_catch_the_large_image_pass_cut_into_blocks():
-    # The ratios issue 31 measured with the pass on minicnn's threads, then with BLAS's threads.
+    # The ratios measured on a quiet machine with the pass on minicnn's threads, then with BLAS's threads.
     slow = {"vgg16/forward": 1.55, "vgg16/gradcam": 1.41, "vgg16/guided_backprop": 1.57}
     fast = {"vgg16/forward": 1.25, "vgg16/gradcam": 0.94, "vgg16/guided_backprop": 1.08}
     assert [met for _, _, met in report.targets({k: {"ratio": r} for k, r in slow.items()})] == [False] * 3
