@@ -105,10 +105,10 @@ def blas_pass(chunks: int, image_elements: int) -> bool:
     rows of one image whose gradients overlap. VGG-16 at 224x224 against
     PyTorch on a quiet 2-core machine (``minicnn bench``): our threads gave
     Grad-CAM 1.39-1.43x and guided backprop 1.55-1.59x, BLAS's threads
-    0.94x and 1.22x; on a shared machine at load 2
-    (benchmarks/regression_vgg16.py, benchmarks/README.md) forward 1.46x ->
-    1.10x, Grad-CAM 1.28x -> 1.05x. (Far past two jobs per core it turns
-    over: BLAS's threads wait for each other at every product.)
+    0.94x and 1.22x; on a quiet 2-core AMD EPYC (2026-12-06,
+    benchmarks/regression_vgg16.txt) forward 1.40x -> 1.11x, Grad-CAM
+    1.34x -> 1.04x, guided backprop 1.47x -> 1.20x. (Far past one job per
+    core it turns over: BLAS's threads wait for each other at every product.)
     A batch of small images (a CIFAR batch) is the other way:
     its products (16-64 rows by 144-576 by about 45,000 columns a chunk)
     gain little from BLAS's threads, and whole chunks on every core keep
