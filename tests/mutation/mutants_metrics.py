@@ -206,6 +206,10 @@ MUTANTS = [
     _m("sanity.example-of-the-last-image", "comparison.py", "examples[m.key].append(run.raw[first[0]])",
        "examples[m.key].append(run.raw[-1])",
        "the figure's randomised maps of the chunk's last image, not image 0 (compare_images)", RAND),
+    _m("sanity.chunks-joined-along-steps", "sanity.py",
+       "{s: np.concatenate([p[s] for p in pieces], axis=1) for s in SIMILARITIES}",
+       "{s: np.concatenate([p[s] for p in pieces], axis=0) for s in SIMILARITIES}",
+       "the chunks' (steps + 1, n) similarities joined along the steps, not the images", RAND),
     # ------------------------------------------------------------ scorecard
     # a chunk's per-image values are computed in scoring.py (score_images, score_mosaics, class_probability);
     # scorecard.py plans the images and mosaics and merges the chunks
