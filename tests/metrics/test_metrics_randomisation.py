@@ -1,5 +1,6 @@
 """Model-parameter randomisation: units, steps, seeded PyTorch-default draws, and the sanity run."""
 
+import sys
 import zlib
 
 import numpy as np
@@ -10,6 +11,7 @@ from minicnn.errors import InputError
 from minicnn.explain import registry
 from minicnn.layers import Conv2d, Linear, ReLU
 from minicnn.metrics import sanity
+from minicnn.metrics.comparison import compare_images
 from minicnn.metrics.maps import pixel_map
 from minicnn.metrics.randomisation import randomised, reset_parameters, steps, unit_label, units
 from minicnn.metrics.runs import model_inputs
@@ -148,3 +150,21 @@ def test_every_sanity_step_by_hand_with_a_seed_and_the_trained_targets():
     table = result.tables().split("**spearman**")[1]
     row = next(line for line in table.splitlines() if line.startswith("| Saliency"))
     assert row.endswith(" | ".join(f"{v:.2f}" for v in result.values["saliency"]["spearman"].mean(axis=1)) + " |")
+
+
+def test_sanity_in_chunks_joins_each_images_similarities_in_image_order(monkeypatch):
+    """The client's side of a run on workers, its chunks computed here: images 0 and 1-2 give the serial values."""
+    model = small_cnn(1, classes=4)
+    model.meta["preprocessing"] = SMALL_PREP
+    serial = sanity(model, methods="saliency", images=3, mode="cascading", seed=2, progress=False)
+
+    def in_chunks(model, keys, x, *, mode, seed, chunk, cluster, source, progress):
+        return [compare_images(model, keys, x[ids], ids, mode=mode, seed=seed, chunk=chunk)
+                for ids in (np.array([0]), np.array([1, 2]))]
+
+    monkeypatch.setattr(sys.modules["minicnn.metrics.sanity"], "sanity_parts", in_chunks)
+    chunked = sanity(model, methods="saliency", images=3, mode="cascading", seed=2, progress=False, cluster=object())
+    for s, v in serial.values["saliency"].items():
+        assert chunked.values["saliency"][s].shape == v.shape == (4, 3)          # (steps + 1, images)
+        np.testing.assert_allclose(chunked.values["saliency"][s], v, rtol=1e-9, atol=1e-12, err_msg=s)
+    np.testing.assert_allclose(chunked.examples["saliency"], serial.examples["saliency"], rtol=1e-9, atol=1e-12)
