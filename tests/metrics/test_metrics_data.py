@@ -10,8 +10,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from inputs.test_datasets import _cifar_batch, _make_cifar_tar
+
 from metrics.test_metrics_chunks import in_this_process, small_resnet, small_weights  # noqa: F401  (fixtures)
 from minicnn.errors import ImageError, InputError
 from minicnn.explain import registry
