@@ -61,6 +61,15 @@ def count_or_all(text: str):
     return "all" if text.strip().lower() == "all" else positive_int(text)
 
 
+def add_data_option(p: argparse.ArgumentParser) -> None:
+    """``--data PATH``: explain the test split of a dataset rather than the shipped test images."""
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="explain the test split of this dataset (the forms minicnn evaluate --data reads: "
+                        "folders test/<class>/*.jpg, a zip of them, cifar-10-python.tar.gz), class by class in "
+                        "turn; --images N takes the first N, all takes every one (default: the 300 shipped test "
+                        "images)")
+
+
 def add_cluster_options(p: argparse.ArgumentParser, *, cache: bool = True) -> None:
     """``--workers``, ``--scheduler``, ``--chunk-size`` (and ``--cache``): the run in chunks on Dask workers."""
     g = p.add_argument_group("on a Dask cluster (pip install 'minicnn[distributed]'; the results are the serial run's)")

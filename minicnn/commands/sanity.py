@@ -19,7 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .options import add_cluster_options, add_force_option, cluster_from, count_or_all
+from .options import add_cluster_options, add_data_option, add_force_option, cluster_from, count_or_all
 
 HELP = "do the maps change when the weights are randomised? (Adebayo et al. 2018)"
 
@@ -28,12 +28,13 @@ def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="shipped model name or weights file")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered method)")
     p.add_argument("--images", type=count_or_all, default=50,
-                   help="shipped test images to explain, or all (default 50)")
+                   help="test images to explain, or all (default 50)")
     p.add_argument("--mode", choices=["cascading", "independent"], default="cascading",
                    help="randomise from the logits down, one more layer each step, or one layer at a time")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     p.add_argument("--json", default=None, help="write the similarities to this JSON file")
     p.add_argument("--out", default=None, help="figure of the maps step by step (PNG); curves go to FIG_curves.png")
+    add_data_option(p)
     add_force_option(p)
     add_cluster_options(p)
 
@@ -48,6 +49,7 @@ def run(args) -> int:
     from ..metrics import sanity  # lazy: the metrics (and SciPy) slow `minicnn --help`
     from ..metrics.intervals import IntervalWarning  # lazy: as above
     from ..metrics.runs import selected_methods  # lazy: as above
+    from ..metrics.testset import TestImages  # lazy: as above
     from ..models.weights import load, locate  # lazy: zipfile, json, hashlib slow `minicnn --help`
     from ..util.atomic import Outputs  # lazy: as above
 
@@ -55,15 +57,22 @@ def run(args) -> int:
     cluster = cluster_from(args)                          # None: the serial run
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
     outputs.input(locate(args.model)[0], "--model")
+    data = None if args.data is None else TestImages(args.data)     # a bad --data fails before any work
+    if data is not None:
+        outputs.input(data.dataset.path, "--data")
+        count = data.count(args.images)                   # more images than the dataset has: refused now
     if args.json:
         outputs.output(args.json, "--json", suffixes=(".json",), kind="JSON")
     if args.out:
         outputs.output(args.out, "--out", suffixes=(".png",), kind="a PNG figure")
         outputs.output(curves_path(args.out), "the curves figure")
     model = load(args.model)
+    if data is not None:
+        print(f"data: the first {count} of {data.describe()}, class by class in turn",
+              file=sys.stderr)
     cpu = time.process_time()
     result = sanity(model, methods=args.methods, images=args.images, mode=args.mode, seed=args.seed, cluster=cluster,
-                    source=args.model)
+                    source=args.model, data=data)
     print(result.tables())
     if result.images < 2 and args.out:
         warnings.warn("the curves figure has no 95% bands: a mean over one image has no spread to estimate them "

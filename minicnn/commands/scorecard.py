@@ -22,7 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .options import add_cluster_options, add_force_option, cluster_from, count_or_all
+from .options import add_cluster_options, add_data_option, add_force_option, cluster_from, count_or_all
 
 HELP = "faithfulness, localisation and cost of every method, against baselines"
 
@@ -31,10 +31,11 @@ def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="shipped model name or weights file")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered method)")
     p.add_argument("--images", type=count_or_all, default=200,
-                   help="shipped test images to explain, or all (default 200)")
+                   help="test images to explain, or all (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline, tie-breaking, noise, mosaics")
     p.add_argument("--json", default=None, help="write the scorecard to this JSON file")
     p.add_argument("--out-dir", default=None, help="folder for the figures (created if missing)")
+    add_data_option(p)
     add_force_option(p)
     add_cluster_options(p)
 
@@ -50,6 +51,7 @@ def run(args) -> int:
     from ..metrics.intervals import IntervalWarning  # lazy: as above
     from ..metrics.runs import selected_methods  # lazy: as above
     from ..metrics.scorecard import INTERVAL_NOTE  # lazy: as above
+    from ..metrics.testset import TestImages  # lazy: as above
     from ..models.weights import load, locate  # lazy: zipfile, json, hashlib slow `minicnn --help`
     from ..util.atomic import Outputs  # lazy: as above
 
@@ -57,15 +59,22 @@ def run(args) -> int:
     cluster = cluster_from(args)                          # None: the serial run
     outputs = Outputs(force=args.force)                   # the overwrite rule of every command, before the work
     outputs.input(locate(args.model)[0], "--model")
+    data = None if args.data is None else TestImages(args.data)     # a bad --data fails before any work
+    if data is not None:
+        outputs.input(data.dataset.path, "--data")
+        count = data.count(args.images)                   # more images than the dataset has: refused now
     if args.json:
         outputs.output(args.json, "--json", suffixes=(".json",), kind="JSON")
     model = load(args.model)
     paths = figure_paths(args.out_dir, model.name) if args.out_dir else {}
     for what, path in paths.items():
         outputs.output(path, f"the {what} figure", create_folder=True)     # --out-dir is created if missing
+    if data is not None:
+        print(f"data: the first {count} of {data.describe()}, class by class in turn; "
+              f"the mosaics of the pointing games are made of the dataset's images too", file=sys.stderr)
     cpu = time.process_time()
     card = scorecard(model, methods=args.methods, images=args.images, seed=args.seed, cluster=cluster,
-                     source=args.model)
+                     source=args.model, data=data)
     print(card.table())
     if card.unknown_intervals():
         warnings.warn(INTERVAL_NOTE, IntervalWarning, stacklevel=2)        # one "minicnn: note:" line on stderr

@@ -122,6 +122,28 @@ class Dataset:
         """The number of images if it is known without decoding anything."""
         return len(self)
 
+    def labels(self) -> np.ndarray:
+        """(N,) int64: every image's label, in dataset order (folders and zips: without decoding an image)."""
+        return np.concatenate([y for _, y in self._chunks(256)]) if len(self) else np.zeros(0, np.int64)
+
+    def take(self, indices, bar=None) -> np.ndarray:
+        """(n, H, W, 3) uint8: the images at ``indices`` (n,) of the dataset order, in that order; only those are
+        decoded where the format allows (folders and zips). ``bar``: a Progress, updated as images are read.
+        All of them must share one size."""
+        indices = _indices(indices, len(self))
+        where = {int(i): k for k, i in enumerate(indices)}
+        picked: list = [None] * len(indices)
+        at = 0
+        for x, _ in self._chunks(256):
+            for j in range(len(x)):
+                if at + j in where:
+                    picked[where[at + j]] = x[j]
+            at += len(x)
+        if bar is not None:
+            bar.update(len(indices))
+        return _stack(picked, [f"image {i}" for i in indices], self) if len(indices) else np.zeros((0, 0, 0, 3),
+                                                                                                    np.uint8)
+
     def __repr__(self) -> str:
         n = self._known_len()
         return (f"Dataset({str(self.path)!r}, split={self.split!r}, format={self.format!r}, "
@@ -179,6 +201,18 @@ class _FileDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def labels(self) -> np.ndarray:
+        return np.array([label for _, label in self.entries], dtype=np.int64)
+
+    def take(self, indices, bar=None) -> np.ndarray:
+        names = [self.entries[int(i)][0] for i in _indices(indices, len(self))]
+        images = []
+        for name in names:
+            images.append(self._read(name))
+            if bar is not None:
+                bar.update(1)
+        return _stack(images, names, self) if images else np.zeros((0, 0, 0, 3), np.uint8)
 
     def _chunks(self, batch_size):
         for start in range(0, len(self.entries), batch_size):
@@ -323,9 +357,16 @@ class _CifarDataset(Dataset):
         self._members = members
         self._files = CIFAR_SPLITS[split]
         self._lengths: list[int] | None = None
+        self._last: tuple[str, tuple[np.ndarray, np.ndarray]] | None = None
 
     def _batch(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        return read_batch(self._members.read(name), f"{self._members.where}:{name}", len(self.classes))
+        """One batch file's (images, labels); the last one read is kept (30 MB), so that ``labels()`` and then
+        ``take()`` of the test split read (and for the .tar.gz, decompress) it once."""
+        if self._last is None or self._last[0] != name:
+            self._last = None                                 # free the last batch before reading the next
+            self._last = (name, read_batch(self._members.read(name), f"{self._members.where}:{name}",
+                                           len(self.classes)))
+        return self._last[1]
 
     def __len__(self) -> int:
         if self._lengths is None:
@@ -356,6 +397,14 @@ def _is_tar(p: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------
+
+
+def _indices(indices, n: int) -> np.ndarray:
+    """``indices`` as an int64 array of numbers in 0..n-1; an InputError otherwise."""
+    out = np.asarray(indices)
+    if out.ndim != 1 or (out.size and (out.dtype.kind not in "iu" or out.min() < 0 or out.max() >= n)):
+        raise InputError(f"image indices must be integers in 0..{n - 1}")
+    return out.astype(np.int64)
 
 
 def _stack(images: list[np.ndarray], names: list[str], ds: Dataset) -> np.ndarray:

@@ -20,10 +20,13 @@ With ``cluster.cache`` each finished chunk of each method is kept on disk
 (:class:`minicnn.util.chunkcache.ChunkCache`), keyed by
 
     kind, model (SHA-256 of the weights), method, settings (seed, steps; mode), image ids
-    (mosaics: their images and target tiles), and the package version
+    (mosaics: their images and target tiles), the SHA-256 of the chunk's input arrays
+    (:func:`minicnn.util.chunkcache.array_digest`: the images, or the mosaics and their
+    targets), and the package version
 
 so a run that was interrupted, or that adds a method, computes only the
-chunks that are missing.
+chunks that are missing, and a run on other images (another ``--data``, or
+other images under the same numbers) never reuses a chunk.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..models.worker import LOCK, weights_digest, worker_model
-from ..util.chunkcache import ChunkCache
+from ..util.chunkcache import ChunkCache, array_digest
 from ..util.cluster import ClusterError, run_tasks
 from .comparison import compare_images
 from .scoring import REFERENCE, score_images, score_mosaics
@@ -111,8 +114,8 @@ def scorecard_parts(model, work, *, cluster, source, batch: int, chunk: int, exa
             reference = have.get(REFERENCE, {}).get("map")
             return images_task, (source, digest, missing, work.x[ids], ids, work.settings, batch, chunk, examples,
                                  reference)
-        images.add({**common, "kind": "scorecard images", "ids": ids.tolist(), "examples": examples}, work.keys,
-                   task, len(ids), named(ids), extra=(REFERENCE,))
+        images.add({**common, "kind": "scorecard images", "ids": ids.tolist(), "examples": examples,
+                    "inputs": array_digest(work.x[ids])}, work.keys, task, len(ids), named(ids), extra=(REFERENCE,))
     mosaics = _Parts(images.cache)
     if work.tiles is not None:
         for ids in cuts(len(work.tiles), max(1, cluster.chunk // 4)):
@@ -120,7 +123,8 @@ def scorecard_parts(model, work, *, cluster, source, batch: int, chunk: int, exa
                 return mosaics_task, (source, digest, missing, work.tiles[ids], work.tile_targets[ids],
                                       work.target_tiles[ids], ids, work.settings["seed"], max(1, chunk // 4))
             mosaics.add({**common, "kind": "scorecard mosaics", "ids": ids.tolist(),
-                         "groups": work.groups[ids].tolist(), "target_tiles": work.target_tiles[ids].tolist()},
+                         "groups": work.groups[ids].tolist(), "target_tiles": work.target_tiles[ids].tolist(),
+                         "inputs": array_digest(work.tiles[ids], work.tile_targets[ids])},
                         work.keys, task, 4 * len(ids), named(ids, "mosaics"))
     both = len(images.tasks)
 
@@ -142,8 +146,8 @@ def sanity_parts(model, keys, x, *, mode: str, seed: int, chunk: int, cluster, s
     for ids in cuts(len(x), cluster.chunk):
         def task(missing, have, ids=ids):
             return sanity_task, (source, digest, missing, x[ids], ids, mode, seed, chunk)
-        parts.add({"kind": "sanity", "model": digest, "settings": {"mode": mode, "seed": seed}, "ids": ids.tolist()},
-                  keys, task, len(ids), named(ids))
+        parts.add({"kind": "sanity", "model": digest, "settings": {"mode": mode, "seed": seed}, "ids": ids.tolist(),
+                   "inputs": array_digest(x[ids])}, keys, task, len(ids), named(ids))
     run_tasks(parts.tasks, cluster=cluster, sizes=parts.sizes, names=parts.names, label=f"sanity ({mode})",
               unit="images", progress=progress, on_result=parts.finished)
     return parts.parts

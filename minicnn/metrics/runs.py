@@ -73,15 +73,27 @@ def shipped_test_images(count: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return images, np.array([classes.index(c) for _, c in chosen]), classes
 
 
-def model_inputs(model, count) -> tuple[np.ndarray, dict]:
-    """The first ``count`` shipped test images (``shipped_test_images``; "all": every one) as the model's input
-    (count, C, H, W), and its preprocessing; a one-line error for a model that records none."""
+def test_images(count, data=None, *, progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(pictures (n, H, W, 3) uint8, labels (n,), class names): the first ``count`` ("all": every one) of the
+    shipped test images (``data`` None: :func:`shipped_test_images`) or of ``data``, a
+    :class:`minicnn.metrics.testset.TestImages` (a dataset's test split), both class by class in turn."""
+    if data is None:
+        return shipped_test_images(len(sample_images()) if count == "all" else count)
+    pictures, labels = data.first(count, progress=progress)
+    return pictures, labels, data.classes
+
+
+test_images.__test__ = False                     # not a pytest test despite its name
+
+
+def model_inputs(model, count, data=None, *, progress: bool = False) -> tuple[np.ndarray, dict]:
+    """The first ``count`` test images (:func:`test_images`: the shipped ones, or ``data``'s; "all": every one)
+    as the model's input (count, C, H, W) float32, and its preprocessing; a one-line error for a model that
+    records none."""
     prep = model.meta.get("preprocessing")
     if not prep:
         raise InputError(f"{model.name} records no preprocessing; cannot prepare the test images for it")
-    if count == "all":
-        count = len(sample_images())
-    pictures, _, _ = shipped_test_images(count)
+    pictures, _, _ = test_images(count, data, progress=progress)
     return preprocess(pictures, prep), prep
 
 

@@ -3,7 +3,8 @@
     result = sanity(minicnn.load("vgg_cifar10"), images=50, mode="cascading")
     result.json()     # {"model", "mode", "images", "steps": ["original", ...], "methods": {KEY: {...}}}
 
-For ``images`` shipped CIFAR-10 test images, each explained for the class
+For ``images`` shipped CIFAR-10 test images (or, with ``data``, a dataset's
+test split: :mod:`minicnn.metrics.testset`), each explained for the class
 the *trained* network predicts (the same class at every step), every method
 of the registry (or those named) gives its map on the trained network and
 on the network randomised step by step (:mod:`minicnn.metrics.randomisation`:
@@ -37,6 +38,7 @@ from .distributed import sanity_parts
 from .randomisation import MODES
 from .randomisation import steps as randomisation_steps
 from .runs import model_inputs, selected_methods
+from .testset import TestImages
 
 
 @dataclass
@@ -61,17 +63,19 @@ class Sanity:
     examples: dict[str, np.ndarray] = field(default_factory=dict)
     picture: np.ndarray | None = None
     seconds: float = 0.0
+    data: str | None = None                    # where the images come from (None: the shipped ones)
 
     def json(self) -> dict:
-        """The JSON of ``minicnn sanity --json``: one mean over the images per step."""
+        """The JSON of ``minicnn sanity --json``: one mean over the images per step (``data``: only for a run
+        on a dataset)."""
         methods = {}
         for key in self.methods:
             if key in self.skipped:
                 methods[key] = {"not_applicable": self.skipped[key]}
             else:
                 methods[key] = {s: [float(v) for v in self.values[key][s].mean(axis=1)] for s in SIMILARITIES}
-        return {"model": self.model, "mode": self.mode, "images": self.images, "steps": ["original", *self.steps],
-                "methods": methods}
+        return {"model": self.model, "mode": self.mode, "images": self.images,
+                **({"data": self.data} if self.data else {}), "steps": ["original", *self.steps], "methods": methods}
 
     def tables(self, width: int = 120) -> str:
         """Markdown: one table per similarity, a row per method, a column per step (means over the images).
@@ -113,24 +117,29 @@ class Sanity:
 
 
 def sanity(model, *, methods: str | None = None, images: int = 50, mode: str = "cascading", seed: int = 0,
-           chunk: int = 1, progress: bool = True, cluster=None, source=None) -> Sanity:
+           chunk: int = 1, progress: bool = True, cluster=None, source=None, data=None) -> Sanity:
     """Randomise ``model`` step by step and compare every method's maps with the trained ones (module docstring).
 
     ``cluster`` (a :class:`minicnn.util.cluster.Cluster`): run it in chunks of images on Dask workers,
     which load the model from ``source``; the values are those of the serial run
-    (:mod:`minicnn.metrics.comparison`, :mod:`minicnn.metrics.distributed`).
+    (:mod:`minicnn.metrics.comparison`, :mod:`minicnn.metrics.distributed`). ``data``: None for the
+    shipped test images, or a dataset (a path, or a :class:`minicnn.metrics.testset.TestImages`): the
+    first ``images`` ("all": every one) of its test split, class by class in turn.
     """
     seed, chunk = check_seed(seed), check_count(chunk, "chunk")
     if mode not in MODES:
         raise InputError(f"randomisation mode must be one of {', '.join(MODES)}; got {mode!r}")
     began = time.perf_counter()
     rows = selected_methods(methods)
-    x, prep = model_inputs(model, images)
+    if data is not None and not isinstance(data, TestImages):
+        data = TestImages(data)
+    x, prep = model_inputs(model, images, data, progress=progress)
     plan = randomisation_steps(model, mode)
     result = Sanity(model=model.name, mode=mode, images=len(x), steps=[label for label, _ in plan],
                     layers=[layers for _, layers in plan], methods=[m.key for m in rows],
                     titles={m.key: m.title for m in rows}, kinds={m.key: m.kind for m in rows},
-                    displays={m.key: m.display for m in rows}, picture=deprocess(x[0], prep))
+                    displays={m.key: m.display for m in rows}, picture=deprocess(x[0], prep),
+                    data=None if data is None else data.describe())
     keys = [m.key for m in rows]
     if cluster is None:
         parts = [compare_images(model, keys, x, np.arange(len(x)), mode=mode, seed=seed, chunk=chunk,

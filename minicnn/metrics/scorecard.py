@@ -4,7 +4,8 @@
     card.json()                     # {"model", "images", "methods": {KEY: {METRIC: {"mean", "ci95"}}}, "baselines"}
     card.table()                    # the same as a Markdown table
 
-For ``images`` shipped CIFAR-10 test images (class by class in turn), each
+For ``images`` shipped CIFAR-10 test images (class by class in turn; with
+``data``, a dataset's test split in the same order: :mod:`minicnn.metrics.testset`), each
 explained for the class the model predicts, every method of the registry
 (or those named) gives a map; three baselines (a seeded random map, a
 centred Gaussian, the image's edges: :mod:`minicnn.metrics.baselines`) are
@@ -43,10 +44,10 @@ reported as its mean over the images with a 95% confidence interval
 over the whole batch and have no interval (``ci95`` is null); so has a
 mean over one image (``--images 1``: null in the JSON, "[?]" in the table).
 
-The mosaics: ``images // 4`` of them (at least one), each of four shipped
-test images of four classes that the model classifies correctly alone
-(drawn, seeded, from the shipped test images), the target being the class
-of tile i mod 4.
+The mosaics: ``images // 4`` of them (at least one), each of four test
+images of four classes that the model classifies correctly alone (drawn,
+seeded, from the shipped test images, or with ``data`` from the dataset's),
+the target being the class of tile i mod 4.
 Only networks that accept a 64x64 input can be asked; for the others
 (``vgg_cifar10``, whose dense head takes the 2048 features of a 32x32
 image) the two pointing games are reported as not applicable, with the
@@ -80,13 +81,15 @@ import numpy as np
 
 from ..errors import InputError
 from ..inputs.preprocess import deprocess, preprocess
+from ..models.evaluate import label_map
 from ..util.checks import check_count, check_seed
 from .baselines import BASELINES
 from .distributed import scorecard_parts
 from .intervals import mean_ci95, summary
 from .localisation import choose_mosaics, mosaic
-from .runs import forward_in_batches, model_inputs, selected_methods, shipped_test_images
+from .runs import forward_in_batches, model_inputs, selected_methods, test_images
 from .scoring import class_probability, score_images, score_mosaics  # noqa: F401  (class_probability: re-exported)
+from .testset import TestImages
 
 #: The metrics of the JSON, in table order, with the direction that is better (None: a cost).
 METRICS = {
@@ -136,6 +139,7 @@ class Scorecard:
     steps: int = 10
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    data: str | None = None                    # where the images and mosaics come from (None: the shipped ones)
 
     def _entry(self, key) -> dict:
         if key in self.skipped:
@@ -155,8 +159,8 @@ class Scorecard:
         return out
 
     def json(self) -> dict:
-        """The scorecard as the JSON of ``minicnn scorecard --json``."""
-        return {"model": self.model, "images": self.images,
+        """The scorecard as the JSON of ``minicnn scorecard --json`` (``data`` only for a run on a dataset)."""
+        return {"model": self.model, "images": self.images, **({"data": self.data} if self.data else {}),
                 "methods": {k: self._entry(k) for k in self.methods},
                 "baselines": {b: {m: v for m, v in self._entry(b).items() if m not in COST} for b in BASELINES}}
 
@@ -209,22 +213,29 @@ def _number(v):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def mosaic_plan(model, count: int, seed: int):
-    """(mosaics (M, C, 2h, 2w), target classes (M,), target tiles (M,), groups (M, 4)) from the shipped test images.
+def mosaic_plan(model, count: int, seed: int, data: TestImages | None = None, *, progress: bool = False):
+    """(mosaics (M, C, 2h, 2w), target classes (M,), target tiles (M,), groups (M, 4)) from the test images.
 
-    The tiles come from the first 8 * count shipped images (class by class in turn, at least 40),
-    all 300 if those do not give ``count`` mosaics; each is classified once, alone; ``groups`` are
-    the numbers of the four shipped images of each mosaic.
+    The tiles come from the first 8 * count test images (class by class in turn, at least 40),
+    all of them if those do not give ``count`` mosaics; each is classified once, alone; ``groups`` are
+    the numbers of the four images of each mosaic in that order. The test images are the 300 shipped
+    ones, or with ``data`` the dataset's test split (its labels mapped to the model's classes by name,
+    :func:`minicnn.models.evaluate.label_map`: a one-line error for a class the model does not have).
     """
-    for pool in sorted({min(300, max(40, 8 * count)), 300}):
-        images, labels, _ = shipped_test_images(pool)
+    total = 300 if data is None else len(data)
+    for pool in sorted({min(total, max(40, 8 * count)), total}):
+        images, labels, classes = test_images(pool, data, progress=progress)
+        if data is not None:
+            labels = label_map(model.classes, classes)[labels]
         x = preprocess(images, model.meta["preprocessing"])
         predictions = forward_in_batches(model, x).argmax(axis=1)
         chosen = choose_mosaics(labels, predictions, count, seed)
         if len(chosen) == count:
             break
     if not chosen:
-        raise InputError(f"{model.name} classifies no four shipped test images of four classes correctly")
+        raise InputError(f"{model.name} classifies no four "
+                         f"{'shipped test images' if data is None else 'images of the dataset'} of four classes "
+                         f"correctly")
     tiles = np.stack([mosaic([x[i] for i in group]) for group, _ in chosen])
     targets = np.array([labels[group[tile]] for group, tile in chosen])
     return tiles, targets, np.array([tile for _, tile in chosen]), np.array([group for group, _ in chosen])
@@ -255,13 +266,15 @@ class Plan:
     localisation_note: str | None = None
 
 
-def plan(model, rows, images: int, *, seed: int, steps: int) -> Plan:
+def plan(model, rows, images: int, *, seed: int, steps: int, data: TestImages | None = None,
+         progress: bool = False) -> Plan:
     """The scorecard's images and mosaics (module docstring), and the settings its values depend on."""
-    x, prep = model_inputs(model, images)
+    x, prep = model_inputs(model, images, data, progress=progress)
     out = Plan(keys=[m.key for m in rows] + list(BASELINES), x=x, prep=prep, settings={"seed": seed, "steps": steps})
     size = x.shape[2:]
     try:
-        out.tiles, out.tile_targets, out.target_tiles, out.groups = mosaic_plan(model, max(1, len(x) // 4), seed)
+        out.tiles, out.tile_targets, out.target_tiles, out.groups = mosaic_plan(model, max(1, len(x) // 4), seed,
+                                                                                data, progress=progress)
     except InputError as e:
         out.localisation_note = str(e)
     else:
@@ -307,8 +320,13 @@ def merge(card: Scorecard, image_parts: list[dict], mosaic_parts: list[dict], *,
 
 def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int = 0, steps: int = 10,
               batch: int = 32, chunk: int = 1, examples: int = 4, progress: bool = True,
-              cluster=None, source=None) -> Scorecard:
+              cluster=None, source=None, data=None) -> Scorecard:
     """The scorecard of ``model`` (module docstring); ``methods``: None for every registered method.
+
+    ``data``: None for the shipped test images, or a dataset (a path any form of
+    :func:`minicnn.inputs.datasets.open_dataset` reads, or a :class:`minicnn.metrics.testset.TestImages`):
+    its test split, class by class in turn; ``images`` the first that many, or "all". The mosaics
+    are then made of the same dataset's images.
 
     ``cluster`` (a :class:`minicnn.util.cluster.Cluster`): run it in chunks of images on Dask workers,
     which load the model from ``source`` (its shipped name or weights file); the values are those of
@@ -319,9 +337,12 @@ def scorecard(model, *, methods: str | None = None, images: int = 200, seed: int
     batch, chunk, examples = check_count(batch, "batch"), check_count(chunk, "chunk"), check_count(examples, "examples")
     began = time.perf_counter()
     rows = selected_methods(methods)
-    work = plan(model, rows, images, seed=seed, steps=steps)
+    if data is not None and not isinstance(data, TestImages):
+        data = TestImages(data)
+    work = plan(model, rows, images, seed=seed, steps=steps, data=data, progress=progress)
     n = len(work.x)
     card = Scorecard(model=model.name, images=n, methods=[m.key for m in rows], steps=steps,
+                     data=None if data is None else data.describe(),
                      titles={**{m.key: m.title for m in rows}, **{b: f"baseline: {b}" for b in BASELINES}},
                      localisation_note=work.localisation_note, mosaics=0 if work.tiles is None else len(work.tiles))
     if cluster is not None:

@@ -1,7 +1,8 @@
 """Finished chunks of a long run, kept on disk so that a run computes only what is missing.
 
     cache = ChunkCache("cache/")
-    key = {"kind": "scorecard images", "model": sha256, "method": "gradcam", "settings": {...}, "ids": [0, 1, 2]}
+    key = {"kind": "scorecard images", "model": sha256, "method": "gradcam", "settings": {...}, "ids": [0, 1, 2],
+           "inputs": array_digest(x[ids])}
     part = cache.get(key)              # {name: array} as it was put, or None
     cache.put(key, {"deletion_auc": np.array([...]), "skipped": np.array("why")})
 
@@ -42,6 +43,17 @@ def package_version() -> str:
         return version("minicnn")
     except PackageNotFoundError:
         return "unknown"
+
+
+def array_digest(*arrays) -> str:
+    """SHA-256 of the arrays' dtypes, shapes and bytes, in order: what a chunk was computed from, for its key
+    (the same ids with other images, from another dataset or another order, make another key)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def canonical(key: dict) -> str:

@@ -146,3 +146,63 @@ def test_an_output_that_names_the_weights_is_refused(tmp_path, capsys):
     weights.write_bytes(locate("vgg_cifar10")[0].read_bytes())
     code, out, err = run(capsys, "sanity", "--model", str(weights), "--images", "1", "--json", str(weights), "--force")
     assert code != 0 and "same file" in err and len(err.strip().splitlines()) == 1
+
+
+def first_of_each_class(root, classes=("airplane", "automobile", "bird", "cat")):
+    """root/test/<class>/000.jpg: the first shipped test image of each class, so the order class by class in
+    turn is the shipped order's first len(classes) images."""
+    from minicnn.inputs.samples import sample_images
+    for cls in classes:
+        (root / "test" / cls).mkdir(parents=True)
+        (root / "test" / cls / "000.jpg").write_bytes(sample_images(cls)[0][0].read_bytes())
+    return root
+
+
+def test_scorecard_and_sanity_on_data_take_every_image_of_its_test_split(tmp_path, capsys):
+    model = shipped("resnet20_cifar10")
+    root = first_of_each_class(tmp_path / "data")
+    js = tmp_path / "card.json"
+    code, out, err = run(capsys, "scorecard", "--model", "resnet20_cifar10", "--data", str(root), "--images", "all",
+                         "--methods", "saliency", "--json", str(js))
+    assert code == 0, err
+    assert f"data: the first 4 of the 4 images of the test split of {root}, class by class in turn" in err
+    data = json.loads(js.read_text())
+    assert data["images"] == 4 and data["data"] == f"the 4 images of the test split of {root}"
+    from minicnn.metrics.scoring import score_images
+    x, _ = model_inputs(model, 4)                                  # the same images: the shipped order's first 4
+    direct = score_images(model, ["saliency"], x, list(range(4)), seed=0)["saliency"]
+    for metric in ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "occlusion_spearman", "sparseness"):
+        mean, lo, hi = mean_ci95(direct[metric])
+        entry = data["methods"]["saliency"][metric]
+        assert entry["mean"] == pytest.approx(mean, abs=1e-5) and entry["ci95"] == pytest.approx([lo, hi], abs=1e-5)
+    js = tmp_path / "sanity.json"
+    code, out, err = run(capsys, "sanity", "--model", "resnet20_cifar10", "--data", str(root), "--images", "2",
+                         "--methods", "saliency", "--mode", "independent", "--json", str(js))
+    assert code == 0, err
+    on_data = json.loads(js.read_text())
+    code, out, err = run(capsys, "sanity", "--model", "resnet20_cifar10", "--images", "2", "--methods", "saliency",
+                         "--mode", "independent", "--json", str(js), "--force")
+    assert code == 0, err
+    plain = json.loads(js.read_text())
+    assert "data" not in plain and on_data.pop("data") == f"the 4 images of the test split of {root}"
+    assert {k: v for k, v in on_data.items() if k != "methods"} == {k: v for k, v in plain.items() if k != "methods"}
+    for s, values in plain["methods"]["saliency"].items():
+        assert on_data["methods"]["saliency"][s] == pytest.approx(values, abs=1e-6), s
+
+
+@pytest.mark.parametrize("command", ["scorecard", "sanity"])
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "none", "dataset not found"),
+    (lambda tmp: (tmp / "notes.txt", (tmp / "notes.txt").write_text("hi"))[0], "is not a dataset minicnn can read"),
+    (lambda tmp: first_of_each_class(tmp / "four"), "between 1 and 4 (the 4 images of the test split of"),
+])
+def test_a_missing_or_bad_data_is_a_one_line_error_before_any_work(tmp_path, capsys, monkeypatch, command, make,
+                                                                    message):
+    data = make(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run(capsys, command, "--model", "resnet20_cifar10", "--data", str(data), "--images", "5",
+                         "--json", "r.json")
+    assert code == 2 and err.startswith("minicnn: error:") and len(err.strip().splitlines()) == 1, err
+    assert message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

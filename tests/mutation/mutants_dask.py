@@ -14,6 +14,7 @@ from run_mutations import Mutant
 
 CHUNKS = ("tests/metrics/test_metrics_chunks.py",)
 CLUSTER = ("tests/metrics/test_metrics_chunks.py", "tests/metrics/test_distributed.py")
+DATA = ("tests/metrics/test_metrics_data.py",)
 
 
 def _m(name, path, old, new, what, tests=CHUNKS, equivalent=""):
@@ -64,9 +65,17 @@ MUTANTS = [
        'common = {"model": digest, "settings": work.settings}', 'common = {"settings": work.settings}',
        "the cache key without the weights' digest (other weights read the old chunks)"),
     _m("key.no-ids", "metrics/distributed.py",
-       'images.add({**common, "kind": "scorecard images", "ids": ids.tolist(), "examples": examples}',
-       'images.add({**common, "kind": "scorecard images", "examples": examples}',
-       "the cache key without the image ids (every chunk reads the first one's values)"),
+       'images.add({**common, "kind": "scorecard images", "ids": ids.tolist(), "examples": examples,',
+       'images.add({**common, "kind": "scorecard images", "examples": examples,',
+       "the cache key without the image ids (the same images at other numbers, other seeds, read the old values)",
+       tests=DATA),
+    _m("key.no-inputs", "metrics/distributed.py",
+       '                    "inputs": array_digest(work.x[ids])}', "                    }",
+       "the scorecard's cache key without its inputs' digest (other images under the same numbers read old values)",
+       tests=DATA),
+    _m("key.sanity-no-inputs", "metrics/distributed.py",
+       '                   "inputs": array_digest(x[ids])}', "                   }",
+       "the sanity check's cache key without its inputs' digest", tests=DATA),
     _m("key.no-method", "metrics/distributed.py",
        'got = self.cache.get({**base, "method": k})', 'got = self.cache.get({**base, "method": keys[0]})',
        "the cache looked up under the first method for every method"),
