@@ -13,8 +13,10 @@ damaged is a miss, never a wrong answer. Files are written atomically
 (:func:`minicnn.util.atomic.atomic_output`: a reader never sees half a file;
 an interrupted run leaves whole entries only). Loads execute nothing:
 NumPy reads them with ``allow_pickle=False``; each file is checked to be a
-regular file of at most :data:`MAX_ENTRY_BYTES` bytes and read with that
-bound; an entry that does not read back is a miss, and is computed again.
+regular file of at most :data:`MAX_ENTRY_BYTES` bytes, read with that
+bound, and made of stored (uncompressed) members of that size in all, so
+nothing unpacks past it; an entry that does not read back is a miss, and is
+computed again.
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ def canonical(key: dict) -> str:
     return json.dumps({**key, VERSION_FIELD: package_version()}, sort_keys=True, separators=(",", ":"))
 
 
+def stored_within(data: bytes, limit: int) -> bool:
+    """Whether the zip ``data`` holds only stored (uncompressed) members, ``limit`` bytes in all: what ``put``
+    writes. A compressed member could unpack to far more than the file's bounded size (a zip bomb)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        members = z.infolist()
+    return (all(m.compress_type == zipfile.ZIP_STORED for m in members)
+            and sum(m.file_size for m in members) <= limit)
+
+
 class ChunkCache:
     """A folder of finished chunks (module docstring); created if missing."""
 
@@ -84,6 +95,8 @@ class ChunkCache:
             return None
         try:
             data = read_regular_file(path, MAX_ENTRY_BYTES, "cache entry")
+            if not stored_within(data, MAX_ENTRY_BYTES):
+                raise ValueError("compressed or too large once unpacked")
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
         except (MinicnnError, OSError, ValueError, EOFError, zipfile.BadZipFile):

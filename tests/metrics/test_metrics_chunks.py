@@ -150,6 +150,9 @@ def test_the_cache_gives_back_what_was_put_and_nothing_else(tmp_path, monkeypatc
     monkeypatch.undo()
     np.savez(cache.path(key), __key__=np.array(chunkcache.canonical(key)), bad=np.array([{"a": 1}], dtype=object))
     assert cache.get(key) is None
+    # compressed members (which could unpack far past the bound: a zip bomb) are a miss, unread
+    np.savez_compressed(cache.path(key), __key__=np.array(chunkcache.canonical(key)), big=np.zeros(10 ** 6))
+    assert cache.path(key).stat().st_size < 100_000 and cache.get(key) is None
     os.unlink(cache.path(key))
     os.mkfifo(cache.path(key))                                             # not a regular file: refused, not read
     assert cache.get(key) is None
