@@ -93,18 +93,19 @@ class Draws:
             raise ValueError(f"ids must number the {n} images in ascending order")
         robust = int((ids < ROBUSTNESS_IMAGES).sum())
 
-        def each(draw, rows, stream):
-            return np.concatenate([draw(i, image_seed(seed, i, stream)) for i in rows]) if len(rows) else None
+        def each(draw, count, stream):
+            """image r's draw(r, its seed) for the first ``count`` rows, stacked (None for no rows)."""
+            rows = [draw(r, image_seed(seed, int(ids[r]), stream)) for r in range(count)]
+            return np.concatenate(rows) if rows else None
 
-        subsets = each(lambda i, s: random_subsets(1, FC_RUNS, values, min(FC_SUBSET, values), s), ids, 1)
-        perturbations = each(lambda i, s: gaussian_perturbations((1, *rest), INFIDELITY_SAMPLES, INFIDELITY_SIGMA, s),
-                             ids, 2)
-        noise = each(lambda i, s: uniform_noise((1, *rest), SENSITIVITY_SAMPLES, SENSITIVITY_RADIUS, s),
-                     ids[:robust], 3)
+        targets = np.asarray(targets)
+        subsets = each(lambda r, s: random_subsets(1, FC_RUNS, values, min(FC_SUBSET, values), s), n, 1)
+        perturbations = each(lambda r, s: gaussian_perturbations((1, *rest), INFIDELITY_SAMPLES, INFIDELITY_SIGMA, s),
+                             n, 2)
+        noise = each(lambda r, s: uniform_noise((1, *rest), SENSITIVITY_SAMPLES, SENSITIVITY_RADIUS, s), robust, 3)
         if noise is None:
             noise = np.zeros((0, SENSITIVITY_SAMPLES, *rest), np.float32)
-        at = {int(i): row for row, i in enumerate(ids)}
-        others = each(lambda i, s: other_classes(np.asarray(targets)[at[int(i)]:at[int(i)] + 1], classes, s), ids, 4)
+        others = each(lambda r, s: other_classes(targets[r:r + 1], classes, s), n, 4)
         return cls(subsets=subsets, perturbations=perturbations, noise=noise, others=others, robust=robust)
 
 
